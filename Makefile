@@ -1,0 +1,40 @@
+# Every target works offline with no AWS account and no credentials.
+SHELL := /bin/bash
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_REGION ?= us-east-1
+export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+GO_PACKAGES_FAST := ./internal/... ./extension/... ./functions/...
+
+.PHONY: all synth test test-fast vet bench clean
+
+all: synth
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## synth: build the Go binaries and synthesize the stack into cdk.out/
+synth: node_modules/.package-lock.json
+	npx --no-install cdk synth --quiet
+	@echo "template: cdk.out/LambdaCircuitBreakerStack.template.json"
+
+## vet: gofmt and go vet
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	go vet ./...
+
+## test-fast: unit tests of the runtime code, with the race detector
+test-fast: node_modules/.package-lock.json
+	go test -race -count=1 $(GO_PACKAGES_FAST)
+
+## test: every test (runtime code, synth snapshots, consumer module, end to end)
+test: node_modules/.package-lock.json vet
+	go test -race -count=1 $(GO_PACKAGES_FAST)
+	go test -count=1 -timeout 30m ./constructs/... ./infra/... ./test/...
+	cd test/consumer && go test -count=1 -timeout 20m ./...
+
+clean:
+	rm -rf cdk.out test/consumer/cdk.out

@@ -1,0 +1,190 @@
+// Package dynalite starts a local DynamoDB-compatible server (dynalite, from
+// the repository's node_modules) on 127.0.0.1 for tests, and creates state
+// tables in it.
+//
+// Outside CI a missing dynalite skips the test with a message saying how to
+// install it; in CI (CI=true) it fails the test instead.
+package dynalite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Server is a running dynalite process.
+type Server struct {
+	// Endpoint is the server's URL, such as http://127.0.0.1:41234.
+	Endpoint string
+	cmd      *exec.Cmd
+	tables   atomic.Int64
+}
+
+// RepoRoot returns the directory of this repository's go.mod, searching up
+// from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.Contains(string(data), "module github.com/circuitbreaked/lambda-circuit-breaker\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("dynalite: repository root not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary returns the path of the dynalite command in node_modules.
+func Binary() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "node_modules", ".bin", "dynalite")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("dynalite not installed at %s: run 'npm ci' in the repository root", bin)
+	}
+	return bin, nil
+}
+
+// Start launches dynalite on a free loopback port and stops it when the test
+// ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := Launch()
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			tb.Skipf("skipping: %v", err)
+		}
+		tb.Fatalf("CI needs dynalite: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts dynalite without a testing.TB; call Stop when done. It
+// suits TestMain and benchmark commands.
+func Launch() (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start dynalite: %w", err)
+	}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "listening") {
+				ready <- nil
+				for sc.Scan() {
+				}
+				return
+			}
+		}
+		ready <- fmt.Errorf("dynalite exited before listening")
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			_ = cmd.Process.Kill()
+			return nil, err
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("dynalite did not start within 20s")
+	}
+	return &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}, nil
+}
+
+// Stop ends the dynalite process.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+// Pid returns the process ID of the dynalite server.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Client returns a DynamoDB client for the server with dummy credentials.
+func (s *Server) Client() *dynamodb.Client {
+	return NewClient(s.Endpoint)
+}
+
+// NewClient returns a DynamoDB client for a local endpoint with dummy
+// static credentials, region us-east-1 and no retries' jitter surprises.
+func NewClient(endpoint string) *dynamodb.Client {
+	return dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(endpoint),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "local", SecretAccessKey: "local"}, nil
+		}),
+	})
+}
+
+// NewTable creates a fresh state table (partition key "id", string, TTL on
+// "expiresAt") and returns its name.
+func (s *Server) NewTable(tb testing.TB) string {
+	tb.Helper()
+	name := fmt.Sprintf("circuits-%d", s.tables.Add(1))
+	if err := CreateTable(context.Background(), s.Client(), name); err != nil {
+		tb.Fatal(err)
+	}
+	return name
+}
+
+// CreateTable creates a state table with the same key schema as the
+// construct's table.
+func CreateTable(ctx context.Context, db *dynamodb.Client, name string) error {
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
