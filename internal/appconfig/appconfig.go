@@ -1,0 +1,96 @@
+// Package appconfig reads the monitored services of the CDK app from
+// infra/services.json, the one file that both the deployed stack and the
+// local stack read, so the two do not drift.
+package appconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// DefaultPath is the configuration file, relative to the repository root.
+const DefaultPath = "infra/services.json"
+
+// File is the content of the configuration file.
+type File struct {
+	// Services are the monitored services.
+	Services []Service `json:"services"`
+}
+
+// Service is one monitored service. Durations are Go duration strings
+// ("4s", "5m"); empty or zero fields keep the defaults.
+type Service struct {
+	// ID names the circuit.
+	ID string `json:"id"`
+	// URL is the health-check URL; empty means the mock API's health path.
+	URL string `json:"url,omitempty"`
+	// Schedule is an EventBridge schedule expression; default rate(1 minute).
+	Schedule string `json:"schedule,omitempty"`
+	// Timeout bounds one check.
+	Timeout string `json:"timeout,omitempty"`
+	// SlowCallThreshold marks slower responses as failed.
+	SlowCallThreshold string `json:"slowCallThreshold,omitempty"`
+	// ExpectedStatus lists healthy statuses, such as "200-299".
+	ExpectedStatus string `json:"expectedStatus,omitempty"`
+	// FailureThreshold is the consecutive failures that open the circuit.
+	FailureThreshold int `json:"failureThreshold,omitempty"`
+	// SuccessThreshold is the consecutive successes that close it.
+	SuccessThreshold int `json:"successThreshold,omitempty"`
+	// OpenCooldown is the first cool-down of an open circuit.
+	OpenCooldown string `json:"openCooldown,omitempty"`
+	// MaxOpenCooldown caps the cool-down.
+	MaxOpenCooldown string `json:"maxOpenCooldown,omitempty"`
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return File{}, fmt.Errorf("appconfig: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes and validates a configuration, rejecting unknown keys.
+func Parse(data []byte) (File, error) {
+	var f File
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return File{}, fmt.Errorf("appconfig: parse: %w", err)
+	}
+	if len(f.Services) == 0 {
+		return File{}, fmt.Errorf("appconfig: no services: list at least one under \"services\"")
+	}
+	for i, s := range f.Services {
+		if err := circuit.ValidateID(s.ID); err != nil {
+			return File{}, fmt.Errorf("appconfig: services[%d]: %w", i, err)
+		}
+		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown} {
+			if _, err := Duration(v); err != nil {
+				return File{}, fmt.Errorf("appconfig: service %q: %s: %w", s.ID, name, err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// Duration parses an optional Go duration string; "" is zero.
+func Duration(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, err
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("duration %q must be positive", v)
+	}
+	return d, nil
+}
