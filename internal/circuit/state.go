@@ -95,6 +95,8 @@ type Circuit struct {
 	OverrideReason string
 	// OverrideUntil is when the override expires; the zero time means never.
 	OverrideUntil time.Time
+	// OverrideAt is when the operator set the override.
+	OverrideAt time.Time
 }
 
 // New returns the record of a circuit that has never been written: CLOSED

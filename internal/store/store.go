@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -32,13 +33,42 @@ type API interface {
 
 // Store reads and writes circuits in one table.
 type Store struct {
-	db    API
-	table string
+	db          API
+	table       string
+	logger      *slog.Logger
+	maxAttempts int
 }
 
-// New returns a Store over the named table.
+// New returns a Store over the named table. It logs transitions to
+// slog.Default(); see WithLogger.
 func New(db API, table string) *Store {
-	return &Store{db: db, table: table}
+	return &Store{db: db, table: table, maxAttempts: DefaultMaxAttempts}
+}
+
+// WithLogger returns a copy of s that logs transitions and override
+// changes to l.
+func (s *Store) WithLogger(l *slog.Logger) *Store {
+	c := *s
+	c.logger = l
+	return &c
+}
+
+// WithMaxAttempts returns a copy of s whose Apply gives up after n
+// read-decide-write rounds (n < 1 means DefaultMaxAttempts).
+func (s *Store) WithMaxAttempts(n int) *Store {
+	c := *s
+	if n < 1 {
+		n = DefaultMaxAttempts
+	}
+	c.maxAttempts = n
+	return &c
+}
+
+func (s *Store) log() *slog.Logger {
+	if s.logger != nil {
+		return s.logger
+	}
+	return slog.Default()
 }
 
 // Table returns the name of the table.
@@ -107,8 +137,9 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.C
 	return result, nil
 }
 
-// record is the item layout of a circuit in the table. Times are Unix
-// milliseconds; zero times and empty strings are left out.
+// record is the item layout of a circuit in the table (documented in the
+// README). Times are Unix milliseconds; zero times and empty strings are
+// left out.
 type record struct {
 	ID                   string `dynamodbav:"id"`
 	State                string `dynamodbav:"state"`
@@ -123,6 +154,7 @@ type record struct {
 	Override             string `dynamodbav:"override,omitempty"`
 	OverrideReason       string `dynamodbav:"overrideReason,omitempty"`
 	OverrideUntil        int64  `dynamodbav:"overrideUntil,omitempty"`
+	OverrideAt           int64  `dynamodbav:"overrideAt,omitempty"`
 }
 
 func toMillis(t time.Time) int64 {
@@ -159,6 +191,7 @@ func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
 		Override:             circuit.Override(r.Override),
 		OverrideReason:       r.OverrideReason,
 		OverrideUntil:        fromMillis(r.OverrideUntil),
+		OverrideAt:           fromMillis(r.OverrideAt),
 	}
 	if c.ID == "" {
 		return circuit.Circuit{}, errors.New("store: decode circuit item: missing id")
@@ -188,6 +221,7 @@ func Encode(c circuit.Circuit) (map[string]types.AttributeValue, error) {
 		Override:             string(c.Override),
 		OverrideReason:       c.OverrideReason,
 		OverrideUntil:        toMillis(c.OverrideUntil),
+		OverrideAt:           toMillis(c.OverrideAt),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: encode circuit %q: %w", c.ID, err)

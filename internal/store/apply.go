@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// DefaultMaxAttempts bounds the read-decide-write rounds of Apply. Losing a
+// round needs another writer to win one, so the bound is only reached under
+// heavy contention on one circuit.
+const DefaultMaxAttempts = 50
+
+// ErrContention means Apply lost every round to other writers.
+var ErrContention = errors.New("store: too many concurrent writers")
+
+// Decider decides the next record from the current one; it is called again
+// with a fresh read after every lost race. It is usually a closure over
+// circuit.Decide.
+type Decider func(cur circuit.Circuit) circuit.Decision
+
+// Applied describes what Apply did.
+type Applied struct {
+	// Before is the record the winning decision was made on.
+	Before circuit.Circuit
+	// Decision is the decision that was written (or that needed no write).
+	Decision circuit.Decision
+	// Found reports whether the item existed when last read.
+	Found bool
+	// Reads and Writes count the DynamoDB calls made, including lost
+	// conditional writes.
+	Reads, Writes int
+}
+
+// After is the record as it is stored once Apply returns.
+func (a Applied) After() circuit.Circuit { return a.Decision.Next }
+
+// Apply reads circuit id (strongly consistent), asks decide for the next
+// record and writes it conditionally on what it read. When another writer
+// changed the item in between, it re-reads and decides again, up to the
+// store's attempt bound, sleeping a few random milliseconds between rounds.
+//
+// A NoChange decision costs one read and no write. A transition is logged
+// as one JSON line by the writer that won it, and only by that writer.
+func (s *Store) Apply(ctx context.Context, id string, decide Decider) (Applied, error) {
+	var a Applied
+	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+		cur, found, err := s.Get(ctx, id)
+		a.Reads++
+		if err != nil {
+			return a, err
+		}
+		d := decide(cur)
+		a.Before, a.Decision, a.Found = cur, d, found
+		if d.Change == circuit.NoChange {
+			return a, nil
+		}
+		a.Writes++
+		err = s.Write(ctx, cur, d.Next, d.Change)
+		if err == nil {
+			s.logDecision(ctx, cur, d)
+			return a, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return a, err
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return a, fmt.Errorf("store: apply to circuit %q: %w", id, err)
+		}
+	}
+	return a, fmt.Errorf("store: apply to circuit %q: lost %d rounds: %w", id, s.maxAttempts, ErrContention)
+}
+
+// backoff is a random pause of up to 1 ms per lost round, capped at 20 ms.
+func backoff(attempt int) time.Duration {
+	ceiling := time.Duration(min(attempt, 20)) * time.Millisecond
+	return rand.N(ceiling) + time.Millisecond/10
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

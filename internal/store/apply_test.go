@@ -1,0 +1,334 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+var t0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// TestApplyWalksTheMachine drives one circuit through every transition via
+// Apply and checks the stored item, the write count and the logs at every
+// step.
+func TestApplyWalksTheMachine(t *testing.T) {
+	s, api, logs := newTestStore(t)
+	ctx := context.Background()
+	settings := circuit.Settings{}
+	now := t0
+	steps := []struct {
+		name      string
+		ok        bool
+		advance   time.Duration
+		change    circuit.Change
+		state     circuit.State
+		version   int64
+		failures  int
+		successes int
+		opens     int
+	}{
+		{"healthy new circuit: no write", true, 0, circuit.NoChange, circuit.Closed, 0, 0, 0, 0},
+		{"first failure creates the item", false, time.Minute, circuit.CounterUpdate, circuit.Closed, 0, 1, 0, 0},
+		{"success resets", true, time.Minute, circuit.CounterUpdate, circuit.Closed, 0, 0, 0, 0},
+		{"healthy again: no write", true, time.Minute, circuit.NoChange, circuit.Closed, 0, 0, 0, 0},
+		{"failure 1", false, time.Minute, circuit.CounterUpdate, circuit.Closed, 0, 1, 0, 0},
+		{"failure 2", false, time.Minute, circuit.CounterUpdate, circuit.Closed, 0, 2, 0, 0},
+		{"failure 3 opens", false, time.Minute, circuit.Transition, circuit.Open, 1, 0, 0, 1},
+		{"cooling down: no write", true, 10 * time.Second, circuit.NoChange, circuit.Open, 1, 0, 0, 1},
+		{"trial fails: longer cool-down", false, time.Minute, circuit.CounterUpdate, circuit.Open, 1, 0, 0, 2},
+		{"trial succeeds: half-open", true, time.Minute, circuit.Transition, circuit.HalfOpen, 2, 0, 1, 2},
+		{"half-open fails: open", false, time.Minute, circuit.Transition, circuit.Open, 3, 0, 0, 3},
+		{"trial succeeds again", true, 2 * time.Minute, circuit.Transition, circuit.HalfOpen, 4, 0, 1, 3},
+		{"second success closes", true, time.Minute, circuit.Transition, circuit.Closed, 5, 0, 0, 0},
+		{"healthy closed: no write", true, time.Minute, circuit.NoChange, circuit.Closed, 5, 0, 0, 0},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		result := circuit.Failure("status 500")
+		if st.ok {
+			result = circuit.Success("status 200")
+		}
+		r0, w0 := api.reads.Load(), api.writes.Load()
+		a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+			return circuit.Decide(c, settings, result, now)
+		})
+		if err != nil {
+			t.Fatalf("%s: Apply: %v", st.name, err)
+		}
+		if a.Decision.Change != st.change {
+			t.Fatalf("%s: change %s, want %s", st.name, a.Decision.Change, st.change)
+		}
+		wantWrites := int64(1)
+		if st.change == circuit.NoChange {
+			wantWrites = 0
+		}
+		if r, w := api.reads.Load()-r0, api.writes.Load()-w0; r != 1 || w != wantWrites || a.Reads != 1 || a.Writes != int(wantWrites) {
+			t.Errorf("%s: %d reads %d writes (Applied says %d/%d), want 1 and %d", st.name, r, w, a.Reads, a.Writes, wantWrites)
+		}
+		got, _, err := s.Get(ctx, "svc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != st.state || got.Version != st.version || got.ConsecutiveFailures != st.failures || got.ConsecutiveSuccesses != st.successes || got.OpenCount != st.opens {
+			t.Errorf("%s: stored %s v%d failures %d successes %d opens %d; want %s v%d %d %d %d", st.name,
+				got.State, got.Version, got.ConsecutiveFailures, got.ConsecutiveSuccesses, got.OpenCount,
+				st.state, st.version, st.failures, st.successes, st.opens)
+		}
+		if got.State == circuit.Open && !got.RetryAt.After(now) {
+			t.Errorf("%s: OPEN with retryAt %v not after now %v", st.name, got.RetryAt, now)
+		}
+		if got.State != circuit.Open && !got.RetryAt.IsZero() {
+			t.Errorf("%s: %s with retryAt %v, want none", st.name, got.State, got.RetryAt)
+		}
+		if st.change == circuit.Transition && (!got.UpdatedAt.Equal(now) || got.PreviousState != a.Before.State || got.Reason == "") {
+			t.Errorf("%s: transition bookkeeping updatedAt %v previous %s reason %q", st.name, got.UpdatedAt, got.PreviousState, got.Reason)
+		}
+	}
+
+	transitions := withMsg(logs.lines(t), MsgTransition)
+	wantChain := [][2]string{{"CLOSED", "OPEN"}, {"OPEN", "HALF_OPEN"}, {"HALF_OPEN", "OPEN"}, {"OPEN", "HALF_OPEN"}, {"HALF_OPEN", "CLOSED"}}
+	if len(transitions) != len(wantChain) {
+		t.Fatalf("logged %d transitions, want %d: %v", len(transitions), len(wantChain), transitions)
+	}
+	for i, l := range transitions {
+		if l["from"] != wantChain[i][0] || l["to"] != wantChain[i][1] || l["version"] != float64(i+1) || l["service"] != "svc" || l["reason"] == "" || l["at"] == nil || l["level"] != "INFO" {
+			t.Errorf("transition line %d = %v, want %s -> %s at version %d", i, l, wantChain[i][0], wantChain[i][1], i+1)
+		}
+	}
+	if n := len(withMsg(logs.lines(t), MsgTrialFailed)); n != 1 {
+		t.Errorf("logged %d failed trials, want 1", n)
+	}
+}
+
+// TestWriteConditions checks that every write is refused when the item
+// moved on since it was read, and never bumps the version of a counter
+// update.
+func TestWriteConditions(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	fresh := circuit.New("w")
+	oneFailure := fresh
+	oneFailure.ConsecutiveFailures = 1
+	if err := s.Write(ctx, fresh, oneFailure, circuit.CounterUpdate); err != nil {
+		t.Fatalf("first counter write: %v", err)
+	}
+	tests := []struct {
+		name    string
+		cur     circuit.Circuit
+		next    func(c circuit.Circuit) circuit.Circuit
+		change  circuit.Change
+		wantErr string
+	}{
+		{"stale counters", fresh, func(c circuit.Circuit) circuit.Circuit { c.ConsecutiveFailures = 1; return c }, circuit.CounterUpdate, "changed since it was read"},
+		{"stale version", circuit.Circuit{ID: "w", State: circuit.Closed, Version: 3, ConsecutiveFailures: 1}, func(c circuit.Circuit) circuit.Circuit { c.Version = 4; c.State = circuit.Open; return c }, circuit.Transition, "changed since it was read"},
+		{"counter update may not bump version", oneFailure, func(c circuit.Circuit) circuit.Circuit { c.Version = 1; return c }, circuit.CounterUpdate, "changes version"},
+		{"transition must bump version by one", oneFailure, func(c circuit.Circuit) circuit.Circuit { c.Version = 2; c.State = circuit.Open; return c }, circuit.Transition, "want version+1"},
+		{"no change is not a write", oneFailure, func(c circuit.Circuit) circuit.Circuit { return c }, circuit.NoChange, "with change none"},
+		{"unknown state", oneFailure, func(c circuit.Circuit) circuit.Circuit { c.State = "SHUT"; return c }, circuit.CounterUpdate, "unknown state"},
+		{"other circuit", oneFailure, func(c circuit.Circuit) circuit.Circuit { c.ID = "x"; return c }, circuit.CounterUpdate, "changes circuit ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Write(ctx, tt.cur, tt.next(tt.cur), tt.change)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Write = %v, want error containing %q", err, tt.wantErr)
+			}
+			got, _, err := s.Get(ctx, "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != 0 || got.ConsecutiveFailures != 1 || got.State != circuit.Closed {
+				t.Errorf("refused write changed the item: %+v", got)
+			}
+		})
+	}
+	stale := errors.Is(s.Write(ctx, fresh, oneFailure, circuit.CounterUpdate), ErrConflict)
+	if !stale {
+		t.Error("stale write does not wrap ErrConflict")
+	}
+}
+
+// TestApplyRetriesAfterConflict makes the first decision lose to a write
+// slipped in between its read and its write, and checks that Apply re-reads
+// and decides again on the new record.
+func TestApplyRetriesAfterConflict(t *testing.T) {
+	s, api, logs := newTestStore(t)
+	ctx := context.Background()
+	calls := 0
+	a, err := s.Apply(ctx, "r", func(c circuit.Circuit) circuit.Decision {
+		calls++
+		if calls == 1 {
+			// Another updater counts two failures meanwhile.
+			two := c
+			two.ConsecutiveFailures = 2
+			if err := s.Write(ctx, c, two, circuit.CounterUpdate); err != nil {
+				t.Fatalf("interfering write: %v", err)
+			}
+		}
+		return circuit.Decide(c, circuit.Settings{}, circuit.Failure("timeout"), t0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 || a.Reads != 2 || a.Writes != 2 {
+		t.Errorf("calls %d reads %d writes %d, want 2 each", calls, a.Reads, a.Writes)
+	}
+	if a.After().State != circuit.Open || a.After().Version != 1 {
+		t.Errorf("after retry: %s v%d, want OPEN v1 (third failure)", a.After().State, a.After().Version)
+	}
+	if n := len(withMsg(logs.lines(t), MsgTransition)); n != 1 {
+		t.Errorf("%d transition lines, want 1", n)
+	}
+	if api.writes.Load() != 3 {
+		t.Errorf("%d UpdateItem calls, want 3 (interfering, lost, won)", api.writes.Load())
+	}
+}
+
+// TestApplyGivesUp checks the bound on lost rounds.
+func TestApplyGivesUp(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	s = s.WithMaxAttempts(3)
+	ctx := context.Background()
+	rounds := 0
+	_, err := s.Apply(ctx, "g", func(c circuit.Circuit) circuit.Decision {
+		rounds++
+		bumped := c
+		bumped.ConsecutiveFailures++
+		if err := s.Write(ctx, c, bumped, circuit.CounterUpdate); err != nil {
+			t.Fatalf("interfering write: %v", err)
+		}
+		return circuit.Decide(c, circuit.Settings{FailureThreshold: 100}, circuit.Failure("x"), t0)
+	})
+	if !errors.Is(err, ErrContention) || rounds != 3 {
+		t.Fatalf("Apply = %v after %d rounds, want ErrContention after 3", err, rounds)
+	}
+}
+
+// TestOverrides sets and clears overrides around transitions.
+func TestOverrides(t *testing.T) {
+	s, api, logs := newTestStore(t)
+	ctx := context.Background()
+	until := t0.Add(time.Hour)
+
+	// Setting an override on a circuit that was never written creates it.
+	c, err := s.SetOverride(ctx, "ov", circuit.ForcedOpen, "planned maintenance", until, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Override != circuit.ForcedOpen || c.OverrideReason != "planned maintenance" || !c.OverrideUntil.Equal(until) || !c.OverrideAt.Equal(t0) || c.State != circuit.Closed || c.Version != 0 {
+		t.Fatalf("SetOverride = %+v", c)
+	}
+	if c.Allowed(t0) || !c.Allowed(until) {
+		t.Errorf("FORCED_OPEN until %v: Allowed(t0)=%v Allowed(until)=%v, want false, true", until, c.Allowed(t0), c.Allowed(until))
+	}
+
+	// The state machine still runs underneath and keeps the override.
+	for i := 0; i < 3; i++ {
+		if _, err := s.Apply(ctx, "ov", func(c circuit.Circuit) circuit.Decision {
+			return circuit.Decide(c, circuit.Settings{}, circuit.Failure("x"), t0)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := s.Get(ctx, "ov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != circuit.Open || got.Version != 1 || got.Override != circuit.ForcedOpen || got.OverrideReason != "planned maintenance" {
+		t.Errorf("after 3 failures under an override: %+v", got)
+	}
+
+	// Replacing with FORCED_CLOSED forever keeps state and version.
+	c, err = s.SetOverride(ctx, "ov", circuit.ForcedClosed, "false alarm", time.Time{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Override != circuit.ForcedClosed || !c.OverrideUntil.IsZero() || c.State != circuit.Open || c.Version != 1 || !c.Allowed(t0.Add(1000*time.Hour)) {
+		t.Errorf("replaced override: %+v", c)
+	}
+
+	c, cleared, err := s.ClearOverride(ctx, "ov", t0)
+	if err != nil || !cleared || c.Override != circuit.NoOverride || c.State != circuit.Open || c.Version != 1 {
+		t.Fatalf("ClearOverride = %+v, %v, %v", c, cleared, err)
+	}
+	got, _, err = s.Get(ctx, "ov")
+	if err != nil || got.Override != circuit.NoOverride || got.OverrideReason != "" || !got.OverrideAt.IsZero() || got.Allowed(t0) {
+		t.Errorf("after clear, stored %+v, %v", got, err)
+	}
+
+	w := api.writes.Load()
+	if _, cleared, err := s.ClearOverride(ctx, "ov", t0); err != nil || cleared {
+		t.Errorf("second ClearOverride = %v, %v; want not cleared", cleared, err)
+	}
+	if _, cleared, err := s.ClearOverride(ctx, "never-written", t0); err != nil || cleared {
+		t.Errorf("ClearOverride(never-written) = %v, %v; want not cleared", cleared, err)
+	}
+	if _, found, _ := s.Get(ctx, "never-written"); found {
+		t.Error("ClearOverride created an item")
+	}
+	if api.writes.Load()-w != 2 {
+		t.Errorf("%d UpdateItem calls, want 2 (refused conditional removes)", api.writes.Load()-w)
+	}
+
+	lines := logs.lines(t)
+	if n, m := len(withMsg(lines, MsgOverrideSet)), len(withMsg(lines, MsgOverrideCleared)); n != 2 || m != 1 {
+		t.Errorf("override log lines: %d set, %d cleared; want 2, 1", n, m)
+	}
+
+	bad := []struct {
+		name, id string
+		o        circuit.Override
+		reason   string
+		until    time.Time
+	}{
+		{"bad id", "a b", circuit.ForcedOpen, "r", time.Time{}},
+		{"no reason", "ov", circuit.ForcedOpen, "", time.Time{}},
+		{"not an override", "ov", circuit.Override("OPEN"), "r", time.Time{}},
+		{"expired", "ov", circuit.ForcedOpen, "r", t0.Add(-time.Second)},
+	}
+	w = api.writes.Load()
+	for _, b := range bad {
+		if _, err := s.SetOverride(ctx, b.id, b.o, b.reason, b.until, t0); err == nil {
+			t.Errorf("%s: SetOverride succeeded", b.name)
+		}
+	}
+	if api.writes.Load() != w {
+		t.Error("invalid SetOverride calls reached DynamoDB")
+	}
+}
+
+// TestSparseItemFromOverride checks that an item holding only an override
+// (as an operator tool might create with a raw write) still takes its first
+// counter write and transition.
+func TestSparseItemFromOverride(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	tbl := s.Table()
+	if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &tbl,
+		Key:                       key("sparse"),
+		UpdateExpression:          aws.String("SET #o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": "override"},
+		ExpressionAttributeValues: map[string]typesAV{":o": strAV("FORCED_OPEN")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := s.Apply(ctx, "sparse", func(c circuit.Circuit) circuit.Decision {
+			return circuit.Decide(c, circuit.Settings{}, circuit.Failure("x"), t0)
+		}); err != nil {
+			t.Fatalf("check %d: %v", i+1, err)
+		}
+	}
+	got, _, err := s.Get(ctx, "sparse")
+	if err != nil || got.State != circuit.Open || got.Version != 1 || got.Override != circuit.ForcedOpen {
+		t.Errorf("sparse item after 3 failures: %+v, %v", got, err)
+	}
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// ErrConflict means a conditional write found the item changed since it was
+// read: another writer won the race.
+var ErrConflict = errors.New("store: circuit changed since it was read")
+
+// Write stores the state-machine part of next, on the condition that the
+// item still holds what cur holds: the same version, counters, open count
+// and retry time (a missing attribute counts as zero, so a circuit that was
+// never written is created). A lost race returns an error wrapping
+// ErrConflict.
+//
+// With circuit.Transition, next.Version must be cur.Version+1 and the write
+// also sets updatedAt, previousState and reason. With
+// circuit.CounterUpdate, next.Version must equal cur.Version: counter
+// updates never bump the version. Override attributes are never touched,
+// so a concurrent SetOverride is not lost.
+func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change) error {
+	switch change {
+	case circuit.Transition:
+		if next.Version != cur.Version+1 {
+			return fmt.Errorf("store: transition of %q from version %d to %d: want version+1", cur.ID, cur.Version, next.Version)
+		}
+	case circuit.CounterUpdate:
+		if next.Version != cur.Version {
+			return fmt.Errorf("store: counter update of %q changes version %d to %d", cur.ID, cur.Version, next.Version)
+		}
+	default:
+		return fmt.Errorf("store: write of %q with change %s", cur.ID, change)
+	}
+	if cur.ID == "" || next.ID != cur.ID {
+		return fmt.Errorf("store: write changes circuit ID %q to %q", cur.ID, next.ID)
+	}
+	if !next.State.Valid() {
+		return fmt.Errorf("store: write of %q with unknown state %q", cur.ID, next.State)
+	}
+
+	e := newExpr()
+	e.set("state", &types.AttributeValueMemberS{Value: string(next.State)})
+	e.set("version", num(next.Version))
+	e.set("failures", num(int64(next.ConsecutiveFailures)))
+	e.set("successes", num(int64(next.ConsecutiveSuccesses)))
+	e.set("openCount", num(int64(next.OpenCount)))
+	e.setOrRemove("retryAt", toMillis(next.RetryAt))
+	if change == circuit.Transition {
+		e.set("updatedAt", num(toMillis(next.UpdatedAt)))
+		e.set("previousState", &types.AttributeValueMemberS{Value: string(cur.State)})
+		if next.Reason != "" {
+			e.set("reason", &types.AttributeValueMemberS{Value: next.Reason})
+		} else {
+			e.remove("reason")
+		}
+	}
+	e.guard("version", cur.Version)
+	e.guard("failures", int64(cur.ConsecutiveFailures))
+	e.guard("successes", int64(cur.ConsecutiveSuccesses))
+	e.guard("openCount", int64(cur.OpenCount))
+	e.guard("retryAt", toMillis(cur.RetryAt))
+
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(cur.ID),
+		UpdateExpression:          aws.String(e.update()),
+		ConditionExpression:       aws.String(e.condition()),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, ErrConflict)
+		}
+		return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, err)
+	}
+	return nil
+}
+
+// expr builds an update and a condition expression with placeholder names
+// for every attribute, so reserved words (such as state) need no care.
+type expr struct {
+	sets, removes, conds []string
+	names                map[string]string
+	values               map[string]types.AttributeValue
+	n                    int
+}
+
+func newExpr() *expr {
+	return &expr{names: map[string]string{}, values: map[string]types.AttributeValue{}}
+}
+
+func (e *expr) name(attr string) string {
+	n := "#" + attr
+	e.names[n] = attr
+	return n
+}
+
+func (e *expr) value(v types.AttributeValue) string {
+	e.n++
+	p := ":v" + strconv.Itoa(e.n)
+	e.values[p] = v
+	return p
+}
+
+func (e *expr) set(attr string, v types.AttributeValue) {
+	e.sets = append(e.sets, e.name(attr)+" = "+e.value(v))
+}
+
+// setIfAbsent sets attr only when the item does not have it yet.
+func (e *expr) setIfAbsent(attr string, v types.AttributeValue) {
+	n := e.name(attr)
+	e.sets = append(e.sets, n+" = if_not_exists("+n+", "+e.value(v)+")")
+}
+
+func (e *expr) remove(attr string) {
+	e.removes = append(e.removes, e.name(attr))
+}
+
+// setOrRemove sets a number attribute, or removes it when ms is zero.
+func (e *expr) setOrRemove(attr string, ms int64) {
+	if ms == 0 {
+		e.remove(attr)
+		return
+	}
+	e.set(attr, num(ms))
+}
+
+// guard adds "attr = want" to the condition; a missing attribute matches a
+// zero want.
+func (e *expr) guard(attr string, want int64) {
+	n, v := e.name(attr), e.value(num(want))
+	if want == 0 {
+		e.conds = append(e.conds, "(attribute_not_exists("+n+") OR "+n+" = "+v+")")
+		return
+	}
+	e.conds = append(e.conds, n+" = "+v)
+}
+
+func (e *expr) update() string {
+	var parts []string
+	if len(e.sets) > 0 {
+		parts = append(parts, "SET "+strings.Join(e.sets, ", "))
+	}
+	if len(e.removes) > 0 {
+		parts = append(parts, "REMOVE "+strings.Join(e.removes, ", "))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (e *expr) condition() string {
+	return strings.Join(e.conds, " AND ")
+}
+
+func num(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
