@@ -1,0 +1,14 @@
+// Package circuitbreaker provides CircuitBreakedService, an AWS CDK v2
+// construct that provisions a circuit breaker for AWS Lambda:
+//
+//   - a DynamoDB table with one circuit per monitored service;
+//   - a Lambda layer holding the circuit-breaker extension, which answers
+//     "may I call service X?" on 127.0.0.1 from an in-memory cache;
+//   - an updater function, run by one EventBridge rule per monitored
+//     service, that health-checks the service and moves its circuit;
+//   - optionally a mock REST API to monitor while trying the pattern.
+//
+// The Go programs are compiled at synth time with the local Go toolchain
+// (no Docker), by import path, so the construct works when imported from
+// another Go module.
+package circuitbreaker

@@ -1,0 +1,274 @@
+package circuitbreaker
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// CircuitBreakedServiceProps configures a CircuitBreakedService. The zero
+// value is valid: a new table, the mock API, and one monitored service
+// ("mock-api") that checks the mock API's health path every minute.
+type CircuitBreakedServiceProps struct {
+	// Services are the monitored services, one circuit and one EventBridge
+	// rule each. Default: one service with ID "mock-api" that monitors the
+	// mock API (an error when the mock API is disabled).
+	Services []MonitoredService
+
+	// Table is an existing state table (partition key "id", a string) to use
+	// instead of creating one. Default: a new table with on-demand billing,
+	// AWS-managed encryption, point-in-time recovery and TTL on "expiresAt".
+	Table awsdynamodb.ITable
+	// TableRemovalPolicy applies to the table the construct creates; it is an
+	// error together with Table. Default: awscdk.RemovalPolicy_RETAIN, so
+	// the circuits survive a `cdk destroy`.
+	TableRemovalPolicy awscdk.RemovalPolicy
+
+	// Architecture of the updater function and of the default extension
+	// layer. Default: ARM_64. AttachTo adds a layer that matches each
+	// function's own architecture whatever this says.
+	Architecture awslambda.Architecture
+
+	// DisableMockAPI turns off the mock REST API, for users who monitor only
+	// real services. Default: false, the mock API is created.
+	DisableMockAPI bool
+
+	// Extension tunes the extension in the functions passed to AttachTo.
+	// Default: the extension's own defaults (see the README).
+	Extension ExtensionSettings
+}
+
+// MonitoredService is one downstream service whose circuit the updater
+// moves.
+type MonitoredService struct {
+	// ID names the circuit: 1 to 64 letters, digits, '-' or '_', starting
+	// with a letter or digit. It is the table key and part of the rule's
+	// construct ID, so changing it replaces the rule.
+	ID string
+	// URL is the absolute http(s) URL the updater checks. Default: the mock
+	// API's health path (an error when the mock API is disabled).
+	URL string
+	// Schedule runs the check. Default: rate(1 minute), EventBridge's
+	// shortest rate.
+	Schedule awsevents.Schedule
+	// HealthCheck tunes the check. Default: the updater's defaults.
+	HealthCheck HealthCheck
+	// Breaker tunes the state machine. Default: the updater's defaults.
+	Breaker BreakerSettings
+}
+
+// HealthCheck tunes the updater's check of one service. Zero fields keep
+// the updater's defaults.
+type HealthCheck struct {
+	// Timeout bounds the whole check. Default: 4s.
+	Timeout time.Duration
+	// SlowCallThreshold marks a response slower than this as failed.
+	// Default: 3s.
+	SlowCallThreshold time.Duration
+	// ExpectedStatus lists the statuses that count as healthy, as codes and
+	// ranges such as "200-299,304". Default: "200-299".
+	ExpectedStatus string
+}
+
+// BreakerSettings tunes the state machine of one circuit. Zero fields keep
+// the updater's defaults.
+type BreakerSettings struct {
+	// FailureThreshold is the number of consecutive failed checks that
+	// opens a CLOSED circuit. Default: 3.
+	FailureThreshold int
+	// SuccessThreshold is the number of consecutive successful checks that
+	// closes a HALF_OPEN circuit. Default: 2.
+	SuccessThreshold int
+	// OpenCooldown is how long a circuit stays OPEN before trial calls.
+	// Default: 30s, doubling with each reopening.
+	OpenCooldown time.Duration
+	// MaxOpenCooldown caps the growing cool-down. Default: 5m.
+	MaxOpenCooldown time.Duration
+}
+
+// ExtensionSettings tune the extension through environment variables of
+// the functions passed to AttachTo. Zero fields keep the extension's
+// defaults.
+type ExtensionSettings struct {
+	// Port is the extension's port on 127.0.0.1. Default: 4243.
+	Port int
+	// RefreshInterval is the age after which a cached circuit is refreshed
+	// in the background.
+	RefreshInterval time.Duration
+	// MaxStaleness is how long a cached circuit may be served after
+	// refreshes fail, before FailMode applies.
+	MaxStaleness time.Duration
+	// FailMode is "allow" or "deny": what callers are told when the state
+	// cannot be known.
+	FailMode string
+}
+
+var ratePattern = regexp.MustCompile(`^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$`)
+var cronPattern = regexp.MustCompile(`^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$`)
+
+// validateSchedule checks an EventBridge schedule expression: a rate of at
+// least one minute with the right unit, or a six-field cron expression.
+func validateSchedule(expr string) error {
+	if m := ratePattern.FindStringSubmatch(expr); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n < 1 {
+			return fmt.Errorf("schedule %q: the rate must be a whole number of at least 1", expr)
+		}
+		if (n == 1) != !strings.HasSuffix(m[2], "s") {
+			return fmt.Errorf("schedule %q: use the singular unit for 1 and the plural otherwise, as EventBridge requires", expr)
+		}
+		return nil
+	}
+	if cronPattern.MatchString(expr) {
+		return nil
+	}
+	return fmt.Errorf("schedule %q is neither rate(N unit) with unit minute(s), hour(s) or day(s), nor cron(six fields)", expr)
+}
+
+// validateURL checks that raw is an absolute http or https URL with a host.
+func validateURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("URL %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("URL %q: want an absolute http:// or https:// URL", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("URL %q has no host", raw)
+	}
+	return nil
+}
+
+func validateDuration(name string, d, lo, hi time.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	if d < lo || d > hi {
+		return fmt.Errorf("%s %v is outside %v..%v", name, d, lo, hi)
+	}
+	return nil
+}
+
+func validateCount(name string, n int) error {
+	if n != 0 && (n < 1 || n > 100) {
+		return fmt.Errorf("%s %d is outside 1..100", name, n)
+	}
+	return nil
+}
+
+var statusPattern = regexp.MustCompile(`^[1-5]\d\d(-[1-5]\d\d)?(,[1-5]\d\d(-[1-5]\d\d)?)*$`)
+
+// validate checks the props and fills in defaults. It returns the services
+// to monitor.
+func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
+	if p.Table != nil && p.TableRemovalPolicy != "" {
+		return nil, fmt.Errorf("circuitbreaker: TableRemovalPolicy applies only to a table the construct creates; remove it or do not pass Table")
+	}
+	if arch := p.Architecture; arch != nil && goarch(arch) == "" {
+		return nil, fmt.Errorf("circuitbreaker: unsupported architecture %s (want ARM_64 or X86_64)", *arch.Name())
+	}
+	if fm := p.Extension.FailMode; fm != "" && fm != "allow" && fm != "deny" {
+		return nil, fmt.Errorf("circuitbreaker: Extension.FailMode %q: want \"allow\" or \"deny\"", fm)
+	}
+	if port := p.Extension.Port; port != 0 && (port < 1024 || port > 65535) {
+		return nil, fmt.Errorf("circuitbreaker: Extension.Port %d: want 1024..65535", port)
+	}
+	if err := validateDuration("Extension.RefreshInterval", p.Extension.RefreshInterval, 10*time.Millisecond, time.Hour); err != nil {
+		return nil, fmt.Errorf("circuitbreaker: %w", err)
+	}
+	if err := validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour); err != nil {
+		return nil, fmt.Errorf("circuitbreaker: %w", err)
+	}
+
+	services := p.Services
+	if len(services) == 0 {
+		if p.DisableMockAPI {
+			return nil, fmt.Errorf("circuitbreaker: no Services given and the mock API is disabled: add at least one MonitoredService with a URL")
+		}
+		services = []MonitoredService{{ID: DefaultServiceID}}
+	}
+	seen := map[string]bool{}
+	out := make([]MonitoredService, 0, len(services))
+	for i, s := range services {
+		if err := circuit.ValidateID(s.ID); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: Services[%d]: %w", i, err)
+		}
+		if seen[s.ID] {
+			return nil, fmt.Errorf("circuitbreaker: Services[%d]: duplicate service ID %q", i, s.ID)
+		}
+		seen[s.ID] = true
+		if s.URL == "" {
+			if p.DisableMockAPI {
+				return nil, fmt.Errorf("circuitbreaker: service %q has no URL and the mock API is disabled", s.ID)
+			}
+		} else if *awscdk.Token_IsUnresolved(s.URL) {
+			// A token, such as another construct's URL, resolves at deploy time.
+		} else if err := validateURL(s.URL); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
+		}
+		if s.Schedule == nil {
+			s.Schedule = awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1)))
+		}
+		if err := validateSchedule(*s.Schedule.ExpressionString()); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
+		}
+		hc, br := s.HealthCheck, s.Breaker
+		for _, err := range []error{
+			validateDuration("HealthCheck.Timeout", hc.Timeout, time.Millisecond, 30*time.Second),
+			validateDuration("HealthCheck.SlowCallThreshold", hc.SlowCallThreshold, time.Millisecond, 30*time.Second),
+			validateCount("Breaker.FailureThreshold", br.FailureThreshold),
+			validateCount("Breaker.SuccessThreshold", br.SuccessThreshold),
+			validateDuration("Breaker.OpenCooldown", br.OpenCooldown, time.Second, 24*time.Hour),
+			validateDuration("Breaker.MaxOpenCooldown", br.MaxOpenCooldown, time.Second, 24*time.Hour),
+		} {
+			if err != nil {
+				return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
+			}
+		}
+		if hc.ExpectedStatus != "" && !statusPattern.MatchString(hc.ExpectedStatus) {
+			return nil, fmt.Errorf("circuitbreaker: service %q: HealthCheck.ExpectedStatus %q: want codes and ranges such as \"200-299,304\"", s.ID, hc.ExpectedStatus)
+		}
+		if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
+			return nil, fmt.Errorf("circuitbreaker: service %q: Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v", s.ID, br.MaxOpenCooldown, br.OpenCooldown)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// ruleInput is the updater's input for one service: the keys ID and URL of
+// the original sample, plus the settings that differ from the defaults.
+func (s MonitoredService) ruleInput(url string) map[string]interface{} {
+	in := map[string]interface{}{"ID": s.ID, "URL": url}
+	put := func(key string, d time.Duration) {
+		if d != 0 {
+			in[key] = d.String()
+		}
+	}
+	put("Timeout", s.HealthCheck.Timeout)
+	put("SlowCallThreshold", s.HealthCheck.SlowCallThreshold)
+	put("OpenCooldown", s.Breaker.OpenCooldown)
+	put("MaxOpenCooldown", s.Breaker.MaxOpenCooldown)
+	if s.HealthCheck.ExpectedStatus != "" {
+		in["ExpectedStatus"] = s.HealthCheck.ExpectedStatus
+	}
+	if s.Breaker.FailureThreshold != 0 {
+		in["FailureThreshold"] = s.Breaker.FailureThreshold
+	}
+	if s.Breaker.SuccessThreshold != 0 {
+		in["SuccessThreshold"] = s.Breaker.SuccessThreshold
+	}
+	return in
+}

@@ -1,0 +1,286 @@
+package circuitbreaker
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// DefaultServiceID is the circuit monitored when no Services are given: the
+// mock API.
+const DefaultServiceID = "mock-api"
+
+// Environment variables the construct sets on the functions it serves.
+const (
+	EnvTable           = "CIRCUIT_BREAKER_TABLE"
+	EnvServices        = "CIRCUIT_BREAKER_SERVICES"
+	EnvPort            = "CIRCUIT_BREAKER_PORT"
+	EnvRefreshInterval = "CIRCUIT_BREAKER_REFRESH_INTERVAL"
+	EnvMaxStaleness    = "CIRCUIT_BREAKER_MAX_STALENESS"
+	EnvFailMode        = "CIRCUIT_BREAKER_FAIL_MODE"
+)
+
+// TimeToLiveAttribute is the table attribute DynamoDB's TTL reads.
+const TimeToLiveAttribute = "expiresAt"
+
+// CircuitBreakedService is a circuit breaker for AWS Lambda: the state
+// table, the extension layer, the updater and its rules, and optionally a
+// mock API. Its accessors expose the resources so users can extend them.
+type CircuitBreakedService interface {
+	constructs.Construct
+	// Table is the state table, one item per circuit.
+	Table() awsdynamodb.ITable
+	// ExtensionLayer is the extension layer for the construct's
+	// architecture.
+	ExtensionLayer() awslambda.LayerVersion
+	// LayerFor returns the extension layer for arch, creating it on first
+	// use.
+	LayerFor(arch awslambda.Architecture) awslambda.LayerVersion
+	// Updater is the function that health-checks services and moves their
+	// circuits.
+	Updater() awslambda.Function
+	// MockAPI is the mock REST API, or nil when it is disabled.
+	MockAPI() awsapigateway.RestApi
+	// Rules maps each monitored service ID to its EventBridge rule.
+	Rules() map[string]awsevents.Rule
+	// DeadLetterQueue holds rule events the updater could not take.
+	DeadLetterQueue() awssqs.Queue
+	// ServiceIDs lists the monitored service IDs in the order given.
+	ServiceIDs() []string
+	// AttachTo lets fn use the breaker for the given services (all
+	// monitored services when none are given): it adds the extension layer
+	// matching fn's architecture, the extension's environment variables,
+	// and read-only access to the table. It returns an error for a service
+	// ID that is not monitored.
+	AttachTo(fn awslambda.Function, serviceIDs ...string) error
+	// GrantRead lets grantee read circuits (GetItem and BatchGetItem, no
+	// Scan or Query).
+	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
+}
+
+type circuitBreakedService struct {
+	constructs.Construct
+	props    CircuitBreakedServiceProps
+	services []MonitoredService
+	table    awsdynamodb.ITable
+	layers   map[string]awslambda.LayerVersion
+	updater  awslambda.Function
+	mockAPI  awsapigateway.RestApi
+	rules    map[string]awsevents.Rule
+	dlq      awssqs.Queue
+	attached map[string][]string
+}
+
+// NewCircuitBreakedService creates the breaker. It panics with a clear
+// message on invalid props, as CDK constructs do.
+func NewCircuitBreakedService(scope constructs.Construct, id string, props *CircuitBreakedServiceProps) CircuitBreakedService {
+	if props == nil {
+		props = &CircuitBreakedServiceProps{}
+	}
+	services, err := props.validate()
+	if err != nil {
+		panic(err.Error())
+	}
+	if props.Architecture == nil {
+		props.Architecture = awslambda.Architecture_ARM_64()
+	}
+	this := constructs.NewConstruct(scope, &id)
+	s := &circuitBreakedService{
+		Construct: this,
+		props:     *props,
+		services:  services,
+		layers:    map[string]awslambda.LayerVersion{},
+		rules:     map[string]awsevents.Rule{},
+		attached:  map[string][]string{},
+	}
+	s.table = props.Table
+	if s.table == nil {
+		s.table = newTable(this, props.TableRemovalPolicy)
+	}
+	s.LayerFor(props.Architecture)
+	s.updater = s.newUpdater()
+	if !props.DisableMockAPI {
+		s.mockAPI = newMockAPI(this, "MockApi")
+	}
+	s.dlq = awssqs.NewQueue(this, jsii.String("RuleDeadLetterQueue"), &awssqs.QueueProps{
+		EnforceSSL:      jsii.Bool(true),
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+	})
+	suppress(s.dlq, "AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the monitoring rules.")
+	for _, svc := range services {
+		s.rules[svc.ID] = s.newRule(svc)
+	}
+	return s
+}
+
+func newTable(scope constructs.Construct, removal awscdk.RemovalPolicy) awsdynamodb.Table {
+	if removal == "" {
+		removal = awscdk.RemovalPolicy_RETAIN
+	}
+	return awsdynamodb.NewTable(scope, jsii.String("Table"), &awsdynamodb.TableProps{
+		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("id"), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		Encryption:   awsdynamodb.TableEncryption_AWS_MANAGED,
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		TimeToLiveAttribute: jsii.String(TimeToLiveAttribute),
+		RemovalPolicy:       removal,
+	})
+}
+
+func (s *circuitBreakedService) LayerFor(arch awslambda.Architecture) awslambda.LayerVersion {
+	ga := goarch(arch)
+	if ga == "" {
+		panic(fmt.Sprintf("circuitbreaker: unsupported architecture %s (want ARM_64 or X86_64)", *arch.Name()))
+	}
+	if l, ok := s.layers[ga]; ok {
+		return l
+	}
+	id := "ExtensionLayer"
+	if ga != goarch(s.props.Architecture) {
+		id = "ExtensionLayer-" + ga
+	}
+	l := awslambda.NewLayerVersion(s.Construct, jsii.String(id), &awslambda.LayerVersionProps{
+		Code:                    goCode(s.Construct, ExtensionPackage, arch, "extensions/"+ExtensionName),
+		CompatibleArchitectures: &[]awslambda.Architecture{arch},
+		Description:             jsii.String("Circuit-breaker extension (" + ga + "): answers on 127.0.0.1 whether a monitored service may be called"),
+		License:                 jsii.String("MIT-0"),
+	})
+	s.layers[ga] = l
+	return l
+}
+
+func (s *circuitBreakedService) newUpdater() awslambda.Function {
+	fn := NewGoFunction(s.Construct, "Updater", &GoFunctionProps{
+		Package:      UpdaterPackage,
+		Architecture: s.props.Architecture,
+		Description:  "Health-checks a monitored service and moves its circuit",
+		Timeout:      awscdk.Duration_Seconds(jsii.Number(30)),
+		Environment:  map[string]string{EnvTable: *s.table.TableName()},
+	})
+	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ReadAndTransitionCircuits"),
+		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+		Resources: jsii.Strings(*s.table.TableArn()),
+	}))
+	return fn
+}
+
+func (s *circuitBreakedService) newRule(svc MonitoredService) awsevents.Rule {
+	target := svc.URL
+	if target == "" {
+		target = *s.mockAPI.UrlForPath(jsii.String(MockHealthPath))
+	}
+	rule := awsevents.NewRule(s.Construct, jsii.String("Monitor-"+svc.ID), &awsevents.RuleProps{
+		Description: jsii.String("Health-checks service " + svc.ID + " and moves its circuit"),
+		Schedule:    svc.Schedule,
+	})
+	rule.AddTarget(awseventstargets.NewLambdaFunction(s.updater, &awseventstargets.LambdaFunctionProps{
+		Event:           awsevents.RuleTargetInput_FromObject(svc.ruleInput(target)),
+		RetryAttempts:   jsii.Number(2),
+		MaxEventAge:     awscdk.Duration_Minutes(jsii.Number(2)),
+		DeadLetterQueue: s.dlq,
+	}))
+	return rule
+}
+
+func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...string) error {
+	if len(serviceIDs) == 0 {
+		serviceIDs = s.ServiceIDs()
+	}
+	known := map[string]bool{}
+	for _, svc := range s.services {
+		known[svc.ID] = true
+	}
+	for _, id := range serviceIDs {
+		if !known[id] {
+			return fmt.Errorf("circuitbreaker: AttachTo %s: service %q is not monitored (monitored: %s)", *fn.Node().Path(), id, strings.Join(s.ServiceIDs(), ", "))
+		}
+	}
+	path := *fn.Node().Path()
+	if _, done := s.attached[path]; done {
+		return fmt.Errorf("circuitbreaker: AttachTo %s: already attached", path)
+	}
+	s.attached[path] = serviceIDs
+	fn.AddLayers(s.LayerFor(fn.Architecture()))
+	env := map[string]string{
+		EnvTable:    *s.table.TableName(),
+		EnvServices: strings.Join(serviceIDs, ","),
+	}
+	ext := s.props.Extension
+	if ext.Port != 0 {
+		env[EnvPort] = strconv.Itoa(ext.Port)
+	}
+	if ext.RefreshInterval != 0 {
+		env[EnvRefreshInterval] = ext.RefreshInterval.String()
+	}
+	if ext.MaxStaleness != 0 {
+		env[EnvMaxStaleness] = ext.MaxStaleness.String()
+	}
+	if ext.FailMode != "" {
+		env[EnvFailMode] = ext.FailMode
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fn.AddEnvironment(jsii.String(k), jsii.String(env[k]), nil)
+	}
+	s.GrantRead(fn)
+	return nil
+}
+
+func (s *circuitBreakedService) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {
+	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+		ResourceArns: jsii.Strings(*s.table.TableArn()),
+	})
+}
+
+func (s *circuitBreakedService) Table() awsdynamodb.ITable { return s.table }
+func (s *circuitBreakedService) ExtensionLayer() awslambda.LayerVersion {
+	return s.layers[goarch(s.props.Architecture)]
+}
+func (s *circuitBreakedService) Updater() awslambda.Function    { return s.updater }
+func (s *circuitBreakedService) MockAPI() awsapigateway.RestApi { return s.mockAPI }
+func (s *circuitBreakedService) DeadLetterQueue() awssqs.Queue  { return s.dlq }
+func (s *circuitBreakedService) Rules() map[string]awsevents.Rule {
+	out := make(map[string]awsevents.Rule, len(s.rules))
+	for k, v := range s.rules {
+		out[k] = v
+	}
+	return out
+}
+func (s *circuitBreakedService) ServiceIDs() []string {
+	ids := make([]string, len(s.services))
+	for i, svc := range s.services {
+		ids[i] = svc.ID
+	}
+	return ids
+}
+
+// logGroup creates the log group of a function, with a retention.
+func logGroup(scope constructs.Construct, id string) awslogs.LogGroup {
+	return awslogs.NewLogGroup(scope, jsii.String(id), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_MONTH,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+}
