@@ -1,0 +1,180 @@
+package test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestTableSettings(t *testing.T) {
+	_, st := appStack(t, false)
+	tpl := template(t, st)
+	tables := resources(tpl, "AWS::DynamoDB::Table")
+	if len(tables) != 1 {
+		t.Fatalf("%d tables, want 1", len(tables))
+	}
+	for id, res := range tables {
+		p := props(res)
+		if res["DeletionPolicy"] != "Retain" || res["UpdateReplacePolicy"] != "Retain" {
+			t.Errorf("%s: deletion policy %v / %v, want Retain by default", id, res["DeletionPolicy"], res["UpdateReplacePolicy"])
+		}
+		if p["BillingMode"] != "PAY_PER_REQUEST" {
+			t.Errorf("%s: BillingMode = %v", id, p["BillingMode"])
+		}
+		ks, _ := json.Marshal(p["KeySchema"])
+		if string(ks) != `[{"AttributeName":"id","KeyType":"HASH"}]` {
+			t.Errorf("%s: KeySchema = %s", id, ks)
+		}
+		ad, _ := json.Marshal(p["AttributeDefinitions"])
+		if string(ad) != `[{"AttributeName":"id","AttributeType":"S"}]` {
+			t.Errorf("%s: AttributeDefinitions = %s", id, ad)
+		}
+		if pitr, _ := json.Marshal(p["PointInTimeRecoverySpecification"]); !strings.Contains(string(pitr), `"PointInTimeRecoveryEnabled":true`) {
+			t.Errorf("%s: point-in-time recovery off: %s", id, pitr)
+		}
+		if sse, _ := json.Marshal(p["SSESpecification"]); !strings.Contains(string(sse), `"SSEEnabled":true`) {
+			t.Errorf("%s: encryption not explicit: %s", id, sse)
+		}
+		if ttl, _ := json.Marshal(p["TimeToLiveSpecification"]); string(ttl) != `{"AttributeName":"expiresAt","Enabled":true}` {
+			t.Errorf("%s: TTL = %s", id, ttl)
+		}
+	}
+}
+
+func TestFunctionsRuntimeAndArchitecture(t *testing.T) {
+	_, st := appStack(t, false)
+	fns := resources(template(t, st), "AWS::Lambda::Function")
+	if len(fns) != 2 {
+		t.Fatalf("%d functions, want the updater and MyMicroservice", len(fns))
+	}
+	var sawUpdater, sawMicro bool
+	for id, res := range fns {
+		p := props(res)
+		if p["Runtime"] != "provided.al2023" || p["Handler"] != "bootstrap" {
+			t.Errorf("%s: runtime %v handler %v, want provided.al2023 / bootstrap", id, p["Runtime"], p["Handler"])
+		}
+		if a, _ := json.Marshal(p["Architectures"]); string(a) != `["arm64"]` {
+			t.Errorf("%s: architectures %s, want [arm64]", id, a)
+		}
+		env, _ := json.Marshal(p["Environment"])
+		if !strings.Contains(string(env), "CIRCUIT_BREAKER_TABLE") {
+			t.Errorf("%s: no CIRCUIT_BREAKER_TABLE in %s", id, env)
+		}
+		switch {
+		case strings.HasPrefix(id, "CircuitBreakerUpdater"):
+			sawUpdater = true
+			if p["Layers"] != nil {
+				t.Errorf("updater has layers %v; it does not use the extension", p["Layers"])
+			}
+		case strings.HasPrefix(id, "MyMicroservice"):
+			sawMicro = true
+			layers, _ := json.Marshal(p["Layers"])
+			if !strings.Contains(string(layers), "CircuitBreakerExtensionLayer") {
+				t.Errorf("MyMicroservice layers %s lack the extension layer", layers)
+			}
+			for _, want := range []string{`"CIRCUIT_BREAKER_SERVICES":"mock-api"`, `"SERVICE_ID":"mock-api"`, `"API_URL"`} {
+				if !strings.Contains(string(env), want) {
+					t.Errorf("MyMicroservice environment lacks %s: %s", want, env)
+				}
+			}
+		}
+	}
+	if !sawUpdater || !sawMicro {
+		t.Errorf("updater found: %v, MyMicroservice found: %v", sawUpdater, sawMicro)
+	}
+}
+
+func TestLayerIsForArm64(t *testing.T) {
+	_, st := appStack(t, false)
+	for id, res := range resources(template(t, st), "AWS::Lambda::LayerVersion") {
+		if a, _ := json.Marshal(props(res)["CompatibleArchitectures"]); string(a) != `["arm64"]` {
+			t.Errorf("%s: CompatibleArchitectures %s", id, a)
+		}
+	}
+}
+
+func TestOneRulePerServiceWithInputRetriesAndDLQ(t *testing.T) {
+	_, st := appStack(t, false)
+	rules := resources(template(t, st), "AWS::Events::Rule")
+	if len(rules) != 1 {
+		t.Fatalf("%d rules, want 1 (one monitored service in infra/services.json)", len(rules))
+	}
+	for id, res := range rules {
+		p := props(res)
+		if p["ScheduleExpression"] != "rate(1 minute)" {
+			t.Errorf("%s: schedule %v", id, p["ScheduleExpression"])
+		}
+		targets := p["Targets"].([]interface{})
+		if len(targets) != 1 {
+			t.Fatalf("%s: %d targets", id, len(targets))
+		}
+		tg := targets[0].(map[string]interface{})
+		in, _ := json.Marshal(tg["Input"])
+		for _, want := range []string{`{\"ID\":\"mock-api\",\"URL\":\"https://`, `/api/resource/health\"}`} {
+			if !strings.Contains(string(in), want) {
+				t.Errorf("%s: input %s lacks %s", id, in, want)
+			}
+		}
+		if tg["DeadLetterConfig"] == nil {
+			t.Errorf("%s: no dead-letter queue", id)
+		}
+		if rp, _ := json.Marshal(tg["RetryPolicy"]); string(rp) != `{"MaximumEventAgeInSeconds":120,"MaximumRetryAttempts":2}` {
+			t.Errorf("%s: retry policy %s", id, rp)
+		}
+	}
+}
+
+func TestMockAPISwitchAndPaths(t *testing.T) {
+	_, st := appStack(t, false)
+	tpl := template(t, st)
+	stages := resources(tpl, "AWS::ApiGateway::Stage")
+	for id, res := range stages {
+		if v, _ := json.Marshal(props(res)["Variables"]); string(v) != `{"mode":"healthy"}` {
+			t.Errorf("%s: stage variables %s, want mode=healthy", id, v)
+		}
+	}
+	methods := resources(tpl, "AWS::ApiGateway::Method")
+	if len(methods) != 2 {
+		t.Fatalf("%d methods, want GET /api/resource and GET /api/resource/health", len(methods))
+	}
+	for id, res := range methods {
+		integ, _ := json.Marshal(props(res)["Integration"])
+		for _, want := range []string{`"Type":"MOCK"`, `$stageVariables.mode == \"failing\"`, `"SelectionPattern":"503"`} {
+			if !strings.Contains(string(integ), want) {
+				t.Errorf("%s: integration lacks %s: %s", id, want, integ)
+			}
+		}
+	}
+}
+
+// TestIAMLeastPrivilege checks every policy statement: no wildcard action,
+// no table-wide write for readers, no Scan anywhere.
+func TestIAMLeastPrivilege(t *testing.T) {
+	_, st := appStack(t, false)
+	for id, res := range resources(template(t, st), "AWS::IAM::Policy") {
+		doc := props(res)["PolicyDocument"].(map[string]interface{})
+		for _, s := range doc["Statement"].([]interface{}) {
+			stmt := s.(map[string]interface{})
+			var actions []string
+			switch a := stmt["Action"].(type) {
+			case string:
+				actions = []string{a}
+			case []interface{}:
+				for _, x := range a {
+					actions = append(actions, x.(string))
+				}
+			}
+			for _, a := range actions {
+				if strings.Contains(a, "*") {
+					t.Errorf("%s: wildcard action %s", id, a)
+				}
+				if a == "dynamodb:Scan" || a == "dynamodb:DeleteItem" || a == "dynamodb:BatchWriteItem" {
+					t.Errorf("%s: %s is never needed", id, a)
+				}
+				if strings.HasPrefix(id, "MyMicroservice") && strings.HasPrefix(a, "dynamodb:") && a != "dynamodb:GetItem" && a != "dynamodb:BatchGetItem" {
+					t.Errorf("%s: reader has %s", id, a)
+				}
+			}
+		}
+	}
+}
