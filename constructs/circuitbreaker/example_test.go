@@ -1,0 +1,51 @@
+package circuitbreaker_test
+
+import (
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
+)
+
+// A minimal breaker: a table, the extension layer, the updater and the mock
+// API, monitoring the mock API once a minute.
+func ExampleNewCircuitBreakedService() {
+	app := awscdk.NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("Demo"), nil)
+	circuitbreaker.NewCircuitBreakedService(stack, "CircuitBreaker", nil)
+	app.Synth(nil)
+}
+
+// Monitor two real services and attach the breaker to a function written in
+// any language: it gets the extension layer, the environment and read
+// access to the table.
+func ExampleCircuitBreakedService_AttachTo() {
+	app := awscdk.NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("Orders"), nil)
+	cb := circuitbreaker.NewCircuitBreakedService(stack, "CircuitBreaker", &circuitbreaker.CircuitBreakedServiceProps{
+		DisableMockAPI: true,
+		Services: []circuitbreaker.MonitoredService{
+			{ID: "payments", URL: "https://payments.example.com/health"},
+			{
+				ID:          "inventory",
+				URL:         "https://inventory.example.com/ping",
+				Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(5))),
+				HealthCheck: circuitbreaker.HealthCheck{Timeout: 2 * time.Second},
+				Breaker:     circuitbreaker.BreakerSettings{FailureThreshold: 5},
+			},
+		},
+	})
+	fn := awslambda.NewFunction(stack, jsii.String("Checkout"), &awslambda.FunctionProps{
+		Runtime: awslambda.Runtime_PYTHON_3_13(),
+		Handler: jsii.String("app.handler"),
+		Code:    awslambda.Code_FromAsset(jsii.String("checkout"), nil),
+	})
+	if err := cb.AttachTo(fn, "payments"); err != nil {
+		panic(err)
+	}
+	app.Synth(nil)
+}

@@ -1,0 +1,125 @@
+package circuitbreaker
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	jsii.Close()
+	os.Exit(code)
+}
+
+func rate(expr string) awsevents.Schedule { return awsevents.Schedule_Expression(jsii.String(expr)) }
+
+func TestPropsValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		props   CircuitBreakedServiceProps
+		wantErr string
+	}{
+		{"zero value", CircuitBreakedServiceProps{}, ""},
+		{"two services", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", URL: "https://a.example/health"}, {ID: "b"}}}, ""},
+		{"empty id", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: ""}}}, "empty service ID"},
+		{"unsafe id", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a/b"}}}, "may hold only"},
+		{"duplicate id", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a"}, {ID: "a"}}}, "duplicate service ID \"a\""},
+		{"relative url", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", URL: "/health"}}}, "absolute http"},
+		{"ftp url", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", URL: "ftp://x/y"}}}, "absolute http"},
+		{"no host", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", URL: "https:///y"}}}, "no host"},
+		{"no url without mock", CircuitBreakedServiceProps{DisableMockAPI: true, Services: []MonitoredService{{ID: "a"}}}, "mock API is disabled"},
+		{"nothing to monitor", CircuitBreakedServiceProps{DisableMockAPI: true}, "no Services given"},
+		{"zero rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(0 minutes)")}}}, "at least 1"},
+		{"wrong unit", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(5 minute)")}}}, "plural"},
+		{"seconds", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(30 seconds)")}}}, "neither rate"},
+		{"cron", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("cron(0/5 * * * ? *)")}}}, ""},
+		{"short cron", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("cron(* * * *)")}}}, "neither rate"},
+		{"timeout range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: time.Minute}}}}, "HealthCheck.Timeout"},
+		{"threshold range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{FailureThreshold: 101}}}}, "FailureThreshold"},
+		{"cooldown order", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{OpenCooldown: time.Minute, MaxOpenCooldown: time.Second * 10}}}}, "shorter than"},
+		{"status list", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "2xx"}}}}, "ExpectedStatus"},
+		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
+		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.props
+			_, err := p.validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTableAndRemovalPolicyConflict(t *testing.T) {
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
+	st := awscdk.NewStack(app, jsii.String("S"), nil)
+	existing := awsdynamodb.Table_FromTableName(st, jsii.String("Existing"), jsii.String("circuits"))
+	p := CircuitBreakedServiceProps{Table: existing, TableRemovalPolicy: awscdk.RemovalPolicy_DESTROY}
+	if _, err := p.validate(); err == nil || !strings.Contains(err.Error(), "TableRemovalPolicy applies only") {
+		t.Fatalf("validate() = %v, want the Table/TableRemovalPolicy conflict", err)
+	}
+}
+
+func TestAttachToErrors(t *testing.T) {
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
+	st := awscdk.NewStack(app, jsii.String("S"), nil)
+	cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{
+		Services: []MonitoredService{{ID: "orders"}, {ID: "payments", URL: "https://payments.example/health"}},
+	})
+	fn := awslambda.NewFunction(st, jsii.String("Fn"), &awslambda.FunctionProps{
+		Runtime: awslambda.Runtime_NODEJS_22_X(),
+		Handler: jsii.String("index.handler"),
+		Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
+	})
+	if err := cb.AttachTo(fn, "inventory"); err == nil || !strings.Contains(err.Error(), `service "inventory" is not monitored (monitored: orders, payments)`) {
+		t.Fatalf("AttachTo(unknown) = %v", err)
+	}
+	if err := cb.AttachTo(fn, "payments"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.AttachTo(fn); err == nil || !strings.Contains(err.Error(), "already attached") {
+		t.Fatalf("second AttachTo = %v, want already attached", err)
+	}
+	if got := len(cb.Rules()); got != 2 {
+		t.Errorf("%d rules, want 2", got)
+	}
+	if ids := cb.ServiceIDs(); strings.Join(ids, ",") != "orders,payments" {
+		t.Errorf("ServiceIDs() = %v", ids)
+	}
+}
+
+func TestInvalidPropsPanicWithMessage(t *testing.T) {
+	app := awscdk.NewApp(nil)
+	st := awscdk.NewStack(app, jsii.String("S"), nil)
+	defer func() {
+		r := recover()
+		if r == nil || !strings.Contains(r.(string), "duplicate service ID") {
+			t.Fatalf("recovered %v, want the validation message", r)
+		}
+	}()
+	NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a"}, {ID: "a"}}})
+}
+
+func TestRuleInputCarriesOnlySetSettings(t *testing.T) {
+	s := MonitoredService{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second}, Breaker: BreakerSettings{FailureThreshold: 5}}
+	in := s.ruleInput("https://x/health")
+	if len(in) != 4 || in["Timeout"] != "2s" || in["FailureThreshold"] != 5 || in["ID"] != "a" || in["URL"] != "https://x/health" {
+		t.Fatalf("ruleInput = %v", in)
+	}
+}
