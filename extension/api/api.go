@@ -1,0 +1,77 @@
+// Package api defines the wire format of the circuit-breaker extension's
+// local HTTP API, shared by the extension's server and the Go client.
+//
+// The API listens on 127.0.0.1 only:
+//
+//	GET /health               liveness, no token
+//	GET /circuits/{id}        one circuit (Circuit)
+//	GET /circuits?ids=a,b     several circuits (Circuits), in the order asked
+//
+// Every request except /health must carry the header X-Circuit-Breaker-Token
+// with the value of the AWS_SESSION_TOKEN environment variable. Errors are
+// JSON objects with a message (Error).
+package api
+
+import "time"
+
+// HeaderToken is the request header that must carry the session token.
+const HeaderToken = "X-Circuit-Breaker-Token"
+
+// DefaultPort is the loopback port the extension listens on by default.
+const DefaultPort = 4243
+
+// MaxIDs is the most circuits one GET /circuits request may ask for.
+const MaxIDs = 100
+
+// Circuit is the extension's answer for one circuit.
+type Circuit struct {
+	// ID is the service ID.
+	ID string `json:"id"`
+	// State is the effective state: CLOSED, OPEN or HALF_OPEN, with an
+	// active operator override applied. When the failure policy decided
+	// (FailMode true) and nothing is known, it is CLOSED for allow and
+	// OPEN for deny.
+	State string `json:"state"`
+	// Allowed says whether the caller may call the service now.
+	Allowed bool `json:"allowed"`
+	// Version is the circuit's transition counter; 0 for a circuit that
+	// was never written.
+	Version int64 `json:"version"`
+	// UpdatedAt is when the circuit last changed state; null when never.
+	UpdatedAt *time.Time `json:"updatedAt"`
+	// Stale is true when the cached value could not be refreshed in time:
+	// the last read failed, or a read has been pending longer than the
+	// miss timeout.
+	Stale bool `json:"stale"`
+	// AgeMs is the time since the value was last read from the table, in
+	// milliseconds; -1 when it never was.
+	AgeMs int64 `json:"ageMs"`
+	// FailMode is true when the failure policy (CIRCUIT_BREAKER_FAIL_MODE)
+	// decided Allowed instead of the circuit's state: nothing is known, or
+	// the value is past the maximum staleness.
+	FailMode bool `json:"failMode,omitempty"`
+	// Reason says why the last transition happened.
+	Reason string `json:"reason,omitempty"`
+	// Override is the active operator override, FORCED_OPEN or
+	// FORCED_CLOSED, if any.
+	Override string `json:"override,omitempty"`
+	// OverrideUntil is when the active override expires; absent if never.
+	OverrideUntil *time.Time `json:"overrideUntil,omitempty"`
+	// RetryAt is when an OPEN circuit may move to HALF_OPEN.
+	RetryAt *time.Time `json:"retryAt,omitempty"`
+}
+
+// Circuits is the answer to GET /circuits?ids=...
+type Circuits struct {
+	Circuits []Circuit `json:"circuits"`
+}
+
+// Health is the answer to GET /health.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Message string `json:"message"`
+}

@@ -1,0 +1,228 @@
+// Package app runs the extension: it registers with the Extensions API,
+// serves the local HTTP API from the cache and follows the lifecycle
+// events until SHUTDOWN.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/server"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+)
+
+// DefaultName is the extension's name when it cannot be taken from the
+// executable's file name.
+const DefaultName = "circuit-breaker"
+
+// Timeouts of the start-up and shutdown phases.
+const (
+	// registerTimeout bounds the register call.
+	registerTimeout = 5 * time.Second
+	// prefetchTimeout bounds the initial batched read of the listed
+	// circuits; past it the extension starts anyway and lookups retry.
+	prefetchTimeout = 2 * time.Second
+	// shutdownMargin is kept free before a SHUTDOWN deadline.
+	shutdownMargin = 50 * time.Millisecond
+)
+
+// Error types reported to the Extensions API.
+const (
+	ErrTypeConfig = "Extension.ConfigInvalid"
+	ErrTypeListen = "Extension.ListenFailed"
+	ErrTypeEvents = "Extension.EventsFailed"
+)
+
+// Options are the process's inputs, injectable for tests.
+type Options struct {
+	// Getenv reads the environment (default os.Getenv).
+	Getenv func(string) string
+	// Name is the registered extension name (default: NameFromArgs).
+	Name string
+	// Stderr receives the JSON logs (default os.Stderr).
+	Stderr io.Writer
+	// NewDynamoDB builds the table client (default: EnvDynamoDB over
+	// Getenv).
+	NewDynamoDB func(ctx context.Context) (store.API, error)
+	// OnReady, if set, is called once the API serves, with its address.
+	OnReady func(addr string)
+}
+
+// NameFromArgs returns the file name of the executable (os.Args[0]), which
+// is the extension's file name under /opt/extensions, or DefaultName.
+func NameFromArgs(args []string) string {
+	if len(args) == 0 {
+		return DefaultName
+	}
+	name := filepath.Base(args[0])
+	if name == "" || name == "." || name == "/" {
+		return DefaultName
+	}
+	return name
+}
+
+// Run runs the extension until SHUTDOWN or until ctx ends, and returns the
+// process exit code: 0 after a clean shutdown, 1 otherwise.
+func Run(ctx context.Context, o Options) int {
+	start := time.Now()
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Name == "" {
+		o.Name = NameFromArgs(os.Args)
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.NewDynamoDB == nil {
+		getenv := o.Getenv
+		o.NewDynamoDB = func(context.Context) (store.API, error) { return EnvDynamoDB(getenv) }
+	}
+
+	cfg, cfgErr := config.Load(o.Getenv)
+	level, _ := config.ParseLogLevel(o.Getenv(config.EnvLogLevel))
+	log := slog.New(slog.NewJSONHandler(o.Stderr, &slog.HandlerOptions{Level: level})).With("extension", o.Name)
+
+	runtimeAPI := o.Getenv("AWS_LAMBDA_RUNTIME_API")
+	if runtimeAPI == "" {
+		log.Error("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension")
+		return 1
+	}
+
+	// Build the DynamoDB client while registering: loading the SDK
+	// configuration reads files and the environment and should not delay
+	// the first event/next call.
+	db := newLazyStore()
+	if cfgErr == nil {
+		go func() {
+			api, err := o.NewDynamoDB(context.WithoutCancel(ctx))
+			if err != nil {
+				db.set(nil, err)
+				return
+			}
+			db.set(store.New(api, cfg.Table), nil)
+		}()
+	}
+
+	ext := extapi.New(runtimeAPI)
+	regCtx, cancel := context.WithTimeout(ctx, registerTimeout)
+	err := ext.Register(regCtx, o.Name, extapi.Invoke, extapi.Shutdown)
+	cancel()
+	if err != nil {
+		log.Error("registration failed", "error", err.Error())
+		return 1
+	}
+	if cfgErr != nil {
+		log.Error("invalid configuration", "error", cfgErr.Error())
+		reportInit(ctx, ext, log, ErrTypeConfig, cfgErr)
+		return 1
+	}
+	if cfg.Token == "" {
+		log.Warn(config.EnvToken + " is unset: the " + "X-Circuit-Breaker-Token check is disabled (local run)")
+	}
+
+	c := cache.New(db, cache.Options{
+		RefreshInterval: cfg.RefreshInterval,
+		MaxStaleness:    cfg.MaxStaleness,
+		MissTimeout:     cfg.MissTimeout,
+		MaxCircuits:     cfg.MaxCircuits,
+		FailAllow:       cfg.FailMode.Allows(),
+		Logger:          log,
+	})
+	ln, err := server.Listen(cfg.Port)
+	if err != nil {
+		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
+		log.Error("cannot serve the local API", "error", err.Error())
+		reportInit(ctx, ext, log, ErrTypeListen, err)
+		return 1
+	}
+	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log}), log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	if len(cfg.Services) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
+		if err := c.Prefetch(pctx, cfg.Services); err != nil {
+			log.Warn("prefetch failed; lookups will retry", "circuits", len(cfg.Services), "error", err.Error())
+		}
+		cancel()
+	}
+	log.Info("ready", "addr", ln.Addr().String(), "circuits", c.Len(), "startMs", float64(time.Since(start).Microseconds())/1000,
+		"refreshInterval", cfg.RefreshInterval.String(), "failMode", string(cfg.FailMode))
+	if o.OnReady != nil {
+		o.OnReady(ln.Addr().String())
+	}
+
+	for {
+		ev, err := ext.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("stopping", "reason", context.Cause(ctx).Error())
+				shutdown(srv, c, log, time.Now().Add(time.Second))
+				return 0
+			}
+			log.Error("event/next failed", "error", err.Error())
+			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			if rerr := ext.ExitError(ectx, ErrTypeEvents, err); rerr != nil {
+				log.Error("reporting exit error failed", "error", rerr.Error())
+			}
+			cancel()
+			shutdown(srv, c, log, time.Now().Add(time.Second))
+			return 1
+		}
+		select {
+		case err := <-served:
+			log.Error("local API stopped", "error", err.Error())
+			return 1
+		default:
+		}
+		switch ev.EventType {
+		case extapi.Invoke:
+			log.Debug("invoke", "requestId", ev.RequestID)
+			c.RefreshDue()
+		case extapi.Shutdown:
+			deadline := ev.Deadline()
+			if deadline.IsZero() {
+				deadline = time.Now().Add(time.Second)
+			}
+			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
+			shutdown(srv, c, log, deadline)
+			return 0
+		default:
+			log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
+		}
+	}
+}
+
+// shutdown closes the server and waits for pending reads, until shortly
+// before deadline.
+func shutdown(srv *http.Server, c *cache.Cache, log *slog.Logger, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-shutdownMargin))
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("closing the local API", "error", err.Error())
+		_ = srv.Close()
+	}
+	if err := c.Wait(ctx); err != nil {
+		log.Warn("pending reads did not finish before the deadline", "error", err.Error())
+	}
+	log.Info("stopped")
+}
+
+func reportInit(ctx context.Context, ext *extapi.Client, log *slog.Logger, errType string, cause error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := ext.InitError(rctx, errType, cause); err != nil {
+		log.Error("reporting init error failed", "error", err.Error())
+	}
+}

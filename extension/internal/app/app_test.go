@@ -1,0 +1,307 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// syncBuffer collects logs written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type run struct {
+	fake  *extapitest.Server
+	logs  *syncBuffer
+	code  chan int
+	addr  chan string
+	token string
+}
+
+func start(t *testing.T, env map[string]string) *run {
+	t.Helper()
+	fake := extapitest.Start()
+	t.Cleanup(fake.Close)
+	r := &run{fake: fake, logs: &syncBuffer{}, code: make(chan int, 1), addr: make(chan string, 1), token: env["AWS_SESSION_TOKEN"]}
+	full := map[string]string{"AWS_LAMBDA_RUNTIME_API": fake.Addr, "CIRCUIT_BREAKER_PORT": "0"}
+	for k, v := range env {
+		full[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		r.code <- Run(ctx, Options{
+			Getenv:  func(k string) string { return full[k] },
+			Name:    "circuit-breaker",
+			Stderr:  r.logs,
+			OnReady: func(addr string) { r.addr <- addr },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.code:
+		case <-time.After(5 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("extension logs:\n%s", r.logs)
+		}
+	})
+	return r
+}
+
+func (r *run) waitReady(t *testing.T) string {
+	t.Helper()
+	select {
+	case a := <-r.addr:
+		return a
+	case c := <-r.code:
+		r.code <- c
+		t.Fatalf("extension exited with %d before ready", c)
+	case <-time.After(10 * time.Second):
+		t.Fatal("extension not ready in 10s")
+	}
+	return ""
+}
+
+func (r *run) exitCode(t *testing.T) int {
+	t.Helper()
+	select {
+	case c := <-r.code:
+		r.code <- c
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("extension did not exit in 10s")
+	}
+	return -1
+}
+
+func get(t *testing.T, addr, path, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+	if token != "" {
+		req.Header.Set(api.HeaderToken, token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func putCircuit(t *testing.T, srv *dynalite.Server, table string, c circuit.Circuit) {
+	t.Helper()
+	item, err := store.Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Client().PutItem(context.Background(), &dynamodbPutItemInput{TableName: &table, Item: item}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dynaliteEnv(srv *dynalite.Server, table string) map[string]string {
+	return map[string]string{
+		"CIRCUIT_BREAKER_TABLE":     table,
+		"AWS_REGION":                "us-east-1",
+		"AWS_ACCESS_KEY_ID":         "local",
+		"AWS_SECRET_ACCESS_KEY":     "local",
+		"AWS_SESSION_TOKEN":         "tok",
+		"AWS_ENDPOINT_URL_DYNAMODB": srv.Endpoint,
+	}
+}
+
+func TestLifecycleWithDynalite(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	putCircuit(t, srv, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 3, UpdatedAt: now, Reason: "5 failures", RetryAt: now.Add(time.Minute)})
+
+	env := dynaliteEnv(srv, table)
+	env["CIRCUIT_BREAKER_SERVICES"] = "payments, search"
+	r := start(t, env)
+	addr := r.waitReady(t)
+	<-r.fake.FirstNext()
+
+	regs := r.fake.Registrations()
+	if len(regs) != 1 || regs[0].Name != "circuit-breaker" || len(regs[0].Events) != 2 ||
+		regs[0].Events[0] != extapi.Invoke || regs[0].Events[1] != extapi.Shutdown {
+		t.Fatalf("registrations = %+v", regs)
+	}
+
+	// Prefetched: answered from the cache.
+	code, body := get(t, addr, "/circuits/payments", "tok")
+	var c api.Circuit
+	if err := json.Unmarshal(body, &c); err != nil || code != 200 {
+		t.Fatalf("GET payments = %d %s", code, body)
+	}
+	if c.State != "OPEN" || c.Allowed || c.Version != 3 || c.Stale || c.UpdatedAt == nil || !c.UpdatedAt.Equal(now) {
+		t.Errorf("payments = %+v", c)
+	}
+	code, body = get(t, addr, "/circuits?ids=search,payments", "tok")
+	var many api.Circuits
+	if err := json.Unmarshal(body, &many); err != nil || code != 200 || len(many.Circuits) != 2 {
+		t.Fatalf("GET many = %d %s", code, body)
+	}
+	if many.Circuits[0].ID != "search" || many.Circuits[0].State != "CLOSED" || !many.Circuits[0].Allowed || many.Circuits[1].Allowed {
+		t.Errorf("many = %+v", many)
+	}
+	// Unknown circuit: read on first lookup.
+	if code, body = get(t, addr, "/circuits/other", "tok"); code != 200 || !strings.Contains(string(body), `"state":"CLOSED"`) {
+		t.Errorf("GET other = %d %s", code, body)
+	}
+	if code, _ = get(t, addr, "/circuits/payments", ""); code != 401 {
+		t.Errorf("no token: %d, want 401", code)
+	}
+
+	// The circuit closes; an INVOKE refreshes it.
+	putCircuit(t, srv, table, circuit.Circuit{ID: "payments", State: circuit.Closed, Version: 4, UpdatedAt: now})
+	time.Sleep(1100 * time.Millisecond) // the default refresh interval
+	r.fake.SendInvoke("req-1")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = get(t, addr, "/circuits/payments", "tok")
+		if strings.Contains(string(body), `"version":4`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not refreshed after INVOKE: %s", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	r.fake.SendShutdown(2 * time.Second)
+	if code := r.exitCode(t); code != 0 {
+		t.Fatalf("exit code %d after SHUTDOWN, want 0", code)
+	}
+	if _, err := http.Get("http://" + addr + "/health"); err == nil {
+		t.Error("server still listening after SHUTDOWN")
+	}
+	if len(r.fake.Reports()) != 0 {
+		t.Errorf("errors reported: %+v", r.fake.Reports())
+	}
+}
+
+func TestInitErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		errType string
+		message string
+	}{
+		{"missing table", map[string]string{}, ErrTypeConfig, "CIRCUIT_BREAKER_TABLE is required"},
+		{"bad fail mode", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_FAIL_MODE": "maybe"}, ErrTypeConfig, "want allow or deny"},
+		{"bad duration", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_REFRESH_INTERVAL": "soon"}, ErrTypeConfig, "CIRCUIT_BREAKER_REFRESH_INTERVAL"},
+		{"bad service", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_SERVICES": "ok,not ok"}, ErrTypeConfig, "may hold only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := start(t, tt.env)
+			if code := r.exitCode(t); code == 0 {
+				t.Fatal("exit code 0 after an init error")
+			}
+			reps := r.fake.Reports()
+			if len(reps) != 1 || reps[0].Path != "init/error" || reps[0].ErrorType != tt.errType || !strings.Contains(reps[0].ErrorMessage, tt.message) {
+				t.Fatalf("reports = %+v, want one init/error %s containing %q", reps, tt.errType, tt.message)
+			}
+			if r.fake.NextCalls() != 0 {
+				t.Error("event/next called after an init error")
+			}
+		})
+	}
+}
+
+func TestListenFailureIsInitError(t *testing.T) {
+	ln, err := listenAny()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := start(t, map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_PORT": portOf(ln)})
+	if code := r.exitCode(t); code == 0 {
+		t.Fatal("exit code 0")
+	}
+	if reps := r.fake.Reports(); len(reps) != 1 || reps[0].ErrorType != ErrTypeListen {
+		t.Fatalf("reports = %+v", reps)
+	}
+}
+
+func TestDynamoDBDownUsesFailMode(t *testing.T) {
+	for _, mode := range []string{"allow", "deny"} {
+		t.Run(mode, func(t *testing.T) {
+			r := start(t, map[string]string{
+				"CIRCUIT_BREAKER_TABLE":            "t",
+				"CIRCUIT_BREAKER_FAIL_MODE":        mode,
+				"CIRCUIT_BREAKER_SERVICES":         "a",
+				"CIRCUIT_BREAKER_MISS_TIMEOUT":     "50ms",
+				"AWS_REGION":                       "us-east-1",
+				"AWS_ACCESS_KEY_ID":                "x",
+				"AWS_SECRET_ACCESS_KEY":            "x",
+				"AWS_ENDPOINT_URL_DYNAMODB":        "http://127.0.0.1:1", // nothing listens
+				"AWS_SESSION_TOKEN":                "",
+				"CIRCUIT_BREAKER_LOG_LEVEL":        "debug",
+				"CIRCUIT_BREAKER_MAX_STALENESS":    "5s",
+				"CIRCUIT_BREAKER_MAX_CIRCUITS":     "10",
+				"CIRCUIT_BREAKER_REFRESH_INTERVAL": "1s",
+			})
+			addr := r.waitReady(t)
+			code, body := get(t, addr, "/circuits/a", "")
+			var c api.Circuit
+			if err := json.Unmarshal(body, &c); err != nil || code != 200 {
+				t.Fatalf("GET = %d %s", code, body)
+			}
+			if c.Allowed != (mode == "allow") || !c.FailMode || !c.Stale {
+				t.Errorf("circuit = %+v, want fail mode %s", c, mode)
+			}
+			r.fake.SendShutdown(time.Second)
+			if code := r.exitCode(t); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+		})
+	}
+}
+
+func TestNameFromArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, DefaultName},
+		{[]string{"/opt/extensions/circuit-breaker"}, "circuit-breaker"},
+		{[]string{"./my-ext"}, "my-ext"},
+		{[]string{""}, DefaultName},
+	}
+	for _, tt := range tests {
+		if got := NameFromArgs(tt.args); got != tt.want {
+			t.Errorf("NameFromArgs(%q) = %q, want %q", tt.args, got, tt.want)
+		}
+	}
+}

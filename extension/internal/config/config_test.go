@@ -1,0 +1,75 @@
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env(map[string]string{EnvTable: "circuits", EnvToken: "tok"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Table != "circuits" || c.Port != DefaultPort || c.RefreshInterval != DefaultRefreshInterval ||
+		c.MaxStaleness != DefaultMaxStaleness || c.FailMode != FailAllow || c.MissTimeout != DefaultMissTimeout ||
+		c.MaxCircuits != DefaultMaxCircuits || c.LogLevel != slog.LevelInfo || c.Token != "tok" || len(c.Services) != 0 {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		EnvTable: "t", EnvServices: " a, b ,,a", EnvPort: "5000", EnvRefreshInterval: "250ms",
+		EnvMaxStaleness: "1m", EnvFailMode: "DENY", EnvMissTimeout: "20ms", EnvMaxCircuits: "5", EnvLogLevel: "debug",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.Services, ",") != "a,b" || c.Port != 5000 || c.RefreshInterval != 250*time.Millisecond ||
+		c.MaxStaleness != time.Minute || c.FailMode != FailDeny || c.MissTimeout != 20*time.Millisecond ||
+		c.MaxCircuits != 5 || c.LogLevel != slog.LevelDebug {
+		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no table", map[string]string{}, EnvTable + " is required"},
+		{"port", map[string]string{EnvTable: "t", EnvPort: "70000"}, EnvPort},
+		{"port text", map[string]string{EnvTable: "t", EnvPort: "http"}, EnvPort},
+		{"interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "1"}, EnvRefreshInterval},
+		{"interval negative", map[string]string{EnvTable: "t", EnvRefreshInterval: "-1s"}, EnvRefreshInterval},
+		{"staleness below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxStaleness: "1s"}, "must not be shorter"},
+		{"fail mode", map[string]string{EnvTable: "t", EnvFailMode: "open"}, "want allow or deny"},
+		{"miss timeout", map[string]string{EnvTable: "t", EnvMissTimeout: "1h"}, "at most 10s"},
+		{"max circuits", map[string]string{EnvTable: "t", EnvMaxCircuits: "0"}, EnvMaxCircuits},
+		{"too many services", map[string]string{EnvTable: "t", EnvMaxCircuits: "1", EnvServices: "a,b"}, "more than"},
+		{"log level", map[string]string{EnvTable: "t", EnvLogLevel: "loud"}, EnvLogLevel},
+		{"service id", map[string]string{EnvTable: "t", EnvServices: "a/b"}, EnvServices},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadReportsAllErrors(t *testing.T) {
+	_, err := Load(env(map[string]string{EnvPort: "x", EnvFailMode: "y"}))
+	for _, want := range []string{EnvTable, EnvPort, EnvFailMode} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}

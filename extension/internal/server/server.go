@@ -1,0 +1,259 @@
+// Package server is the extension's local HTTP API: it checks each request
+// (no forwarding, session token, size, method, path and ID) and answers
+// from the cache in JSON.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// Limits on requests.
+const (
+	// MaxBodyBytes is the largest request body accepted; the API takes
+	// none, so anything bigger is refused with 413.
+	MaxBodyBytes = 1 << 10
+	// MaxHeaderBytes bounds the request line and headers; Go answers 431
+	// beyond it.
+	MaxHeaderBytes = 8 << 10
+	// MaxQueryBytes bounds the query string; beyond it the answer is 413.
+	MaxQueryBytes = 4 << 10
+)
+
+// Looker answers lookups; *cache.Cache implements it.
+type Looker interface {
+	Lookup(ctx context.Context, id string) cache.Decision
+	LookupMany(ctx context.Context, ids []string) []cache.Decision
+}
+
+// Options configure the handler.
+type Options struct {
+	// Token is the value the X-Circuit-Breaker-Token header must carry.
+	// Empty disables the check; the extension does that only when
+	// AWS_SESSION_TOKEN is unset, as in local runs.
+	Token string
+	// Logger receives refused requests at debug level (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+type handler struct {
+	looker Looker
+	token  []byte
+	log    *slog.Logger
+	mux    *http.ServeMux
+}
+
+// NewHandler returns the API's handler.
+func NewHandler(l Looker, o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &handler{looker: l, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
+	// Methods are checked in the handlers, not in the patterns, so that a
+	// wrong method gets a JSON 405 like every other error.
+	h.mux.HandleFunc("/health", h.health)
+	h.mux.HandleFunc("/circuits/{id}", h.circuit)
+	h.mux.HandleFunc("/circuits", h.circuits)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
+	})
+	return h
+}
+
+// New returns an HTTP server for h with timeouts and header limits set.
+func New(h http.Handler, logger *slog.Logger) *http.Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 2 * time.Second,
+		ReadTimeout:       5 * time.Second,
+		WriteTimeout:      5 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// Listen listens on 127.0.0.1:port, never on other interfaces.
+func Listen(port int) (net.Listener, error) {
+	return net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, forwarded := r.Header["X-Forwarded-For"]; forwarded {
+		h.refuse(w, r, http.StatusForbidden, "forwarded requests are refused")
+		return
+	}
+	if r.ContentLength > MaxBodyBytes || len(r.URL.RawQuery) > MaxQueryBytes {
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, "request too large")
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				h.refuse(w, r, http.StatusRequestEntityTooLarge, "request too large")
+				return
+			}
+			h.refuse(w, r, http.StatusBadRequest, "unreadable request body")
+			return
+		}
+	}
+	if r.URL.Path != "/health" && !h.authorized(r) {
+		h.refuse(w, r, http.StatusUnauthorized, "missing or wrong "+api.HeaderToken+" header")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *handler) authorized(r *http.Request) bool {
+	if len(h.token) == 0 {
+		return true
+	}
+	got := r.Header.Get(api.HeaderToken)
+	return subtle.ConstantTimeCompare([]byte(got), h.token) == 1
+}
+
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h.log.Debug("refused request", "status", status, "method", r.Method, "path", r.URL.Path, "reason", msg)
+	writeError(w, status, msg)
+}
+
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+func (h *handler) circuit(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	if err := circuit.ValidateID(id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	d := h.looker.Lookup(r.Context(), id)
+	writeJSON(w, http.StatusOK, Render(d))
+}
+
+func (h *handler) circuits(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed query string")
+		return
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, v := range q["ids"] {
+		for _, id := range strings.Split(v, ",") {
+			id = strings.TrimSpace(id)
+			if id == "" || seen[id] {
+				continue
+			}
+			if err := circuit.ValidateID(id); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		writeError(w, http.StatusBadRequest, "query parameter ids is required: a comma-separated list of service IDs")
+		return
+	}
+	if len(ids) > api.MaxIDs {
+		writeError(w, http.StatusRequestEntityTooLarge, "too many ids: at most "+strconv.Itoa(api.MaxIDs))
+		return
+	}
+	ds := h.looker.LookupMany(r.Context(), ids)
+	out := api.Circuits{Circuits: make([]api.Circuit, len(ds))}
+	for i, d := range ds {
+		out.Circuits[i] = Render(d)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Render converts a cache decision into its wire form.
+func Render(d cache.Decision) api.Circuit {
+	c := api.Circuit{
+		ID:       d.ID,
+		State:    string(d.State),
+		Allowed:  d.Allowed,
+		Version:  d.Circuit.Version,
+		Stale:    d.Stale,
+		AgeMs:    -1,
+		FailMode: d.FailMode,
+		Reason:   d.Circuit.Reason,
+	}
+	if d.Known {
+		c.AgeMs = d.Age.Milliseconds()
+	}
+	c.UpdatedAt = timePtr(d.Circuit.UpdatedAt)
+	if ov := d.Circuit.ActiveOverride(d.At); ov != circuit.NoOverride {
+		c.Override = string(ov)
+		c.OverrideUntil = timePtr(d.Circuit.OverrideUntil)
+	}
+	if d.State == circuit.Open {
+		c.RetryAt = timePtr(d.Circuit.RetryAt)
+	}
+	return c
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"message":"encoding failed"}`)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, api.Error{Message: msg})
+}

@@ -1,0 +1,263 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+const token = "session-token"
+
+// stubLooker answers OPEN for IDs starting with "open", CLOSED otherwise.
+type stubLooker struct{ calls atomic.Int64 }
+
+func (s *stubLooker) Lookup(_ context.Context, id string) cache.Decision {
+	s.calls.Add(1)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := circuit.New(id)
+	if strings.HasPrefix(id, "open") {
+		c = circuit.Circuit{ID: id, State: circuit.Open, Version: 2, UpdatedAt: now, Reason: "3 failed checks", RetryAt: now.Add(time.Minute)}
+	}
+	return cache.Decision{ID: id, Circuit: c, State: c.EffectiveState(now), Allowed: c.Allowed(now), Known: true, Age: 1500 * time.Millisecond, At: now}
+}
+
+func (s *stubLooker) LookupMany(ctx context.Context, ids []string) []cache.Decision {
+	out := make([]cache.Decision, len(ids))
+	for i, id := range ids {
+		out[i] = s.Lookup(ctx, id)
+	}
+	return out
+}
+
+func newTestHandler(tok string) (http.Handler, *stubLooker) {
+	l := &stubLooker{}
+	return NewHandler(l, Options{Token: tok}), l
+}
+
+func TestHandler(t *testing.T) {
+	h, _ := newTestHandler(token)
+	tests := []struct {
+		name     string
+		method   string
+		target   string
+		header   map[string]string
+		body     string
+		status   int
+		contains string
+	}{
+		{"health without token", "GET", "/health", nil, "", 200, `"status":"ok"`},
+		{"one circuit", "GET", "/circuits/open-api", map[string]string{api.HeaderToken: token}, "", 200, `"allowed":false`},
+		{"closed circuit", "GET", "/circuits/svc", map[string]string{api.HeaderToken: token}, "", 200, `"state":"CLOSED"`},
+		{"head", "HEAD", "/circuits/svc", map[string]string{api.HeaderToken: token}, "", 200, ""},
+		{"many", "GET", "/circuits?ids=a,open-b", map[string]string{api.HeaderToken: token}, "", 200, `"id":"open-b"`},
+		{"many repeated params", "GET", "/circuits?ids=a&ids=b", map[string]string{api.HeaderToken: token}, "", 200, `"id":"b"`},
+		{"missing token", "GET", "/circuits/svc", nil, "", 401, `"message"`},
+		{"wrong token", "GET", "/circuits/svc", map[string]string{api.HeaderToken: "nope"}, "", 401, "X-Circuit-Breaker-Token"},
+		{"unknown path needs token first", "GET", "/nope", nil, "", 401, `"message"`},
+		{"unknown path", "GET", "/nope", map[string]string{api.HeaderToken: token}, "", 404, `"message"`},
+		{"nested path", "GET", "/circuits/a/b", map[string]string{api.HeaderToken: token}, "", 404, `"message"`},
+		{"forwarded", "GET", "/circuits/svc", map[string]string{api.HeaderToken: token, "X-Forwarded-For": "10.0.0.1"}, "", 403, "forwarded"},
+		{"forwarded health", "GET", "/health", map[string]string{"X-Forwarded-For": ""}, "", 403, "forwarded"},
+		{"wrong method", "POST", "/circuits/svc", map[string]string{api.HeaderToken: token}, "", 405, "not allowed"},
+		{"wrong method health", "DELETE", "/health", nil, "", 405, "not allowed"},
+		{"bad id", "GET", "/circuits/-bad", map[string]string{api.HeaderToken: token}, "", 400, "must start"},
+		{"escaped slash id", "GET", "/circuits/a%2Fb", map[string]string{api.HeaderToken: token}, "", 400, "may hold only"},
+		{"long id", "GET", "/circuits/" + strings.Repeat("x", 65), map[string]string{api.HeaderToken: token}, "", 400, "longer than"},
+		{"bad id in list", "GET", "/circuits?ids=a,b%20c", map[string]string{api.HeaderToken: token}, "", 400, "may hold only"},
+		{"no ids", "GET", "/circuits", map[string]string{api.HeaderToken: token}, "", 400, "ids is required"},
+		{"malformed query", "GET", "/circuits?ids=%zz", map[string]string{api.HeaderToken: token}, "", 400, "malformed"},
+		{"too many ids", "GET", "/circuits?ids=" + manyIDs(api.MaxIDs+1), map[string]string{api.HeaderToken: token}, "", 413, "too many"},
+		{"huge query", "GET", "/circuits?ids=" + strings.Repeat("a,", MaxQueryBytes), map[string]string{api.HeaderToken: token}, "", 413, "too large"},
+		{"body too large", "GET", "/circuits/svc", map[string]string{api.HeaderToken: token}, strings.Repeat("x", MaxBodyBytes+1), 413, "too large"},
+		{"small body ignored", "GET", "/circuits/svc", map[string]string{api.HeaderToken: token}, "{}", 200, `"id":"svc"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			req := httptest.NewRequest(tt.method, tt.target, body)
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.status, rec.Body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if !strings.Contains(rec.Body.String(), tt.contains) {
+				t.Errorf("body %s does not contain %s", rec.Body, tt.contains)
+			}
+			if tt.status >= 400 {
+				var e api.Error
+				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Message == "" {
+					t.Errorf("error body %q is not {\"message\":...}", rec.Body)
+				}
+			}
+			if tt.status == 405 && rec.Header().Get("Allow") == "" {
+				t.Error("405 without Allow header")
+			}
+		})
+	}
+}
+
+func TestStreamedBodyTooLarge(t *testing.T) {
+	h, _ := newTestHandler(token)
+	req := httptest.NewRequest("GET", "/circuits/svc", io.NopCloser(strings.NewReader(strings.Repeat("x", 4*MaxBodyBytes))))
+	req.ContentLength = -1 // chunked: the size is known only while reading
+	req.Header.Set(api.HeaderToken, token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status = %d, want 413", rec.Code)
+	}
+}
+
+func TestCircuitJSON(t *testing.T) {
+	h, _ := newTestHandler(token)
+	req := httptest.NewRequest("GET", "/circuits/open-x", nil)
+	req.Header.Set(api.HeaderToken, token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var got api.Circuit
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "open-x" || got.State != "OPEN" || got.Allowed || got.Version != 2 || got.Stale || got.AgeMs != 1500 ||
+		got.UpdatedAt == nil || got.RetryAt == nil || got.Reason != "3 failed checks" {
+		t.Errorf("circuit = %+v", got)
+	}
+	for _, field := range []string{`"id"`, `"state"`, `"allowed"`, `"version"`, `"updatedAt"`, `"stale"`} {
+		if !strings.Contains(rec.Body.String(), field) {
+			t.Errorf("answer %s lacks %s", rec.Body, field)
+		}
+	}
+}
+
+func TestTokenCheckDisabledWhenUnset(t *testing.T) {
+	h, _ := newTestHandler("")
+	req := httptest.NewRequest("GET", "/circuits/svc", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("status = %d, want 200 with no configured token", rec.Code)
+	}
+}
+
+func TestListenIsLoopbackOnly(t *testing.T) {
+	ln, err := Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if got := ln.Addr().String(); !strings.HasPrefix(got, "127.0.0.1:") {
+		t.Errorf("listening on %s, want 127.0.0.1", got)
+	}
+}
+
+func TestServerOverLoopback(t *testing.T) {
+	ln, err := Listen(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newTestHandler(token)
+	srv := New(h, nil)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	// A request header block over the limit gets 431 from net/http.
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/health", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", 2*MaxHeaderBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("status = %d, want 431", resp.StatusCode)
+	}
+}
+
+func manyIDs(n int) string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "s" + strings.Repeat("x", i%5) + string(rune('a'+i%26)) + string(rune('a'+i/26))
+	}
+	return strings.Join(ids, ",")
+}
+
+func BenchmarkHandlerCircuit(b *testing.B) {
+	h, _ := newTestHandler(token)
+	req := httptest.NewRequest("GET", "/circuits/open-api", nil)
+	req.Header.Set(api.HeaderToken, token)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+}
+
+func BenchmarkHandlerCircuits(b *testing.B) {
+	h, _ := newTestHandler(token)
+	req := httptest.NewRequest("GET", "/circuits?ids=a,b,open-c,d", nil)
+	req.Header.Set(api.HeaderToken, token)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+	}
+}
+
+// BenchmarkCachedLookupOverLoopback measures a full cache-hit round trip
+// through the real server, cache and a keep-alive client, in one process.
+func BenchmarkCachedLookupOverLoopback(b *testing.B) {
+	c := cache.New(nopReader{}, cache.Options{RefreshInterval: time.Hour})
+	c.Lookup(context.Background(), "svc")
+	ln, err := Listen(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := New(NewHandler(c, Options{Token: token}), nil)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/circuits/svc"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set(api.HeaderToken, token)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+type nopReader struct{}
+
+func (nopReader) Get(_ context.Context, id string) (circuit.Circuit, bool, error) {
+	return circuit.New(id), false, nil
+}
+
+func (nopReader) GetMany(context.Context, []string) (map[string]circuit.Circuit, error) {
+	return map[string]circuit.Circuit{}, nil
+}
