@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// TestSetupUsesEnvironment builds the updater exactly as the Lambda does,
+// from the environment with AWS_ENDPOINT_URL_DYNAMODB pointing at dynalite,
+// and checks that three failed checks open the circuit in that table.
+func TestSetupUsesEnvironment(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", srv.Endpoint)
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "local")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer health.Close()
+
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	env := map[string]string{TableEnv: table}
+	u, err := setup(context.Background(), func(k string) string { return env[k] }, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := json.RawMessage(fmt.Sprintf(`{"ID":"mock-api","URL":%q}`, health.URL+"/api/resource/health"))
+	for i := 1; i <= 3; i++ {
+		out, err := u.Handle(context.Background(), in)
+		if err != nil {
+			t.Fatalf("check %d: %v", i, err)
+		}
+		if want := i == 3; out.Transitioned != want {
+			t.Errorf("check %d: transitioned %v, want %v", i, out.Transitioned, want)
+		}
+	}
+	c, found, err := store.New(srv.Client(), table).Get(context.Background(), "mock-api")
+	if err != nil || !found || c.State != circuit.Open || c.Version != 1 {
+		t.Errorf("stored circuit %+v, found %v, err %v; want OPEN v1", c, found, err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"circuit transition"`) {
+		t.Errorf("no transition logged: %s", logs.String())
+	}
+
+	if _, err := setup(context.Background(), func(string) string { return "" }, logger); err == nil || !strings.Contains(err.Error(), TableEnv) {
+		t.Errorf("setup without a table = %v, want an error naming %s", err, TableEnv)
+	}
+}
