@@ -1,0 +1,78 @@
+// Command probefn is a Lambda function for end-to-end tests: it asks the
+// circuit-breaker extension about the circuits named in the event, with
+// the Go client and with raw HTTP, and returns what it heard.
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
+)
+
+// Event is the function's input.
+type Event struct {
+	// IDs are the circuits to ask about.
+	IDs []string `json:"ids"`
+}
+
+// Answer is one circuit's answer, or the client's error.
+type Answer struct {
+	Circuit client.Circuit `json:"circuit"`
+	Allowed bool           `json:"allowed"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// Result is the function's output.
+type Result struct {
+	// Answers are in the order of Event.IDs.
+	Answers []Answer `json:"answers"`
+	// NoTokenStatus is the status of a request without the token.
+	NoTokenStatus int `json:"noTokenStatus"`
+	// ForwardedStatus is the status of a request with X-Forwarded-For.
+	ForwardedStatus int `json:"forwardedStatus"`
+}
+
+func main() {
+	// A generous timeout: the test checks answers, not latency.
+	cb := client.New(client.WithTimeout(2 * time.Second))
+	port := os.Getenv("CIRCUIT_BREAKER_PORT")
+	if port == "" {
+		port = "4243"
+	}
+	base := "http://127.0.0.1:" + port
+	lambda.Start(func(ctx context.Context, ev Event) (Result, error) {
+		var res Result
+		for _, id := range ev.IDs {
+			st, err := cb.State(ctx, id)
+			a := Answer{Circuit: st, Allowed: st.Allowed}
+			if err != nil {
+				a.Error = err.Error()
+			}
+			res.Answers = append(res.Answers, a)
+		}
+		res.NoTokenStatus = status(ctx, base+"/circuits/x", nil)
+		res.ForwardedStatus = status(ctx, base+"/health", map[string]string{"X-Forwarded-For": "203.0.113.9"})
+		return res, nil
+	})
+}
+
+func status(ctx context.Context, url string, header map[string]string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
+)
+
+// result mirrors the probe function's output.
+type result struct {
+	Answers []struct {
+		Circuit struct {
+			ID       string `json:"id"`
+			State    string `json:"state"`
+			Allowed  bool   `json:"allowed"`
+			Version  int64  `json:"version"`
+			Stale    bool   `json:"stale"`
+			FailMode bool   `json:"failMode"`
+		} `json:"circuit"`
+		Allowed bool   `json:"allowed"`
+		Error   string `json:"error"`
+	} `json:"answers"`
+	NoTokenStatus   int `json:"noTokenStatus"`
+	ForwardedStatus int `json:"forwardedStatus"`
+}
+
+func put(t *testing.T, db *dynamodb.Client, table string, c circuit.Circuit) {
+	t.Helper()
+	item, err := store.Encode(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func invoke(t *testing.T, emu *rie.Emulator, ids ...string) result {
+	t.Helper()
+	payload, _ := json.Marshal(map[string]any{"ids": ids})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := emu.Invoke(ctx, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("function output %s: %v", out, err)
+	}
+	if len(r.Answers) != len(ids) {
+		t.Fatalf("function output %s: want %d answers", out, len(ids))
+	}
+	for i, a := range r.Answers {
+		if a.Error != "" {
+			t.Fatalf("answer for %s: %s", ids[i], a.Error)
+		}
+	}
+	return r
+}
+
+func TestExtensionUnderEmulator(t *testing.T) {
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	table := srv.NewTable(t)
+	put(t, db, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 5, UpdatedAt: time.Now(), Reason: "5 consecutive failures"})
+	put(t, db, table, circuit.Circuit{ID: "search", State: circuit.Closed, Version: 2, Override: circuit.ForcedOpen, OverrideReason: "maintenance"})
+
+	fn := rie.Build(t, "./internal/testutil/rie/probefn")
+	ext := rie.Build(t, "./extension")
+	port := rie.FreePort(t)
+	emu := rie.Start(t, rie.Config{
+		Function:   fn,
+		Extensions: map[string]string{"circuit-breaker": ext},
+		Env: map[string]string{
+			"CIRCUIT_BREAKER_TABLE":            table,
+			"CIRCUIT_BREAKER_SERVICES":         "payments,search",
+			"CIRCUIT_BREAKER_PORT":             strconv.Itoa(port),
+			"CIRCUIT_BREAKER_REFRESH_INTERVAL": "100ms",
+			"CIRCUIT_BREAKER_LOG_LEVEL":        "debug",
+			"AWS_REGION":                       "us-east-1",
+			"AWS_ACCESS_KEY_ID":                "local",
+			"AWS_SECRET_ACCESS_KEY":            "local",
+			"AWS_SESSION_TOKEN":                "e2e-session-token",
+			"AWS_ENDPOINT_URL_DYNAMODB":        srv.Endpoint,
+		},
+	})
+
+	// First invocation: the extension prefetched both circuits during init.
+	r := invoke(t, emu, "payments", "search", "never-written")
+	want := []struct {
+		id      string
+		state   string
+		allowed bool
+		version int64
+	}{
+		{"payments", "OPEN", false, 5},
+		{"search", "OPEN", false, 2}, // FORCED_OPEN override wins
+		{"never-written", "CLOSED", true, 0},
+	}
+	for i, w := range want {
+		c := r.Answers[i].Circuit
+		if c.ID != w.id || c.State != w.state || c.Allowed != w.allowed || c.Version != w.version || c.Stale || c.FailMode {
+			t.Errorf("answer %d = %+v, want %+v", i, c, w)
+		}
+	}
+	if r.NoTokenStatus != 401 {
+		t.Errorf("request without token: %d, want 401", r.NoTokenStatus)
+	}
+	if r.ForwardedStatus != 403 {
+		t.Errorf("forwarded request: %d, want 403", r.ForwardedStatus)
+	}
+	if !strings.Contains(emu.Logs(), `"msg":"ready"`) {
+		t.Error("extension did not log ready")
+	}
+
+	// The circuit closes in the table; INVOKE events refresh the cache.
+	put(t, db, table, circuit.Circuit{ID: "payments", State: circuit.Closed, Version: 6})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		time.Sleep(150 * time.Millisecond)
+		r = invoke(t, emu, "payments")
+		if c := r.Answers[0].Circuit; c.Version == 6 && c.Allowed && c.State == "CLOSED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("extension did not pick up the new state: %+v", r.Answers[0])
+		}
+	}
+
+	// SIGTERM to the emulator: the extension gets SHUTDOWN and exits cleanly.
+	emu.Stop(t)
+	logs := emu.Logs()
+	for _, want := range []string{`"msg":"shutdown"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("extension logs lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("emulator output:\n%s", logs)
+	}
+}
