@@ -44,7 +44,8 @@ type Settings struct {
 	// the trial closes it at once.
 	SuccessThreshold int
 	// OpenCooldown is how long the first opening lasts before a check may
-	// try the service again (1s..24h, default 30s).
+	// try the service again (1s..24h, default 30s, or MaxOpenCooldown when
+	// that is shorter).
 	OpenCooldown time.Duration
 	// MaxOpenCooldown caps the cool-down, which doubles with each opening
 	// since the last full recovery (OpenCooldown..24h, default 5m).
@@ -63,7 +64,8 @@ func DefaultSettings() Settings {
 
 // WithDefaults returns s with every zero field replaced by its default.
 // A zero MaxOpenCooldown becomes the larger of the default cap and
-// OpenCooldown, so that a long cool-down alone is a valid setting.
+// OpenCooldown, and a zero OpenCooldown the smaller of the default and
+// MaxOpenCooldown, so that either one set alone is a valid setting.
 func (s Settings) WithDefaults() Settings {
 	if s.FailureThreshold == 0 {
 		s.FailureThreshold = DefaultFailureThreshold
@@ -73,6 +75,9 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.OpenCooldown == 0 {
 		s.OpenCooldown = DefaultOpenCooldown
+		if s.MaxOpenCooldown > 0 && s.MaxOpenCooldown < s.OpenCooldown {
+			s.OpenCooldown = s.MaxOpenCooldown
+		}
 	}
 	if s.MaxOpenCooldown == 0 {
 		s.MaxOpenCooldown = max(DefaultMaxOpenCooldown, s.OpenCooldown)

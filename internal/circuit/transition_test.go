@@ -143,6 +143,7 @@ func TestSettingsValidate(t *testing.T) {
 		{"defaults", DefaultSettings(), ""},
 		{"zero with defaults", Settings{}.WithDefaults(), ""},
 		{"long cool-down alone", Settings{OpenCooldown: time.Hour}.WithDefaults(), ""},
+		{"short cap alone", Settings{MaxOpenCooldown: 10 * time.Second}.WithDefaults(), ""},
 		{"bounds", Settings{FailureThreshold: 100, SuccessThreshold: 1, OpenCooldown: time.Second, MaxOpenCooldown: 24 * time.Hour}, ""},
 		{"zero without defaults", Settings{}, "FailureThreshold 0"},
 		{"failure threshold high", Settings{FailureThreshold: 101}.WithDefaults(), "FailureThreshold 101"},
@@ -164,6 +165,23 @@ func TestSettingsValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	tests := []struct {
+		in, want Settings
+	}{
+		{Settings{}, DefaultSettings()},
+		{Settings{OpenCooldown: time.Hour}, Settings{3, 2, time.Hour, time.Hour}},
+		{Settings{MaxOpenCooldown: 10 * time.Second}, Settings{3, 2, 10 * time.Second, 10 * time.Second}},
+		{Settings{MaxOpenCooldown: time.Hour}, Settings{3, 2, 30 * time.Second, time.Hour}},
+		{Settings{FailureThreshold: 7, SuccessThreshold: 1, OpenCooldown: time.Second, MaxOpenCooldown: time.Minute}, Settings{7, 1, time.Second, time.Minute}},
+	}
+	for _, tt := range tests {
+		if got := tt.in.WithDefaults(); got != tt.want {
+			t.Errorf("%+v.WithDefaults() = %+v, want %+v", tt.in, got, tt.want)
+		}
 	}
 }
 

@@ -48,8 +48,9 @@ type Input struct {
 	// circuit on trial, counting the first trial (1..100, default 2).
 	SuccessThreshold int `json:"SuccessThreshold,omitempty"`
 	// OpenCooldown is how long the first opening lasts before a trial, as
-	// a Go duration (1s..24h, default "30s"); it doubles with each further
-	// opening until the circuit closes again.
+	// a Go duration (1s..24h, default "30s", or MaxOpenCooldown when that
+	// is shorter); it doubles with each further opening until the circuit
+	// closes again.
 	OpenCooldown string `json:"OpenCooldown,omitempty"`
 	// MaxOpenCooldown caps the growing cool-down, as a Go duration
 	// (OpenCooldown..24h, default "5m", or OpenCooldown when longer).

@@ -49,6 +49,16 @@ func TestParseInput(t *testing.T) {
 				t.Errorf("cap %s, want 10m", c.Settings.MaxOpenCooldown)
 			}
 		}},
+		{name: "short cap lowers the default cool-down", in: `{"ID":"a","URL":"http://h","MaxOpenCooldown":"10s"}`, check: func(t *testing.T, c Config) {
+			if c.Settings.OpenCooldown != 10*time.Second || c.Settings.MaxOpenCooldown != 10*time.Second {
+				t.Errorf("settings %+v, want 10s cool-down and cap", c.Settings)
+			}
+		}},
+		{name: "construct's duration format", in: `{"ID":"a","URL":"http://h","Timeout":"4s","OpenCooldown":"1m30s","MaxOpenCooldown":"5m0s"}`, check: func(t *testing.T, c Config) {
+			if c.Settings.OpenCooldown != 90*time.Second || c.Settings.MaxOpenCooldown != 5*time.Minute {
+				t.Errorf("settings %+v", c.Settings)
+			}
+		}},
 		{name: "empty", in: ``, wantErr: "not a JSON object"},
 		{name: "array", in: `[]`, wantErr: "not a JSON object"},
 		{name: "null", in: `null`, wantErr: "not a JSON object"},
