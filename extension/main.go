@@ -10,12 +10,19 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/app"
 )
 
 func main() {
+	// The heap is small and short-lived (one request's buffers): collect
+	// more often than Go's default to keep resident memory low in
+	// sandboxes with 128 MB, unless GOGC is set explicitly.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := app.Run(ctx, app.Options{Name: app.NameFromArgs(os.Args)})
 	stop()

@@ -1,0 +1,382 @@
+// Command benchcmd measures the extension and prints one Markdown table:
+// cache-hit lookup latency over loopback from another process beside a
+// constant loopback HTTP server (the floor) and a direct DynamoDB GetItem
+// against dynalite, lookups per second with 2 cores, time from process
+// start to the first event/next call, peak resident memory and the
+// stripped binary size. Run it with "make bench" from the repository root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+const token = "bench-token"
+
+func main() {
+	floor := flag.String("floor-server", "", "internal: serve the constant floor server on this address")
+	lookups := flag.Int("n", 20000, "sequential lookups per latency row")
+	dynamoN := flag.Int("dynamo-n", 2000, "sequential GetItem calls against dynalite")
+	duration := flag.Duration("throughput-time", 3*time.Second, "duration of the throughput run")
+	starts := flag.Int("starts", 20, "process starts measured")
+	flag.Parse()
+	if *floor != "" {
+		serveFloor(*floor)
+		return
+	}
+	if err := run(*lookups, *dynamoN, *starts, *duration); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// serveFloor is the floor: the smallest Go loopback HTTP server, answering
+// a constant JSON body of the same size as a circuit answer.
+func serveFloor(addr string) {
+	body := []byte(`{"id":"bench","state":"CLOSED","allowed":true,"version":1,"updatedAt":"2026-01-02T03:04:05Z","stale":false,"ageMs":100}` + "\n")
+	_ = http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+}
+
+type row struct{ name, value, target string }
+
+func run(n, dynamoN, starts int, dur time.Duration) error {
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "cb-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "circuit-breaker")
+	build := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, "./extension")
+	build.Dir, build.Env, build.Stderr = root, append(os.Environ(), "CGO_ENABLED=0"), os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build extension: %w", err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+
+	dyn, err := dynalite.Launch()
+	if err != nil {
+		return err
+	}
+	defer dyn.Stop()
+	db := dyn.Client()
+	ctx := context.Background()
+	table := "circuits-bench"
+	if err := dynalite.CreateTable(ctx, db, table); err != nil {
+		return err
+	}
+	item, err := store.Encode(circuit.Circuit{ID: "bench", State: circuit.Closed, Version: 1, UpdatedAt: time.Now()})
+	if err != nil {
+		return err
+	}
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+		return err
+	}
+	env := func(port int, services string, runtimeAPI string) []string {
+		return []string{
+			"AWS_LAMBDA_RUNTIME_API=" + runtimeAPI,
+			"CIRCUIT_BREAKER_TABLE=" + table,
+			"CIRCUIT_BREAKER_SERVICES=" + services,
+			"CIRCUIT_BREAKER_PORT=" + strconv.Itoa(port),
+			"CIRCUIT_BREAKER_LOG_LEVEL=warn",
+			"AWS_REGION=us-east-1",
+			"AWS_ACCESS_KEY_ID=local",
+			"AWS_SECRET_ACCESS_KEY=local",
+			"AWS_SESSION_TOKEN=" + token,
+			"AWS_ENDPOINT_URL_DYNAMODB=" + dyn.Endpoint,
+			"GOMAXPROCS=2",
+		}
+	}
+
+	// Start to first event/next, without and with the prefetch.
+	startNoPrefetch, err := measureStarts(bin, starts, func(api string) []string { return env(freePort(), "", api) })
+	if err != nil {
+		return err
+	}
+	startPrefetch, err := measureStarts(bin, starts, func(api string) []string { return env(freePort(), "bench", api) })
+	if err != nil {
+		return err
+	}
+
+	// The long-running extension.
+	fake := extapitest.Start()
+	defer fake.Close()
+	port := freePort()
+	ext := exec.Command(bin)
+	ext.Env, ext.Stderr = env(port, "bench", fake.Addr), os.Stderr
+	if err := ext.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = ext.Process.Kill(); _ = ext.Wait() }()
+	select {
+	case <-fake.FirstNext():
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("extension did not call event/next")
+	}
+
+	floorPort := freePort()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	floor := exec.Command(self, "-floor-server", "127.0.0.1:"+strconv.Itoa(floorPort))
+	floor.Env = append(os.Environ(), "GOMAXPROCS=2")
+	if err := floor.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = floor.Process.Kill(); _ = floor.Wait() }()
+	if err := waitHTTP("http://127.0.0.1:" + strconv.Itoa(floorPort) + "/"); err != nil {
+		return err
+	}
+
+	extURL := "http://127.0.0.1:" + strconv.Itoa(port) + "/circuits/bench"
+	floorURL := "http://127.0.0.1:" + strconv.Itoa(floorPort) + "/circuits/bench"
+	extLat, err := latency(extURL, n)
+	if err != nil {
+		return err
+	}
+	floorLat, err := latency(floorURL, n)
+	if err != nil {
+		return err
+	}
+	dynLat, err := dynamoLatency(db, table, dynamoN)
+	if err != nil {
+		return err
+	}
+	extRate, err := throughput(extURL, dur)
+	if err != nil {
+		return err
+	}
+	floorRate, err := throughput(floorURL, dur)
+	if err != nil {
+		return err
+	}
+	rss, err := peakRSS(ext.Process.Pid)
+	if err != nil {
+		return err
+	}
+
+	rows := []row{
+		{"Cache-hit lookup, extension, p50 / p99", fmtDur(extLat.p50) + " / " + fmtDur(extLat.p99), fmt.Sprintf("p50 ≤ 1.5× floor (%.2f×)", float64(extLat.p50)/float64(floorLat.p50))},
+		{"Floor: constant Go loopback HTTP server, p50 / p99", fmtDur(floorLat.p50) + " / " + fmtDur(floorLat.p99), ""},
+		{"Direct GetItem against dynalite, p50 / p99", fmtDur(dynLat.p50) + " / " + fmtDur(dynLat.p99), ""},
+		{"Lookups/s, extension with GOMAXPROCS=2", fmt.Sprintf("%.0f (floor: %.0f)", extRate, floorRate), ""},
+		{"Process start → first event/next, p50 (no prefetch)", fmtDur(startNoPrefetch.p50), "< 10 ms"},
+		{"Process start → first event/next, p50 (1 circuit prefetched from dynalite)", fmtDur(startPrefetch.p50), ""},
+		{"Peak RSS of the extension after the run", fmt.Sprintf("%.1f MB", float64(rss)/(1<<20)), "< 15 MB"},
+		{"Stripped binary size (" + runtime.GOOS + "/" + runtime.GOARCH + ")", fmt.Sprintf("%.2f MB", float64(fi.Size())/(1<<20)), "< 8 MB"},
+	}
+	fmt.Printf("Measured %s on %s/%s, %d CPUs, %s; %d sequential lookups per latency row over one keep-alive connection, %d GetItem calls, %d starts.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), n, dynamoN, starts)
+	fmt.Println("| Measurement | Result | Target |")
+	fmt.Println("|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s |\n", r.name, r.value, r.target)
+	}
+	return nil
+}
+
+type dist struct{ p50, p99 time.Duration }
+
+func percentiles(ds []time.Duration) dist {
+	slices.Sort(ds)
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return dist{at(0.50), at(0.99)}
+}
+
+func newClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+}
+
+func get(c *http.Client, url string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(api.HeaderToken, token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+func latency(url string, n int) (dist, error) {
+	c := newClient(1)
+	for range 1000 { // warm up
+		if err := get(c, url); err != nil {
+			return dist{}, err
+		}
+	}
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		start := time.Now()
+		if err := get(c, url); err != nil {
+			return dist{}, err
+		}
+		ds[i] = time.Since(start)
+	}
+	return percentiles(ds), nil
+}
+
+func dynamoLatency(db *dynamodb.Client, table string, n int) (dist, error) {
+	ctx := context.Background()
+	in := &dynamodb.GetItemInput{
+		TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{store.KeyAttribute: &types.AttributeValueMemberS{Value: "bench"}},
+	}
+	for range 100 {
+		if _, err := db.GetItem(ctx, in); err != nil {
+			return dist{}, err
+		}
+	}
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		start := time.Now()
+		if _, err := db.GetItem(ctx, in); err != nil {
+			return dist{}, err
+		}
+		ds[i] = time.Since(start)
+	}
+	return percentiles(ds), nil
+}
+
+// throughput runs 16 keep-alive clients against url for d.
+func throughput(url string, d time.Duration) (float64, error) {
+	const workers = 16
+	c := newClient(workers)
+	var count atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := get(c, url); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return 0, err
+	}
+	return float64(count.Load()) / time.Since(start).Seconds(), nil
+}
+
+// measureStarts starts the extension n times against a fresh fake
+// Extensions API and returns the time from cmd.Start to the first
+// event/next call.
+func measureStarts(bin string, n int, env func(runtimeAPI string) []string) (dist, error) {
+	ds := make([]time.Duration, 0, n)
+	for range n {
+		fake := extapitest.Start()
+		cmd := exec.Command(bin)
+		cmd.Env, cmd.Stderr = env(fake.Addr), os.Stderr
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			fake.Close()
+			return dist{}, err
+		}
+		select {
+		case <-fake.FirstNext():
+			ds = append(ds, fake.FirstNextAt().Sub(start))
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			fake.Close()
+			return dist{}, fmt.Errorf("no event/next within 10s")
+		}
+		fake.SendShutdown(time.Second)
+		_ = cmd.Wait()
+		fake.Close()
+	}
+	return percentiles(ds), nil
+}
+
+// peakRSS reads the peak resident set size (VmHWM) of pid, in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS needs /proc: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering", url)
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+}
