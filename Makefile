@@ -38,5 +38,9 @@ test: node_modules/.package-lock.json vet
 	go test -count=1 -timeout 30m ./constructs/... ./infra/... ./test/...
 	cd test/consumer && go test -count=1 -timeout 20m ./...
 
+## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
+bench: node_modules/.package-lock.json
+	go run ./extension/internal/benchcmd
+
 clean:
 	rm -rf cdk.out test/consumer/cdk.out
