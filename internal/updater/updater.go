@@ -89,7 +89,7 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, fmt.Errorf("updater: check of %q interrupted: %w", cfg.ID, err)
 	}
-	result := circuit.CheckResult{OK: res.OK(), Reason: string(res.Outcome) + ": " + res.Detail}
+	result := circuit.CheckResult{OK: res.OK(), Reason: res.Detail}
 	applied, err := u.Store.Apply(ctx, cfg.ID, func(cur circuit.Circuit) circuit.Decision {
 		return circuit.Decide(cur, cfg.Settings, result, u.now())
 	})
