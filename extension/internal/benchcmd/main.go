@@ -196,8 +196,8 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 		{"Lookups/s, extension with GOMAXPROCS=2", fmt.Sprintf("%.0f (floor: %.0f)", extRate, floorRate), ""},
 		{"Process start → first event/next, p50 (no prefetch)", fmtDur(startNoPrefetch.p50), "< 10 ms"},
 		{"Process start → first event/next, p50 (1 circuit prefetched from dynalite)", fmtDur(startPrefetch.p50), ""},
-		{"Peak RSS of the extension after the run", fmt.Sprintf("%.1f MB", float64(rss)/(1<<20)), "< 15 MB"},
-		{"Stripped binary size (" + runtime.GOOS + "/" + runtime.GOARCH + ")", fmt.Sprintf("%.2f MB", float64(fi.Size())/(1<<20)), "< 8 MB"},
+		{"Peak RSS of the extension after the run", fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)), "< 15 MB"},
+		{"Stripped binary size (" + runtime.GOOS + "/" + runtime.GOARCH + ")", fmt.Sprintf("%.2f MiB (%.2f MB)", float64(fi.Size())/(1<<20), float64(fi.Size())/1e6), "< 8 MB"},
 	}
 	fmt.Printf("Measured %s on %s/%s, %d CPUs, %s; %d sequential lookups per latency row over one keep-alive connection, %d GetItem calls, %d starts.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), n, dynamoN, starts)
