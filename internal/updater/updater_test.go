@@ -59,7 +59,7 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 		t.Run(f.mode, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			svc := newService(t, 150*time.Millisecond)
+			svc := newService(t, 600*time.Millisecond)
 			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 			u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: clk.Now, Logger: e.logger}
 			ctx := context.Background()
@@ -70,7 +70,7 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 				if st.failing {
 					mode = f.mode
 				}
-				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "200ms", SlowCallThreshold: "100ms"})
+				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms"})
 				r0, w0 := e.api.reads.Load(), e.api.writes.Load()
 				out, err := u.Handle(ctx, in)
 				if err != nil {
