@@ -1,6 +1,7 @@
 package circuitbreaker
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 // CircuitBreakedServiceProps configures a CircuitBreakedService. The zero
@@ -243,9 +245,32 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 		if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
 			return nil, fmt.Errorf("circuitbreaker: service %q: Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v", s.ID, br.MaxOpenCooldown, br.OpenCooldown)
 		}
+		// The updater's own parser has the last word, so anything that
+		// synthesizes is also accepted at run time.
+		if err := s.checkRuleInput(); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
+		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// checkRuleInput parses the service's rule input with the updater's own
+// parser. A URL that is a token (or empty: the mock API) is replaced by a
+// placeholder, since it resolves only at deploy time.
+func (s MonitoredService) checkRuleInput() error {
+	u := s.URL
+	if u == "" || *awscdk.Token_IsUnresolved(u) {
+		u = "https://placeholder.invalid/health"
+	}
+	data, err := json.Marshal(s.ruleInput(u))
+	if err != nil {
+		return fmt.Errorf("encode rule input: %w", err)
+	}
+	if _, err := updater.ParseInput(data); err != nil {
+		return err
+	}
+	return nil
 }
 
 // ruleInput is the updater's input for one service: the keys ID and URL of

@@ -46,6 +46,9 @@ func TestPropsValidation(t *testing.T) {
 		{"threshold range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{FailureThreshold: 101}}}}, "FailureThreshold"},
 		{"cooldown order", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{OpenCooldown: time.Minute, MaxOpenCooldown: time.Second * 10}}}}, "shorter than"},
 		{"status list", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "2xx"}}}}, "ExpectedStatus"},
+		{"slow above timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second, SlowCallThreshold: 3 * time.Second}}}}, "SlowCallThreshold"},
+		{"timeout below default slow", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second}}}}, ""},
+		{"backwards range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "299-200"}}}}, "ExpectedStatus"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
 	}

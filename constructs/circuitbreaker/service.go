@@ -170,7 +170,7 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 		Package:      UpdaterPackage,
 		Architecture: s.props.Architecture,
 		Description:  "Health-checks a monitored service and moves its circuit",
-		Timeout:      awscdk.Duration_Seconds(jsii.Number(30)),
+		Timeout:      awscdk.Duration_Seconds(jsii.Number(45)), // the longest check (30s) plus DynamoDB writes
 		Environment:  map[string]string{EnvTable: *s.table.TableName()},
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
