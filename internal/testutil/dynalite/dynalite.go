@@ -10,11 +10,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,7 +31,20 @@ type Server struct {
 	// Endpoint is the server's URL, such as http://127.0.0.1:41234.
 	Endpoint string
 	cmd      *exec.Cmd
+	opts     Options
+	mu       sync.Mutex
 	tables   atomic.Int64
+}
+
+// Options configure LaunchWith.
+type Options struct {
+	// Port is the loopback port; 0 picks a free one.
+	Port int
+	// Dir, when set, keeps the data in a LevelDB store in that directory,
+	// so that it survives Stop and Restart; empty keeps it in memory.
+	Dir string
+	// Stderr receives dynalite's error output; nil means os.Stderr.
+	Stderr io.Writer
 }
 
 // RepoRoot returns the directory of this repository's go.mod, searching up
@@ -83,22 +98,68 @@ func Start(tb testing.TB) *Server {
 // Launch starts dynalite without a testing.TB; call Stop when done. It
 // suits TestMain and benchmark commands.
 func Launch() (*Server, error) {
+	return LaunchWith(Options{})
+}
+
+// StartWith is Start with options, such as a data directory that lets
+// the test stop and restart the server.
+func StartWith(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	s, err := LaunchWith(opts)
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			tb.Skipf("skipping: %v", err)
+		}
+		tb.Fatalf("CI needs dynalite: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// LaunchWith is Launch with options.
+func LaunchWith(opts Options) (*Server, error) {
+	if opts.Port == 0 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		opts.Port = port
+	}
+	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", opts.Port), opts: opts}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Restart starts the server again after Stop, on the same port and with
+// the same data directory (data kept in memory is lost). The port must
+// still be free.
+func (s *Server) Restart() error {
+	s.Stop()
+	return s.start()
+}
+
+func (s *Server) start() error {
 	bin, err := Binary()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	args := []string{"--host", "127.0.0.1", "--port", fmt.Sprint(s.opts.Port), "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"}
+	if s.opts.Dir != "" {
+		args = append(args, "--path", s.opts.Dir)
 	}
-	cmd := exec.Command(bin, "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0")
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cmd.Stderr = os.Stderr
+	if s.opts.Stderr != nil {
+		cmd.Stderr = s.opts.Stderr
+	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start dynalite: %w", err)
+		return fmt.Errorf("start dynalite: %w", err)
 	}
 	ready := make(chan error, 1)
 	go func() {
@@ -117,25 +178,41 @@ func Launch() (*Server, error) {
 	case err := <-ready:
 		if err != nil {
 			_ = cmd.Process.Kill()
-			return nil, err
+			_ = cmd.Wait()
+			return err
 		}
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("dynalite did not start within 20s")
+		_ = cmd.Wait()
+		return fmt.Errorf("dynalite did not start within 20s")
 	}
-	return &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd}, nil
+	s.mu.Lock()
+	s.cmd = cmd
+	s.mu.Unlock()
+	return nil
 }
 
-// Stop ends the dynalite process.
+// Stop ends the dynalite process. It is safe to call more than once.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	}
 }
 
 // Pid returns the process ID of the dynalite server.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
 
 // Client returns a DynamoDB client for the server with dummy credentials.
 func (s *Server) Client() *dynamodb.Client {

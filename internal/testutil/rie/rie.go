@@ -73,11 +73,21 @@ func unavailable(tb testing.TB, format string, args ...any) {
 // not enter go.mod.
 func EmulatorBinary(tb testing.TB) string {
 	tb.Helper()
+	p, err := EmulatorPath()
+	if err != nil {
+		unavailable(tb, "%v", err)
+	}
+	return p
+}
+
+// EmulatorPath is EmulatorBinary without a testing.TB: it returns the
+// emulator's path, installing it on first use.
+func EmulatorPath() (string, error) {
 	rieOnce.Do(func() { riePath, rieErr = installEmulator() })
 	if rieErr != nil {
-		unavailable(tb, "%v", rieErr)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, rieErr)
 	}
-	return riePath
+	return riePath, nil
 }
 
 func installEmulator() (string, error) {
@@ -115,19 +125,34 @@ func installEmulator() (string, error) {
 // it (CGO_ENABLED=0, -tags lambda.norpc), and returns the binary's path.
 func Build(tb testing.TB, pkg string) string {
 	tb.Helper()
-	root, err := dynalite.RepoRoot()
+	out, err := BuildPackage(context.Background(), pkg, tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	out := filepath.Join(tb.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, pkg)
+	return out
+}
+
+// BuildPackage is Build without a testing.TB: it compiles pkg into dir and
+// returns the binary's path.
+func BuildPackage(ctx context.Context, pkg, dir string) (string, error) {
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
-	return out
+	return out, nil
 }
+
+// ErrUnavailable marks errors that mean the emulator cannot run on this
+// machine (not Linux, no unshare, no private mount namespace, the
+// emulator cannot be installed). Start skips the test on it outside CI.
+var ErrUnavailable = errors.New("lambda runtime interface emulator unavailable")
 
 // Config describes one emulated function.
 type Config struct {
@@ -142,6 +167,9 @@ type Config struct {
 	// function and to the extensions. AWS_LAMBDA_FUNCTION_TIMEOUT defaults
 	// to 30 (seconds).
 	Env map[string]string
+	// Output, when set, also receives everything the emulator, the
+	// function and the extensions write (Logs keeps its copy too).
+	Output io.Writer
 }
 
 // Emulator is a running emulator.
@@ -150,6 +178,7 @@ type Emulator struct {
 	// http://127.0.0.1:41234.
 	URL  string
 	cmd  *exec.Cmd
+	opt  string
 	logs *logBuffer
 	done chan struct{}
 	err  error
@@ -157,13 +186,17 @@ type Emulator struct {
 
 // logBuffer collects output from several goroutines.
 type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu  sync.Mutex
+	b   bytes.Buffer
+	tee io.Writer
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.tee != nil {
+		_, _ = l.tee.Write(p)
+	}
 	return l.b.Write(p)
 }
 
@@ -202,26 +235,63 @@ func namespaceArgs() ([]string, error) {
 // own logs, the function's and the extensions') goes to t.Log.
 func Start(tb testing.TB, cfg Config) *Emulator {
 	tb.Helper()
+	e, err := Launch(cfg)
+	if errors.Is(err, ErrUnavailable) {
+		unavailable(tb, "%v", err)
+	}
+	if err != nil {
+		tb.Fatalf("emulator: %v", err)
+	}
+	tb.Cleanup(func() {
+		e.Close()
+		if tb.Failed() {
+			tb.Logf("emulator output:\n%s", e.Logs())
+		}
+	})
+	return e
+}
+
+// Launch is Start without a testing.TB, for commands such as the local
+// stack: it starts the emulator and waits until it listens. Call Stop or
+// Close when done. Errors that mean the emulator cannot run on this
+// machine wrap ErrUnavailable.
+func Launch(cfg Config) (*Emulator, error) {
 	if runtime.GOOS != "linux" {
-		unavailable(tb, "the emulator runs on Linux only")
+		return nil, fmt.Errorf("%w: the emulator runs on Linux only", ErrUnavailable)
 	}
 	nsArgs, err := namespaceArgs()
 	if err != nil {
-		unavailable(tb, "%v", err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	rieBin := EmulatorBinary(tb)
-
-	opt := tb.TempDir()
+	rieBin, err := EmulatorPath()
+	if err != nil {
+		return nil, err
+	}
+	opt, err := os.MkdirTemp("", "rie-opt-")
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Emulator, error) {
+		_ = os.RemoveAll(opt)
+		return nil, err
+	}
 	extDir := filepath.Join(opt, "extensions")
 	if err := os.MkdirAll(extDir, 0o755); err != nil {
-		tb.Fatal(err)
+		return fail(err)
 	}
 	for name, bin := range cfg.Extensions {
 		if err := copyFile(bin, filepath.Join(extDir, name)); err != nil {
-			tb.Fatal(err)
+			return fail(fmt.Errorf("install extension %s: %w", name, err))
 		}
 	}
-	invokePort, apiPort := freePort(tb), freePort(tb)
+	invokePort, err := freePortErr()
+	if err != nil {
+		return fail(err)
+	}
+	apiPort, err := freePortErr()
+	if err != nil {
+		return fail(err)
+	}
 
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -241,25 +311,20 @@ func Start(tb testing.TB, cfg Config) *Emulator {
 	cmd.Dir = filepath.Dir(cfg.Function)
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	e := &Emulator{URL: "http://127.0.0.1:" + strconv.Itoa(invokePort), cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
+	e := &Emulator{URL: "http://127.0.0.1:" + strconv.Itoa(invokePort), cmd: cmd, opt: opt, logs: &logBuffer{tee: cfg.Output}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start emulator: %v", err)
+		return fail(fmt.Errorf("start emulator: %w", err))
 	}
 	go func() {
 		e.err = cmd.Wait()
 		close(e.done)
 	}()
-	tb.Cleanup(func() {
-		e.kill()
-		if tb.Failed() {
-			tb.Logf("emulator output:\n%s", e.Logs())
-		}
-	})
 	if err := e.waitListening(10 * time.Second); err != nil {
-		tb.Fatalf("emulator: %v\n%s", err, e.Logs())
+		e.Close()
+		return nil, fmt.Errorf("%w\n%s", err, e.Logs())
 	}
-	return e
+	return e, nil
 }
 
 func (e *Emulator) waitListening(d time.Duration) error {
@@ -306,23 +371,45 @@ func (e *Emulator) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // wrote so far.
 func (e *Emulator) Logs() string { return e.logs.String() }
 
+// Done is closed when the emulator process has exited.
+func (e *Emulator) Done() <-chan struct{} { return e.done }
+
 // Stop sends SIGTERM: the emulator sends SHUTDOWN to the extensions,
 // waits for them up to its deadline (2 s) and exits. Stop waits for that,
 // up to 10 s.
 func (e *Emulator) Stop(tb testing.TB) {
 	tb.Helper()
+	if _, err := e.Shutdown(10 * time.Second); err != nil {
+		tb.Errorf("%v", err)
+	}
+}
+
+// Shutdown is Stop without a testing.TB: it sends SIGTERM and waits up to
+// limit for the emulator to exit, then kills what is left. It returns the
+// time from the signal to the emulator's exit (zero if it had already
+// exited) and an error when it did not exit within limit.
+func (e *Emulator) Shutdown(limit time.Duration) (time.Duration, error) {
 	select {
 	case <-e.done:
-		return
+		return 0, nil
 	default:
 	}
+	start := time.Now()
 	_ = e.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-e.done:
-	case <-time.After(10 * time.Second):
-		tb.Errorf("emulator did not exit 10s after SIGTERM")
+		return time.Since(start), nil
+	case <-time.After(limit):
 		e.kill()
+		return time.Since(start), fmt.Errorf("emulator did not exit %s after SIGTERM", limit)
 	}
+}
+
+// Close kills the emulator and everything it started, and removes its
+// temporary /opt directory. It is safe to call more than once.
+func (e *Emulator) Close() {
+	e.kill()
+	_ = os.RemoveAll(e.opt)
 }
 
 // kill ends the emulator's process group (the emulator, the function and
@@ -357,12 +444,20 @@ func copyFile(src, dst string) error {
 
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePortErr()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return p
+}
+
+func freePortErr() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // FreePort returns a free loopback TCP port, for settings such as
