@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
@@ -48,5 +49,7 @@ func setup(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 		return nil, fmt.Errorf("updater: load AWS configuration: %w", err)
 	}
 	db := dynamodb.NewFromConfig(cfg)
-	return updater.New(store.New(db, table).WithLogger(logger), logger), nil
+	u := updater.New(store.New(db, table).WithLogger(logger), logger)
+	u.Metrics = metrics.NewWriter(os.Stdout)
+	return u, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -28,6 +29,8 @@ type Updater struct {
 	Now func() time.Time
 	// Logger receives one line per check; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics receives one EMF record per check; nil emits none.
+	Metrics *metrics.Writer
 }
 
 // New returns an Updater over store s with the real HTTP prober.
@@ -127,7 +130,36 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 		slog.Int("reads", applied.Reads),
 		slog.Int("writes", applied.Writes),
 	)
+	u.emit(ctx, out)
 	return out, nil
+}
+
+// emit writes the check's metrics: failure, latency, effective state,
+// whether the circuit is open, and a transition count.
+func (u *Updater) emit(ctx context.Context, out Output) {
+	if u.Metrics == nil {
+		return
+	}
+	failed, open, transitions := 0.0, 0.0, 0.0
+	if !out.Check.OK {
+		failed = 1
+	}
+	if out.EffectiveState == circuit.Open {
+		open = 1
+	}
+	if out.Transitioned {
+		transitions = 1
+	}
+	err := u.Metrics.Emit(out.ID, []metrics.Value{
+		{Name: metrics.HealthCheckFailed, Unit: metrics.Count, Value: failed},
+		{Name: metrics.HealthCheckLatency, Unit: metrics.Milliseconds, Value: float64(out.Check.LatencyMs)},
+		{Name: metrics.CircuitState, Unit: metrics.None, Value: metrics.StateValue(string(out.EffectiveState))},
+		{Name: metrics.CircuitOpen, Unit: metrics.None, Value: open},
+		{Name: metrics.Transitions, Unit: metrics.Count, Value: transitions},
+	}, map[string]any{"outcome": string(out.Check.Outcome), "state": string(out.State), "version": out.Version})
+	if err != nil {
+		u.logger().WarnContext(ctx, "metrics not written", slog.String("error", err.Error()))
+	}
 }
 
 func (u *Updater) now() time.Time {
