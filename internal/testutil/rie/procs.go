@@ -13,24 +13,36 @@ import (
 
 // Pids returns the IDs of the live processes the emulator started whose
 // program name (the base of argv[0]) is name, such as the extension
-// "circuit-breaker" or the function's binary. Only processes in the
-// emulator's process group are considered.
+// "circuit-breaker" or the function's binary. Only descendants of the
+// emulator are considered (it starts them in process groups of their own).
 func (e *Emulator) Pids(name string) ([]int, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("rie: list processes: %w", err)
 	}
-	pgid := e.cmd.Process.Pid
-	var pids []int
+	parents := map[int]int{}
 	for _, ent := range entries {
 		pid, err := strconv.Atoi(ent.Name())
 		if err != nil {
 			continue
 		}
-		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
-			continue
+		if ppid, ok := parentOf(pid); ok {
+			parents[pid] = ppid
 		}
-		if isZombie(pid) {
+	}
+	root := e.cmd.Process.Pid
+	descends := func(pid int) bool {
+		for i := 0; i < 64 && pid > 1; i++ { // bounded walk up the tree
+			if pid = parents[pid]; pid == root {
+				return true
+			}
+		}
+		return false
+	}
+	var pids []int
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || !descends(pid) || isZombie(pid) {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
@@ -43,6 +55,24 @@ func (e *Emulator) Pids(name string) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// parentOf returns the parent process ID of pid.
+func parentOf(pid int) (int, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(fields[1])
+	return ppid, err == nil
 }
 
 // isZombie reports whether pid has exited but was not reaped yet.

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -18,6 +20,13 @@ import (
 type Event struct {
 	// IDs are the circuits to ask about.
 	IDs []string `json:"ids"`
+	// Before, when set, is a URL the function GETs before asking, so
+	// that a test can act in the middle of an invocation (for example,
+	// kill the extension).
+	Before string `json:"before,omitempty"`
+	// AllowTimeoutMs is the Go client's timeout for the Allow question,
+	// in milliseconds; 0 means 2000.
+	AllowTimeoutMs int `json:"allowTimeoutMs,omitempty"`
 }
 
 // Answer is one circuit's answer, or the client's error.
@@ -25,6 +34,13 @@ type Answer struct {
 	Circuit client.Circuit `json:"circuit"`
 	Allowed bool           `json:"allowed"`
 	Error   string         `json:"error,omitempty"`
+	// Allow is client.Allow's answer: the failure policy decides when
+	// the extension cannot answer.
+	Allow bool `json:"allow"`
+	// AllowError is client.Allow's error, if any.
+	AllowError string `json:"allowError,omitempty"`
+	// AllowMs is how long client.Allow took, in milliseconds.
+	AllowMs float64 `json:"allowMs"`
 }
 
 // Result is the function's output.
@@ -35,6 +51,8 @@ type Result struct {
 	NoTokenStatus int `json:"noTokenStatus"`
 	// ForwardedStatus is the status of a request with X-Forwarded-For.
 	ForwardedStatus int `json:"forwardedStatus"`
+	// BeforeStatus is the status of the GET of Event.Before.
+	BeforeStatus int `json:"beforeStatus,omitempty"`
 }
 
 func main() {
@@ -47,16 +65,35 @@ func main() {
 	base := "http://127.0.0.1:" + port
 	lambda.Start(func(ctx context.Context, ev Event) (Result, error) {
 		var res Result
+		if ev.Before != "" {
+			res.BeforeStatus = status(ctx, ev.Before, nil)
+		}
+		allowTimeout := 2 * time.Second
+		if ev.AllowTimeoutMs > 0 {
+			allowTimeout = time.Duration(ev.AllowTimeoutMs) * time.Millisecond
+		}
+		allower := client.New(client.WithTimeout(allowTimeout))
 		for _, id := range ev.IDs {
 			st, err := cb.State(ctx, id)
 			a := Answer{Circuit: st, Allowed: st.Allowed}
 			if err != nil {
 				a.Error = err.Error()
 			}
+			start := time.Now()
+			a.Allow, err = allower.Allow(ctx, id)
+			a.AllowMs = float64(time.Since(start).Microseconds()) / 1000
+			if err != nil {
+				a.AllowError = err.Error()
+			}
 			res.Answers = append(res.Answers, a)
 		}
 		res.NoTokenStatus = status(ctx, base+"/circuits/x", nil)
 		res.ForwardedStatus = status(ctx, base+"/health", map[string]string{"X-Forwarded-For": "203.0.113.9"})
+		// Also on stdout: the platform may replace the response (for
+		// example with Extension.Crash).
+		if line, err := json.Marshal(map[string]any{"msg": "probe result", "result": res}); err == nil {
+			fmt.Println(string(line))
+		}
 		return res, nil
 	})
 }

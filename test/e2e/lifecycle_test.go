@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
+)
+
+// TestBreakerOpensAndCloses runs the real updater and MyMicroservice with
+// the real extension, each under its own emulator, against dynalite and
+// the mock API stand-in: healthy → the mock fails → OPEN and the function
+// answers with its fallback → the mock recovers → HALF_OPEN → CLOSED.
+func TestBreakerOpensAndCloses(t *testing.T) {
+	s := newStack(t)
+	upd := s.startUpdater(t)
+	fn, _ := s.startFunction(t, fnOptions{})
+	settings := map[string]any{"FailureThreshold": 3, "SuccessThreshold": 2, "OpenCooldown": "1s"}
+
+	// Healthy: the check passes, the function calls the downstream.
+	if o := s.check(t, upd, settings); !o.Check.OK || o.State != "CLOSED" || o.Transitioned {
+		t.Fatalf("healthy check: %+v, want ok, CLOSED, no transition", o)
+	}
+	if r := call(t, fn); r.StatusCode != 200 || r.fallback() || !strings.Contains(r.body.Message, "Hello from the mock service") {
+		t.Fatalf("healthy call: %s, want the downstream's 200", r)
+	}
+
+	// The mock fails: three failed checks open the circuit.
+	s.setMode(t, mockapi.Failing)
+	failedAt := time.Now()
+	var o updaterOutput
+	for i := 1; i <= 3; i++ {
+		o = s.check(t, upd, settings)
+		if o.Check.OK || o.Check.Outcome != "status" {
+			t.Fatalf("check %d while failing: %+v, want a status failure", i, o)
+		}
+		if want := i == 3; o.Transitioned != want {
+			t.Fatalf("check %d: transitioned %v, want %v (%+v)", i, o.Transitioned, want, o)
+		}
+	}
+	if o.State != "OPEN" || o.From != "CLOSED" {
+		t.Fatalf("after 3 failed checks: %+v, want CLOSED → OPEN", o)
+	}
+	toOpen := time.Since(failedAt)
+
+	// The extension picks up OPEN on the next invocations (refresh 100ms):
+	// the function answers with its fallback and does not call the mock.
+	var last response
+	pollUntil(t, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+		last = call(t, fn)
+		return last.fallback() && last.body.Circuit == "OPEN", last.String()
+	})
+	toFallback := time.Since(failedAt)
+	if last.StatusCode != 503 {
+		t.Errorf("fallback status %d, want 503", last.StatusCode)
+	}
+	before := s.mock.Requests()
+	for i := 0; i < 3; i++ {
+		if r := call(t, fn); !r.fallback() {
+			t.Fatalf("call %d while OPEN: %s, want the fallback", i, r)
+		}
+	}
+	if n := s.mock.Requests() - before; n != 0 {
+		t.Errorf("the function called the failing downstream %d times while OPEN", n)
+	}
+	t.Logf("mock failing → OPEN after %s (3 back-to-back checks); → function returns the fallback after %s",
+		toOpen.Round(time.Millisecond), toFallback.Round(time.Millisecond))
+
+	// The mock recovers: the first check after the 1s cool-down is the
+	// trial (HALF_OPEN), the second closes the circuit.
+	s.setMode(t, mockapi.Healthy)
+	pollUntil(t, 5*time.Second, 100*time.Millisecond, func() (bool, string) {
+		o = s.check(t, upd, settings)
+		return o.Transitioned, "state " + o.State
+	})
+	if o.State != "HALF_OPEN" || o.From != "OPEN" {
+		t.Fatalf("first check after the cool-down: %+v, want OPEN → HALF_OPEN", o)
+	}
+	pollUntil(t, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+		last = call(t, fn)
+		return last.StatusCode == 200 && !last.fallback(), last.String()
+	})
+	if o = s.check(t, upd, settings); o.State != "CLOSED" || o.From != "HALF_OPEN" {
+		t.Fatalf("second successful check: %+v, want HALF_OPEN → CLOSED", o)
+	}
+	if r := call(t, fn); r.StatusCode != 200 || r.fallback() {
+		t.Fatalf("call after closing: %s, want the downstream's 200", r)
+	}
+
+	// Every transition was logged by the updater as one JSON line with
+	// its reason.
+	logs := upd.Logs()
+	for _, want := range []string{
+		`"from":"CLOSED","to":"OPEN","reason":"3 consecutive failed checks`,
+		`"from":"OPEN","to":"HALF_OPEN"`,
+		`"from":"HALF_OPEN","to":"CLOSED"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("updater logs lack %s", want)
+		}
+	}
+}
