@@ -1,0 +1,210 @@
+package changeevents
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// recorder is a fake EventBridge that records entries and can fail.
+type recorder struct {
+	entries []map[string]any
+	failAt  int // fail the call with this 1-based index; 0 never
+	calls   int
+}
+
+func (r *recorder) PutEvents(_ context.Context, in *eventbridge.PutEventsInput, _ ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error) {
+	r.calls++
+	if r.calls == r.failAt {
+		return nil, errors.New("throttled")
+	}
+	for _, e := range in.Entries {
+		var detail map[string]any
+		if err := json.Unmarshal([]byte(aws.ToString(e.Detail)), &detail); err != nil {
+			return nil, err
+		}
+		detail["detailType"] = aws.ToString(e.DetailType)
+		detail["source"] = aws.ToString(e.Source)
+		r.entries = append(r.entries, detail)
+	}
+	return &eventbridge.PutEventsOutput{}, nil
+}
+
+func toStream(item map[string]types.AttributeValue) map[string]events.DynamoDBAttributeValue {
+	out := map[string]events.DynamoDBAttributeValue{}
+	for k, v := range item {
+		switch x := v.(type) {
+		case *types.AttributeValueMemberS:
+			out[k] = events.NewStringAttribute(x.Value)
+		case *types.AttributeValueMemberN:
+			out[k] = events.NewNumberAttribute(x.Value)
+		}
+	}
+	return out
+}
+
+// TestEventsForASequenceOfTransitions drives a circuit through real
+// conditional writes against dynalite, turns each write into the stream
+// record DynamoDB would emit, and checks that exactly the logged
+// transitions and override changes become events.
+func TestEventsForASequenceOfTransitions(t *testing.T) {
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	table := srv.NewTable(t)
+	var logs bytes.Buffer
+	st := store.New(db, table).WithLogger(slog.New(slog.NewJSONHandler(&logs, nil)))
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	settings := circuit.DefaultSettings()
+
+	read := func() map[string]types.AttributeValue {
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "orders"}}, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item
+	}
+	var records []events.DynamoDBEventRecord
+	record := func(before map[string]types.AttributeValue) {
+		after := read()
+		name := "MODIFY"
+		if len(before) == 0 {
+			name = "INSERT"
+		}
+		if len(after) == 0 || equalItems(before, after) {
+			return // no write, no stream record
+		}
+		records = append(records, events.DynamoDBEventRecord{EventName: name, Change: events.DynamoDBStreamRecord{
+			SequenceNumber: strings.Repeat("0", 3) + string(rune('a'+len(records))),
+			OldImage:       toStream(before), NewImage: toStream(after),
+		}})
+	}
+	check := func(ok bool) {
+		before := read()
+		_, err := st.Apply(ctx, "orders", func(c circuit.Circuit) circuit.Decision {
+			return circuit.Decide(c, settings, circuit.CheckResult{OK: ok, Reason: "test"}, now)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		record(before)
+		now = now.Add(time.Minute)
+	}
+	for _, ok := range []bool{false, true, false, false, false, true, true, true} {
+		check(ok)
+	}
+	before := read()
+	if _, err := st.SetOverride(ctx, "orders", circuit.ForcedOpen, "bad deploy downstream", now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	record(before)
+	// A counter bucket item is no circuit: no event.
+	records = append(records, events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{SequenceNumber: "zzz",
+		NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("orders#b#1"), "calls": events.NewNumberAttribute("3")}}})
+
+	rec := &recorder{}
+	resp, err := (&Publisher{Events: rec, Logger: slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil))}).Handle(ctx, events.DynamoDBEvent{Records: records})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %+v, %v", resp, err)
+	}
+
+	var transitions []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(line), &m)
+		if m["msg"] == store.MsgTransition {
+			transitions = append(transitions, m)
+		}
+	}
+	if len(transitions) < 3 {
+		t.Fatalf("only %d transitions logged; the sequence should open, half-open and close", len(transitions))
+	}
+	var stateEvents, overrideEvents []map[string]any
+	for _, e := range rec.entries {
+		if e["source"] != Source {
+			t.Errorf("source %v", e["source"])
+		}
+		switch e["detailType"] {
+		case DetailTypeStateChanged:
+			stateEvents = append(stateEvents, e)
+		case DetailTypeOverrideChanged:
+			overrideEvents = append(overrideEvents, e)
+		}
+	}
+	if len(stateEvents) != len(transitions) {
+		t.Fatalf("%d state events for %d logged transitions:\n%v", len(stateEvents), len(transitions), stateEvents)
+	}
+	for i, tr := range transitions {
+		ev := stateEvents[i]
+		if ev["from"] != tr["from"] || ev["to"] != tr["to"] || ev["version"] != tr["version"] || ev["serviceId"] != "orders" || ev["reason"] == "" {
+			t.Errorf("event %d = %v, transition %v", i, ev, tr)
+		}
+	}
+	if len(overrideEvents) != 1 || overrideEvents[0]["override"] != "FORCED_OPEN" || overrideEvents[0]["reason"] != "bad deploy downstream" || overrideEvents[0]["until"] == nil {
+		t.Errorf("override events %v", overrideEvents)
+	}
+}
+
+func equalItems(a, b map[string]types.AttributeValue) bool {
+	ja, _ := json.Marshal(toStream(a))
+	jb, _ := json.Marshal(toStream(b))
+	return bytes.Equal(ja, jb)
+}
+
+// TestFailedSendRetriesFromThatRecord checks the batch-failure response.
+func TestFailedSendRetriesFromThatRecord(t *testing.T) {
+	mk := func(seq string, from, to string, version string) events.DynamoDBEventRecord {
+		return events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{SequenceNumber: seq,
+			OldImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute(from), "version": events.NewNumberAttribute("1")},
+			NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute(to), "previousState": events.NewStringAttribute(from), "version": events.NewNumberAttribute(version)},
+		}}
+	}
+	batch := events.DynamoDBEvent{Records: []events.DynamoDBEventRecord{mk("1", "CLOSED", "OPEN", "2"), mk("2", "OPEN", "HALF_OPEN", "3"), mk("3", "HALF_OPEN", "CLOSED", "4")}}
+	rec := &recorder{failAt: 2}
+	resp, err := (&Publisher{Events: rec, Logger: slog.New(slog.NewJSONHandler(&bytes.Buffer{}, nil))}).Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range resp.BatchItemFailures {
+		failed = append(failed, f.ItemIdentifier)
+	}
+	if strings.Join(failed, ",") != "2,3" || len(rec.entries) != 1 {
+		t.Fatalf("failures %v, sent %d; want 2,3 failed and 1 sent", failed, len(rec.entries))
+	}
+}
+
+func TestRecordsWithoutEvents(t *testing.T) {
+	same := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute("CLOSED"), "version": events.NewNumberAttribute("4"), "failures": events.NewNumberAttribute("1")}
+	tests := []struct {
+		name string
+		r    events.DynamoDBEventRecord
+	}{
+		{"removal", events.DynamoDBEventRecord{EventName: "REMOVE", Change: events.DynamoDBStreamRecord{OldImage: same}}},
+		{"counter update", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{OldImage: same, NewImage: same}}},
+		{"lease item", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a#lease#0"), "holder": events.NewStringAttribute("x")}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromRecord(tt.r)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("FromRecord = %v, %v; want no events", got, err)
+			}
+		})
+	}
+}
