@@ -1,0 +1,151 @@
+package circuit
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults of passive detection (RateSettings).
+const (
+	DefaultFailureRateThreshold  = 50.0
+	DefaultMinimumCalls          = 10
+	DefaultWindow                = 30 * time.Second
+	DefaultSlowCallRateThreshold = 100.0
+	DefaultSlowCallDuration      = 3 * time.Second
+)
+
+// RateSettings tune passive detection: the failure and slow-call rates of
+// real calls over a sliding window. Zero fields take the defaults above
+// (see WithDefaults).
+type RateSettings struct {
+	// FailureRateThreshold is the failure rate, in percent, at or above
+	// which a CLOSED circuit opens.
+	FailureRateThreshold float64
+	// MinimumCalls is the fewest calls in the window for either rate to
+	// count.
+	MinimumCalls int
+	// Window is the length of the sliding window.
+	Window time.Duration
+	// SlowCallRateThreshold is the slow-call rate, in percent, at or above
+	// which a CLOSED circuit opens.
+	SlowCallRateThreshold float64
+	// SlowCallDuration is the latency from which a call counts as slow.
+	SlowCallDuration time.Duration
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (r RateSettings) WithDefaults() RateSettings {
+	if r.FailureRateThreshold == 0 {
+		r.FailureRateThreshold = DefaultFailureRateThreshold
+	}
+	if r.MinimumCalls == 0 {
+		r.MinimumCalls = DefaultMinimumCalls
+	}
+	if r.Window == 0 {
+		r.Window = DefaultWindow
+	}
+	if r.SlowCallRateThreshold == 0 {
+		r.SlowCallRateThreshold = DefaultSlowCallRateThreshold
+	}
+	if r.SlowCallDuration == 0 {
+		r.SlowCallDuration = DefaultSlowCallDuration
+	}
+	return r
+}
+
+// Counts are the outcomes of calls, summed over the fleet.
+type Counts struct {
+	// Calls is the number of calls.
+	Calls int64
+	// Failures is the number of failed calls.
+	Failures int64
+	// Slow is the number of calls at least SlowCallDuration long.
+	Slow int64
+}
+
+// Add returns the sum of c and o.
+func (c Counts) Add(o Counts) Counts {
+	return Counts{Calls: c.Calls + o.Calls, Failures: c.Failures + o.Failures, Slow: c.Slow + o.Slow}
+}
+
+// IsZero reports whether nothing was counted.
+func (c Counts) IsZero() bool { return c == Counts{} }
+
+// Bucket holds the counts of calls that ended in one time bucket.
+type Bucket struct {
+	// Start is the start of the bucket.
+	Start time.Time
+	Counts
+}
+
+// WindowCounts sums the buckets that lie in the window ending at now and
+// that started at or after the circuit's last transition: counts from
+// before the circuit last closed never reopen it.
+func WindowCounts(c Circuit, r RateSettings, buckets []Bucket, now time.Time) Counts {
+	r = r.WithDefaults()
+	from := now.Add(-r.Window)
+	var sum Counts
+	for _, b := range buckets {
+		if b.Start.Before(from) || b.Start.After(now) {
+			continue
+		}
+		if !c.UpdatedAt.IsZero() && b.Start.Before(c.UpdatedAt) {
+			continue
+		}
+		sum = sum.Add(b.Counts)
+	}
+	return sum
+}
+
+// DecideRate decides on the fleet's calls over the sliding window: a
+// CLOSED circuit opens when, with at least MinimumCalls calls, the failure
+// rate reaches FailureRateThreshold or the slow-call rate reaches
+// SlowCallRateThreshold. Any other state, or rates below the thresholds,
+// is NoChange: half-open circuits are decided by their probes, open ones
+// by the cool-down.
+func DecideRate(c Circuit, s Settings, r RateSettings, buckets []Bucket, now time.Time) Decision {
+	s, r = s.WithDefaults(), r.WithDefaults()
+	if c.State == "" {
+		c.State = Closed
+	}
+	if c.State != Closed {
+		return Decision{Change: NoChange, Next: c}
+	}
+	w := WindowCounts(c, r, buckets, now)
+	if w.Calls < int64(r.MinimumCalls) || w.Calls == 0 {
+		return Decision{Change: NoChange, Next: c}
+	}
+	failRate := 100 * float64(w.Failures) / float64(w.Calls)
+	slowRate := 100 * float64(w.Slow) / float64(w.Calls)
+	switch {
+	case failRate >= r.FailureRateThreshold:
+		return open(c, s, now, fmt.Sprintf("failure rate %.0f%% over %s (%d calls)", failRate, r.Window, w.Calls))
+	case slowRate >= r.SlowCallRateThreshold:
+		return open(c, s, now, fmt.Sprintf("slow-call rate %.0f%% over %s (%d calls, slow from %s)", slowRate, r.Window, w.Calls, r.SlowCallDuration))
+	}
+	return Decision{Change: NoChange, Next: c}
+}
+
+// DecideCooldownOver moves an OPEN circuit whose cool-down has passed to
+// HALF_OPEN with no success counted yet, so that probe calls can decide.
+// It is how a caller, rather than the next health check, ends a cool-down.
+// Any other case is NoChange.
+func DecideCooldownOver(c Circuit, now time.Time) Decision {
+	if c.State != Open || c.RetryAt.IsZero() || now.Before(c.RetryAt) {
+		return Decision{Change: NoChange, Next: c}
+	}
+	next := transition(c, HalfOpen, now, "cool-down over: probe calls allowed")
+	next.RetryAt = time.Time{}
+	return Decision{Change: Transition, Next: next}
+}
+
+// DecideProbe applies the outcome of a probe call made under a lease taken
+// at version leaseVersion: it counts as a check while the circuit is still
+// HALF_OPEN at that version (successes close it at SuccessThreshold, a
+// failure reopens it), and is ignored otherwise.
+func DecideProbe(c Circuit, s Settings, leaseVersion int64, r CheckResult, now time.Time) Decision {
+	if c.State != HalfOpen || c.Version != leaseVersion {
+		return Decision{Change: NoChange, Next: c}
+	}
+	return Decide(c, s, r, now)
+}

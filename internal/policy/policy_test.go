@@ -1,0 +1,72 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		wantErr string
+		check   func(t *testing.T, ps Policies)
+	}{
+		{name: "empty", in: "", check: func(t *testing.T, ps Policies) {
+			p := ps.For("x")
+			if p.FailureRateThreshold != 50 || p.MinimumCalls != 10 || time.Duration(p.Window) != 30*time.Second || p.HalfOpenProbes != 1 || p.SuccessThreshold != 2 {
+				t.Errorf("defaults = %+v", p)
+			}
+		}},
+		{name: "full example", in: `{"payments":{"failureRateThreshold":50,"minimumCalls":10,"window":"30s","slowCallRateThreshold":100,"slowCallDuration":"3s","halfOpenProbes":1,"successThreshold":2,"failureThreshold":3,"openCooldown":"30s","maxOpenCooldown":"5m"}}`},
+		{name: "partial", in: `{"payments":{"halfOpenProbes":2,"window":"10s"}}`, check: func(t *testing.T, ps Policies) {
+			p := ps.For("payments")
+			if p.HalfOpenProbes != 2 || time.Duration(p.Window) != 10*time.Second || p.MinimumCalls != 10 {
+				t.Errorf("payments = %+v", p)
+			}
+		}},
+		{name: "not an object", in: `[1]`, wantErr: "JSON object"},
+		{name: "unknown field", in: `{"a":{"windw":"30s"}}`, wantErr: "unknown field"},
+		{name: "bad duration", in: `{"a":{"window":"30"}}`, wantErr: "duration"},
+		{name: "number duration", in: `{"a":{"window":30}}`, wantErr: "duration string"},
+		{name: "bad id", in: `{"a b":{}}`, wantErr: "may hold only"},
+		{name: "rate too high", in: `{"a":{"failureRateThreshold":101}}`, wantErr: "failureRateThreshold 101"},
+		{name: "window not bucket multiple", in: `{"a":{"window":"12s"}}`, wantErr: "window 12s"},
+		{name: "window too long", in: `{"a":{"window":"10m"}}`, wantErr: "window 10m0s"},
+		{name: "probes", in: `{"a":{"halfOpenProbes":11}}`, wantErr: "halfOpenProbes 11"},
+		{name: "negative minimum", in: `{"a":{"minimumCalls":-1}}`, wantErr: "minimumCalls -1"},
+		{name: "cool-down", in: `{"a":{"openCooldown":"10m","maxOpenCooldown":"1m"}}`, wantErr: "MaxOpenCooldown"},
+		{name: "trailing", in: `{} {}`, wantErr: "trailing"},
+		{name: "every error named", in: `{"a":{"halfOpenProbes":11},"b":{"minimumCalls":-1}}`, wantErr: `service "b": minimumCalls -1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ps, err := Parse(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse = %v, want error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse = %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, ps)
+			}
+		})
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	ps := Policies{"payments": {Window: Duration(10 * time.Second), HalfOpenProbes: 2, SlowCallDuration: Duration(1500 * time.Millisecond)}}
+	text := ps.String()
+	if text != `{"payments":{"window":"10s","slowCallDuration":"1.5s","halfOpenProbes":2}}` {
+		t.Fatalf("String = %s", text)
+	}
+	back, err := Parse(text)
+	if err != nil || back["payments"] != ps["payments"] {
+		t.Fatalf("Parse(String) = %+v, %v", back, err)
+	}
+}
