@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,13 +276,15 @@ func (a probeAnswer) String() string {
 // probe invokes the probe function about the guarded service and returns
 // its answer, the invoke's error (such as Extension.Crash) and duration.
 // When the platform replaced the response, the answer is taken from the
-// function's log line.
+// function's log line; it is empty when the function did not get to ask.
 func probe(t *testing.T, emu *rie.Emulator, event map[string]any) (probeAnswer, error, time.Duration) {
 	t.Helper()
 	if event == nil {
 		event = map[string]any{}
 	}
 	event["ids"] = []string{guardedService}
+	tag := fmt.Sprintf("probe-%d", probeSeq.Add(1))
+	event["tag"] = tag
 	payload, _ := json.Marshal(event)
 	ctx, cancel := context.WithTimeout(context.Background(), invokeLimit)
 	defer cancel()
@@ -296,26 +299,29 @@ func probe(t *testing.T, emu *rie.Emulator, event map[string]any) (probeAnswer, 
 			t.Fatalf("probe output %s: %v", out, err)
 		}
 	} else {
-		res.Answers = lastProbeLog(emu.Logs())
+		res.Answers = probeLog(emu.Logs(), tag)
 	}
 	if len(res.Answers) != 1 {
-		t.Fatalf("probe gave no answer (invoke error: %v, output %s)", invokeErr, out)
+		return probeAnswer{}, invokeErr, took
 	}
 	return res.Answers[0], invokeErr, took
 }
 
-// lastProbeLog returns the answers of the probe function's last
-// "probe result" log line.
-func lastProbeLog(logs string) []probeAnswer {
+var probeSeq atomic.Int64
+
+// probeLog returns the answers of the probe function's "probe result"
+// log line with the tag, if it logged one.
+func probeLog(logs, tag string) []probeAnswer {
 	lines := strings.Split(logs, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		var l struct {
 			Msg    string `json:"msg"`
 			Result struct {
+				Tag     string        `json:"tag"`
 				Answers []probeAnswer `json:"answers"`
 			} `json:"result"`
 		}
-		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Msg == "probe result" {
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Msg == "probe result" && l.Result.Tag == tag {
 			return l.Result.Answers
 		}
 	}

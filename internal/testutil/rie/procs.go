@@ -86,6 +86,24 @@ func isZombie(pid int) bool {
 	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' || stat[i+2] == 'X'
 }
 
+// Signal sends sig to every process named name (see Pids) and returns
+// how many it signalled; none is an error. It does not wait.
+func (e *Emulator) Signal(name string, sig syscall.Signal) (int, error) {
+	pids, err := e.Pids(name)
+	if err != nil {
+		return 0, err
+	}
+	if len(pids) == 0 {
+		return 0, fmt.Errorf("rie: no process named %q", name)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil {
+			return 0, fmt.Errorf("rie: signal %s (%d): %w", name, pid, err)
+		}
+	}
+	return len(pids), nil
+}
+
 // Kill sends SIGKILL to every process named name (see Pids) and waits up
 // to 5 s until they are gone. It returns how many it killed; none is an
 // error.

@@ -24,6 +24,8 @@ type Event struct {
 	// that a test can act in the middle of an invocation (for example,
 	// kill the extension).
 	Before string `json:"before,omitempty"`
+	// Tag is echoed in the result, to tell invocations apart in the logs.
+	Tag string `json:"tag,omitempty"`
 	// AllowTimeoutMs is the Go client's timeout for the Allow question,
 	// in milliseconds; 0 means 2000.
 	AllowTimeoutMs int `json:"allowTimeoutMs,omitempty"`
@@ -51,6 +53,8 @@ type Result struct {
 	NoTokenStatus int `json:"noTokenStatus"`
 	// ForwardedStatus is the status of a request with X-Forwarded-For.
 	ForwardedStatus int `json:"forwardedStatus"`
+	// Tag is Event.Tag.
+	Tag string `json:"tag,omitempty"`
 	// BeforeStatus is the status of the GET of Event.Before.
 	BeforeStatus int `json:"beforeStatus,omitempty"`
 }
@@ -64,7 +68,7 @@ func main() {
 	}
 	base := "http://127.0.0.1:" + port
 	lambda.Start(func(ctx context.Context, ev Event) (Result, error) {
-		var res Result
+		res := Result{Tag: ev.Tag}
 		if ev.Before != "" {
 			res.BeforeStatus = status(ctx, ev.Before, nil)
 		}
