@@ -106,8 +106,8 @@ func TestBundledAssets(t *testing.T) {
 		}
 	}
 	fns := resources(tpl, "AWS::Lambda::Function")
-	if len(fns) != 2 {
-		t.Fatalf("%d functions, want 2", len(fns))
+	if len(fns) != 3 {
+		t.Fatalf("%d functions, want 3", len(fns))
 	}
 	for id, res := range fns {
 		size := checkBinary(t, filepath.Join(assetDir(t, outdir, res), "bootstrap"), elf.EM_AARCH64)

@@ -44,8 +44,8 @@ func TestTableSettings(t *testing.T) {
 func TestFunctionsRuntimeAndArchitecture(t *testing.T) {
 	_, st := appStack(t, false)
 	fns := resources(template(t, st), "AWS::Lambda::Function")
-	if len(fns) != 2 {
-		t.Fatalf("%d functions, want the updater and MyMicroservice", len(fns))
+	if len(fns) != 3 {
+		t.Fatalf("%d functions, want the updater, the change-events function and MyMicroservice", len(fns))
 	}
 	var sawUpdater, sawMicro bool
 	for id, res := range fns {
@@ -57,7 +57,7 @@ func TestFunctionsRuntimeAndArchitecture(t *testing.T) {
 			t.Errorf("%s: architectures %s, want [arm64]", id, a)
 		}
 		env, _ := json.Marshal(p["Environment"])
-		if !strings.Contains(string(env), "CIRCUIT_BREAKER_TABLE") {
+		if !strings.HasPrefix(id, "CircuitBreakerChangeEvents") && !strings.Contains(string(env), "CIRCUIT_BREAKER_TABLE") {
 			t.Errorf("%s: no CIRCUIT_BREAKER_TABLE in %s", id, env)
 		}
 		switch {
@@ -176,5 +176,69 @@ func TestIAMLeastPrivilege(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestOperations(t *testing.T) {
+	_, st := appStack(t, false)
+	tpl := template(t, st)
+
+	alarms := resources(tpl, "AWS::CloudWatch::Alarm")
+	if len(alarms) != 1 {
+		t.Fatalf("%d alarms, want one per monitored service", len(alarms))
+	}
+	for id, res := range alarms {
+		p := props(res)
+		dims, _ := json.Marshal(p["Dimensions"])
+		if p["MetricName"] != "CircuitOpen" || p["Namespace"] != "LambdaCircuitBreaker" || p["Statistic"] != "Maximum" ||
+			p["Threshold"] != 1.0 || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["TreatMissingData"] != "notBreaching" ||
+			string(dims) != `[{"Name":"ServiceId","Value":"mock-api"}]` {
+			t.Errorf("%s: alarm %v", id, p)
+		}
+	}
+
+	dashboards := resources(tpl, "AWS::CloudWatch::Dashboard")
+	if len(dashboards) != 1 {
+		t.Fatalf("%d dashboards, want 1", len(dashboards))
+	}
+	for _, res := range dashboards {
+		body, _ := json.Marshal(props(res)["DashboardBody"])
+		for _, want := range []string{"mock-api: state", "CircuitState", "HealthCheckLatency", "CallsRefused"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("dashboard body lacks %q", want)
+			}
+		}
+	}
+
+	for id, res := range resources(tpl, "AWS::DynamoDB::Table") {
+		if sv, _ := json.Marshal(props(res)["StreamSpecification"]); string(sv) != `{"StreamViewType":"NEW_AND_OLD_IMAGES"}` {
+			t.Errorf("%s: stream %s", id, sv)
+		}
+	}
+	mappings := resources(tpl, "AWS::Lambda::EventSourceMapping")
+	if len(mappings) != 1 {
+		t.Fatalf("%d event source mappings, want the table stream", len(mappings))
+	}
+	for id, res := range mappings {
+		p := props(res)
+		m, _ := json.Marshal(p)
+		for _, want := range []string{`"FunctionResponseTypes":["ReportBatchItemFailures"]`, `"BisectBatchOnFunctionError":true`, `HALF_OPEN`, `"DestinationConfig"`, `"StartingPosition":"LATEST"`} {
+			if !strings.Contains(string(m), want) {
+				t.Errorf("%s: mapping lacks %s: %s", id, want, m)
+			}
+		}
+	}
+	var putEvents bool
+	for _, res := range resources(tpl, "AWS::IAM::Policy") {
+		doc, _ := json.Marshal(props(res)["PolicyDocument"])
+		if strings.Contains(string(doc), `"events:PutEvents"`) {
+			putEvents = true
+			if !strings.Contains(string(doc), `:event-bus/default`) {
+				t.Errorf("PutEvents not scoped to the default bus: %s", doc)
+			}
+		}
+	}
+	if !putEvents {
+		t.Error("no policy allows events:PutEvents")
 	}
 }

@@ -46,6 +46,21 @@ type CircuitBreakedServiceProps struct {
 	// real services. Default: false, the mock API is created.
 	DisableMockAPI bool
 
+	// DisableEvents turns off the state-change events. Default: false, a
+	// function reads the table's stream and puts one EventBridge event per
+	// transition. A Table passed in must then have a stream with new and
+	// old images.
+	DisableEvents bool
+	// EventBus receives the state-change events. Default: the account's
+	// default event bus.
+	EventBus awsevents.IEventBus
+	// DisableAlarms turns off the CloudWatch alarm per circuit. Default:
+	// false, one alarm per service fires while its circuit is OPEN.
+	DisableAlarms bool
+	// DisableDashboard turns off the CloudWatch dashboard. Default: false, a
+	// dashboard with one row per circuit.
+	DisableDashboard bool
+
 	// Extension tunes the extension in the functions passed to AttachTo.
 	// Default: the extension's own defaults (see the README).
 	Extension ExtensionSettings
@@ -177,6 +192,12 @@ var statusPattern = regexp.MustCompile(`^[1-5]\d\d(-[1-5]\d\d)?(,[1-5]\d\d(-[1-5
 func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	if p.Table != nil && p.TableRemovalPolicy != "" {
 		return nil, fmt.Errorf("circuitbreaker: TableRemovalPolicy applies only to a table the construct creates; remove it or do not pass Table")
+	}
+	if p.Table != nil && !p.DisableEvents && p.Table.TableStreamArn() == nil {
+		return nil, fmt.Errorf("circuitbreaker: the Table passed in has no stream, which the state-change events read: enable a stream with new and old images on it, or set DisableEvents")
+	}
+	if p.DisableEvents && p.EventBus != nil {
+		return nil, fmt.Errorf("circuitbreaker: EventBus is set but DisableEvents is true")
 	}
 	if arch := p.Architecture; arch != nil && goarch(arch) == "" {
 		return nil, fmt.Errorf("circuitbreaker: unsupported architecture %s (want ARM_64 or X86_64)", *arch.Name())

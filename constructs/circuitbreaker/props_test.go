@@ -77,6 +77,22 @@ func TestTableAndRemovalPolicyConflict(t *testing.T) {
 	if _, err := p.validate(); err == nil || !strings.Contains(err.Error(), "TableRemovalPolicy applies only") {
 		t.Fatalf("validate() = %v, want the Table/TableRemovalPolicy conflict", err)
 	}
+	p = CircuitBreakedServiceProps{Table: existing}
+	if _, err := p.validate(); err == nil || !strings.Contains(err.Error(), "has no stream") {
+		t.Fatalf("validate() = %v, want the missing-stream error", err)
+	}
+	p = CircuitBreakedServiceProps{Table: existing, DisableEvents: true}
+	if _, err := p.validate(); err != nil {
+		t.Fatalf("validate() = %v for an existing table without events", err)
+	}
+	withStream := awsdynamodb.Table_FromTableAttributes(st, jsii.String("WithStream"), &awsdynamodb.TableAttributes{
+		TableName:      jsii.String("circuits2"),
+		TableStreamArn: jsii.String("arn:aws:dynamodb:us-east-1:123456789012:table/circuits2/stream/2026-01-01T00:00:00.000"),
+	})
+	p = CircuitBreakedServiceProps{Table: withStream}
+	if _, err := p.validate(); err != nil {
+		t.Fatalf("validate() = %v for an existing table with a stream", err)
+	}
 }
 
 func TestAttachToErrors(t *testing.T) {

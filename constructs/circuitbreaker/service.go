@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
@@ -69,19 +70,41 @@ type CircuitBreakedService interface {
 	// GrantRead lets grantee read circuits (GetItem and BatchGetItem, no
 	// Scan or Query).
 	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
+	// EventsFunction publishes state-change events, or nil when events are
+	// disabled.
+	EventsFunction() awslambda.Function
+	// Alarms maps each service ID to its OPEN alarm; empty when alarms are
+	// disabled.
+	Alarms() map[string]awscloudwatch.Alarm
+	// Dashboard is the breaker's dashboard, or nil when disabled.
+	Dashboard() awscloudwatch.Dashboard
+	// MetricCircuitOpen is 1 while the circuit is OPEN (maximum per minute).
+	MetricCircuitOpen(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
+	// MetricCircuitState is the circuit's state: 0 CLOSED, 1 HALF_OPEN,
+	// 2 OPEN (maximum per minute).
+	MetricCircuitState(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
+	// MetricHealthCheckLatency is the updater's check latency in
+	// milliseconds (p99 per minute).
+	MetricHealthCheckLatency(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
+	// MetricCallsRefused counts calls the extension refused (sum per
+	// minute).
+	MetricCallsRefused(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
 }
 
 type circuitBreakedService struct {
 	constructs.Construct
-	props    CircuitBreakedServiceProps
-	services []MonitoredService
-	table    awsdynamodb.ITable
-	layers   map[string]awslambda.LayerVersion
-	updater  awslambda.Function
-	mockAPI  awsapigateway.RestApi
-	rules    map[string]awsevents.Rule
-	dlq      awssqs.Queue
-	attached map[string][]string
+	props     CircuitBreakedServiceProps
+	services  []MonitoredService
+	table     awsdynamodb.ITable
+	layers    map[string]awslambda.LayerVersion
+	updater   awslambda.Function
+	mockAPI   awsapigateway.RestApi
+	rules     map[string]awsevents.Rule
+	dlq       awssqs.Queue
+	attached  map[string][]string
+	events    awslambda.Function
+	alarms    map[string]awscloudwatch.Alarm
+	dashboard awscloudwatch.Dashboard
 }
 
 // NewCircuitBreakedService creates the breaker. It panics with a clear
@@ -105,6 +128,7 @@ func NewCircuitBreakedService(scope constructs.Construct, id string, props *Circ
 		layers:    map[string]awslambda.LayerVersion{},
 		rules:     map[string]awsevents.Rule{},
 		attached:  map[string][]string{},
+		alarms:    map[string]awscloudwatch.Alarm{},
 	}
 	s.table = props.Table
 	if s.table == nil {
@@ -115,14 +139,23 @@ func NewCircuitBreakedService(scope constructs.Construct, id string, props *Circ
 	if !props.DisableMockAPI {
 		s.mockAPI = newMockAPI(this, "MockApi")
 	}
-	s.dlq = awssqs.NewQueue(this, jsii.String("RuleDeadLetterQueue"), &awssqs.QueueProps{
+	s.dlq = awssqs.NewQueue(this, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
 		EnforceSSL:      jsii.Bool(true),
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
 	})
-	suppress(s.dlq, "AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the monitoring rules.")
+	suppress(s.dlq, "AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the monitoring rules and of the change-events stream.")
 	for _, svc := range services {
 		s.rules[svc.ID] = s.newRule(svc)
+		if !props.DisableAlarms {
+			s.alarms[svc.ID] = s.newAlarm(svc.ID)
+		}
+	}
+	if !props.DisableEvents {
+		s.events = s.newEventsFunction()
+	}
+	if !props.DisableDashboard {
+		s.dashboard = s.newDashboard()
 	}
 	return s
 }
@@ -139,6 +172,7 @@ func newTable(scope constructs.Construct, removal awscdk.RemovalPolicy) awsdynam
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},
 		TimeToLiveAttribute: jsii.String(TimeToLiveAttribute),
+		Stream:              awsdynamodb.StreamViewType_NEW_AND_OLD_IMAGES,
 		RemovalPolicy:       removal,
 	})
 }
@@ -255,7 +289,16 @@ func (s *circuitBreakedService) GrantRead(grantee awsiam.IGrantable) awsiam.Gran
 	})
 }
 
-func (s *circuitBreakedService) Table() awsdynamodb.ITable { return s.table }
+func (s *circuitBreakedService) Table() awsdynamodb.ITable          { return s.table }
+func (s *circuitBreakedService) EventsFunction() awslambda.Function { return s.events }
+func (s *circuitBreakedService) Dashboard() awscloudwatch.Dashboard { return s.dashboard }
+func (s *circuitBreakedService) Alarms() map[string]awscloudwatch.Alarm {
+	out := make(map[string]awscloudwatch.Alarm, len(s.alarms))
+	for k, v := range s.alarms {
+		out[k] = v
+	}
+	return out
+}
 func (s *circuitBreakedService) ExtensionLayer() awslambda.LayerVersion {
 	return s.layers[goarch(s.props.Architecture)]
 }
