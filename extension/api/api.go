@@ -6,6 +6,7 @@
 //	GET /health               liveness, no token
 //	GET /circuits/{id}        one circuit (Circuit)
 //	GET /circuits?ids=a,b     several circuits (Circuits), in the order asked
+//	POST /circuits/{id}/outcomes  report call outcomes (Outcome or Outcomes), 202 Accepted
 //
 // Every request except /health must carry the header X-Circuit-Breaker-Token
 // with the value of the AWS_SESSION_TOKEN environment variable. Errors are
@@ -59,6 +60,50 @@ type Circuit struct {
 	OverrideUntil *time.Time `json:"overrideUntil,omitempty"`
 	// RetryAt is when an OPEN circuit may move to HALF_OPEN.
 	RetryAt *time.Time `json:"retryAt,omitempty"`
+	// Probe is true when the circuit is HALF_OPEN and this caller holds
+	// one of the fleet's probe leases: its call is a trial whose outcome,
+	// reported with ProbeToken, closes or reopens the circuit.
+	Probe bool `json:"probe,omitempty"`
+	// ProbeToken identifies the probe lease; send it back in the
+	// outcome's probeToken.
+	ProbeToken string `json:"probeToken,omitempty"`
+}
+
+// Limits of POST /circuits/{id}/outcomes.
+const (
+	// MaxOutcomes is the most outcomes one request may carry.
+	MaxOutcomes = 100
+	// MaxOutcomeBodyBytes bounds the request body.
+	MaxOutcomeBodyBytes = 16 << 10
+	// MaxLatencyMs bounds an outcome's latency (one hour).
+	MaxLatencyMs = 3_600_000
+)
+
+// Outcome is the result of one call to the service, the body of
+// POST /circuits/{id}/outcomes or one element of Outcomes.
+type Outcome struct {
+	// Success says whether the call succeeded. Required.
+	Success *bool `json:"success"`
+	// LatencyMs is how long the call took, in milliseconds (0..3600000).
+	LatencyMs int64 `json:"latencyMs"`
+	// ProbeToken, when set, ties the outcome to the probe lease the caller
+	// was given (Circuit.ProbeToken): it then decides the HALF_OPEN
+	// circuit instead of being counted.
+	ProbeToken string `json:"probeToken,omitempty"`
+}
+
+// Outcomes is a batch of outcomes of one circuit.
+type Outcomes struct {
+	Outcomes []Outcome `json:"outcomes"`
+}
+
+// Accepted is the answer to POST /circuits/{id}/outcomes.
+type Accepted struct {
+	// Accepted is the number of outcomes taken.
+	Accepted int `json:"accepted"`
+	// State is the circuit's state after a probe outcome was applied;
+	// absent when the request held no probe outcome.
+	State string `json:"state,omitempty"`
 }
 
 // Circuits is the answer to GET /circuits?ids=...

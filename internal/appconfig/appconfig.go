@@ -45,6 +45,20 @@ type Service struct {
 	OpenCooldown string `json:"openCooldown,omitempty"`
 	// MaxOpenCooldown caps the cool-down.
 	MaxOpenCooldown string `json:"maxOpenCooldown,omitempty"`
+	// FailureRateThreshold is the failure rate of real calls, in percent,
+	// that opens the circuit.
+	FailureRateThreshold float64 `json:"failureRateThreshold,omitempty"`
+	// MinimumCalls is the fewest calls in the window for the rates to count.
+	MinimumCalls int `json:"minimumCalls,omitempty"`
+	// Window is the sliding window of the rates, a multiple of 5s.
+	Window string `json:"window,omitempty"`
+	// SlowCallRateThreshold is the slow-call rate, in percent, that opens
+	// the circuit.
+	SlowCallRateThreshold float64 `json:"slowCallRateThreshold,omitempty"`
+	// SlowCallDuration is the latency from which a call counts as slow.
+	SlowCallDuration string `json:"slowCallDuration,omitempty"`
+	// HalfOpenProbes is the most concurrent trial calls while HALF_OPEN.
+	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
 }
 
 // Load reads and validates the configuration file at path.
@@ -71,7 +85,7 @@ func Parse(data []byte) (File, error) {
 		if err := circuit.ValidateID(s.ID); err != nil {
 			return File{}, fmt.Errorf("appconfig: services[%d]: %w", i, err)
 		}
-		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown} {
+		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration} {
 			if _, err := Duration(v); err != nil {
 				return File{}, fmt.Errorf("appconfig: service %q: %s: %w", s.ID, name, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
@@ -34,6 +35,8 @@ const (
 	prefetchTimeout = 2 * time.Second
 	// shutdownMargin is kept free before a SHUTDOWN deadline.
 	shutdownMargin = 50 * time.Millisecond
+	// flushTimeout bounds the flush of outcomes during an INVOKE.
+	flushTimeout = 2 * time.Second
 )
 
 // Error types reported to the Extensions API.
@@ -131,14 +134,17 @@ func Run(ctx context.Context, o Options) int {
 		log.Warn(config.EnvToken + " is unset: the " + "X-Circuit-Breaker-Token check is disabled (local run)")
 	}
 
+	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log})
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
 		MissTimeout:     cfg.MissTimeout,
 		MaxCircuits:     cfg.MaxCircuits,
 		FailAllow:       cfg.FailMode.Allows(),
+		Admitter:        brk,
 		Logger:          log,
 	})
+	brk.SetCache(c)
 	ln, err := server.Listen(cfg.Port)
 	if err != nil {
 		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
@@ -146,7 +152,7 @@ func Run(ctx context.Context, o Options) int {
 		reportInit(ctx, ext, log, ErrTypeListen, err)
 		return 1
 	}
-	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log}), log)
+	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log, Reporter: brk}), log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -168,7 +174,7 @@ func Run(ctx context.Context, o Options) int {
 		if err != nil {
 			if ctx.Err() != nil {
 				log.Info("stopping", "reason", context.Cause(ctx).Error())
-				shutdown(srv, c, log, time.Now().Add(time.Second))
+				shutdown(srv, c, brk, log, time.Now().Add(time.Second))
 				return 0
 			}
 			log.Error("event/next failed", "error", err.Error())
@@ -177,7 +183,7 @@ func Run(ctx context.Context, o Options) int {
 				log.Error("reporting exit error failed", "error", rerr.Error())
 			}
 			cancel()
-			shutdown(srv, c, log, time.Now().Add(time.Second))
+			shutdown(srv, c, brk, log, time.Now().Add(time.Second))
 			return 1
 		}
 		select {
@@ -190,13 +196,19 @@ func Run(ctx context.Context, o Options) int {
 		case extapi.Invoke:
 			log.Debug("invoke", "requestId", ev.RequestID)
 			c.RefreshDue()
+			// Flush the outcomes reported since the last flush while the
+			// function runs, and finish before the next event/next: the
+			// sandbox may be frozen right after it.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			flush(fctx, brk, log)
+			cancel()
 		case extapi.Shutdown:
 			deadline := ev.Deadline()
 			if deadline.IsZero() {
 				deadline = time.Now().Add(time.Second)
 			}
 			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
-			shutdown(srv, c, log, deadline)
+			shutdown(srv, c, brk, log, deadline)
 			return 0
 		default:
 			log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
@@ -204,15 +216,31 @@ func Run(ctx context.Context, o Options) int {
 	}
 }
 
-// shutdown closes the server and waits for pending reads, until shortly
-// before deadline.
-func shutdown(srv *http.Server, c *cache.Cache, log *slog.Logger, deadline time.Time) {
+// flush writes pending outcome counts and evaluates the tripped circuits.
+func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
+	if brk.Pending() == 0 {
+		return
+	}
+	start := time.Now()
+	res, err := brk.Flush(ctx)
+	attrs := []any{"buckets", res.Written, "failed", res.Failed, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(start).Milliseconds()}
+	if err != nil {
+		log.Warn("flushing outcomes failed; kept for the next flush", append(attrs, "error", err.Error())...)
+		return
+	}
+	log.Debug("flushed outcomes", attrs...)
+}
+
+// shutdown closes the server, flushes pending outcomes and waits for
+// pending reads, until shortly before deadline.
+func shutdown(srv *http.Server, c *cache.Cache, brk *breaker.Breaker, log *slog.Logger, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-shutdownMargin))
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("closing the local API", "error", err.Error())
 		_ = srv.Close()
 	}
+	flush(ctx, brk, log)
 	if err := c.Wait(ctx); err != nil {
 		log.Warn("pending reads did not finish before the deadline", "error", err.Error())
 	}

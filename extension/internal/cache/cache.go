@@ -22,24 +22,38 @@ type Reader interface {
 	GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error)
 }
 
+// Admission is an Admitter's answer.
+type Admission struct {
+	// Allowed says whether the caller may call the service.
+	Allowed bool
+	// Probe, when set, is the token of the probe lease the caller was
+	// given: its call is a trial of a HALF_OPEN circuit.
+	Probe string
+	// Circuit, when its ID is set, replaces the cached record in the
+	// answer (the Admitter moved the circuit, such as OPEN to HALF_OPEN).
+	Circuit circuit.Circuit
+}
+
 // Admitter makes the final decision for a circuit whose state is known.
 type Admitter interface {
-	// Admit reports whether a caller may call the service now.
-	Admit(ctx context.Context, c circuit.Circuit, now time.Time) bool
+	// Admit decides whether a caller may call the service now. probe says
+	// whether the caller may be given a probe lease (a single-circuit
+	// lookup); batch lookups never are.
+	Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission
 }
 
 // AdmitFunc adapts a function to Admitter.
-type AdmitFunc func(ctx context.Context, c circuit.Circuit, now time.Time) bool
+type AdmitFunc func(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission
 
 // Admit calls f.
-func (f AdmitFunc) Admit(ctx context.Context, c circuit.Circuit, now time.Time) bool {
-	return f(ctx, c, now)
+func (f AdmitFunc) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission {
+	return f(ctx, c, now, probe)
 }
 
 // StateAdmitter admits by state alone (circuit.Circuit.Allowed): OPEN
 // denies, CLOSED and HALF_OPEN allow.
-var StateAdmitter Admitter = AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time) bool {
-	return c.Allowed(now)
+var StateAdmitter Admitter = AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time, _ bool) Admission {
+	return Admission{Allowed: c.Allowed(now)}
 })
 
 // Options configure a Cache. Zero durations and sizes take the defaults
@@ -119,6 +133,8 @@ type Decision struct {
 	Age time.Duration
 	// At is when the decision was made.
 	At time.Time
+	// Probe is the token of the probe lease given to the caller, if any.
+	Probe string
 }
 
 // Cache is safe for concurrent use.
@@ -248,7 +264,7 @@ func (c *Cache) Lookup(ctx context.Context, id string) Decision {
 	var one [1]string
 	one[0] = id
 	var out [1]Decision
-	c.lookup(ctx, one[:], out[:])
+	c.lookup(ctx, one[:], out[:], true)
 	return out[0]
 }
 
@@ -256,11 +272,11 @@ func (c *Cache) Lookup(ctx context.Context, id string) Decision {
 // with no value are read together in one batch.
 func (c *Cache) LookupMany(ctx context.Context, ids []string) []Decision {
 	out := make([]Decision, len(ids))
-	c.lookup(ctx, ids, out)
+	c.lookup(ctx, ids, out, false)
 	return out
 }
 
-func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision) {
+func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe bool) {
 	now := c.o.Now()
 	entries := make([]*entry, len(ids))
 	var refresh []*entry
@@ -311,7 +327,7 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision) {
 	}
 	c.mu.Unlock()
 	for i := range out {
-		c.decide(ctx, &out[i], now)
+		c.decide(ctx, &out[i], now, probe)
 	}
 }
 
@@ -331,7 +347,7 @@ func (c *Cache) snapshotLocked(e *entry, now time.Time) Decision {
 }
 
 // decide fills State and Allowed, outside the lock: the Admitter may do I/O.
-func (c *Cache) decide(ctx context.Context, d *Decision, now time.Time) {
+func (c *Cache) decide(ctx context.Context, d *Decision, now time.Time, probe bool) {
 	if d.FailMode {
 		d.Allowed = c.o.FailAllow
 		switch {
@@ -344,8 +360,37 @@ func (c *Cache) decide(ctx context.Context, d *Decision, now time.Time) {
 		}
 		return
 	}
+	a := c.o.Admitter.Admit(ctx, d.Circuit, now, probe)
+	if a.Circuit.ID != "" {
+		d.Circuit = a.Circuit
+	}
 	d.State = d.Circuit.EffectiveState(now)
-	d.Allowed = c.o.Admitter.Admit(ctx, d.Circuit, now)
+	d.Allowed, d.Probe = a.Allowed, a.Probe
+}
+
+// Put stores c, read or written by this extension just now, unless the
+// cache holds a newer version. A cached circuit is re-read on schedule as
+// usual.
+func (c *Cache) Put(v circuit.Circuit) {
+	now := c.o.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.getLocked(v.ID, now)
+	if e.loaded && e.c.Version > v.Version {
+		return
+	}
+	e.c, e.loaded, e.fetchedAt, e.err = v, true, now, nil
+}
+
+// Peek returns the cached record of id without counting it as used.
+func (c *Cache) Peek(id string) (circuit.Circuit, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || !e.loaded {
+		return circuit.Circuit{}, false
+	}
+	return e.c, true
 }
 
 // getLocked returns the entry for id, creating it (and evicting the least

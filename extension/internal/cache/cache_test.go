@@ -396,15 +396,47 @@ func TestAdmitterDecidesKnownStates(t *testing.T) {
 	r := newFakeReader(circuit.Circuit{ID: "h", State: circuit.HalfOpen, Version: 1})
 	clk := newClock()
 	var asked atomic.Int64
-	c := newTestCache(t, r, clk, Options{Admitter: AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time) bool {
+	var probes atomic.Int64
+	c := newTestCache(t, r, clk, Options{Admitter: AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time, probe bool) Admission {
 		asked.Add(1)
-		return c.EffectiveState(now) == circuit.Closed // e.g. no probe lease available
+		if probe {
+			probes.Add(1)
+		}
+		return Admission{Allowed: c.EffectiveState(now) == circuit.Closed} // e.g. no probe lease available
 	})})
 	if d := c.Lookup(context.Background(), "h"); d.Allowed || d.State != circuit.HalfOpen {
 		t.Fatalf("decision = %+v, want HALF_OPEN denied by the admitter", d)
 	}
-	if asked.Load() != 1 {
-		t.Errorf("admitter asked %d times, want 1", asked.Load())
+	if ds := c.LookupMany(context.Background(), []string{"h"}); ds[0].Allowed {
+		t.Fatalf("batch decision = %+v, want denied", ds[0])
+	}
+	if asked.Load() != 2 || probes.Load() != 1 {
+		t.Errorf("admitter asked %d times (%d may probe), want 2 (1)", asked.Load(), probes.Load())
+	}
+}
+
+func TestAdmitterReplacesCircuitAndPut(t *testing.T) {
+	r := newFakeReader(circuit.Circuit{ID: "o", State: circuit.Open, Version: 1})
+	clk := newClock()
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Hour, Admitter: AdmitFunc(func(_ context.Context, cur circuit.Circuit, now time.Time, probe bool) Admission {
+		next := cur
+		next.State, next.Version = circuit.HalfOpen, cur.Version+1
+		return Admission{Allowed: true, Probe: "tok", Circuit: next}
+	})})
+	d := c.Lookup(context.Background(), "o")
+	if !d.Allowed || d.State != circuit.HalfOpen || d.Probe != "tok" || d.Circuit.Version != 2 {
+		t.Fatalf("decision = %+v", d)
+	}
+	c.Put(circuit.Circuit{ID: "o", State: circuit.Closed, Version: 3})
+	if got, ok := c.Peek("o"); !ok || got.Version != 3 {
+		t.Fatalf("Peek after Put = %+v %v", got, ok)
+	}
+	c.Put(circuit.Circuit{ID: "o", State: circuit.Open, Version: 2}) // older: ignored
+	if got, _ := c.Peek("o"); got.Version != 3 {
+		t.Fatalf("older Put replaced version 3: %+v", got)
+	}
+	if _, ok := c.Peek("none"); ok {
+		t.Fatal("Peek of an unknown circuit")
 	}
 }
 

@@ -17,7 +17,7 @@
 //   - At most MaxCircuits circuits are kept; the least recently used one
 //     is evicted.
 //
-// The final allow decision for a known state goes through an Admitter, so
-// a fleet-wide probe lease for HALF_OPEN can be added without touching the
-// cache.
+// The final allow decision for a known state goes through an Admitter:
+// the extension's breaker, which hands out the fleet-wide probe leases of
+// HALF_OPEN circuits and ends cool-downs (package breaker).
 package cache

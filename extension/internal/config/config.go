@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
 // Environment variable names. The construct sets them on the function.
@@ -24,6 +25,8 @@ const (
 	EnvMissTimeout     = "CIRCUIT_BREAKER_MISS_TIMEOUT"
 	EnvMaxCircuits     = "CIRCUIT_BREAKER_MAX_CIRCUITS"
 	EnvLogLevel        = "CIRCUIT_BREAKER_LOG_LEVEL"
+	// EnvPolicies holds the per-service policies as JSON (policy.Policies).
+	EnvPolicies = policy.EnvPolicies
 	// EnvToken is the environment variable whose value callers must send
 	// in the X-Circuit-Breaker-Token header.
 	EnvToken = "AWS_SESSION_TOKEN"
@@ -79,6 +82,9 @@ type Config struct {
 	MissTimeout     time.Duration
 	MaxCircuits     int
 	LogLevel        slog.Level
+	// Policies are the per-service breaker policies; services without an
+	// entry get the defaults.
+	Policies policy.Policies
 	// Token is the expected X-Circuit-Breaker-Token; empty disables the
 	// check (AWS_SESSION_TOKEN unset, as in local runs).
 	Token string
@@ -122,6 +128,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.MaxStaleness > 0 && c.RefreshInterval > 0 && c.MaxStaleness < c.RefreshInterval {
 		errs = append(errs, fmt.Errorf("%s (%s) must not be shorter than %s (%s)", EnvMaxStaleness, c.MaxStaleness, EnvRefreshInterval, c.RefreshInterval))
+	}
+	if c.Policies, err = policy.Parse(getenv(EnvPolicies)); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Services, err = ParseServices(getenv(EnvServices)); err != nil {
 		errs = append(errs, err)

@@ -36,6 +36,19 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+func TestLoadPolicies(t *testing.T) {
+	c, err := Load(env(map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"halfOpenProbes":2,"window":"10s"}}`}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Policies.For("payments"); p.HalfOpenProbes != 2 || time.Duration(p.Window) != 10*time.Second {
+		t.Errorf("payments policy = %+v", p)
+	}
+	if p := c.Policies.For("other"); p.HalfOpenProbes != 1 || p.MinimumCalls != 10 {
+		t.Errorf("default policy = %+v", p)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -54,6 +67,9 @@ func TestLoadErrors(t *testing.T) {
 		{"too many services", map[string]string{EnvTable: "t", EnvMaxCircuits: "1", EnvServices: "a,b"}, "more than"},
 		{"log level", map[string]string{EnvTable: "t", EnvLogLevel: "loud"}, EnvLogLevel},
 		{"service id", map[string]string{EnvTable: "t", EnvServices: "a/b"}, EnvServices},
+		{"policies not JSON", map[string]string{EnvTable: "t", EnvPolicies: "payments"}, EnvPolicies + ": want a JSON object"},
+		{"policy out of range", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"halfOpenProbes":0.5}}`}, EnvPolicies},
+		{"policy field", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"minimumCalls":0,"failureRateThreshold":150}}`}, `service "payments": failureRateThreshold 150`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

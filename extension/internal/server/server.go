@@ -4,6 +4,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -24,8 +25,9 @@ import (
 
 // Limits on requests.
 const (
-	// MaxBodyBytes is the largest request body accepted; the API takes
-	// none, so anything bigger is refused with 413.
+	// MaxBodyBytes is the largest request body accepted, except by POST
+	// /circuits/{id}/outcomes (api.MaxOutcomeBodyBytes); the other routes
+	// take none, so anything bigger is refused with 413.
 	MaxBodyBytes = 1 << 10
 	// MaxHeaderBytes bounds the request line and headers; Go answers 431
 	// beyond it.
@@ -40,6 +42,11 @@ type Looker interface {
 	LookupMany(ctx context.Context, ids []string) []cache.Decision
 }
 
+// Reporter takes the outcomes of calls; *breaker.Breaker implements it.
+type Reporter interface {
+	Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error)
+}
+
 // Options configure the handler.
 type Options struct {
 	// Token is the value the X-Circuit-Breaker-Token header must carry.
@@ -49,10 +56,13 @@ type Options struct {
 	// Logger receives refused requests at debug level (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// Reporter takes reported outcomes; nil answers 404 to them.
+	Reporter Reporter
 }
 
 type handler struct {
-	looker Looker
+	looker   Looker
+	reporter Reporter
 	token  []byte
 	log    *slog.Logger
 	mux    *http.ServeMux
@@ -63,11 +73,12 @@ func NewHandler(l Looker, o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{looker: l, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
+	h := &handler{looker: l, reporter: o.Reporter, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
 	// Methods are checked in the handlers, not in the patterns, so that a
 	// wrong method gets a JSON 405 like every other error.
 	h.mux.HandleFunc("/health", h.health)
 	h.mux.HandleFunc("/circuits/{id}", h.circuit)
+	h.mux.HandleFunc("/circuits/{id}/outcomes", h.outcomes)
 	h.mux.HandleFunc("/circuits", h.circuits)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such resource: "+r.URL.Path)
@@ -101,13 +112,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusForbidden, "forwarded requests are refused")
 		return
 	}
-	if r.ContentLength > MaxBodyBytes || len(r.URL.RawQuery) > MaxQueryBytes {
+	limit := int64(MaxBodyBytes)
+	keep := r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/outcomes")
+	if keep {
+		limit = api.MaxOutcomeBodyBytes
+	}
+	if r.ContentLength > limit || len(r.URL.RawQuery) > MaxQueryBytes {
 		h.refuse(w, r, http.StatusRequestEntityTooLarge, "request too large")
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
 				h.refuse(w, r, http.StatusRequestEntityTooLarge, "request too large")
@@ -116,6 +132,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.refuse(w, r, http.StatusBadRequest, "unreadable request body")
 			return
 		}
+		if !keep {
+			body = nil
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if r.URL.Path != "/health" && !h.authorized(r) {
 		h.refuse(w, r, http.StatusUnauthorized, "missing or wrong "+api.HeaderToken+" header")
@@ -220,6 +240,9 @@ func Render(d cache.Decision) api.Circuit {
 	}
 	if d.State == circuit.Open {
 		c.RetryAt = timePtr(d.Circuit.RetryAt)
+	}
+	if d.Probe != "" {
+		c.Probe, c.ProbeToken = true, d.Probe
 	}
 	return c
 }

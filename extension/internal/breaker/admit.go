@@ -1,0 +1,161 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+)
+
+// Admit implements cache.Admitter:
+//
+//   - an active override decides (FORCED_CLOSED allows, FORCED_OPEN denies);
+//   - CLOSED allows;
+//   - OPEN denies until retryAt; after it, a single-circuit lookup moves
+//     the circuit to HALF_OPEN with a conditional transition (the first
+//     such lookup in the fleet wins) and goes on as for HALF_OPEN;
+//   - HALF_OPEN allows only a single-circuit lookup that claims one of the
+//     service's HalfOpenProbes lease slots; the answer then carries the
+//     lease's token. Everyone else is denied.
+//
+// Table writes are bounded by the claim timeout; when they fail or time
+// out the caller is denied (the circuit is not CLOSED, so denying is safe).
+func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) cache.Admission {
+	switch c.ActiveOverride(now) {
+	case circuit.ForcedClosed:
+		return cache.Admission{Allowed: true}
+	case circuit.ForcedOpen:
+		return cache.Admission{}
+	}
+	switch c.State {
+	case circuit.Open:
+		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) {
+			return cache.Admission{}
+		}
+		next, ok := b.endCooldown(ctx, c, now)
+		if !ok {
+			return cache.Admission{}
+		}
+		if next.State != circuit.HalfOpen {
+			return cache.Admission{Allowed: next.State == circuit.Closed, Circuit: next}
+		}
+		a := b.claim(ctx, next, now)
+		a.Circuit = next
+		return a
+	case circuit.HalfOpen:
+		if !probe {
+			return cache.Admission{}
+		}
+		return b.claim(ctx, c, now)
+	default:
+		return cache.Admission{Allowed: true}
+	}
+}
+
+// begin marks a table write for circuit id in progress; false when one is
+// already running (the caller is denied rather than queued).
+func (b *Breaker) begin(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inflight[id] {
+		return false
+	}
+	b.inflight[id] = true
+	return true
+}
+
+func (b *Breaker) end(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.inflight, id)
+}
+
+// endCooldown moves an OPEN circuit past its retryAt to HALF_OPEN with a
+// conditional transition and returns the circuit as stored afterwards.
+func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.Time) (circuit.Circuit, bool) {
+	if !b.begin(c.ID) {
+		return c, false
+	}
+	defer b.end(c.ID)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
+	defer cancel()
+	st, err := b.store(ctx)
+	if err != nil {
+		b.o.Logger.Warn("ending cool-down failed", "service", c.ID, "error", err.Error())
+		return c, false
+	}
+	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, c.ID, func(cur circuit.Circuit) circuit.Decision {
+		return circuit.DecideCooldownOver(cur, b.o.Now())
+	})
+	if err != nil {
+		b.o.Logger.Warn("ending cool-down failed", "service", c.ID, "error", err.Error())
+		return c, false
+	}
+	after := applied.After()
+	b.put(after)
+	return after, true
+}
+
+// claim tries to take a probe lease of the HALF_OPEN circuit c.
+func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) cache.Admission {
+	b.mu.Lock()
+	for tok, l := range b.leases {
+		if !now.Before(l.Until) {
+			delete(b.leases, tok)
+		}
+	}
+	wait, busy := b.busy[c.ID]
+	b.mu.Unlock()
+	if busy && now.Before(wait) {
+		return cache.Admission{}
+	}
+	if !b.begin(c.ID) {
+		return cache.Admission{}
+	}
+	defer b.end(c.ID)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
+	defer cancel()
+	st, err := b.store(ctx)
+	if err != nil {
+		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
+		return cache.Admission{}
+	}
+	k := b.o.Policies.For(c.ID).HalfOpenProbes
+	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, b.o.LeaseTTL, now)
+	if err != nil {
+		var be *store.BusyError
+		retry := now.Add(b.o.BusyRetry)
+		if errors.As(err, &be) && !be.Until.IsZero() && be.Until.Before(retry) {
+			retry = be.Until
+		}
+		b.mu.Lock()
+		b.busy[c.ID] = retry
+		b.mu.Unlock()
+		if !errors.Is(err, store.ErrLeaseBusy) {
+			b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
+		}
+		return cache.Admission{}
+	}
+	b.mu.Lock()
+	b.leases[l.Token] = l
+	delete(b.busy, c.ID)
+	b.mu.Unlock()
+	b.o.Logger.Info("probe lease claimed", "service", c.ID, "slot", l.Slot, "version", l.Version, "until", l.Until)
+	return cache.Admission{Allowed: true, Probe: l.Token}
+}
+
+// takeLease removes and returns the lease with token tok held for id.
+func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.leases[tok]
+	if !ok || l.ID != id {
+		return store.Lease{}, false
+	}
+	delete(b.leases, tok)
+	return l, true
+}

@@ -1,0 +1,144 @@
+package breaker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+)
+
+// Defaults of Options.
+const (
+	// DefaultLeaseTTL is how long a probe lease lasts when its outcome is
+	// never reported: then another caller may probe.
+	DefaultLeaseTTL = 10 * time.Second
+	// DefaultClaimTimeout bounds the table writes of one lookup that ends
+	// a cool-down or claims a probe lease.
+	DefaultClaimTimeout = 100 * time.Millisecond
+	// DefaultBusyRetry is how long an extension that found every lease
+	// slot held waits before it tries to claim again.
+	DefaultBusyRetry = time.Second
+	// ttlMargin keeps bucket items past the longest window they serve.
+	ttlMargin = time.Minute
+	// flushParallelism bounds concurrent bucket writes of one flush.
+	flushParallelism = 8
+)
+
+// StoreFunc returns the table store, waiting for it to be built at most
+// until ctx ends.
+type StoreFunc func(ctx context.Context) (*store.Store, error)
+
+// Cache is the part of the extension's cache the breaker updates with
+// circuits it wrote.
+type Cache interface {
+	Put(c circuit.Circuit)
+	Peek(id string) (circuit.Circuit, bool)
+}
+
+// Options configure a Breaker.
+type Options struct {
+	// Policies are the per-service policies (defaults for absent services).
+	Policies policy.Policies
+	// LeaseTTL is the probe lease duration (default DefaultLeaseTTL).
+	LeaseTTL time.Duration
+	// ClaimTimeout bounds a lookup's table writes (default
+	// DefaultClaimTimeout).
+	ClaimTimeout time.Duration
+	// BusyRetry is the pause after finding every lease slot held (default
+	// DefaultBusyRetry).
+	BusyRetry time.Duration
+	// MaxPending bounds the pending (circuit, bucket) counts kept in
+	// memory (default outcomes.DefaultMaxEntries).
+	MaxPending int
+	// Holder identifies this extension in lease items (default: random).
+	Holder string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Breaker is safe for concurrent use.
+type Breaker struct {
+	store StoreFunc
+	o     Options
+	agg   *outcomes.Aggregator
+
+	mu       sync.Mutex
+	cache    Cache
+	leases   map[string]store.Lease // by token
+	busy     map[string]time.Time   // circuit ID -> no claim before
+	inflight map[string]bool        // circuits with a cool-down end or claim in progress
+}
+
+// New returns a Breaker over the store returned by st.
+func New(st StoreFunc, o Options) *Breaker {
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.ClaimTimeout <= 0 {
+		o.ClaimTimeout = DefaultClaimTimeout
+	}
+	if o.BusyRetry <= 0 {
+		o.BusyRetry = DefaultBusyRetry
+	}
+	if o.Holder == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		o.Holder = hex.EncodeToString(b[:])
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Breaker{
+		store:    st,
+		o:        o,
+		agg:      outcomes.New(policy.BucketSize, o.MaxPending),
+		leases:   map[string]store.Lease{},
+		busy:     map[string]time.Time{},
+		inflight: map[string]bool{},
+	}
+}
+
+// SetCache connects the cache that circuits written by the breaker are put
+// into. Call it once, before serving.
+func (b *Breaker) SetCache(c Cache) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cache = c
+}
+
+// Holder returns the identifier this extension writes into lease items.
+func (b *Breaker) Holder() string { return b.o.Holder }
+
+// Pending returns the number of (circuit, bucket) counts not yet flushed.
+func (b *Breaker) Pending() int { return b.agg.Pending() }
+
+func (b *Breaker) put(c circuit.Circuit) {
+	b.mu.Lock()
+	cache := b.cache
+	b.mu.Unlock()
+	if cache != nil && c.ID != "" {
+		cache.Put(c)
+	}
+}
+
+func (b *Breaker) peek(id string) (circuit.Circuit, bool) {
+	b.mu.Lock()
+	cache := b.cache
+	b.mu.Unlock()
+	if cache == nil {
+		return circuit.Circuit{}, false
+	}
+	return cache.Peek(id)
+}

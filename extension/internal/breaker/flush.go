@@ -1,0 +1,137 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+)
+
+// FlushResult says what one Flush did.
+type FlushResult struct {
+	// Written and Failed count the bucket writes.
+	Written, Failed int
+	// Evaluated counts the circuits whose window was read; Tripped those
+	// this flush opened.
+	Evaluated, Tripped int
+}
+
+// Flush writes the pending counts to their bucket items (atomic ADDs) and
+// then, for each circuit whose flushed counts held a failure or a slow
+// call, reads the window's buckets and trips the circuit when its rate is
+// reached. Counts whose write failed are kept for the next flush. It
+// returns once done or when ctx ends.
+func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
+	var res FlushResult
+	entries := b.agg.Take()
+	if len(entries) == 0 {
+		return res, nil
+	}
+	st, err := b.store(ctx)
+	if err != nil {
+		b.agg.Restore(entries)
+		res.Failed = len(entries)
+		return res, fmt.Errorf("flush: %w", err)
+	}
+	var (
+		mu     sync.Mutex
+		failed []outcomes.Entry
+		errs   []error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, flushParallelism)
+		bad    = map[string]bool{}
+	)
+	for _, e := range entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			window := time.Duration(b.o.Policies.For(e.ID).Window)
+			expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
+			err := st.AddCounts(ctx, e.ID, e.Start, e.Counts, expires)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, e)
+				errs = append(errs, err)
+				return
+			}
+			res.Written++
+			if e.Failures > 0 || e.Slow > 0 {
+				bad[e.ID] = true
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		b.agg.Restore(failed)
+		res.Failed = len(failed)
+	}
+	for id := range bad {
+		res.Evaluated++
+		tripped, err := b.evaluate(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if tripped {
+			res.Tripped++
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// WindowStarts returns the starts of the buckets that make up the window
+// of length window ending at now: window/BucketSize buckets, the last one
+// holding now.
+func WindowStarts(now time.Time, window time.Duration) []time.Time {
+	last := now.Truncate(policy.BucketSize)
+	n := int(window / policy.BucketSize)
+	if n < 1 {
+		n = 1
+	}
+	out := make([]time.Time, n)
+	for i := range n {
+		out[i] = last.Add(-time.Duration(n-1-i) * policy.BucketSize).UTC()
+	}
+	return out
+}
+
+// evaluate reads the window of circuit id and trips it when the rate is
+// reached, through store.Apply.
+func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
+	if c, ok := b.peek(id); ok && c.State != circuit.Closed && c.State != "" {
+		return false, nil // already tripped: nothing to decide
+	}
+	st, err := b.store(ctx)
+	if err != nil {
+		return false, err
+	}
+	pol := b.o.Policies.For(id)
+	settings, rates := pol.Settings(), pol.Rates()
+	now := b.o.Now()
+	buckets, err := st.GetBuckets(ctx, id, WindowStarts(now, rates.Window))
+	if err != nil {
+		return false, fmt.Errorf("evaluate %q: %w", id, err)
+	}
+	cached, ok := b.peek(id)
+	if !ok {
+		cached = circuit.New(id)
+	}
+	if circuit.DecideRate(cached, settings, rates, buckets, now).Change != circuit.Transition {
+		return false, nil
+	}
+	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, id, func(cur circuit.Circuit) circuit.Decision {
+		return circuit.DecideRate(cur, settings, rates, buckets, now)
+	})
+	if err != nil {
+		return false, fmt.Errorf("evaluate %q: %w", id, err)
+	}
+	b.put(applied.After())
+	return applied.Decision.Transitioned(), nil
+}
