@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+func TestPlan(t *testing.T) {
+	f, err := appconfig.Parse([]byte(`{"services":[{"id":"mock-api"},{"id":"payments","url":"https://pay.example/health","timeout":"3s","openCooldown":"2s","failureThreshold":5}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err := plan(f, "http://127.0.0.1:4280/api/resource/health", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		i    int
+		want map[string]any
+	}{
+		{0, map[string]any{"ID": "mock-api", "URL": "http://127.0.0.1:4280/api/resource/health", "Timeout": "1s", "SlowCallThreshold": "500ms", "OpenCooldown": "5s", "MaxOpenCooldown": "20s"}},
+		{1, map[string]any{"ID": "payments", "URL": "https://pay.example/health", "Timeout": "3s", "OpenCooldown": "2s", "MaxOpenCooldown": "20s", "FailureThreshold": float64(5)}},
+	}
+	for _, tt := range tests {
+		var got map[string]any
+		if err := json.Unmarshal(checks[tt.i].Input, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("check %d: %v, want %v", tt.i, got, tt.want)
+		}
+		for k, v := range tt.want {
+			if got[k] != v {
+				t.Errorf("check %d: %s = %v, want %v", tt.i, k, got[k], v)
+			}
+		}
+	}
+	if _, err := plan(f, "http://x", 500*time.Millisecond); err == nil {
+		t.Error("a cool-down under 1s was accepted")
+	}
+}
+
+func TestLines(t *testing.T) {
+	tests := []struct {
+		name, got, want string
+	}{
+		{"transition", first(transitionLine([]byte(`{"level":"INFO","msg":"circuit transition","service":"mock-api","from":"CLOSED","to":"OPEN","reason":"3 consecutive failed checks; last: status 503 not in 200-299","version":1}`))),
+			"mock-api CLOSED → OPEN (v1): 3 consecutive failed checks; last: status 503 not in 200-299"},
+		{"trial failed", first(transitionLine([]byte(`{"msg":"circuit trial failed","service":"a","reason":"timeout"}`))), "a trial failed, stays OPEN: timeout"},
+		{"other log line", first(transitionLine([]byte(`{"msg":"check"}`))), ""},
+		{"not json", first(transitionLine([]byte(`START RequestId: x`))), ""},
+		{"downstream", responseLine([]byte(`{"statusCode":200,"body":"{\"message\": \"Hello from the mock service\"}"}`), 3*time.Millisecond), "200 downstream: Hello from the mock service 3ms"},
+		{"fallback open", responseLine([]byte(`{"statusCode":503,"body":"{\"message\":\"x\",\"circuit\":\"OPEN\",\"source\":\"fallback\"}"}`), time.Millisecond), "503 FALLBACK (circuit OPEN) 1ms"},
+		{"fallback failed call", responseLine([]byte(`{"statusCode":502,"body":"{\"message\":\"The downstream call failed: timeout\",\"source\":\"fallback\"}"}`), time.Second), "502 FALLBACK: The downstream call failed: timeout 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func first(s string, _ bool) string { return s }
+
+func TestStatesLine(t *testing.T) {
+	now := time.Now()
+	cs := map[string]circuit.Circuit{
+		"a": {ID: "a", State: circuit.Open, Version: 1, RetryAt: now.Add(2 * time.Second)},
+		"b": {ID: "b", State: circuit.Closed, ConsecutiveFailures: 2},
+	}
+	got := statesLine([]string{"a", "b", "c"}, cs, now)
+	want := "a=OPEN v1 retry in 2s  b=CLOSED v0 failures=2  c=CLOSED (no item yet)"
+	if got != want {
+		t.Errorf("statesLine = %q, want %q", got, want)
+	}
+	if stateKey(cs) == stateKey(map[string]circuit.Circuit{"a": cs["a"]}) {
+		t.Error("stateKey ignores a circuit")
+	}
+}
+
+func TestLineWriter(t *testing.T) {
+	var lines []string
+	w := &lineWriter{fn: func(l []byte) { lines = append(lines, string(l)) }}
+	for _, chunk := range []string{"one\ntw", "o\n", "three"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Join(lines, "|") != "one|two" {
+		t.Errorf("lines %q, want one|two (three is incomplete)", lines)
+	}
+	var out bytes.Buffer
+	p := &printer{w: &out, now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC) }}
+	p.printf("fn", "%d ok", 200)
+	if out.String() != "03:04:05.006  fn     200 ok\n" {
+		t.Errorf("printer wrote %q", out.String())
+	}
+}

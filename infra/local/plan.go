@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
+)
+
+// Local defaults for a check when services.json leaves them unset: short,
+// so that a hanging service fails its check quickly.
+const (
+	localTimeout     = "1s"
+	localSlowCall    = "500ms"
+	maxCooldownScale = 4 // MaxOpenCooldown = scale × the local cool-down
+)
+
+// check is one monitored service's updater input, as its EventBridge rule
+// would send it.
+type check struct {
+	ID    string
+	Input json.RawMessage
+}
+
+// plan turns the app's services into updater inputs for the local stack:
+// services without a URL check the local mock API's health path, and the
+// cool-down is shortened to cooldown (unless a service sets a shorter
+// one), so that a demo runs through OPEN and back in about a minute.
+func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, error) {
+	if cooldown < time.Second {
+		return nil, fmt.Errorf("cool-down %s: at least 1s", cooldown)
+	}
+	var out []check
+	for _, s := range f.Services {
+		in := updater.Input{
+			ID:                s.ID,
+			URL:               s.URL,
+			Timeout:           s.Timeout,
+			SlowCallThreshold: s.SlowCallThreshold,
+			ExpectedStatus:    s.ExpectedStatus,
+			FailureThreshold:  s.FailureThreshold,
+			SuccessThreshold:  s.SuccessThreshold,
+			OpenCooldown:      cooldown.String(),
+			MaxOpenCooldown:   (maxCooldownScale * cooldown).String(),
+		}
+		if in.URL == "" {
+			in.URL = healthURL
+		}
+		if in.Timeout == "" {
+			in.Timeout = localTimeout
+			if in.SlowCallThreshold == "" {
+				in.SlowCallThreshold = localSlowCall
+			}
+		}
+		if d, _ := appconfig.Duration(s.OpenCooldown); d > 0 && d < cooldown {
+			in.OpenCooldown = s.OpenCooldown
+		}
+		data, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.ID, err)
+		}
+		if _, err := updater.ParseInput(data); err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.ID, err)
+		}
+		out = append(out, check{ID: s.ID, Input: data})
+	}
+	return out, nil
+}
