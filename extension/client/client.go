@@ -4,12 +4,17 @@
 // A Client reads the extension's port (CIRCUIT_BREAKER_PORT), the session
 // token (AWS_SESSION_TOKEN) and the failure policy
 // (CIRCUIT_BREAKER_FAIL_MODE) from the environment the function shares
-// with the extension. Each request has a timeout of a few milliseconds;
+// with the extension. Each request has a short timeout (DefaultTimeout);
 // when the extension cannot answer in time, Allow and Do follow the
 // failure policy: allow (the default) or deny.
+//
+// Do also reports the outcome of each call it makes (success or failure
+// and latency) to the extension, which counts them across the fleet to trip
+// the circuit, and which hands out the fleet's few HALF_OPEN probe calls.
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,13 +33,36 @@ import (
 )
 
 // DefaultTimeout bounds one request to the extension. A cache hit takes
-// well under a millisecond; the first lookup of a circuit that was not
-// listed in CIRCUIT_BREAKER_SERVICES may take longer (the extension reads
-// the table) and then falls back to the failure policy.
-const DefaultTimeout = 5 * time.Millisecond
+// well under a millisecond; the extension takes longer only when it must
+// write or read the table first: the first lookup of a circuit that was not
+// listed in CIRCUIT_BREAKER_SERVICES (at most its 100 ms miss timeout), or
+// a lookup that ends a cool-down and claims a HALF_OPEN probe lease (at
+// most 100 ms each). The timeout covers those, so that the answer, not the
+// failure policy, decides: a timed-out probe claim would otherwise let the
+// call through outside the fleet's probe limit.
+const DefaultTimeout = 250 * time.Millisecond
 
-// ErrOpen is passed to the fallback of Do when the circuit denies the call.
+// ProbeReportTimeout bounds the report of a probe call's outcome, which the
+// extension applies to the circuit in the table before it answers.
+const ProbeReportTimeout = 1500 * time.Millisecond
+
+// ErrOpen is passed to the fallback of Do when the circuit denies the call;
+// the error is an *OpenError, which matches ErrOpen with errors.Is.
 var ErrOpen = errors.New("circuit breaker: circuit is open")
+
+// OpenError is the error Do passes to the fallback when the circuit denies
+// the call. It carries the extension's answer (Circuit.State,
+// Circuit.Reason); when the extension did not answer and the failure
+// policy denied, Circuit.FailMode is true.
+type OpenError struct {
+	Circuit Circuit
+}
+
+// Error returns ErrOpen's message.
+func (e *OpenError) Error() string { return ErrOpen.Error() }
+
+// Is makes errors.Is(err, ErrOpen) hold.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 
 // Circuit is the extension's answer for one circuit.
 type Circuit = api.Circuit
@@ -139,21 +167,56 @@ func (c *Client) Allow(ctx context.Context, id string) (allowed bool, err error)
 }
 
 // Do asks whether the service id may be called and runs call if so;
-// otherwise it runs fallback with ErrOpen. When call fails, fallback runs
-// with call's error. A nil fallback returns the error instead. When the
-// extension cannot answer, the failure policy decides.
+// otherwise it runs fallback with an *OpenError (errors.Is ErrOpen). When
+// call fails, fallback runs with call's error. A nil fallback returns the
+// error instead. When the extension cannot answer, the failure policy
+// decides.
+//
+// After call returns, Do reports its outcome to the extension: success
+// when call returned nil, and its latency. An ordinary report is one
+// loopback request that the extension answers from memory (well under a
+// millisecond). When the call was the fleet's HALF_OPEN probe
+// (Circuit.Probe), Do waits for the extension to apply the outcome to the
+// circuit, at most ProbeReportTimeout. Reports are best effort: a failed
+// report never changes what Do returns.
 func (c *Client) Do(ctx context.Context, id string, call func(ctx context.Context) error, fallback func(ctx context.Context, err error) error) error {
-	allowed, _ := c.Allow(ctx, id)
-	if !allowed {
-		return runFallback(ctx, fallback, ErrOpen)
+	st, err := c.State(ctx, id)
+	allowed, answered := c.failAllow, err == nil
+	if answered {
+		allowed = st.Allowed
+	} else {
+		st = Circuit{ID: id, State: "OPEN", FailMode: true, Reason: "extension unavailable: " + err.Error()}
 	}
-	err := call(ctx)
-	// Seam: outcome reporting (success or failure of call) is added here
-	// once the extension has an outcome API.
-	if err != nil {
-		return runFallback(ctx, fallback, err)
+	if !allowed {
+		return runFallback(ctx, fallback, &OpenError{Circuit: st})
+	}
+	start := time.Now()
+	callErr := call(ctx)
+	if answered {
+		_, _ = c.Report(ctx, id, callErr == nil, time.Since(start), st.ProbeToken)
+	}
+	if callErr != nil {
+		return runFallback(ctx, fallback, callErr)
 	}
 	return nil
+}
+
+// Report tells the extension the outcome of one call to service id: its
+// success and latency, and the probe token if the call was a probe
+// (Circuit.ProbeToken; empty otherwise). It is not cancelled with ctx, so
+// that the outcome of a call cut short by ctx is still counted.
+func (c *Client) Report(ctx context.Context, id string, success bool, latency time.Duration, probeToken string) (api.Accepted, error) {
+	body, err := json.Marshal(api.Outcome{Success: &success, LatencyMs: latency.Milliseconds(), ProbeToken: probeToken})
+	if err != nil {
+		return api.Accepted{}, fmt.Errorf("circuit breaker extension: %w", err)
+	}
+	timeout := c.timeout
+	if probeToken != "" {
+		timeout = max(timeout, ProbeReportTimeout)
+	}
+	var out api.Accepted
+	err = c.send(context.WithoutCancel(ctx), http.MethodPost, "/circuits/"+url.PathEscape(id)+"/outcomes", body, timeout, http.StatusAccepted, &out)
+	return out, err
 }
 
 func runFallback(ctx context.Context, fallback func(context.Context, error) error, err error) error {
@@ -170,14 +233,25 @@ func (c *Client) Health(ctx context.Context) error {
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	if c.timeout > 0 {
+	return c.send(ctx, http.MethodGet, path, nil, c.timeout, http.StatusOK, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body []byte, timeout time.Duration, want int, out any) error {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("circuit breaker extension: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set(api.HeaderToken, c.token)
@@ -187,16 +261,16 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("circuit breaker extension: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("circuit breaker extension: read answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
 		var e api.Error
-		_ = json.Unmarshal(body, &e)
+		_ = json.Unmarshal(data, &e)
 		return &Error{StatusCode: resp.StatusCode, Message: e.Message}
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("circuit breaker extension: decode answer: %w", err)
 	}
 	return nil

@@ -63,9 +63,9 @@ type Options struct {
 type handler struct {
 	looker   Looker
 	reporter Reporter
-	token  []byte
-	log    *slog.Logger
-	mux    *http.ServeMux
+	token    []byte
+	log      *slog.Logger
+	mux      *http.ServeMux
 }
 
 // NewHandler returns the API's handler.
