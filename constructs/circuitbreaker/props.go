@@ -16,6 +16,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
@@ -81,8 +82,36 @@ type MonitoredService struct {
 	Schedule awsevents.Schedule
 	// HealthCheck tunes the check. Default: the updater's defaults.
 	HealthCheck HealthCheck
-	// Breaker tunes the state machine. Default: the updater's defaults.
+	// Breaker tunes the state machine, for the updater and the extension
+	// alike. Default: the updater's defaults.
 	Breaker BreakerSettings
+	// Passive tunes failure detection from the calls that attached
+	// functions report. Default: the extension's defaults.
+	Passive PassiveDetection
+}
+
+// PassiveDetection tunes how the extension trips a circuit from the
+// outcomes of real calls, aggregated across every execution environment.
+// Zero fields keep the defaults.
+type PassiveDetection struct {
+	// FailureRateThreshold is the failure rate, in percent (1..100), at or
+	// above which a CLOSED circuit opens. Default: 50.
+	FailureRateThreshold float64
+	// MinimumCalls is the fewest calls in the window for the rates to
+	// count. Default: 10.
+	MinimumCalls int
+	// Window is the sliding window of the rates: 5s..5m, a multiple of 5s.
+	// Default: 30s.
+	Window time.Duration
+	// SlowCallRateThreshold is the slow-call rate, in percent, at or above
+	// which a CLOSED circuit opens. Default: 100.
+	SlowCallRateThreshold float64
+	// SlowCallDuration is the latency from which a call counts as slow.
+	// Default: 3s.
+	SlowCallDuration time.Duration
+	// HalfOpenProbes is the most concurrent trial calls across the fleet
+	// while HALF_OPEN (1..10). Default: 1.
+	HalfOpenProbes int
 }
 
 // HealthCheck tunes the updater's check of one service. Zero fields keep
@@ -266,6 +295,9 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 		if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
 			return nil, fmt.Errorf("circuitbreaker: service %q: Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v", s.ID, br.MaxOpenCooldown, br.OpenCooldown)
 		}
+		if err := (policy.Policies{s.ID: s.policy()}).Validate(); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: service %q: Passive or Breaker: %w", s.ID, err)
+		}
 		// The updater's own parser has the last word, so anything that
 		// synthesizes is also accepted at run time.
 		if err := s.checkRuleInput(); err != nil {
@@ -292,6 +324,23 @@ func (s MonitoredService) checkRuleInput() error {
 		return err
 	}
 	return nil
+}
+
+// policy is the extension's view of the service's settings: the state
+// machine's and passive detection's, zero fields meaning defaults.
+func (s MonitoredService) policy() policy.Policy {
+	return policy.Policy{
+		FailureRateThreshold:  s.Passive.FailureRateThreshold,
+		MinimumCalls:          s.Passive.MinimumCalls,
+		Window:                policy.Duration(s.Passive.Window),
+		SlowCallRateThreshold: s.Passive.SlowCallRateThreshold,
+		SlowCallDuration:      policy.Duration(s.Passive.SlowCallDuration),
+		HalfOpenProbes:        s.Passive.HalfOpenProbes,
+		SuccessThreshold:      s.Breaker.SuccessThreshold,
+		FailureThreshold:      s.Breaker.FailureThreshold,
+		OpenCooldown:          policy.Duration(s.Breaker.OpenCooldown),
+		MaxOpenCooldown:       policy.Duration(s.Breaker.MaxOpenCooldown),
+	}
 }
 
 // ruleInput is the updater's input for one service: the keys ID and URL of

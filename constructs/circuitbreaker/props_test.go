@@ -1,12 +1,14 @@
 package circuitbreaker
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
@@ -49,6 +51,9 @@ func TestPropsValidation(t *testing.T) {
 		{"slow above timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second, SlowCallThreshold: 3 * time.Second}}}}, "SlowCallThreshold"},
 		{"timeout below default slow", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second}}}}, ""},
 		{"backwards range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "299-200"}}}}, "ExpectedStatus"},
+		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, "window"},
+		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, "failureRateThreshold"},
+		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2}}}}, ""},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
 	}
@@ -140,5 +145,47 @@ func TestRuleInputCarriesOnlySetSettings(t *testing.T) {
 	in := s.ruleInput("https://x/health")
 	if len(in) != 4 || in["Timeout"] != "2s" || in["FailureThreshold"] != 5 || in["ID"] != "a" || in["URL"] != "https://x/health" {
 		t.Fatalf("ruleInput = %v", in)
+	}
+}
+
+func TestAttachToSetsPoliciesOfAttachedServices(t *testing.T) {
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
+	st := awscdk.NewStack(app, jsii.String("S"), nil)
+	cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{
+		Services: []MonitoredService{
+			{ID: "orders", Passive: PassiveDetection{FailureRateThreshold: 25, Window: time.Minute}, Breaker: BreakerSettings{SuccessThreshold: 3}},
+			{ID: "payments", Passive: PassiveDetection{MinimumCalls: 50}},
+			{ID: "plain"},
+		},
+	})
+	fn := awslambda.NewFunction(st, jsii.String("Fn"), &awslambda.FunctionProps{
+		Runtime: awslambda.Runtime_NODEJS_22_X(),
+		Handler: jsii.String("index.handler"),
+		Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
+	})
+	if err := cb.AttachTo(fn, "orders", "plain"); err != nil {
+		t.Fatal(err)
+	}
+	tpl, _ := json.Marshal(assertions.Template_FromStack(st, nil).ToJSON())
+	var parsed struct {
+		Resources map[string]struct {
+			Type       string
+			Properties struct {
+				Environment struct{ Variables map[string]any }
+			}
+		}
+	}
+	if err := json.Unmarshal(tpl, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for id, r := range parsed.Resources {
+		if r.Type == "AWS::Lambda::Function" && strings.HasPrefix(id, "Fn") {
+			got, _ = r.Properties.Environment.Variables["CIRCUIT_BREAKER_POLICIES"].(string)
+		}
+	}
+	want := `{"orders":{"failureRateThreshold":25,"window":"1m0s","successThreshold":3}}`
+	if got != want {
+		t.Fatalf("CIRCUIT_BREAKER_POLICIES = %s, want %s (only attached services with settings)", got, want)
 	}
 }

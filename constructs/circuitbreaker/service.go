@@ -2,6 +2,7 @@ package circuitbreaker
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // DefaultServiceID is the circuit monitored when no Services are given: the
@@ -269,6 +273,15 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 	if ext.FailMode != "" {
 		env[EnvFailMode] = ext.FailMode
 	}
+	policies := policy.Policies{}
+	for _, svc := range s.services {
+		if slices.Contains(serviceIDs, svc.ID) && svc.policy() != (policy.Policy{}) {
+			policies[svc.ID] = svc.policy()
+		}
+	}
+	if len(policies) > 0 {
+		env[policy.EnvPolicies] = policies.String()
+	}
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -278,7 +291,27 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 		fn.AddEnvironment(jsii.String(k), jsii.String(env[k]), nil)
 	}
 	s.GrantRead(fn)
+	s.grantReport(fn, serviceIDs)
 	return nil
+}
+
+// grantReport lets grantee record call outcomes and probe leases, and move
+// the circuits, of the given services only: UpdateItem on the circuit
+// items, their counter buckets and their lease slots, enforced with the
+// dynamodb:LeadingKeys condition.
+func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceIDs []string) awsiam.Grant {
+	var keys []string
+	for _, id := range serviceIDs {
+		keys = append(keys, id, id+store.BucketInfix+"*", id+store.LeaseInfix+"*")
+	}
+	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("dynamodb:UpdateItem"),
+		ResourceArns: jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]*map[string]interface{}{
+			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys},
+		},
+	})
 }
 
 func (s *circuitBreakedService) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {

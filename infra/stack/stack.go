@@ -67,8 +67,8 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, error) {
 	var out []circuitbreaker.MonitoredService
 	for _, s := range cfg.Services {
-		var d [4]time.Duration
-		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown} {
+		var d [6]time.Duration
+		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration} {
 			parsed, err := appconfig.Duration(v)
 			if err != nil {
 				return nil, fmt.Errorf("service %q: %w", s.ID, err)
@@ -80,6 +80,10 @@ func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, e
 			URL:         s.URL,
 			HealthCheck: circuitbreaker.HealthCheck{Timeout: d[0], SlowCallThreshold: d[1], ExpectedStatus: s.ExpectedStatus},
 			Breaker:     circuitbreaker.BreakerSettings{FailureThreshold: s.FailureThreshold, SuccessThreshold: s.SuccessThreshold, OpenCooldown: d[2], MaxOpenCooldown: d[3]},
+			Passive: circuitbreaker.PassiveDetection{
+				FailureRateThreshold: s.FailureRateThreshold, MinimumCalls: s.MinimumCalls, Window: d[4],
+				SlowCallRateThreshold: s.SlowCallRateThreshold, SlowCallDuration: d[5], HalfOpenProbes: s.HalfOpenProbes,
+			},
 		}
 		if s.Schedule != "" {
 			ms.Schedule = awsevents.Schedule_Expression(jsii.String(s.Schedule))
