@@ -1,0 +1,287 @@
+package breaker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+type fixture struct {
+	st *store.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv := dynalite.Start(t)
+	return &fixture{st: store.New(srv.Client(), srv.NewTable(t)).WithLogger(quiet())}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// extension returns a breaker as one extension would hold it, with its
+// own cache.
+func (f *fixture) extension(ps policy.Policies) (*Breaker, *cache.Cache) {
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	c := cache.New(f.st, cache.Options{Admitter: b, RefreshInterval: time.Millisecond, Logger: quiet()})
+	b.SetCache(c)
+	return b, c
+}
+
+func (f *fixture) put(t *testing.T, c circuit.Circuit) {
+	t.Helper()
+	cur, _, err := f.st.Get(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.Write(context.Background(), cur, c, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) get(t *testing.T, id string) circuit.Circuit {
+	t.Helper()
+	c, _, err := f.st.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ptr(b bool) *bool { return &b }
+
+func TestLeaseAdmitsExactlyKProbes(t *testing.T) {
+	f := newFixture(t)
+	for _, k := range []int{1, 2} {
+		id := map[int]string{1: "one", 2: "two"}[k]
+		ps := policy.Policies{id: {HalfOpenProbes: k}}
+		f.put(t, circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1})
+		// 20 callers in 5 extensions ask at once.
+		var allowed, probes atomic.Int64
+		var wg sync.WaitGroup
+		for range 5 {
+			_, c := f.extension(ps)
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d := c.Lookup(context.Background(), id)
+					if d.Allowed {
+						allowed.Add(1)
+					}
+					if d.Probe != "" {
+						probes.Add(1)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		if allowed.Load() != int64(k) || probes.Load() != int64(k) {
+			t.Errorf("K=%d: %d allowed, %d probes; want exactly %d", k, allowed.Load(), probes.Load(), k)
+		}
+	}
+}
+
+func TestProbeOutcomeClosesOrReopens(t *testing.T) {
+	f := newFixture(t)
+	ps := policy.Policies{"svc": {SuccessThreshold: 2}}
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1, OpenCount: 1})
+	b, c := f.extension(ps)
+	other, oc := f.extension(ps)
+
+	for i, want := range []circuit.State{circuit.HalfOpen, circuit.Closed} {
+		d := c.Lookup(ctx, "svc")
+		if !d.Allowed || d.Probe == "" {
+			t.Fatalf("probe %d: %+v, want a probe lease", i, d)
+		}
+		if d2 := oc.Lookup(ctx, "svc"); d2.Allowed {
+			t.Fatalf("second extension admitted while the lease is held: %+v", d2)
+		}
+		res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 5, ProbeToken: d.Probe}})
+		if err != nil || res.State != string(want) {
+			t.Fatalf("probe %d report = %+v, %v; want state %s", i, res, err, want)
+		}
+		other.mu.Lock()
+		delete(other.busy, "svc") // let it retry at once
+		other.mu.Unlock()
+	}
+	if got := f.get(t, "svc"); got.State != circuit.Closed || got.OpenCount != 0 {
+		t.Fatalf("after 2 successful probes: %+v", got)
+	}
+	if b.Pending() != 0 {
+		t.Errorf("probe outcomes were counted as ordinary outcomes: %d pending", b.Pending())
+	}
+
+	// A failed probe reopens.
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: f.get(t, "svc").Version + 1, OpenCount: 1})
+	b, c = f.extension(ps) // a fresh extension reads the new state
+	d := c.Lookup(ctx, "svc")
+	if !d.Allowed || d.Probe == "" {
+		t.Fatalf("after reopening half-open: %+v", d)
+	}
+	res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false), LatencyMs: 5, ProbeToken: d.Probe}})
+	if err != nil || res.State != "OPEN" {
+		t.Fatalf("failed probe = %+v, %v", res, err)
+	}
+	if got := f.get(t, "svc"); got.State != circuit.Open || got.OpenCount != 2 || got.RetryAt.IsZero() {
+		t.Fatalf("after a failed probe: %+v", got)
+	}
+	if got, _ := c.Peek("svc"); got.State != circuit.Open {
+		t.Errorf("cache not updated: %+v", got)
+	}
+}
+
+func TestExpiredLeaseDoesNotBlock(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
+	// An extension claims and vanishes (never reports).
+	gone := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{LeaseTTL: 200 * time.Millisecond, Logger: quiet()})
+	if a := gone.Admit(ctx, f.get(t, "svc"), time.Now(), true); !a.Allowed {
+		t.Fatalf("first claim: %+v", a)
+	}
+	b, _ := f.extension(nil)
+	b.o.BusyRetry = 50 * time.Millisecond
+	if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+		t.Fatalf("claimed while held: %+v", a)
+	}
+	time.Sleep(300 * time.Millisecond)
+	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	if !a.Allowed || a.Probe == "" {
+		t.Fatalf("after expiry: %+v, want a probe lease", a)
+	}
+	if res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), ProbeToken: a.Probe}}); err != nil || res.State != "HALF_OPEN" {
+		t.Fatalf("report = %+v, %v", res, err)
+	}
+}
+
+func TestCooldownEndsOnLookup(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: time.Now().Add(-time.Second)})
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 3 {
+		_, c := f.extension(nil)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if d := c.Lookup(ctx, "svc"); d.Allowed {
+					allowed.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	got := f.get(t, "svc")
+	if got.State != circuit.HalfOpen || got.Version != 2 {
+		t.Fatalf("after the cool-down: %+v, want HALF_OPEN at version 2 (one transition)", got)
+	}
+	if allowed.Load() != 1 {
+		t.Fatalf("%d callers allowed, want exactly 1 probe", allowed.Load())
+	}
+	// Batch lookups never probe; an OPEN circuit in its cool-down denies.
+	f.put(t, circuit.Circuit{ID: "cool", State: circuit.Open, Version: 1, RetryAt: time.Now().Add(time.Minute)})
+	_, c := f.extension(nil)
+	if d := c.Lookup(ctx, "cool"); d.Allowed {
+		t.Fatalf("cooling down: %+v", d)
+	}
+	if ds := c.LookupMany(ctx, []string{"svc"}); ds[0].Allowed {
+		t.Fatalf("batch lookup admitted a half-open circuit: %+v", ds[0])
+	}
+}
+
+func TestFlushCountsAndTrips(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	b, c := f.extension(nil)
+	for range 4 {
+		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := b.Flush(ctx)
+	if err != nil || res.Written != 1 || res.Evaluated != 0 {
+		t.Fatalf("flush of successes = %+v, %v", res, err)
+	}
+	outs := make([]api.Outcome, 9)
+	for i := range outs {
+		outs[i] = api.Outcome{Success: ptr(false), LatencyMs: 4000}
+	}
+	if _, err := b.Report(ctx, "svc", outs); err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.Flush(ctx)
+	if err != nil || res.Tripped != 1 {
+		t.Fatalf("flush of failures = %+v, %v; want a trip", res, err)
+	}
+	got := f.get(t, "svc")
+	if got.State != circuit.Open || got.Version != 1 || got.Reason != "failure rate 69% over 30s (13 calls)" {
+		t.Fatalf("after trip: %+v", got)
+	}
+	if d := c.Lookup(ctx, "svc"); d.Allowed || d.State != circuit.Open {
+		t.Fatalf("lookup after trip: %+v", d)
+	}
+}
+
+type failingAPI struct {
+	store.API
+	fail atomic.Bool
+}
+
+func (f *failingAPI) UpdateItem(ctx context.Context, in *dynamodbUpdateItemInput, opts ...func(*dynamodbOptions)) (*dynamodbUpdateItemOutput, error) {
+	if f.fail.Load() {
+		return nil, context.DeadlineExceeded
+	}
+	return f.API.UpdateItem(ctx, in, opts...)
+}
+
+func TestFailedFlushKeepsCounts(t *testing.T) {
+	srv := dynalite.Start(t)
+	api0 := &failingAPI{API: srv.Client()}
+	st := store.New(api0, srv.NewTable(t)).WithLogger(quiet())
+	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet()})
+	ctx := context.Background()
+	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
+	api0.fail.Store(true)
+	if res, err := b.Flush(ctx); err == nil || res.Failed != 1 || b.Pending() != 1 {
+		t.Fatalf("failed flush = %+v, %v, pending %d", res, err, b.Pending())
+	}
+	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}})
+	api0.fail.Store(false)
+	if _, err := b.Flush(ctx); err != nil || b.Pending() != 0 {
+		t.Fatalf("retry flush = %v, pending %d", err, b.Pending())
+	}
+	var sum circuit.Counts
+	now := time.Now()
+	bs, err := st.GetBuckets(ctx, "svc", WindowStarts(now, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range bs {
+		sum = sum.Add(x.Counts)
+	}
+	if sum.Calls != 3 || sum.Failures != 1 {
+		t.Fatalf("table holds %+v, want 3 calls, 1 failure", sum)
+	}
+}
+
+func TestWindowStarts(t *testing.T) {
+	now := time.Unix(1_800_000_012, 0)
+	got := WindowStarts(now, 30*time.Second)
+	if len(got) != 6 || got[5].Unix() != 1_800_000_010 || got[0].Unix() != 1_799_999_985 {
+		t.Fatalf("WindowStarts = %v", got)
+	}
+}
