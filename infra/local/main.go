@@ -188,7 +188,11 @@ func run(ctx context.Context, o options, p *printer) error {
 		Extensions: map[string]string{extensionName: bins["./extension"]},
 		Env:        fnEnv,
 		Output: &lineWriter{fn: func(line []byte) {
-			if strings.Contains(string(line), `"level":"ERROR"`) || strings.Contains(string(line), "Extension.") {
+			// The extension moves circuits too: OPEN to HALF_OPEN once the
+			// cool-down has passed, and trips from reported calls.
+			if s, ok := transitionLine(line); ok {
+				p.printf("TRANS", "%s (extension)", s)
+			} else if strings.Contains(string(line), `"level":"ERROR"`) || strings.Contains(string(line), "Extension.") {
 				p.printf("lambda", "%s", line)
 			}
 		}},
