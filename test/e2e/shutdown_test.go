@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // extensionLog is one JSON log line of the extension.
@@ -68,31 +70,71 @@ func TestShutdownExitsWithinDeadline(t *testing.T) {
 }
 
 // TestShutdownFlushesReportedOutcomes is the second half of SHUTDOWN: no
-// outcome reported to the extension is lost. It needs the extension's
-// outcome API (POST /circuits/{id}/outcomes) and skips until the
-// extension has it.
+// outcome reported to the extension is lost. Outcomes are reported after
+// the last invocation, so only the SHUTDOWN flush can write them; the
+// counter buckets in the table must then add up to exactly what was sent.
 func TestShutdownFlushesReportedOutcomes(t *testing.T) {
 	s := newStack(t)
 	fn, port := s.startFunction(t, fnOptions{})
 	if r := call(t, fn); r.StatusCode != 200 {
 		t.Fatalf("call: %s", r)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	const service = "reported" // not the function's own circuit, so its calls do not mix in
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(port)+"/circuits/"+guardedService+"/outcomes", strings.NewReader(`{}`))
+	post := func(n, failEvery int) {
+		var batch []string
+		for i := 0; i < n; i++ {
+			ok := failEvery == 0 || i%failEvery != 0
+			batch = append(batch, `{"success":`+strconv.FormatBool(ok)+`,"latencyMs":`+strconv.Itoa(5+i%40)+`}`)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(port)+"/circuits/"+service+"/outcomes",
+			strings.NewReader(`{"outcomes":[`+strings.Join(batch, ",")+`]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Circuit-Breaker-Token", sessionToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("report outcomes: %v", err)
+		}
+		var acc struct{ Accepted int }
+		_ = json.NewDecoder(resp.Body).Decode(&acc)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted || acc.Accepted != n {
+			t.Fatalf("report %d outcomes: status %d, accepted %d", n, resp.StatusCode, acc.Accepted)
+		}
+	}
+	start := time.Now()
+	post(100, 4) // 25 failures
+	post(100, 0)
+	post(37, 3) // 13 failures
+	const wantCalls, wantFailures = 237, 38
+
+	took, err := fn.Shutdown(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("X-Circuit-Breaker-Token", sessionToken)
-	resp, err := http.DefaultClient.Do(req)
+	if took >= shutdownDeadline {
+		t.Errorf("the emulator exited %s after SIGTERM, past the %s deadline", took, shutdownDeadline)
+	}
+
+	// Every 5 s bucket from a little before the reports to now.
+	var starts []time.Time
+	for b := start.Add(-10 * time.Second).Truncate(5 * time.Second); !b.After(time.Now().Add(5 * time.Second)); b = b.Add(5 * time.Second) {
+		starts = append(starts, b)
+	}
+	buckets, err := store.New(s.db.Client(), s.table).GetBuckets(ctx, service, starts)
 	if err != nil {
-		t.Fatalf("ask the extension: %v", err)
+		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
-		t.Skipf("the extension has no outcome API yet (POST /circuits/{id}/outcomes: %d)", resp.StatusCode)
+	var calls, failures int64
+	for _, b := range buckets {
+		calls += b.Calls
+		failures += b.Failures
 	}
-	// TODO: report outcomes, shut down and check that every one reached
-	// the table; the outcome API landed too late for this change.
-	t.Skipf("the outcome API exists (status %d) but this flush check is not written yet", resp.StatusCode)
+	if calls != wantCalls || failures != wantFailures {
+		t.Fatalf("the table holds %d calls and %d failures after SHUTDOWN, want %d and %d: outcomes were lost", calls, failures, wantCalls, wantFailures)
+	}
+	t.Logf("SHUTDOWN flushed %d outcomes (%d failures) in %d bucket(s); emulator exited %s after SIGTERM", calls, failures, len(buckets), took.Round(time.Millisecond))
 }
