@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
@@ -19,6 +20,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/server"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -54,6 +56,10 @@ type Options struct {
 	Name string
 	// Stderr receives the JSON logs (default os.Stderr).
 	Stderr io.Writer
+	// Stdout receives the metrics as CloudWatch Embedded Metric Format
+	// lines (default os.Stdout); Lambda sends both streams to the
+	// function's log group.
+	Stdout io.Writer
 	// NewDynamoDB builds the table client (default: EnvDynamoDB over
 	// Getenv).
 	NewDynamoDB func(ctx context.Context) (store.API, error)
@@ -87,6 +93,10 @@ func Run(ctx context.Context, o Options) int {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	emf := metrics.NewWriter(o.Stdout)
 	if o.NewDynamoDB == nil {
 		getenv := o.Getenv
 		o.NewDynamoDB = func(context.Context) (store.API, error) { return EnvDynamoDB(getenv) }
@@ -196,6 +206,7 @@ func Run(ctx context.Context, o Options) int {
 		case extapi.Invoke:
 			log.Debug("invoke", "requestId", ev.RequestID)
 			c.RefreshDue()
+			emitLookupMetrics(c, emf, log)
 			// Flush the outcomes reported since the last flush while the
 			// function runs, and finish before the next event/next: the
 			// sandbox may be frozen right after it.
@@ -209,6 +220,7 @@ func Run(ctx context.Context, o Options) int {
 			}
 			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
 			shutdown(srv, c, brk, log, deadline)
+			emitLookupMetrics(c, emf, log)
 			return 0
 		default:
 			log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
@@ -229,6 +241,33 @@ func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
 		return
 	}
 	log.Debug("flushed outcomes", attrs...)
+}
+
+// emitLookupMetrics writes one EMF line per circuit looked up since the
+// last call: cache hits, misses, stale answers and refused calls. It runs
+// on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
+func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
+	stats := c.TakeStats()
+	ids := make([]string, 0, len(stats))
+	for id, s := range stats {
+		if !s.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s := stats[id]
+		err := w.Emit(id, []metrics.Value{
+			{Name: metrics.CacheHits, Unit: metrics.Count, Value: float64(s.Hits)},
+			{Name: metrics.CacheMisses, Unit: metrics.Count, Value: float64(s.Misses)},
+			{Name: metrics.StaleAnswers, Unit: metrics.Count, Value: float64(s.Stale)},
+			{Name: metrics.CallsRefused, Unit: metrics.Count, Value: float64(s.Refused)},
+		}, nil)
+		if err != nil {
+			log.Warn("metrics not written", "error", err.Error())
+			return
+		}
+	}
 }
 
 // shutdown closes the server, flushes pending outcomes and waits for

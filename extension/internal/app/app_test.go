@@ -40,6 +40,7 @@ func (s *syncBuffer) String() string {
 type run struct {
 	fake  *extapitest.Server
 	logs  *syncBuffer
+	emf   *syncBuffer
 	code  chan int
 	addr  chan string
 	token string
@@ -49,7 +50,7 @@ func start(t *testing.T, env map[string]string) *run {
 	t.Helper()
 	fake := extapitest.Start()
 	t.Cleanup(fake.Close)
-	r := &run{fake: fake, logs: &syncBuffer{}, code: make(chan int, 1), addr: make(chan string, 1), token: env["AWS_SESSION_TOKEN"]}
+	r := &run{fake: fake, logs: &syncBuffer{}, emf: &syncBuffer{}, code: make(chan int, 1), addr: make(chan string, 1), token: env["AWS_SESSION_TOKEN"]}
 	full := map[string]string{"AWS_LAMBDA_RUNTIME_API": fake.Addr, "CIRCUIT_BREAKER_PORT": "0"}
 	for k, v := range env {
 		full[k] = v
@@ -60,6 +61,7 @@ func start(t *testing.T, env map[string]string) *run {
 			Getenv:  func(k string) string { return full[k] },
 			Name:    "circuit-breaker",
 			Stderr:  r.logs,
+			Stdout:  r.emf,
 			OnReady: func(addr string) { r.addr <- addr },
 		})
 	}()
@@ -303,5 +305,58 @@ func TestNameFromArgs(t *testing.T) {
 		if got := NameFromArgs(tt.args); got != tt.want {
 			t.Errorf("NameFromArgs(%q) = %q, want %q", tt.args, got, tt.want)
 		}
+	}
+}
+
+// TestLookupMetricsOnInvoke checks the EMF lines the extension writes on
+// INVOKE for the lookups since the previous one.
+func TestLookupMetricsOnInvoke(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	putCircuit(t, srv, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 2, UpdatedAt: time.Now().UTC(), RetryAt: time.Now().Add(time.Hour)})
+	env := dynaliteEnv(srv, table)
+	env["CIRCUIT_BREAKER_SERVICES"] = "payments"
+	r := start(t, env)
+	addr := r.waitReady(t)
+	<-r.fake.FirstNext()
+	for i := 0; i < 4; i++ {
+		get(t, addr, "/circuits/payments", "tok")
+	}
+	get(t, addr, "/circuits/search", "tok")
+	r.fake.SendInvoke("req-1")
+	type record struct {
+		Service                    string `json:"ServiceId"`
+		CacheHits, CacheMisses     float64
+		StaleAnswers, CallsRefused float64
+		AWS                        struct{ CloudWatchMetrics []struct{ Namespace string } } `json:"_aws"`
+	}
+	var recs map[string]record
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs = map[string]record{}
+		for _, line := range strings.Split(strings.TrimSpace(r.emf.String()), "\n") {
+			var rec record
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Service != "" {
+				recs[rec.Service] = rec
+			}
+		}
+		if len(recs) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p, s := recs["payments"], recs["search"]
+	if p.CacheHits != 4 || p.CallsRefused != 4 || p.CacheMisses != 0 || len(p.AWS.CloudWatchMetrics) != 1 || p.AWS.CloudWatchMetrics[0].Namespace != "LambdaCircuitBreaker" {
+		t.Errorf("payments record = %+v, want 4 hits, all refused", p)
+	}
+	if s.CacheMisses != 1 || s.CallsRefused != 0 {
+		t.Errorf("search record = %+v, want one miss, allowed", s)
+	}
+	r.fake.SendShutdown(2 * time.Second)
+	if code := r.exitCode(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if n := strings.Count(r.emf.String(), "\n"); n != 2 {
+		t.Errorf("%d EMF lines in all, want 2 (nothing was looked up after the INVOKE)", n)
 	}
 }

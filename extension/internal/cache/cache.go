@@ -146,6 +146,8 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[string]*entry
 	lru     list.List // of *entry, most recently used at the front
+	statsMu sync.Mutex
+	stats   map[string]Stats
 }
 
 type entry struct {
@@ -167,7 +169,7 @@ type entry struct {
 // New returns an empty cache reading through r.
 func New(r Reader, o Options) *Cache {
 	o.defaults()
-	return &Cache{r: r, o: o, entries: make(map[string]*entry)}
+	return &Cache{r: r, o: o, entries: make(map[string]*entry), stats: make(map[string]Stats)}
 }
 
 // Len returns the number of cached circuits.
@@ -279,6 +281,7 @@ func (c *Cache) LookupMany(ctx context.Context, ids []string) []Decision {
 func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe bool) {
 	now := c.o.Now()
 	entries := make([]*entry, len(ids))
+	missed := make([]bool, len(ids))
 	var refresh []*entry
 	var waits []chan struct{}
 	c.mu.Lock()
@@ -286,6 +289,7 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 		e := c.getLocked(id, now)
 		e.usedAt = now
 		entries[i] = e
+		missed[i] = !e.loaded
 		switch {
 		case e.inflight != nil:
 			if !e.loaded {
@@ -328,6 +332,7 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 	c.mu.Unlock()
 	for i := range out {
 		c.decide(ctx, &out[i], now, probe)
+		c.count(out[i], missed[i])
 	}
 }
 
