@@ -9,7 +9,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 GO_PACKAGES_FAST := ./internal/... ./extension/... ./functions/...
 GO_PACKAGES_ALL := $(GO_PACKAGES_FAST) ./constructs/... ./infra/... ./test/...
 
-.PHONY: all synth test test-fast vet bench clean local
+.PHONY: all synth test test-fast vet bench bench-detect local clean local
 
 all: synth
 
@@ -41,6 +41,10 @@ test: node_modules/.package-lock.json vet
 ## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
 bench: node_modules/.package-lock.json
 	go run ./extension/internal/benchcmd
+
+## bench-detect: time from a downstream failure to refused callers, passive detection beside health checks
+bench-detect: node_modules/.package-lock.json
+	go run ./extension/internal/detectcmd
 
 ## local: run the whole stack on this machine (dynalite, mock API, updater, MyMicroservice under the emulator); Ctrl-C stops it
 local: node_modules/.package-lock.json
