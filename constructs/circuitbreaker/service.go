@@ -20,6 +20,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
@@ -30,16 +31,17 @@ const DefaultServiceID = "mock-api"
 
 // Environment variables the construct sets on the functions it serves.
 const (
-	EnvTable           = "CIRCUIT_BREAKER_TABLE"
-	EnvServices        = "CIRCUIT_BREAKER_SERVICES"
-	EnvPort            = "CIRCUIT_BREAKER_PORT"
-	EnvRefreshInterval = "CIRCUIT_BREAKER_REFRESH_INTERVAL"
-	EnvMaxStaleness    = "CIRCUIT_BREAKER_MAX_STALENESS"
-	EnvFailMode        = "CIRCUIT_BREAKER_FAIL_MODE"
+	EnvTable           = api.EnvTable
+	EnvServices        = api.EnvServices
+	EnvPort            = api.EnvPort
+	EnvRefreshInterval = api.EnvRefreshInterval
+	EnvMaxStaleness    = api.EnvMaxStaleness
+	EnvFailMode        = api.EnvFailMode
+	EnvPolicies        = api.EnvPolicies
 )
 
 // TimeToLiveAttribute is the table attribute DynamoDB's TTL reads.
-const TimeToLiveAttribute = "expiresAt"
+const TimeToLiveAttribute = store.TTLAttribute
 
 // CircuitBreakedService is a circuit breaker for AWS Lambda: the state
 // table, the extension layer, the updater and its rules, and optionally a
@@ -280,7 +282,7 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 		}
 	}
 	if len(policies) > 0 {
-		env[policy.EnvPolicies] = policies.String()
+		env[EnvPolicies] = policies.String()
 	}
 	keys := make([]string, 0, len(env))
 	for k := range env {

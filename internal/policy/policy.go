@@ -8,11 +8,12 @@ import (
 	"sort"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
 // EnvPolicies is the environment variable holding Policies as JSON.
-const EnvPolicies = "CIRCUIT_BREAKER_POLICIES"
+const EnvPolicies = api.EnvPolicies
 
 // Defaults and bounds of the fields that are not circuit.Settings or
 // circuit.RateSettings defaults.

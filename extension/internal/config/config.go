@@ -10,23 +10,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
-// Environment variable names. The construct sets them on the function.
+// Environment variable names (defined in package api). The construct sets
+// them on the function.
 const (
-	EnvTable           = "CIRCUIT_BREAKER_TABLE"
-	EnvServices        = "CIRCUIT_BREAKER_SERVICES"
-	EnvPort            = "CIRCUIT_BREAKER_PORT"
-	EnvRefreshInterval = "CIRCUIT_BREAKER_REFRESH_INTERVAL"
-	EnvMaxStaleness    = "CIRCUIT_BREAKER_MAX_STALENESS"
-	EnvFailMode        = "CIRCUIT_BREAKER_FAIL_MODE"
-	EnvMissTimeout     = "CIRCUIT_BREAKER_MISS_TIMEOUT"
-	EnvMaxCircuits     = "CIRCUIT_BREAKER_MAX_CIRCUITS"
-	EnvLogLevel        = "CIRCUIT_BREAKER_LOG_LEVEL"
+	EnvTable           = api.EnvTable
+	EnvServices        = api.EnvServices
+	EnvPort            = api.EnvPort
+	EnvRefreshInterval = api.EnvRefreshInterval
+	EnvMaxStaleness    = api.EnvMaxStaleness
+	EnvFailMode        = api.EnvFailMode
+	EnvMissTimeout     = api.EnvMissTimeout
+	EnvMaxCircuits     = api.EnvMaxCircuits
+	EnvLogLevel        = api.EnvLogLevel
 	// EnvPolicies holds the per-service policies as JSON (policy.Policies).
-	EnvPolicies = policy.EnvPolicies
+	EnvPolicies = api.EnvPolicies
 	// EnvToken is the environment variable whose value callers must send
 	// in the X-Circuit-Breaker-Token header.
 	EnvToken = "AWS_SESSION_TOKEN"
