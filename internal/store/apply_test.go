@@ -55,7 +55,7 @@ func TestApplyWalksTheMachine(t *testing.T) {
 		if st.ok {
 			result = circuit.Success("status 200")
 		}
-		r0, w0 := api.reads.Load(), api.writes.Load()
+		r0, w0 := api.Reads.Load(), api.Writes.Load()
 		a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
 			return circuit.Decide(c, settings, result, now)
 		})
@@ -69,7 +69,7 @@ func TestApplyWalksTheMachine(t *testing.T) {
 		if st.change == circuit.NoChange {
 			wantWrites = 0
 		}
-		if r, w := api.reads.Load()-r0, api.writes.Load()-w0; r != 1 || w != wantWrites || a.Reads != 1 || a.Writes != int(wantWrites) {
+		if r, w := api.Reads.Load()-r0, api.Writes.Load()-w0; r != 1 || w != wantWrites || a.Reads != 1 || a.Writes != int(wantWrites) {
 			t.Errorf("%s: %d reads %d writes (Applied says %d/%d), want 1 and %d", st.name, r, w, a.Reads, a.Writes, wantWrites)
 		}
 		got, _, err := s.Get(ctx, "svc")
@@ -92,7 +92,7 @@ func TestApplyWalksTheMachine(t *testing.T) {
 		}
 	}
 
-	transitions := withMsg(logs.lines(t), MsgTransition)
+	transitions := withMsg(logs.Lines(t), MsgTransition)
 	wantChain := [][2]string{{"CLOSED", "OPEN"}, {"OPEN", "HALF_OPEN"}, {"HALF_OPEN", "OPEN"}, {"OPEN", "HALF_OPEN"}, {"HALF_OPEN", "CLOSED"}}
 	if len(transitions) != len(wantChain) {
 		t.Fatalf("logged %d transitions, want %d: %v", len(transitions), len(wantChain), transitions)
@@ -102,7 +102,7 @@ func TestApplyWalksTheMachine(t *testing.T) {
 			t.Errorf("transition line %d = %v, want %s -> %s at version %d", i, l, wantChain[i][0], wantChain[i][1], i+1)
 		}
 	}
-	if n := len(withMsg(logs.lines(t), MsgTrialFailed)); n != 1 {
+	if n := len(withMsg(logs.Lines(t), MsgTrialFailed)); n != 1 {
 		t.Errorf("logged %d failed trials, want 1", n)
 	}
 }
@@ -183,11 +183,11 @@ func TestApplyRetriesAfterConflict(t *testing.T) {
 	if a.After().State != circuit.Open || a.After().Version != 1 {
 		t.Errorf("after retry: %s v%d, want OPEN v1 (third failure)", a.After().State, a.After().Version)
 	}
-	if n := len(withMsg(logs.lines(t), MsgTransition)); n != 1 {
+	if n := len(withMsg(logs.Lines(t), MsgTransition)); n != 1 {
 		t.Errorf("%d transition lines, want 1", n)
 	}
-	if api.writes.Load() != 3 {
-		t.Errorf("%d UpdateItem calls, want 3 (interfering, lost, won)", api.writes.Load())
+	if api.Writes.Load() != 3 {
+		t.Errorf("%d UpdateItem calls, want 3 (interfering, lost, won)", api.Writes.Load())
 	}
 }
 
@@ -263,7 +263,7 @@ func TestOverrides(t *testing.T) {
 		t.Errorf("after clear, stored %+v, %v", got, err)
 	}
 
-	w := api.writes.Load()
+	w := api.Writes.Load()
 	if _, cleared, err := s.ClearOverride(ctx, "ov", t0); err != nil || cleared {
 		t.Errorf("second ClearOverride = %v, %v; want not cleared", cleared, err)
 	}
@@ -273,11 +273,11 @@ func TestOverrides(t *testing.T) {
 	if _, found, _ := s.Get(ctx, "never-written"); found {
 		t.Error("ClearOverride created an item")
 	}
-	if api.writes.Load()-w != 2 {
-		t.Errorf("%d UpdateItem calls, want 2 (refused conditional removes)", api.writes.Load()-w)
+	if api.Writes.Load()-w != 2 {
+		t.Errorf("%d UpdateItem calls, want 2 (refused conditional removes)", api.Writes.Load()-w)
 	}
 
-	lines := logs.lines(t)
+	lines := logs.Lines(t)
 	if n, m := len(withMsg(lines, MsgOverrideSet)), len(withMsg(lines, MsgOverrideCleared)); n != 2 || m != 1 {
 		t.Errorf("override log lines: %d set, %d cleared; want 2, 1", n, m)
 	}
@@ -293,13 +293,13 @@ func TestOverrides(t *testing.T) {
 		{"not an override", "ov", circuit.Override("OPEN"), "r", time.Time{}},
 		{"expired", "ov", circuit.ForcedOpen, "r", t0.Add(-time.Second)},
 	}
-	w = api.writes.Load()
+	w = api.Writes.Load()
 	for _, b := range bad {
 		if _, err := s.SetOverride(ctx, b.id, b.o, b.reason, b.until, t0); err == nil {
 			t.Errorf("%s: SetOverride succeeded", b.name)
 		}
 	}
-	if api.writes.Load() != w {
+	if api.Writes.Load() != w {
 		t.Error("invalid SetOverride calls reached DynamoDB")
 	}
 }

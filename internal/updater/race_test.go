@@ -83,7 +83,7 @@ func TestConcurrentUpdaters(t *testing.T) {
 		t.Errorf("updater failed: %v", err)
 	}
 
-	lines := e.logs.linesWithMsg(t, store.MsgTransition)
+	lines := e.logs.WithMsg(t, store.MsgTransition)
 	sort.Slice(lines, func(a, b int) bool { return lines[a]["version"].(float64) < lines[b]["version"].(float64) })
 	allowed := map[[2]string]bool{
 		{"CLOSED", "OPEN"}: true, {"OPEN", "HALF_OPEN"}: true, {"HALF_OPEN", "CLOSED"}: true, {"HALF_OPEN", "OPEN"}: true,
@@ -115,7 +115,7 @@ func TestConcurrentUpdaters(t *testing.T) {
 		t.Fatalf("Get = %v, %v", found, err)
 	}
 	t.Logf("%d checks, %d transitions %v, final %s v%d, %d DynamoDB reads, %d writes",
-		updaters*checks, len(lines), kinds, final.State, final.Version, e.api.reads.Load(), e.api.writes.Load())
+		updaters*checks, len(lines), kinds, final.State, final.Version, e.api.Reads.Load(), e.api.Writes.Load())
 	if final.Version != int64(len(lines)) {
 		t.Errorf("stored version %d, transitions logged %d", final.Version, len(lines))
 	}
@@ -133,8 +133,8 @@ func TestConcurrentUpdaters(t *testing.T) {
 			t.Errorf("no %s -> %s transition: the test did not exercise the machine", k[0], k[1])
 		}
 	}
-	if e.api.writes.Load() <= int64(len(lines)) {
-		t.Errorf("%d writes for %d transitions: no contention", e.api.writes.Load(), len(lines))
+	if e.api.Writes.Load() <= int64(len(lines)) {
+		t.Errorf("%d writes for %d transitions: no contention", e.api.Writes.Load(), len(lines))
 	}
 }
 

@@ -71,12 +71,12 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 					mode = f.mode
 				}
 				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms"})
-				r0, w0 := e.api.reads.Load(), e.api.writes.Load()
+				r0, w0 := e.api.Reads.Load(), e.api.Writes.Load()
 				out, err := u.Handle(ctx, in)
 				if err != nil {
 					t.Fatalf("step %d %s: %v", i, st.name, err)
 				}
-				reads, writes := e.api.reads.Load()-r0, e.api.writes.Load()-w0
+				reads, writes := e.api.Reads.Load()-r0, e.api.Writes.Load()-w0
 				wantWrites := int64(1)
 				if st.change == circuit.NoChange {
 					wantWrites = 0
@@ -107,7 +107,7 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 				}
 				lastItem = item
 			}
-			lines := e.logs.linesWithMsg(t, store.MsgTransition)
+			lines := e.logs.WithMsg(t, store.MsgTransition)
 			if len(lines) != len(wantTransitions) {
 				t.Fatalf("%d transitions logged, want %d", len(lines), len(wantTransitions))
 			}
@@ -170,7 +170,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			t.Errorf("Handle(%s) = %+v, want error", in, out)
 		}
 	}
-	if r, w, p := e.api.reads.Load(), e.api.writes.Load(), probes.n.Load(); r != 0 || w != 0 || p != 0 {
+	if r, w, p := e.api.Reads.Load(), e.api.Writes.Load(), probes.n.Load(); r != 0 || w != 0 || p != 0 {
 		t.Errorf("bad input caused %d reads, %d writes, %d probes; want none", r, w, p)
 	}
 }
@@ -187,7 +187,7 @@ func TestInterruptedCheckWritesNothing(t *testing.T) {
 	if _, err := u.Handle(ctx, in); err == nil {
 		t.Fatal("interrupted check returned no error")
 	}
-	if w := e.api.writes.Load(); w != 0 {
+	if w := e.api.Writes.Load(); w != 0 {
 		t.Errorf("interrupted check caused %d writes", w)
 	}
 }
