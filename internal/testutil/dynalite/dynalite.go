@@ -254,6 +254,14 @@ func CreateTable(ctx context.Context, db *dynamodb.Client, name string) error {
 	if err != nil {
 		return fmt.Errorf("create table %s: %w", name, err)
 	}
+	// dynalite answers CreateTable before the table is ACTIVE, even with
+	// --createTableMs 0; writes before then fail with ResourceNotFound.
+	waiter := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 100*time.Millisecond
+	})
+	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 20*time.Second); err != nil {
+		return fmt.Errorf("table %s did not become active: %w", name, err)
+	}
 	return nil
 }
 
