@@ -6,6 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/infra/stack"
 )
 
 // TestSnapshot compares the synthesized template with the golden file.
@@ -111,5 +117,36 @@ func TestLineDiff(t *testing.T) {
 	d := lineDiff("a\nb\nc\n", "a\nB\nc\n")
 	if !strings.Contains(d, "-b\n") || !strings.Contains(d, "+B\n") {
 		t.Fatalf("diff does not show the change:\n%s", d)
+	}
+}
+
+// TestSnapshotCatchesPropertyChange proves the snapshot check can fail: a
+// stack whose MyMicroservice gets more memory must differ from the golden
+// file, and the diff must name the property.
+func TestSnapshotCatchesPropertyChange(t *testing.T) {
+	_, st := appStack(t, false)
+	must(t, func() {
+		for _, c := range *st.Node().FindAll(constructs.ConstructOrder_PREORDER) {
+			if *c.Node().Path() == stack.Name+"/MyMicroservice/Resource" {
+				var res awscdk.CfnResource
+				jsii.UnsafeCast(c, &res)
+				res.AddPropertyOverride(jsii.String("MemorySize"), 256)
+			}
+		}
+	})
+	got, err := json.MarshalIndent(template(t, st), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(normalise(got), '\n')
+	want, err := os.ReadFile(filepath.Join("testdata", "LambdaCircuitBreakerStack.template.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) == string(want) {
+		t.Fatal("changing MyMicroservice's memory left the template equal to the snapshot")
+	}
+	if d := lineDiff(string(want), string(got)); !strings.Contains(d, `-        "MemorySize": 128,`) || !strings.Contains(d, `+        "MemorySize": 256,`) {
+		t.Fatalf("diff does not show the memory change:\n%s", d)
 	}
 }
