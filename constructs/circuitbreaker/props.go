@@ -133,7 +133,7 @@ type BreakerSettings struct {
 	// FailureThreshold is the number of consecutive failed checks that
 	// opens a CLOSED circuit. Default: 3.
 	FailureThreshold int
-	// SuccessThreshold is the number of consecutive successful checks that
+	// SuccessThreshold is the number of consecutive successful trials (checks or probe calls) that
 	// closes a HALF_OPEN circuit. Default: 2.
 	SuccessThreshold int
 	// OpenCooldown is how long a circuit stays OPEN before trial calls.

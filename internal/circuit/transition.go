@@ -133,7 +133,7 @@ func decideHalfOpen(c Circuit, s Settings, r CheckResult, now time.Time) Decisio
 	}
 	successes := c.ConsecutiveSuccesses + 1
 	if successes >= s.SuccessThreshold {
-		return closeCircuit(c, now, fmt.Sprintf("%d consecutive successful checks while half-open", successes))
+		return closeCircuit(c, now, fmt.Sprintf("%d consecutive successful trials (health checks or probe calls) while half-open", successes))
 	}
 	next := c
 	next.ConsecutiveSuccesses = successes
