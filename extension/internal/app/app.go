@@ -144,7 +144,10 @@ func Run(ctx context.Context, o Options) int {
 		log.Warn(config.EnvToken + " is unset: the " + "X-Circuit-Breaker-Token check is disabled (local run)")
 	}
 
-	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log})
+	// One knob bounds every wait of a lookup on the table: the first read of
+	// an uncached circuit, and the writes that end a cool-down or claim a
+	// probe lease.
+	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log, ClaimTimeout: cfg.MissTimeout})
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,

@@ -283,6 +283,11 @@ func TestFleetProbeLease(t *testing.T) {
 	st := store.New(srv.Client(), table)
 	env := dynaliteEnv(srv, table)
 	env["CIRCUIT_BREAKER_POLICIES"] = `{"k2":{"halfOpenProbes":2,"successThreshold":1}}`
+	// A busy test machine can make dynalite slower than the 100 ms default
+	// wait; the fail mode would then answer instead of the lease. Wait long
+	// enough, and deny when in doubt, so only leases admit callers.
+	env["CIRCUIT_BREAKER_MISS_TIMEOUT"] = "5s"
+	env["CIRCUIT_BREAKER_FAIL_MODE"] = "deny"
 	fleet := startFleet(t, 3, env)
 	for _, tc := range []struct {
 		id string
