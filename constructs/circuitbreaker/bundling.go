@@ -55,7 +55,7 @@ var hashCache sync.Map // gobuild.Target -> string
 // its hash; when bundling is skipped (for example in snapshot tests), the
 // hash comes from the target alone and nothing is compiled.
 func goCode(scope constructs.Construct, pkg string, arch awslambda.Architecture, output string) awslambda.AssetCode {
-	target := gobuild.Target{Package: pkg, GOARCH: goarch(arch), Output: output}
+	target := gobuild.Target{Package: pkg, GOARCH: goarch(arch), Output: output, Extension: pkg == ExtensionPackage}
 	var hash string
 	if *awscdk.Stack_Of(scope).BundlingRequired() {
 		if _, err := gobuild.GoCommand(); err != nil {

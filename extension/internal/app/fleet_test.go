@@ -20,6 +20,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
@@ -44,7 +45,7 @@ func extensionBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "circuit-breaker")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/circuitbreaked/lambda-circuit-breaker/extension").CombinedOutput()
+		out, err := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", binPath, "github.com/circuitbreaked/lambda-circuit-breaker/extension")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
@@ -77,7 +78,7 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "circuit-breaker")
-	build := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, "./extension")
+	build := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", bin, "./extension")...)
 	build.Dir, build.Env, build.Stderr = root, append(os.Environ(), "CGO_ENABLED=0"), os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build extension: %w", err)
@@ -88,7 +89,7 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 	}
 	// The layer's default architecture, built exactly as the construct does.
 	armBin := filepath.Join(tmp, "circuit-breaker-arm64")
-	armBuild := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "lambda.norpc", "-ldflags", "-s -w -buildid=", "-o", armBin, "./extension")
+	armBuild := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", armBin, "./extension")...)
 	armBuild.Dir, armBuild.Env, armBuild.Stderr = root, append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64"), os.Stderr
 	if err := armBuild.Run(); err != nil {
 		return fmt.Errorf("build extension for arm64: %w", err)
@@ -175,11 +176,7 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 
 	extURL := "http://127.0.0.1:" + strconv.Itoa(port) + "/circuits/bench"
 	floorURL := "http://127.0.0.1:" + strconv.Itoa(floorPort) + "/circuits/bench"
-	extLat, err := latency(extURL, n)
-	if err != nil {
-		return err
-	}
-	floorLat, err := latency(floorURL, n)
+	extLat, floorLat, err := pairedLatency(extURL, floorURL, n, latencyRounds)
 	if err != nil {
 		return err
 	}
@@ -211,7 +208,7 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 		{"Stripped binary size (" + runtime.GOOS + "/" + runtime.GOARCH + ")", fmt.Sprintf("%.2f MiB (%.2f MB)", float64(fi.Size())/(1<<20), float64(fi.Size())/1e6), "< 8 MB"},
 		{"Stripped binary size (linux/arm64, the layer's default)", fmt.Sprintf("%.2f MiB (%.2f MB)", float64(armFi.Size())/(1<<20), float64(armFi.Size())/1e6), "< 8 MB"},
 	}
-	fmt.Printf("Measured %s on %s/%s, %d CPUs, %s; %d sequential lookups per latency row over one keep-alive connection, %d GetItem calls, %d starts.\n\n",
+	fmt.Printf("Measured %s on %s/%s, %d CPUs, %s; %d sequential lookups per latency row over one keep-alive connection, in 10 rounds alternating with the floor, %d GetItem calls, %d starts.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), n, dynamoN, starts)
 	fmt.Println("| Measurement | Result | Target |")
 	fmt.Println("|---|---|---|")
@@ -251,22 +248,41 @@ func get(c *http.Client, url string) error {
 	return nil
 }
 
-func latency(url string, n int) (dist, error) {
-	c := newClient(1)
-	for range 1000 { // warm up
-		if err := get(c, url); err != nil {
-			return dist{}, err
+// latencyRounds is how many alternating rounds pairedLatency runs.
+const latencyRounds = 10
+
+// pairedLatency measures n sequential lookups against each URL, in rounds
+// that alternate between the two, so that a change in the machine's load
+// during the run weighs on both alike; the percentiles are over all of a
+// URL's samples.
+func pairedLatency(urlA, urlB string, n, rounds int) (dist, dist, error) {
+	ca, cb := newClient(1), newClient(1)
+	for range 1000 { // warm up both connections
+		if err := get(ca, urlA); err != nil {
+			return dist{}, dist{}, err
+		}
+		if err := get(cb, urlB); err != nil {
+			return dist{}, dist{}, err
 		}
 	}
-	ds := make([]time.Duration, n)
-	for i := range ds {
-		start := time.Now()
-		if err := get(c, url); err != nil {
-			return dist{}, err
+	per := max(1, n/rounds)
+	var as, bs []time.Duration
+	for range rounds {
+		for _, side := range []struct {
+			c   *http.Client
+			url string
+			out *[]time.Duration
+		}{{ca, urlA, &as}, {cb, urlB, &bs}} {
+			for range per {
+				start := time.Now()
+				if err := get(side.c, side.url); err != nil {
+					return dist{}, dist{}, err
+				}
+				*side.out = append(*side.out, time.Since(start))
+			}
 		}
-		ds[i] = time.Since(start)
 	}
-	return percentiles(ds), nil
+	return percentiles(as), percentiles(bs), nil
 }
 
 func dynamoLatency(db *dynamodb.Client, table string, n int) (dist, error) {

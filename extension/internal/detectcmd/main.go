@@ -31,6 +31,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
@@ -72,7 +73,7 @@ func run(runs, rate int, check time.Duration) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "circuit-breaker")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./extension").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", bin, "./extension")...).CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
 

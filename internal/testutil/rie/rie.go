@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
@@ -140,7 +141,12 @@ func BuildPackage(ctx context.Context, pkg, dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, pkg)
+	// Build as the construct ships: the extension with its own flags.
+	flags := buildflags.Common
+	if strings.HasSuffix(pkg, "/extension") {
+		flags = buildflags.Extension
+	}
+	cmd := exec.CommandContext(ctx, "go", append(append([]string{"build"}, flags...), "-o", out, pkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

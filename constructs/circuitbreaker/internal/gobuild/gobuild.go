@@ -20,14 +20,20 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 )
 
 // ModulePath is the module that holds the programs this package builds.
 const ModulePath = "github.com/circuitbreaked/lambda-circuit-breaker"
 
-// Flags are the build flags shared by every program: static, stripped,
+// Flags are the build flags of a Lambda function: static, stripped,
 // reproducible binaries without the RPC mode of the Lambda Go runtime.
-var Flags = []string{"-trimpath", "-buildvcs=false", "-tags", "lambda.norpc", "-ldflags", "-s -w -buildid="}
+var Flags = buildflags.Common
+
+// ExtensionFlags are the build flags of the extension: Flags plus its size
+// savings (see package buildflags).
+var ExtensionFlags = buildflags.Extension
 
 // Target is one program to compile.
 type Target struct {
@@ -39,6 +45,16 @@ type Target struct {
 	// Output is the path of the binary relative to the bundle's output
 	// directory, such as "bootstrap" or "extensions/circuit-breaker".
 	Output string
+	// Extension selects ExtensionFlags instead of Flags.
+	Extension bool
+}
+
+// flags returns the build flags of t.
+func (t Target) flags() []string {
+	if t.Extension {
+		return ExtensionFlags
+	}
+	return Flags
 }
 
 // ErrNoToolchain is returned when no go command can be found.
@@ -118,7 +134,7 @@ func buildIn(ctx context.Context, dir string, t Target, outputDir string) error 
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("gobuild: create output directory: %w", err)
 	}
-	args := append([]string{"build"}, Flags...)
+	args := append([]string{"build"}, t.flags()...)
 	args = append(args, "-o", out, t.Package)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = dir
@@ -177,7 +193,11 @@ func hashIn(ctx context.Context, dir string, t Target) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, goBin, "list", "-deps", "-json=ImportPath,Dir,Standard,GoFiles,EmbedFiles,Module", "-tags", "lambda.norpc", t.Package)
+	tags := "lambda.norpc"
+	if t.Extension {
+		tags = "lambda.norpc,nethttpomithttp2"
+	}
+	cmd := exec.CommandContext(ctx, goBin, "list", "-deps", "-json=ImportPath,Dir,Standard,GoFiles,EmbedFiles,Module", "-tags", tags, t.Package)
 	cmd.Dir = dir
 	cmd.Env = buildEnv(t.GOARCH)
 	var stderr bytes.Buffer
@@ -192,7 +212,7 @@ func hashIn(ctx context.Context, dir string, t Target) (string, error) {
 	}
 
 	h := sha256.New()
-	fmt.Fprintf(h, "go=%s\nflags=%q\ntarget=%s linux/%s %s\n", strings.TrimSpace(string(version)), Flags, t.Package, t.GOARCH, t.Output)
+	fmt.Fprintf(h, "go=%s\nflags=%q\ntarget=%s linux/%s %s\n", strings.TrimSpace(string(version)), t.flags(), t.Package, t.GOARCH, t.Output)
 	dec := json.NewDecoder(bytes.NewReader(out))
 	var pkgs []listedPackage
 	for {
