@@ -168,7 +168,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 				if strings.Contains(a, "*") {
 					t.Errorf("%s: wildcard action %s", id, a)
 				}
-				if a == "dynamodb:Scan" || a == "dynamodb:DeleteItem" || a == "dynamodb:BatchWriteItem" {
+				if a == "dynamodb:Scan" || a == "dynamodb:Query" || a == "dynamodb:PutItem" || a == "dynamodb:DeleteItem" || a == "dynamodb:BatchWriteItem" {
 					t.Errorf("%s: %s is never needed", id, a)
 				}
 				if strings.HasPrefix(id, "MyMicroservice") && strings.HasPrefix(a, "dynamodb:") && a != "dynamodb:GetItem" && a != "dynamodb:BatchGetItem" {

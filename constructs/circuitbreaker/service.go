@@ -215,7 +215,7 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("ReadAndTransitionCircuits"),
-		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:UpdateItem"),
 		Resources: jsii.Strings(*s.table.TableArn()),
 	}))
 	return fn
