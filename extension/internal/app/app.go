@@ -20,6 +20,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/server"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
@@ -247,8 +248,10 @@ func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
 }
 
 // emitLookupMetrics writes one EMF line per circuit looked up since the
-// last call: cache hits, misses, stale answers and refused calls. It runs
-// on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
+// last call: cache hits, misses, stale answers and refused calls, and the
+// state of the last answer (CircuitState, CircuitOpen), so an OPEN alarm
+// fires from the fleet's traffic without waiting for the next health
+// check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
 func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 	stats := c.TakeStats()
 	ids := make([]string, 0, len(stats))
@@ -260,7 +263,13 @@ func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 	sort.Strings(ids)
 	for _, id := range ids {
 		s := stats[id]
+		open := 0.0
+		if s.State == circuit.Open {
+			open = 1
+		}
 		err := w.Emit(id, []metrics.Value{
+			{Name: metrics.CircuitState, Unit: metrics.None, Value: metrics.StateValue(string(s.State))},
+			{Name: metrics.CircuitOpen, Unit: metrics.None, Value: open},
 			{Name: metrics.CacheHits, Unit: metrics.Count, Value: float64(s.Hits)},
 			{Name: metrics.CacheMisses, Unit: metrics.Count, Value: float64(s.Misses)},
 			{Name: metrics.StaleAnswers, Unit: metrics.Count, Value: float64(s.Stale)},

@@ -328,6 +328,7 @@ func TestLookupMetricsOnInvoke(t *testing.T) {
 		Service                    string `json:"ServiceId"`
 		CacheHits, CacheMisses     float64
 		StaleAnswers, CallsRefused float64
+		CircuitOpen, CircuitState  float64
 		AWS                        struct{ CloudWatchMetrics []struct{ Namespace string } } `json:"_aws"`
 	}
 	var recs map[string]record
@@ -346,6 +347,9 @@ func TestLookupMetricsOnInvoke(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p, s := recs["payments"], recs["search"]
+	if p.CircuitOpen != 1 || p.CircuitState != 2 || s.CircuitOpen != 0 || s.CircuitState != 0 {
+		t.Errorf("state metrics: payments open=%v state=%v, search open=%v state=%v", p.CircuitOpen, p.CircuitState, s.CircuitOpen, s.CircuitState)
+	}
 	if p.CacheHits != 4 || p.CallsRefused != 4 || p.CacheMisses != 0 || len(p.AWS.CloudWatchMetrics) != 1 || p.AWS.CloudWatchMetrics[0].Namespace != "LambdaCircuitBreaker" {
 		t.Errorf("payments record = %+v, want 4 hits, all refused", p)
 	}

@@ -1,5 +1,7 @@
 package cache
 
+import "github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+
 // Stats counts the lookups of one circuit since the last TakeStats.
 type Stats struct {
 	// Hits were answered from a value that was loaded and not stale.
@@ -10,6 +12,8 @@ type Stats struct {
 	Stale int64
 	// Refused were answered with allowed=false.
 	Refused int64
+	// State is the effective state of the last answer.
+	State circuit.State
 }
 
 // IsZero reports whether no lookup was counted.
@@ -38,6 +42,7 @@ func (c *Cache) count(d Decision, missed bool) {
 	if !d.Allowed {
 		s.Refused++
 	}
+	s.State = d.State
 	c.stats[d.ID] = s
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
 func TestStatsCountHitsMissesStaleAndRefused(t *testing.T) {
@@ -31,7 +33,10 @@ func TestStatsCountHitsMissesStaleAndRefused(t *testing.T) {
 	if a := got["a"]; a.Refused != 5 || a.Stale < 1 || a.Hits+a.Stale != 5 || a.Misses != 0 {
 		t.Errorf("stats of a = %+v, want 5 lookups, all refused, at least one stale", a)
 	}
-	if b := got["b"]; b != (Stats{Hits: 1, Misses: 1}) {
+	if a := got["a"]; a.State != circuit.Open {
+		t.Errorf("last state of a = %s, want OPEN", a.State)
+	}
+	if b := got["b"]; b != (Stats{Hits: 1, Misses: 1, State: circuit.Closed}) {
 		t.Errorf("stats of b = %+v, want one miss and one hit, none refused", b)
 	}
 	if again := c.TakeStats(); len(again) != 0 {
