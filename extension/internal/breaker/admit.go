@@ -157,5 +157,10 @@ func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
 		return store.Lease{}, false
 	}
 	delete(b.leases, tok)
+	if !b.o.Now().Before(l.Until) {
+		// Expired: another caller may hold the slot now; the outcome
+		// counts as an ordinary one.
+		return store.Lease{}, false
+	}
 	return l, true
 }

@@ -479,14 +479,25 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}) {
 	defer c.mu.Unlock()
 	for _, e := range batch {
 		e.inflight = nil
-		if v, ok := got[e.id]; ok {
-			e.c, e.loaded, e.fetchedAt, e.err = v, true, now, nil
-			continue
-		}
-		if err != nil {
+		if err != nil && !hasKey(got, e.id) {
 			e.err = err
 			continue
 		}
-		e.c, e.loaded, e.fetchedAt, e.err = circuit.New(e.id), true, now, nil
+		v, ok := got[e.id]
+		if !ok {
+			v = circuit.New(e.id)
+		}
+		// A read that started before this extension's own write (Put)
+		// must not bring an older version back.
+		if e.loaded && e.c.Version > v.Version {
+			e.fetchedAt, e.err = now, nil
+			continue
+		}
+		e.c, e.loaded, e.fetchedAt, e.err = v, true, now, nil
 	}
+}
+
+func hasKey(m map[string]circuit.Circuit, id string) bool {
+	_, ok := m[id]
+	return ok
 }
