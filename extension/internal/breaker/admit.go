@@ -44,7 +44,9 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 			return cache.Admission{Allowed: next.State == circuit.Closed, Circuit: next}
 		}
 		a := b.claim(ctx, next, now)
-		a.Circuit = next
+		if a.Circuit.ID == "" {
+			a.Circuit = next
+		}
 		return a
 	case circuit.HalfOpen:
 		if !probe {
@@ -140,6 +142,26 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		}
 		return cache.Admission{}
 	}
+	// The cached HALF_OPEN may be behind the table: a probe elsewhere may
+	// have reopened or closed the circuit since it was read. The lease
+	// guards only the version it was claimed for, so re-read the circuit
+	// and give the lease back unless it is still that HALF_OPEN.
+	cur, _, err := st.Get(ctx, c.ID)
+	if err != nil || cur.State != circuit.HalfOpen || cur.Version != c.Version || cur.ActiveOverride(now) != circuit.NoOverride {
+		if err != nil {
+			b.o.Logger.Warn("re-reading the circuit after a probe claim failed", "service", c.ID, "error", err.Error())
+		} else {
+			b.put(cur)
+			b.o.Logger.Info("probe lease given back: the circuit moved on", "service", c.ID, "claimedVersion", c.Version, "version", cur.Version, "state", string(cur.State))
+		}
+		b.release(ctx, l)
+		if err != nil {
+			return cache.Admission{}
+		}
+		// Only a CLOSED circuit admits without a lease; a newer
+		// HALF_OPEN is left to the next lookup's claim.
+		return cache.Admission{Allowed: cur.EffectiveState(now) == circuit.Closed, Circuit: cur}
+	}
 	b.mu.Lock()
 	b.leases[l.Token] = l
 	delete(b.busy, c.ID)
@@ -163,4 +185,18 @@ func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
 		return store.Lease{}, false
 	}
 	return l, true
+}
+
+// release gives lease l back, with its own timeout so that a claim which
+// used up its budget still frees the slot; failing that, it expires.
+func (b *Breaker) release(ctx context.Context, l store.Lease) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
+	defer cancel()
+	st, err := b.store(ctx)
+	if err == nil {
+		err = st.ReleaseLease(ctx, l)
+	}
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		b.o.Logger.Warn("releasing a probe lease failed; it expires by itself", "service", l.ID, "error", err.Error())
+	}
 }
