@@ -239,9 +239,9 @@ func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
 	}
 	start := time.Now()
 	res, err := brk.Flush(ctx)
-	attrs := []any{"buckets", res.Written, "failed", res.Failed, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(start).Milliseconds()}
+	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(start).Milliseconds()}
 	if err != nil {
-		log.Warn("flushing outcomes failed; kept for the next flush", append(attrs, "error", err.Error())...)
+		log.Warn("flushing outcomes failed; failed counts are kept for the next flush", append(attrs, "error", err.Error())...)
 		return
 	}
 	log.Debug("flushed outcomes", attrs...)

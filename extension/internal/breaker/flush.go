@@ -10,12 +10,17 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // FlushResult says what one Flush did.
 type FlushResult struct {
-	// Written and Failed count the bucket writes.
+	// Written and Failed count the bucket writes; failed counts are kept
+	// for the next flush.
 	Written, Failed int
+	// Dropped counts pending buckets given up: too old to count in any
+	// window, or refused by the table for good (see store.Permanent).
+	Dropped int
 	// Evaluated counts the circuits whose window was read; Tripped those
 	// this flush opened.
 	Evaluated, Tripped int
@@ -24,11 +29,14 @@ type FlushResult struct {
 // Flush writes the pending counts to their bucket items (atomic ADDs) and
 // then, for each circuit whose flushed counts held a failure or a slow
 // call, reads the window's buckets and trips the circuit when its rate is
-// reached. Counts whose write failed are kept for the next flush. It
-// returns once done or when ctx ends.
+// reached. Counts whose write failed are kept for the next flush, unless
+// the failure is permanent (access denied: the function is not attached
+// to that service; a missing table) or the bucket has left every window
+// by the next flush: those are dropped and logged, so they are not retried
+// forever. It returns once done or when ctx ends.
 func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 	var res FlushResult
-	entries := b.agg.Take()
+	entries := b.dropExpired(b.agg.Take(), &res)
 	if len(entries) == 0 {
 		return res, nil
 	}
@@ -58,8 +66,14 @@ func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				failed = append(failed, e)
 				errs = append(errs, err)
+				if store.Permanent(err) {
+					res.Dropped++
+					b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
+						"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
+					return
+				}
+				failed = append(failed, e)
 				return
 			}
 			res.Written++
@@ -84,6 +98,24 @@ func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// dropExpired removes the entries whose bucket ended more than their
+// service's window ago: no window evaluated from now on includes them.
+func (b *Breaker) dropExpired(entries []outcomes.Entry, res *FlushResult) []outcomes.Entry {
+	now := b.o.Now()
+	kept := entries[:0]
+	for _, e := range entries {
+		window := time.Duration(b.o.Policies.For(e.ID).Window)
+		if e.Start.Add(policy.BucketSize + window).Before(now) {
+			res.Dropped++
+			b.o.Logger.Warn("outcome counts dropped: older than the window",
+				"service", e.ID, "bucket", e.Start, "calls", e.Calls, "window", window.String())
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return kept
 }
 
 // WindowStarts returns the starts of the buckets that make up the window
