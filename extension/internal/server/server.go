@@ -173,7 +173,14 @@ func (h *handler) circuit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	d := h.looker.Lookup(r.Context(), id)
+	var d cache.Decision
+	if r.Method == http.MethodHead {
+		// HEAD carries no body, so it could not hand a probe token to
+		// the caller: answer as a batch lookup, which never claims one.
+		d = h.looker.LookupMany(r.Context(), []string{id})[0]
+	} else {
+		d = h.looker.Lookup(r.Context(), id)
+	}
 	writeJSON(w, http.StatusOK, Render(d))
 }
 
