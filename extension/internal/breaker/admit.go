@@ -22,9 +22,15 @@ import (
 //     service's HalfOpenProbes lease slots; the answer then carries the
 //     lease's token. Everyone else is denied.
 //
-// Table writes are bounded by the claim timeout; when they fail or time
-// out the caller is denied (the circuit is not CLOSED, so denying is safe).
+// All table calls of one Admit share one deadline, the claim timeout;
+// when they fail or time out the caller is denied (the circuit is not
+// CLOSED, so denying is safe).
 func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) cache.Admission {
+	if probe && c.ActiveOverride(now) == circuit.NoOverride && (c.State == circuit.Open || c.State == circuit.HalfOpen) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
+		defer cancel()
+	}
 	switch c.ActiveOverride(now) {
 	case circuit.ForcedClosed:
 		return cache.Admission{Allowed: true}
@@ -83,8 +89,6 @@ func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.T
 		return c, false
 	}
 	defer b.end(c.ID)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
-	defer cancel()
 	st, err := b.store(ctx)
 	if err != nil {
 		b.o.Logger.Warn("ending cool-down failed", "service", c.ID, "error", err.Error())
@@ -119,8 +123,6 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		return cache.Admission{}
 	}
 	defer b.end(c.ID)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
-	defer cancel()
 	st, err := b.store(ctx)
 	if err != nil {
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
