@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -90,8 +91,11 @@ func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) (
 	return out, nil
 }
 
-// batchGet reads items by key, in chunks of 100, retrying unprocessed keys
-// until ctx ends.
+// batchGet reads items by key with strongly consistent BatchGetItem
+// calls of at most 100 keys. Keys that DynamoDB leaves unprocessed (it
+// does so under throttling) are asked again after a jittered exponential
+// back-off, until ctx ends; the items read so far are returned with the
+// error.
 func (s *Store) batchGet(ctx context.Context, ids []string) ([]map[string]types.AttributeValue, error) {
 	var out []map[string]types.AttributeValue
 	for start := 0; start < len(ids); start += maxBatchGet {
@@ -100,7 +104,7 @@ func (s *Store) batchGet(ctx context.Context, ids []string) ([]map[string]types.
 		for _, id := range ids[start:end] {
 			pending = append(pending, key(id))
 		}
-		for len(pending) > 0 {
+		for round := 1; len(pending) > 0; round++ {
 			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 				RequestItems: map[string]types.KeysAndAttributes{
 					s.table: {Keys: pending, ConsistentRead: aws.Bool(true)},
@@ -111,10 +115,21 @@ func (s *Store) batchGet(ctx context.Context, ids []string) ([]map[string]types.
 			}
 			out = append(out, res.Responses[s.table]...)
 			pending = res.UnprocessedKeys[s.table].Keys
-			if len(pending) > 0 && ctx.Err() != nil {
-				return out, fmt.Errorf("%d keys unprocessed: %w", len(pending), ctx.Err())
+			if len(pending) == 0 {
+				break
+			}
+			if err := sleep(ctx, unprocessedBackoff(round)); err != nil {
+				return out, fmt.Errorf("%d keys unprocessed: %w", len(pending), err)
 			}
 		}
 	}
 	return out, nil
+}
+
+// unprocessedBackoff is the pause before asking again for keys left
+// unprocessed round times in a row: full jitter over 2 ms doubling per
+// round, capped at 100 ms.
+func unprocessedBackoff(round int) time.Duration {
+	ceiling := min(2*time.Millisecond<<min(round-1, 10), 100*time.Millisecond)
+	return rand.N(ceiling) + time.Millisecond/10
 }

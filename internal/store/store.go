@@ -95,44 +95,29 @@ func (s *Store) Get(ctx context.Context, id string) (c circuit.Circuit, found bo
 	return c, true, nil
 }
 
-// GetMany reads several circuits with BatchGetItem, in chunks of 100 keys,
-// retrying unprocessed keys until ctx ends. Circuits that were never written
-// are absent from the result.
+// GetMany reads several circuits with BatchGetItem (see batchGet).
+// Circuits that were never written are absent from the result; duplicate
+// IDs are read once.
 func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error) {
 	result := make(map[string]circuit.Circuit, len(ids))
 	seen := make(map[string]bool, len(ids))
-	var keys []map[string]types.AttributeValue
+	unique := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if seen[id] {
-			continue
+		if !seen[id] {
+			seen[id] = true
+			unique = append(unique, id)
 		}
-		seen[id] = true
-		keys = append(keys, key(id))
 	}
-	for start := 0; start < len(keys); start += maxBatchGet {
-		end := min(start+maxBatchGet, len(keys))
-		pending := keys[start:end]
-		for len(pending) > 0 {
-			out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
-				RequestItems: map[string]types.KeysAndAttributes{
-					s.table: {Keys: pending, ConsistentRead: aws.Bool(true)},
-				},
-			})
-			if err != nil {
-				return result, fmt.Errorf("store: batch get %d circuits: %w", len(pending), err)
-			}
-			for _, item := range out.Responses[s.table] {
-				c, err := Decode(item)
-				if err != nil {
-					return result, err
-				}
-				result[c.ID] = c
-			}
-			pending = out.UnprocessedKeys[s.table].Keys
-			if len(pending) > 0 && ctx.Err() != nil {
-				return result, fmt.Errorf("store: batch get: %d keys unprocessed: %w", len(pending), ctx.Err())
-			}
+	items, err := s.batchGet(ctx, unique)
+	for _, item := range items {
+		c, derr := Decode(item)
+		if derr != nil {
+			return result, derr
 		}
+		result[c.ID] = c
+	}
+	if err != nil {
+		return result, fmt.Errorf("store: batch get %d circuits: %w", len(unique), err)
 	}
 	return result, nil
 }

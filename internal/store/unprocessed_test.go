@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// throttlingAPI answers the first rounds of BatchGetItem with every key
+// unprocessed, as DynamoDB does under throttling, and records when each
+// call came.
+type throttlingAPI struct {
+	API
+	rounds int // calls to leave unprocessed; negative: always
+
+	mu    sync.Mutex
+	calls []time.Time
+}
+
+func (a *throttlingAPI) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	a.mu.Lock()
+	a.calls = append(a.calls, time.Now())
+	n := len(a.calls)
+	a.mu.Unlock()
+	if a.rounds < 0 || n <= a.rounds {
+		return &dynamodb.BatchGetItemOutput{UnprocessedKeys: in.RequestItems}, nil
+	}
+	return a.API.BatchGetItem(ctx, in, opts...)
+}
+
+func TestBatchGetBacksOffOnUnprocessedKeys(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	seed := New(srv.Client(), table)
+	var ids []string
+	for i := range 3 {
+		c := circuit.Circuit{ID: fmt.Sprintf("svc%d", i), State: circuit.Open, Version: 1}
+		if err := seed.Write(ctx, circuit.New(c.ID), c, circuit.Transition); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+
+	t.Run("succeeds once DynamoDB processes the keys", func(t *testing.T) {
+		api := &throttlingAPI{API: srv.Client(), rounds: 3}
+		got, err := New(api, table).GetMany(ctx, ids)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("GetMany = %d circuits, %v; want 3", len(got), err)
+		}
+		if len(api.calls) != 4 {
+			t.Fatalf("%d BatchGetItem calls, want 4", len(api.calls))
+		}
+		for i := 1; i < len(api.calls); i++ {
+			if gap := api.calls[i].Sub(api.calls[i-1]); gap < 100*time.Microsecond {
+				t.Errorf("round %d came %s after the previous one, want a back-off", i+1, gap)
+			}
+		}
+	})
+
+	t.Run("gives up when the context ends", func(t *testing.T) {
+		api := &throttlingAPI{API: srv.Client(), rounds: -1}
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := New(api, table).GetMany(ctx, ids)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("GetMany under endless throttling: %v, want the deadline", err)
+		}
+		// Without a back-off this loop would call thousands of times;
+		// with it, a round costs a few to 100 ms.
+		if n := len(api.calls); n > 40 {
+			t.Errorf("%d BatchGetItem calls in 300 ms, want a back-off between rounds", n)
+		}
+	})
+}
+
