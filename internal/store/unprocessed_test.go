@@ -81,4 +81,3 @@ func TestBatchGetBacksOffOnUnprocessedKeys(t *testing.T) {
 		}
 	})
 }
-
