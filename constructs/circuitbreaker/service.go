@@ -70,8 +70,10 @@ type CircuitBreakedService interface {
 	// AttachTo lets fn use the breaker for the given services (all
 	// monitored services when none are given): it adds the extension layer
 	// matching fn's architecture, the extension's environment variables,
-	// and read-only access to the table. It returns an error for a service
-	// ID that is not monitored.
+	// read access to the table, and UpdateItem limited by a
+	// dynamodb:LeadingKeys condition to those services' circuit, outcome
+	// bucket and probe lease items. It returns an error for a service ID
+	// that is not monitored.
 	AttachTo(fn awslambda.Function, serviceIDs ...string) error
 	// GrantRead lets grantee read circuits (GetItem and BatchGetItem, no
 	// Scan or Query).
