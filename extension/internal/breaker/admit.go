@@ -46,8 +46,10 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 		if !ok {
 			return cache.Admission{}
 		}
-		if next.State != circuit.HalfOpen {
-			return cache.Admission{Allowed: next.State == circuit.Closed, Circuit: next}
+		if next.State != circuit.HalfOpen || next.ActiveOverride(now) != circuit.NoOverride {
+			// Someone else moved it on, or an operator override came in
+			// meanwhile: the stored circuit decides.
+			return cache.Admission{Allowed: next.EffectiveState(now) == circuit.Closed, Circuit: next}
 		}
 		a := b.claim(ctx, next, now)
 		if a.Circuit.ID == "" {
