@@ -38,6 +38,9 @@ const (
 	prefetchTimeout = 2 * time.Second
 	// shutdownMargin is kept free before a SHUTDOWN deadline.
 	shutdownMargin = 50 * time.Millisecond
+	// serverGrace is the longest the local API's requests in flight may
+	// take to finish at SHUTDOWN before their connections are closed.
+	serverGrace = 200 * time.Millisecond
 	// flushTimeout bounds the flush of outcomes during an INVOKE.
 	flushTimeout = 2 * time.Second
 )
@@ -188,7 +191,7 @@ func Run(ctx context.Context, o Options) int {
 		if err != nil {
 			if ctx.Err() != nil {
 				log.Info("stopping", "reason", context.Cause(ctx).Error())
-				shutdown(srv, c, brk, log, time.Now().Add(time.Second))
+				shutdown(srv, c, brk, log, time.Now().Add(time.Second), "")
 				return 0
 			}
 			log.Error("event/next failed", "error", err.Error())
@@ -197,7 +200,7 @@ func Run(ctx context.Context, o Options) int {
 				log.Error("reporting exit error failed", "error", rerr.Error())
 			}
 			cancel()
-			shutdown(srv, c, brk, log, time.Now().Add(time.Second))
+			shutdown(srv, c, brk, log, time.Now().Add(time.Second), "")
 			return 1
 		}
 		select {
@@ -223,7 +226,7 @@ func Run(ctx context.Context, o Options) int {
 				deadline = time.Now().Add(time.Second)
 			}
 			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
-			shutdown(srv, c, brk, log, deadline)
+			shutdown(srv, c, brk, log, deadline, ev.ShutdownReason)
 			emitLookupMetrics(c, emf, log)
 			return 0
 		default:
@@ -282,14 +285,28 @@ func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 	}
 }
 
-// shutdown closes the server, flushes pending outcomes and waits for
-// pending reads, until shortly before deadline.
-func shutdown(srv *http.Server, c *cache.Cache, brk *breaker.Breaker, log *slog.Logger, deadline time.Time) {
+// shutdown closes the server, settles held probe leases, flushes pending
+// outcomes and waits for pending reads, until shortly before deadline.
+// Requests in flight get at most serverGrace (a quarter of the budget when
+// that is shorter) to finish; then every connection is closed, so that a
+// slow or idle client cannot use up the time the flush needs. reason is
+// the SHUTDOWN event's: after "timeout" or "failure" a probe call may have
+// hung, so held leases count as failed probes; after "spindown" (or in a
+// local run, "") they are released.
+func shutdown(srv *http.Server, c *cache.Cache, brk *breaker.Breaker, log *slog.Logger, deadline time.Time, reason string) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-shutdownMargin))
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("closing the local API", "error", err.Error())
+	grace := min(serverGrace, time.Until(deadline)/4)
+	sctx, scancel := context.WithTimeout(ctx, grace)
+	err := srv.Shutdown(sctx)
+	scancel()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("requests still open after the shutdown grace; closing them", "graceMs", grace.Milliseconds(), "error", err.Error())
 		_ = srv.Close()
+	}
+	failed := reason == extapi.ReasonTimeout || reason == extapi.ReasonFailure
+	if n := brk.EndProbes(ctx, failed, reason); n > 0 {
+		log.Info("probe leases settled at shutdown", "leases", n, "countedAsFailed", failed, "reason", reason)
 	}
 	flush(ctx, brk, log)
 	if err := c.Wait(ctx); err != nil {

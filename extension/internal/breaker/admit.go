@@ -196,6 +196,11 @@ func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
 func (b *Breaker) release(ctx context.Context, l store.Lease) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
 	defer cancel()
+	b.releaseWithin(ctx, l)
+}
+
+// releaseWithin gives lease l back within ctx.
+func (b *Breaker) releaseWithin(ctx context.Context, l store.Lease) {
 	st, err := b.store(ctx)
 	if err == nil {
 		err = st.ReleaseLease(ctx, l)

@@ -34,7 +34,9 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 		latency := time.Duration(o.LatencyMs) * time.Millisecond
 		if o.ProbeToken != "" {
 			if l, held := b.takeLease(id, o.ProbeToken); held {
-				after, err := b.applyProbe(ctx, l, ok, latency)
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeApplyTimeout)
+				after, err := b.applyProbe(pctx, l, probeResult(ok, latency))
+				cancel()
 				if err != nil {
 					errs = append(errs, err)
 				} else {
@@ -59,16 +61,21 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 	return res, errors.Join(errs...)
 }
 
-func (b *Breaker) applyProbe(ctx context.Context, l store.Lease, ok bool, latency time.Duration) (circuit.Circuit, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeApplyTimeout)
-	defer cancel()
+// probeResult describes a reported probe call as a check result.
+func probeResult(ok bool, latency time.Duration) circuit.CheckResult {
+	if ok {
+		return circuit.CheckResult{OK: true, Reason: fmt.Sprintf("probe call succeeded in %d ms", latency.Milliseconds())}
+	}
+	return circuit.CheckResult{Reason: fmt.Sprintf("probe call failed after %d ms", latency.Milliseconds())}
+}
+
+// applyProbe applies the probe outcome result of lease l to its circuit
+// (DecideProbe: only while the circuit is still HALF_OPEN at the lease's
+// version) and releases the lease, within ctx.
+func (b *Breaker) applyProbe(ctx context.Context, l store.Lease, result circuit.CheckResult) (circuit.Circuit, error) {
 	st, err := b.store(ctx)
 	if err != nil {
 		return circuit.Circuit{}, fmt.Errorf("apply probe outcome of %q: %w", l.ID, err)
-	}
-	result := circuit.CheckResult{OK: ok, Reason: fmt.Sprintf("probe call succeeded in %d ms", latency.Milliseconds())}
-	if !ok {
-		result.Reason = fmt.Sprintf("probe call failed after %d ms", latency.Milliseconds())
 	}
 	settings := b.o.Policies.For(l.ID).Settings()
 	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, l.ID, func(cur circuit.Circuit) circuit.Decision {
@@ -84,6 +91,36 @@ func (b *Breaker) applyProbe(ctx context.Context, l store.Lease, ok bool, latenc
 	}
 	after := applied.After()
 	b.put(after)
-	b.o.Logger.Info("probe outcome", "service", l.ID, "success", ok, "latencyMs", latency.Milliseconds(), "state", string(after.State), "change", applied.Decision.Change.String())
+	b.o.Logger.Info("probe outcome", "service", l.ID, "success", result.OK, "reason", result.Reason, "state", string(after.State), "change", applied.Decision.Change.String())
 	return after, nil
+}
+
+// EndProbes settles the probe leases this extension still holds when its
+// sandbox shuts down, within ctx, and returns how many it settled. When
+// failed is true (the shutdown reason says the invocation timed out or
+// failed, so a probe call may have hung), each counts as a failed probe
+// and reopens its circuit; otherwise each is released, so that another
+// sandbox may probe at once instead of after the lease expires.
+func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
+	now := b.o.Now()
+	b.mu.Lock()
+	var held []store.Lease
+	for tok, l := range b.leases {
+		delete(b.leases, tok)
+		if now.Before(l.Until) {
+			held = append(held, l)
+		}
+	}
+	b.mu.Unlock()
+	for _, l := range held {
+		if !failed {
+			b.releaseWithin(ctx, l)
+			continue
+		}
+		result := circuit.CheckResult{Reason: "probe call did not finish: the sandbox shut down (" + why + ")"}
+		if _, err := b.applyProbe(ctx, l, result); err != nil {
+			b.o.Logger.Warn("settling a probe at shutdown failed", "service", l.ID, "error", err.Error())
+		}
+	}
+	return len(held)
 }

@@ -35,6 +35,16 @@ const (
 	Shutdown EventType = "SHUTDOWN"
 )
 
+// Shutdown reasons (Event.ShutdownReason).
+const (
+	// ReasonSpindown: the platform retires an idle sandbox.
+	ReasonSpindown = "spindown"
+	// ReasonTimeout: an invocation ran past the function's timeout.
+	ReasonTimeout = "timeout"
+	// ReasonFailure: the runtime or an extension failed.
+	ReasonFailure = "failure"
+)
+
 // Event is a lifecycle event returned by Next.
 type Event struct {
 	// EventType is INVOKE or SHUTDOWN.

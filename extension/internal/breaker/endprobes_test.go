@@ -1,0 +1,60 @@
+package breaker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+)
+
+// Leases held at SHUTDOWN are settled: after a timeout or failure they
+// count as failed probes; after a spindown they are released for another
+// sandbox to probe at once.
+func TestEndProbesAtShutdown(t *testing.T) {
+	tests := []struct {
+		reason    string
+		failed    bool
+		wantState circuit.State
+	}{
+		{reason: "timeout", failed: true, wantState: circuit.Open},
+		{reason: "spindown", failed: false, wantState: circuit.HalfOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
+			newBreaker := func() *Breaker {
+				return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+			}
+			b := newBreaker()
+			if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Probe == "" {
+				t.Fatalf("no probe lease: %+v", a)
+			}
+			if a := newBreaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+				t.Fatalf("a second sandbox got a probe while the lease is held: %+v", a)
+			}
+
+			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 1 {
+				t.Fatalf("EndProbes settled %d leases, want 1", n)
+			}
+			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 0 {
+				t.Errorf("a second EndProbes settled %d leases, want 0", n)
+			}
+			after := f.get(t, "svc")
+			if after.State != tt.wantState {
+				t.Fatalf("circuit after EndProbes(%s): %s v%d, want %s", tt.reason, after.State, after.Version, tt.wantState)
+			}
+			if tt.wantState == circuit.HalfOpen {
+				// The slot is free at once, not after the lease's TTL.
+				if a := newBreaker().Admit(ctx, after, time.Now(), true); a.Probe == "" {
+					t.Errorf("another sandbox could not probe after the release: %+v", a)
+				}
+			} else if after.Version != 2 || after.Reason == "" {
+				t.Errorf("reopened circuit %+v, want version 2 with a reason", after)
+			}
+		})
+	}
+}
