@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -109,17 +111,43 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.C
 		}
 	}
 	items, err := s.batchGet(ctx, unique)
+	bad := ItemErrors{}
 	for _, item := range items {
 		c, derr := Decode(item)
 		if derr != nil {
-			return result, derr
+			if id, ok := item[KeyAttribute].(*types.AttributeValueMemberS); ok {
+				bad[id.Value] = derr
+			}
+			continue
 		}
 		result[c.ID] = c
 	}
 	if err != nil {
 		return result, fmt.Errorf("store: batch get %d circuits: %w", len(unique), err)
 	}
+	if len(bad) > 0 {
+		return result, bad
+	}
 	return result, nil
+}
+
+// ItemErrors is GetMany's error when every key was read but some items
+// could not be decoded (edited by hand, or written by a newer version):
+// it maps each such circuit ID to its decoding error. The other circuits
+// are in GetMany's result, and an ID in neither was never written.
+type ItemErrors map[string]error
+
+func (e ItemErrors) Error() string {
+	ids := make([]string, 0, len(e))
+	for id := range e {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	msgs := make([]string, len(ids))
+	for i, id := range ids {
+		msgs[i] = e[id].Error()
+	}
+	return fmt.Sprintf("store: %d unreadable circuit items: %s", len(ids), strings.Join(msgs, "; "))
 }
 
 // record is the item layout of a circuit in the table (documented in the

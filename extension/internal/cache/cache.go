@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // Reader reads circuits by key. *store.Store implements it.
@@ -474,12 +475,21 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}) {
 		c.o.Logger.Debug("read circuits", "circuits", len(batch), "durationMs", time.Since(start).Milliseconds())
 	}
 
+	// Unreadable items fail only their own circuits; the rest of the
+	// batch was read.
+	var unreadable store.ItemErrors
+	partial := errors.As(err, &unreadable)
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range batch {
 		e.inflight = nil
-		if err != nil && !hasKey(got, e.id) {
+		if partial {
+			if ierr, bad := unreadable[e.id]; bad {
+				e.err = ierr
+				continue
+			}
+		} else if err != nil && !hasKey(got, e.id) {
 			e.err = err
 			continue
 		}
