@@ -34,12 +34,14 @@ import (
 
 // DefaultTimeout bounds one request to the extension. A cache hit takes
 // well under a millisecond; the extension takes longer only when it must
-// write or read the table first: the first lookup of a circuit that was not
-// listed in CIRCUIT_BREAKER_SERVICES (at most its 100 ms miss timeout), or
-// a lookup that ends a cool-down and claims a HALF_OPEN probe lease (at
-// most 100 ms each). The timeout covers those, so that the answer, not the
-// failure policy, decides: a timed-out probe claim would otherwise let the
-// call through outside the fleet's probe limit.
+// read or write the table first: the first lookup of a circuit that was not
+// listed in CIRCUIT_BREAKER_SERVICES (at most its miss timeout,
+// CIRCUIT_BREAKER_MISS_TIMEOUT, 100 ms by default), or a lookup that ends
+// a cool-down and claims a HALF_OPEN probe lease (at most one more miss
+// timeout). The timeout covers both, so that the answer, not the failure
+// policy, decides; New raises it to twice the miss timeout plus 50 ms when
+// CIRCUIT_BREAKER_MISS_TIMEOUT is set higher. Should a caller still give
+// up, the extension takes back a probe lease it had handed to it.
 const DefaultTimeout = 250 * time.Millisecond
 
 // ProbeReportTimeout bounds the report of a probe call's outcome, which the
@@ -109,10 +111,14 @@ func New(opts ...Option) *Client {
 		port = p
 	}
 	mode, err := config.ParseFailMode(os.Getenv(config.EnvFailMode))
+	timeout := DefaultTimeout
+	if miss, err := time.ParseDuration(os.Getenv(config.EnvMissTimeout)); err == nil && 2*miss+50*time.Millisecond > timeout {
+		timeout = 2*miss + 50*time.Millisecond
+	}
 	c := &Client{
 		base:      "http://127.0.0.1:" + strconv.Itoa(port),
 		token:     os.Getenv(config.EnvToken),
-		timeout:   DefaultTimeout,
+		timeout:   timeout,
 		failAllow: err == nil && mode.Allows(),
 		http: &http.Client{Transport: &http.Transport{
 			Proxy:               nil, // loopback: never through HTTP_PROXY
@@ -141,7 +147,9 @@ func (e *Error) Error() string {
 
 // State asks the extension for the circuit id. It returns an error when the
 // extension cannot be reached in time or refuses the request; it does not
-// apply the failure policy.
+// apply the failure policy. When the circuit is HALF_OPEN, the answer may
+// make the caller one of the fleet's probes (Circuit.Probe): then make the
+// call and report its outcome with Report and Circuit.ProbeToken.
 func (c *Client) State(ctx context.Context, id string) (Circuit, error) {
 	var out Circuit
 	err := c.get(ctx, "/circuits/"+url.PathEscape(id), &out)
@@ -157,13 +165,19 @@ func (c *Client) States(ctx context.Context, ids ...string) ([]Circuit, error) {
 
 // Allow reports whether the function may call the service id now. When
 // the extension cannot answer, the failure policy decides and err says
-// why; allowed is meaningful either way.
+// why; allowed is meaningful either way. Allow never takes one of the
+// fleet's HALF_OPEN probe calls, since it could not report the probe's
+// outcome: a HALF_OPEN circuit answers false here. Use Do, or State and
+// Report with the answer's ProbeToken, to take part in probing.
 func (c *Client) Allow(ctx context.Context, id string) (allowed bool, err error) {
-	st, err := c.State(ctx, id)
+	sts, err := c.States(ctx, id)
+	if err == nil && len(sts) != 1 {
+		err = fmt.Errorf("circuit breaker extension: %d answers for one circuit", len(sts))
+	}
 	if err != nil {
 		return c.failAllow, err
 	}
-	return st.Allowed, nil
+	return sts[0].Allowed, nil
 }
 
 // Do asks whether the service id may be called and runs call if so;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,14 +24,21 @@ func fakeExtension(t *testing.T, delay time.Duration) *httptest.Server {
 			_, _ = w.Write([]byte(`{"message":"missing or wrong X-Circuit-Breaker-Token header"}`))
 			return
 		}
-		switch r.URL.Path {
-		case "/circuits/down":
-			_, _ = w.Write([]byte(`{"id":"down","state":"OPEN","allowed":false,"version":2,"updatedAt":null,"stale":false,"ageMs":3}`))
-		case "/circuits":
-			_, _ = w.Write([]byte(`{"circuits":[{"id":"a","state":"CLOSED","allowed":true,"version":0,"updatedAt":null,"stale":false,"ageMs":1},{"id":"down","state":"OPEN","allowed":false,"version":2,"updatedAt":null,"stale":false,"ageMs":3}]}`))
-		default:
-			_, _ = w.Write([]byte(`{"id":"up","state":"CLOSED","allowed":true,"version":1,"updatedAt":null,"stale":false,"ageMs":3}`))
+		answer := func(id string) string {
+			if id == "down" {
+				return `{"id":"down","state":"OPEN","allowed":false,"version":2,"updatedAt":null,"stale":false,"ageMs":3}`
+			}
+			return `{"id":"` + id + `","state":"CLOSED","allowed":true,"version":1,"updatedAt":null,"stale":false,"ageMs":3}`
 		}
+		if r.URL.Path == "/circuits" {
+			var list []string
+			for _, id := range strings.Split(r.URL.Query().Get("ids"), ",") {
+				list = append(list, answer(id))
+			}
+			_, _ = w.Write([]byte(`{"circuits":[` + strings.Join(list, ",") + `]}`))
+			return
+		}
+		_, _ = w.Write([]byte(answer(strings.TrimPrefix(r.URL.Path, "/circuits/"))))
 	}))
 	t.Cleanup(srv.Close)
 	return srv

@@ -158,7 +158,9 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 			b.put(cur)
 			b.o.Logger.Info("probe lease given back: the circuit moved on", "service", c.ID, "claimedVersion", c.Version, "version", cur.Version, "state", string(cur.State))
 		}
-		b.release(ctx, l)
+		// Give the slot back without holding up the answer; should the
+		// sandbox freeze first, the lease simply expires.
+		go b.release(ctx, l)
 		if err != nil {
 			return cache.Admission{}
 		}
@@ -208,4 +210,18 @@ func (b *Breaker) releaseWithin(ctx context.Context, l store.Lease) {
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		b.o.Logger.Warn("releasing a probe lease failed; it expires by itself", "service", l.ID, "error", err.Error())
 	}
+}
+
+// Abandon gives back the probe lease tok of circuit id that was handed to
+// a caller who stopped waiting for the answer (its request was cancelled),
+// so that the slot does not stay blocked until the lease expires. It
+// reports whether such a lease was held.
+func (b *Breaker) Abandon(ctx context.Context, id, tok string) bool {
+	l, ok := b.takeLease(id, tok)
+	if !ok {
+		return false
+	}
+	b.o.Logger.Info("probe lease given back: the caller stopped waiting", "service", id, "slot", l.Slot)
+	b.release(ctx, l)
+	return true
 }

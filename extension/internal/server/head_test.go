@@ -55,3 +55,47 @@ func TestOnlyGetOfOneCircuitMayProbe(t *testing.T) {
 		})
 	}
 }
+
+// probeLooker hands out a probe and, like a client that timed out, ends
+// the request before the answer is written.
+type probeLooker struct {
+	stubLooker
+	cancel context.CancelFunc
+}
+
+func (p *probeLooker) Lookup(ctx context.Context, id string) cache.Decision {
+	d := p.stubLooker.Lookup(ctx, id)
+	d.Probe = "probe-token"
+	p.cancel()
+	return d
+}
+
+// abandonRecorder is a Reporter that records abandoned probes.
+type abandonRecorder struct {
+	stubReporter
+	abandoned []string
+}
+
+func (a *abandonRecorder) Abandon(_ context.Context, id, token string) bool {
+	a.abandoned = append(a.abandoned, id+"/"+token)
+	return true
+}
+
+// A probe lease handed to a caller that stopped waiting is given back at
+// once instead of blocking the fleet's probe slot until it expires.
+func TestProbeOfGoneCallerIsAbandoned(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &probeLooker{cancel: cancel}
+	rep := &abandonRecorder{}
+	h := NewHandler(l, Options{Token: token, Reporter: rep})
+	req := httptest.NewRequest(http.MethodGet, "/circuits/svc", nil).WithContext(ctx)
+	req.Header.Set(api.HeaderToken, token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if len(rep.abandoned) != 1 || rep.abandoned[0] != "svc/probe-token" {
+		t.Errorf("abandoned probes %v, want [svc/probe-token]", rep.abandoned)
+	}
+	if rec.Body.Len() != 0 {
+		t.Errorf("answer written to a caller that left: %s", rec.Body)
+	}
+}

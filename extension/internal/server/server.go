@@ -47,6 +47,13 @@ type Reporter interface {
 	Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error)
 }
 
+// ProbeAbandoner takes back a probe lease whose caller stopped waiting;
+// *breaker.Breaker implements it. A Reporter that also implements it gets
+// such leases back.
+type ProbeAbandoner interface {
+	Abandon(ctx context.Context, id, token string) bool
+}
+
 // Options configure the handler.
 type Options struct {
 	// Token is the value the X-Circuit-Breaker-Token header must carry.
@@ -180,6 +187,14 @@ func (h *handler) circuit(w http.ResponseWriter, r *http.Request) {
 		d = h.looker.LookupMany(r.Context(), []string{id})[0]
 	} else {
 		d = h.looker.Lookup(r.Context(), id)
+		if d.Probe != "" && r.Context().Err() != nil {
+			// The caller gave up (its client timed out) and would follow
+			// its failure policy, not this answer: give the probe back.
+			if a, ok := h.reporter.(ProbeAbandoner); ok {
+				a.Abandon(context.WithoutCancel(r.Context()), id, d.Probe)
+			}
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, Render(d))
 }
