@@ -112,6 +112,11 @@ type PassiveDetection struct {
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default: 1.
 	HalfOpenProbes int
+	// ProbeTimeout is how long a probe lease lasts (1s..15m): the probe
+	// call's outcome must be reported within it, and an unreported lease
+	// frees its slot after it. Set it to at least the timeout of the calls
+	// to the service. Default: 10s.
+	ProbeTimeout time.Duration
 }
 
 // HealthCheck tunes the updater's check of one service. Zero fields keep
@@ -336,6 +341,7 @@ func (s MonitoredService) policy() policy.Policy {
 		SlowCallRateThreshold: s.Passive.SlowCallRateThreshold,
 		SlowCallDuration:      policy.Duration(s.Passive.SlowCallDuration),
 		HalfOpenProbes:        s.Passive.HalfOpenProbes,
+		ProbeTimeout:          policy.Duration(s.Passive.ProbeTimeout),
 		SuccessThreshold:      s.Breaker.SuccessThreshold,
 		FailureThreshold:      s.Breaker.FailureThreshold,
 		OpenCooldown:          policy.Duration(s.Breaker.OpenCooldown),

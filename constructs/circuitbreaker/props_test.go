@@ -53,7 +53,8 @@ func TestPropsValidation(t *testing.T) {
 		{"backwards range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "299-200"}}}}, "ExpectedStatus"},
 		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, "window"},
 		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, "failureRateThreshold"},
-		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2}}}}, ""},
+		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2, ProbeTimeout: 30 * time.Second}}}}, ""},
+		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "probeTimeout"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
 func TestPlan(t *testing.T) {
@@ -43,6 +44,36 @@ func TestPlan(t *testing.T) {
 	}
 	if _, err := plan(f, "http://x", 500*time.Millisecond); err == nil {
 		t.Error("a cool-down under 1s was accepted")
+	}
+
+	// The extension's policies agree with the updater's inputs and carry
+	// the passive settings from the same file.
+	pols := []policy.Policy{
+		{OpenCooldown: policy.Duration(5 * time.Second), MaxOpenCooldown: policy.Duration(20 * time.Second)},
+		{OpenCooldown: policy.Duration(2 * time.Second), MaxOpenCooldown: policy.Duration(20 * time.Second), FailureThreshold: 5},
+	}
+	for i, want := range pols {
+		if checks[i].Policy != want {
+			t.Errorf("policy %d: %+v, want %+v", i, checks[i].Policy, want)
+		}
+	}
+	g, err := appconfig.Parse([]byte(`{"services":[{"id":"a","window":"10s","halfOpenProbes":2,"probeTimeout":"20s"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks, err = plan(g, "http://x", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := checks[0].Policy; time.Duration(p.Window) != 10*time.Second || p.HalfOpenProbes != 2 || time.Duration(p.ProbeTimeout) != 20*time.Second {
+		t.Errorf("passive settings not carried: %+v", p)
+	}
+	bad, err := appconfig.Parse([]byte(`{"services":[{"id":"a","window":"7s"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan(bad, "http://x", 5*time.Second); err == nil || !strings.Contains(err.Error(), "window") {
+		t.Errorf("plan with a 7s window: %v, want the policy's error", err)
 	}
 }
 

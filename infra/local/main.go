@@ -30,6 +30,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
@@ -120,8 +121,10 @@ func run(ctx context.Context, o options, p *printer) error {
 		return err
 	}
 	ids := make([]string, len(checks))
+	policies := policy.Policies{}
 	for i, c := range checks {
 		ids[i] = c.ID
+		policies[c.ID] = c.Policy
 	}
 
 	p.printf("setup", "building the extension, the updater and MyMicroservice")
@@ -170,6 +173,8 @@ func run(ctx context.Context, o options, p *printer) error {
 		"SERVICE_ID":               ids[0], // as in the CDK app: the first service
 		"API_URL":                  mockURL + mockapi.ResourcePath,
 		"CIRCUIT_BREAKER_SERVICES": ids[0],
+		// The same policies the construct would set, local cool-downs.
+		"CIRCUIT_BREAKER_POLICIES": policies.String(),
 		"AWS_SESSION_TOKEN":        localToken,
 		// Faster than the 1s default, so the demo shows a transition
 		// reaching the function within one invocation or two.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
@@ -18,10 +19,12 @@ const (
 )
 
 // check is one monitored service's updater input, as its EventBridge rule
-// would send it.
+// would send it, and its policy, as the construct would give the
+// extension in CIRCUIT_BREAKER_POLICIES.
 type check struct {
-	ID    string
-	Input json.RawMessage
+	ID     string
+	Input  json.RawMessage
+	Policy policy.Policy
 }
 
 // plan turns the app's services into updater inputs for the local stack:
@@ -64,7 +67,38 @@ func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, 
 		if _, err := updater.ParseInput(data); err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.ID, err)
 		}
-		out = append(out, check{ID: s.ID, Input: data})
+		pol, err := servicePolicy(s, in)
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", s.ID, err)
+		}
+		out = append(out, check{ID: s.ID, Input: data, Policy: pol})
 	}
 	return out, nil
+}
+
+// servicePolicy is the extension's policy of service s, with the
+// cool-downs the local updater uses (in), so that the two agree.
+func servicePolicy(s appconfig.Service, in updater.Input) (policy.Policy, error) {
+	var d [5]time.Duration
+	for i, v := range []string{s.Window, s.SlowCallDuration, s.ProbeTimeout, in.OpenCooldown, in.MaxOpenCooldown} {
+		parsed, err := appconfig.Duration(v)
+		if err != nil {
+			return policy.Policy{}, err
+		}
+		d[i] = parsed
+	}
+	p := policy.Policy{
+		FailureRateThreshold:  s.FailureRateThreshold,
+		MinimumCalls:          s.MinimumCalls,
+		Window:                policy.Duration(d[0]),
+		SlowCallRateThreshold: s.SlowCallRateThreshold,
+		SlowCallDuration:      policy.Duration(d[1]),
+		HalfOpenProbes:        s.HalfOpenProbes,
+		ProbeTimeout:          policy.Duration(d[2]),
+		SuccessThreshold:      s.SuccessThreshold,
+		FailureThreshold:      s.FailureThreshold,
+		OpenCooldown:          policy.Duration(d[3]),
+		MaxOpenCooldown:       policy.Duration(d[4]),
+	}
+	return p, p.Validate()
 }

@@ -67,8 +67,8 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, error) {
 	var out []circuitbreaker.MonitoredService
 	for _, s := range cfg.Services {
-		var d [6]time.Duration
-		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration} {
+		var d [7]time.Duration
+		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration, s.ProbeTimeout} {
 			parsed, err := appconfig.Duration(v)
 			if err != nil {
 				return nil, fmt.Errorf("service %q: %w", s.ID, err)
@@ -83,6 +83,7 @@ func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, e
 			Passive: circuitbreaker.PassiveDetection{
 				FailureRateThreshold: s.FailureRateThreshold, MinimumCalls: s.MinimumCalls, Window: d[4],
 				SlowCallRateThreshold: s.SlowCallRateThreshold, SlowCallDuration: d[5], HalfOpenProbes: s.HalfOpenProbes,
+				ProbeTimeout: d[6],
 			},
 		}
 		if s.Schedule != "" {

@@ -59,6 +59,8 @@ type Service struct {
 	SlowCallDuration string `json:"slowCallDuration,omitempty"`
 	// HalfOpenProbes is the most concurrent trial calls while HALF_OPEN.
 	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
+	// ProbeTimeout is how long a probe lease lasts.
+	ProbeTimeout string `json:"probeTimeout,omitempty"`
 }
 
 // Load reads and validates the configuration file at path.
@@ -85,7 +87,7 @@ func Parse(data []byte) (File, error) {
 		if err := circuit.ValidateID(s.ID); err != nil {
 			return File{}, fmt.Errorf("appconfig: services[%d]: %w", i, err)
 		}
-		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration} {
+		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration, "probeTimeout": s.ProbeTimeout} {
 			if _, err := Duration(v); err != nil {
 				return File{}, fmt.Errorf("appconfig: service %q: %s: %w", s.ID, name, err)
 			}

@@ -20,6 +20,9 @@ const EnvPolicies = api.EnvPolicies
 const (
 	DefaultHalfOpenProbes = 1
 	MaxHalfOpenProbes     = 10
+	DefaultProbeTimeout   = 10 * time.Second
+	MinProbeTimeout       = time.Second
+	MaxProbeTimeout       = 15 * time.Minute
 	MinWindow             = 5 * time.Second
 	MaxWindow             = 5 * time.Minute
 	MaxMinimumCalls       = 100000
@@ -51,6 +54,11 @@ type Policy struct {
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default 1.
 	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
+	// ProbeTimeout is how long a probe lease lasts (1s..15m): a probe
+	// call's outcome must be reported within it, and a lease whose
+	// outcome never comes frees its slot after it. Set it to at least the
+	// timeout of the calls to the service. Default 10s.
+	ProbeTimeout Duration `json:"probeTimeout,omitempty"`
 	// SuccessThreshold is the number of successful probes (or checks) that
 	// closes a HALF_OPEN circuit (1..100). Default 2.
 	SuccessThreshold int `json:"successThreshold,omitempty"`
@@ -81,6 +89,9 @@ func (p Policy) WithDefaults() Policy {
 	p.SlowCallRateThreshold, p.SlowCallDuration = r.SlowCallRateThreshold, Duration(r.SlowCallDuration)
 	if p.HalfOpenProbes == 0 {
 		p.HalfOpenProbes = DefaultHalfOpenProbes
+	}
+	if p.ProbeTimeout == 0 {
+		p.ProbeTimeout = Duration(DefaultProbeTimeout)
 	}
 	return p
 }
@@ -131,6 +142,9 @@ func (p Policy) Validate() error {
 	}
 	if d.HalfOpenProbes < 1 || d.HalfOpenProbes > MaxHalfOpenProbes {
 		errs = append(errs, fmt.Errorf("halfOpenProbes %d is out of range 1..%d", d.HalfOpenProbes, MaxHalfOpenProbes))
+	}
+	if pt := time.Duration(d.ProbeTimeout); pt < MinProbeTimeout || pt > MaxProbeTimeout {
+		errs = append(errs, fmt.Errorf("probeTimeout %s is out of range %s..%s", pt, MinProbeTimeout, MaxProbeTimeout))
 	}
 	return errors.Join(errs...)
 }

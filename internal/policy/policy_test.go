@@ -35,6 +35,16 @@ func TestParse(t *testing.T) {
 		{name: "window not bucket multiple", in: `{"a":{"window":"12s"}}`, wantErr: "window 12s"},
 		{name: "window too long", in: `{"a":{"window":"10m"}}`, wantErr: "window 10m0s"},
 		{name: "probes", in: `{"a":{"halfOpenProbes":11}}`, wantErr: "halfOpenProbes 11"},
+		{name: "probe timeout too short", in: `{"a":{"probeTimeout":"500ms"}}`, wantErr: "probeTimeout 500ms"},
+		{name: "probe timeout too long", in: `{"a":{"probeTimeout":"16m"}}`, wantErr: "probeTimeout 16m0s"},
+		{name: "probe timeout", in: `{"a":{"probeTimeout":"45s"}}`, check: func(t *testing.T, ps Policies) {
+			if got := time.Duration(ps.For("a").ProbeTimeout); got != 45*time.Second {
+				t.Errorf("probeTimeout = %s, want 45s", got)
+			}
+			if got := time.Duration(ps.For("other").ProbeTimeout); got != DefaultProbeTimeout {
+				t.Errorf("default probeTimeout = %s, want %s", got, DefaultProbeTimeout)
+			}
+		}},
 		{name: "negative minimum", in: `{"a":{"minimumCalls":-1}}`, wantErr: "minimumCalls -1"},
 		{name: "cool-down", in: `{"a":{"openCooldown":"10m","maxOpenCooldown":"1m"}}`, wantErr: "MaxOpenCooldown"},
 		{name: "trailing", in: `{} {}`, wantErr: "trailing"},

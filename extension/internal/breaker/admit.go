@@ -130,8 +130,12 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		return cache.Admission{}
 	}
-	k := b.o.Policies.For(c.ID).HalfOpenProbes
-	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, b.o.LeaseTTL, now)
+	pol := b.o.Policies.For(c.ID)
+	k, ttl := pol.HalfOpenProbes, b.o.LeaseTTL
+	if ttl <= 0 {
+		ttl = time.Duration(pol.ProbeTimeout)
+	}
+	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, ttl, now)
 	if err != nil {
 		var be *store.BusyError
 		retry := now.Add(b.o.BusyRetry)

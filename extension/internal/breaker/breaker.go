@@ -16,9 +16,6 @@ import (
 
 // Defaults of Options.
 const (
-	// DefaultLeaseTTL is how long a probe lease lasts when its outcome is
-	// never reported: then another caller may probe.
-	DefaultLeaseTTL = 10 * time.Second
 	// DefaultClaimTimeout bounds the table writes of one lookup that ends
 	// a cool-down or claims a probe lease.
 	DefaultClaimTimeout = 100 * time.Millisecond
@@ -46,7 +43,8 @@ type Cache interface {
 type Options struct {
 	// Policies are the per-service policies (defaults for absent services).
 	Policies policy.Policies
-	// LeaseTTL is the probe lease duration (default DefaultLeaseTTL).
+	// LeaseTTL, when set, is the probe lease duration of every service;
+	// by default each service's policy.Policy.ProbeTimeout.
 	LeaseTTL time.Duration
 	// ClaimTimeout bounds a lookup's table writes (default
 	// DefaultClaimTimeout).
@@ -80,9 +78,6 @@ type Breaker struct {
 
 // New returns a Breaker over the store returned by st.
 func New(st StoreFunc, o Options) *Breaker {
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = DefaultLeaseTTL
-	}
 	if o.ClaimTimeout <= 0 {
 		o.ClaimTimeout = DefaultClaimTimeout
 	}

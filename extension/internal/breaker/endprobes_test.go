@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -56,5 +57,27 @@ func TestEndProbesAtShutdown(t *testing.T) {
 				t.Errorf("reopened circuit %+v, want version 2 with a reason", after)
 			}
 		})
+	}
+}
+
+// A probe lease lasts the service's probeTimeout.
+func TestLeaseLastsTheProbeTimeout(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, id := range []string{"default", "slow"} {
+		f.put(t, circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1})
+	}
+	ps := policy.Policies{"slow": {ProbeTimeout: policy.Duration(45 * time.Second)}}
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	now := time.Now()
+	for id, want := range map[string]time.Duration{"default": policy.DefaultProbeTimeout, "slow": 45 * time.Second} {
+		a := b.Admit(ctx, f.get(t, id), now, true)
+		l, ok := b.leases[a.Probe]
+		if !ok {
+			t.Fatalf("%s: no lease held: %+v", id, a)
+		}
+		if got := l.Until.Sub(now); got != want {
+			t.Errorf("%s: lease lasts %s, want %s", id, got, want)
+		}
 	}
 }
