@@ -32,6 +32,9 @@ const (
 	// EnvToken is the environment variable whose value callers must send
 	// in the X-Circuit-Breaker-Token header.
 	EnvToken = "AWS_SESSION_TOKEN"
+	// EnvFunctionName is set by Lambda in every execution environment; its
+	// presence tells a real sandbox from a local run.
+	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
 
 // Defaults.
@@ -102,6 +105,12 @@ func Load(getenv func(string) string) (Config, error) {
 	var errs []error
 	if c.Table == "" {
 		errs = append(errs, fmt.Errorf("%s is required: the name of the circuit state table", EnvTable))
+	}
+	if c.Token == "" && getenv(EnvFunctionName) != "" {
+		// Inside Lambda the token is always set, except for functions
+		// without session credentials (SnapStart), which are not
+		// supported: without it, any local process could forge requests.
+		errs = append(errs, fmt.Errorf("%s is unset inside Lambda (%s is set): the local API would accept forged requests; the extension needs functions with session credentials", EnvToken, EnvFunctionName))
 	}
 	var err error
 	if c.Port, err = parseInt(getenv, EnvPort, DefaultPort, 0, 65535); err != nil {

@@ -70,6 +70,7 @@ func TestLoadErrors(t *testing.T) {
 		{"policies not JSON", map[string]string{EnvTable: "t", EnvPolicies: "payments"}, EnvPolicies + ": want a JSON object"},
 		{"policy out of range", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"halfOpenProbes":0.5}}`}, EnvPolicies},
 		{"policy field", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"minimumCalls":0,"failureRateThreshold":150}}`}, `service "payments": failureRateThreshold 150`},
+		{"no token inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout"}, EnvToken + " is unset inside Lambda"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +79,20 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("Load = %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Outside Lambda (no AWS_LAMBDA_FUNCTION_NAME) a missing token only turns
+// the check off; inside, a token is enough.
+func TestTokenRequiredOnlyInsideLambda(t *testing.T) {
+	for _, e := range []map[string]string{
+		{EnvTable: "t"},
+		{EnvTable: "t", EnvFunctionName: "checkout", EnvToken: "session"},
+	} {
+		c, err := Load(env(e))
+		if err != nil || c.Token != e[EnvToken] {
+			t.Errorf("Load(%v) = %+v, %v; want no error", e, c, err)
+		}
 	}
 }
 

@@ -109,14 +109,26 @@ func New(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
+// forwardingHeaders mark a request relayed by a proxy (in canonical form);
+// a request for the extension comes straight from the function, so any of
+// them means a forged or proxied request, which is refused.
+var forwardingHeaders = []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"}
+
 // Listen listens on 127.0.0.1:port, never on other interfaces.
 func Listen(port int) (net.Listener, error) {
 	return net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, forwarded := r.Header["X-Forwarded-For"]; forwarded {
-		h.refuse(w, r, http.StatusForbidden, "forwarded requests are refused")
+	for _, name := range forwardingHeaders {
+		if _, forwarded := r.Header[name]; forwarded {
+			h.refuse(w, r, http.StatusForbidden, "forwarded requests are refused")
+			return
+		}
+	}
+	// The token first: an unauthorised caller never gets a body read.
+	if r.URL.Path != "/health" && !h.authorized(r) {
+		h.refuse(w, r, http.StatusUnauthorized, "missing or wrong "+api.HeaderToken+" header")
 		return
 	}
 	limit := int64(MaxBodyBytes)
@@ -143,10 +155,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body = nil
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-	}
-	if r.URL.Path != "/health" && !h.authorized(r) {
-		h.refuse(w, r, http.StatusUnauthorized, "missing or wrong "+api.HeaderToken+" header")
-		return
 	}
 	h.mux.ServeHTTP(w, r)
 }
