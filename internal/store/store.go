@@ -137,6 +137,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.C
 // are in GetMany's result, and an ID in neither was never written.
 type ItemErrors map[string]error
 
+// Error names every unreadable circuit, in ID order.
 func (e ItemErrors) Error() string {
 	ids := make([]string, 0, len(e))
 	for id := range e {
