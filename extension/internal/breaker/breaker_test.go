@@ -38,6 +38,12 @@ func (f *fixture) extension(ps policy.Policies) (*Breaker, *cache.Cache) {
 	return b, c
 }
 
+// breaker returns a breaker over the fixture's table with default
+// policies and a generous claim timeout.
+func (f *fixture) breaker() *Breaker {
+	return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+}
+
 func (f *fixture) put(t *testing.T, c circuit.Circuit) {
 	t.Helper()
 	cur, _, err := f.st.Get(context.Background(), c.ID)

@@ -27,14 +27,11 @@ func TestEndProbesAtShutdown(t *testing.T) {
 			f := newFixture(t)
 			ctx := context.Background()
 			f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
-			newBreaker := func() *Breaker {
-				return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-			}
-			b := newBreaker()
+			b := f.breaker()
 			if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Probe == "" {
 				t.Fatalf("no probe lease: %+v", a)
 			}
-			if a := newBreaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+			if a := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
 				t.Fatalf("a second sandbox got a probe while the lease is held: %+v", a)
 			}
 
@@ -50,7 +47,7 @@ func TestEndProbesAtShutdown(t *testing.T) {
 			}
 			if tt.wantState == circuit.HalfOpen {
 				// The slot is free at once, not after the lease's TTL.
-				if a := newBreaker().Admit(ctx, after, time.Now(), true); a.Probe == "" {
+				if a := f.breaker().Admit(ctx, after, time.Now(), true); a.Probe == "" {
 					t.Errorf("another sandbox could not probe after the release: %+v", a)
 				}
 			} else if after.Version != 2 || after.Reason == "" {

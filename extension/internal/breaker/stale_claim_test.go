@@ -7,7 +7,6 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // A probe lease claimed on a cached HALF_OPEN that the table has moved
@@ -28,13 +27,10 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 			ctx := context.Background()
 			f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
 			stale := f.get(t, "svc")
-			newBreaker := func() *Breaker {
-				return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-			}
 
 			if tt.probe {
 				// Extension A probes and reports a failure.
-				a := newBreaker()
+				a := f.breaker()
 				first := a.Admit(ctx, stale, time.Now(), true)
 				if !first.Allowed || first.Probe == "" {
 					t.Fatalf("first claim: %+v, want a probe", first)
@@ -51,7 +47,7 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 			}
 
 			// Extension B still caches HALF_OPEN v1.
-			b := newBreaker()
+			b := f.breaker()
 			got := b.Admit(ctx, stale, time.Now(), true)
 			if got.Allowed != tt.wantAllowed || got.Probe != "" {
 				t.Errorf("claim on the stale HALF_OPEN: allowed=%v probe=%q, want allowed=%v and no probe", got.Allowed, got.Probe, tt.wantAllowed)
@@ -69,7 +65,7 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 			// The release runs beside the answer; allow it a moment.
 			deadline := time.Now().Add(2 * time.Second)
 			for {
-				again := newBreaker().Admit(ctx, f.get(t, "svc"), time.Now(), true)
+				again := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true)
 				if again.Allowed && again.Probe != "" {
 					break
 				}
@@ -87,10 +83,7 @@ func TestAbandonFreesTheSlot(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
-	newBreaker := func() *Breaker {
-		return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	}
-	b := newBreaker()
+	b := f.breaker()
 	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
 	if a.Probe == "" {
 		t.Fatalf("no probe: %+v", a)
@@ -104,7 +97,7 @@ func TestAbandonFreesTheSlot(t *testing.T) {
 	if b.Abandon(ctx, "svc", a.Probe) {
 		t.Error("Abandon gave the same lease back twice")
 	}
-	if again := newBreaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); again.Probe == "" {
+	if again := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); again.Probe == "" {
 		t.Errorf("slot still held after Abandon: %+v", again)
 	}
 }
