@@ -2,6 +2,7 @@ package circuitbreaker
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -330,11 +331,7 @@ func (s *circuitBreakedService) Table() awsdynamodb.ITable          { return s.t
 func (s *circuitBreakedService) EventsFunction() awslambda.Function { return s.events }
 func (s *circuitBreakedService) Dashboard() awscloudwatch.Dashboard { return s.dashboard }
 func (s *circuitBreakedService) Alarms() map[string]awscloudwatch.Alarm {
-	out := make(map[string]awscloudwatch.Alarm, len(s.alarms))
-	for k, v := range s.alarms {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.alarms)
 }
 func (s *circuitBreakedService) ExtensionLayer() awslambda.LayerVersion {
 	return s.layers[goarch(s.props.Architecture)]
@@ -343,11 +340,7 @@ func (s *circuitBreakedService) Updater() awslambda.Function    { return s.updat
 func (s *circuitBreakedService) MockAPI() awsapigateway.RestApi { return s.mockAPI }
 func (s *circuitBreakedService) DeadLetterQueue() awssqs.Queue  { return s.dlq }
 func (s *circuitBreakedService) Rules() map[string]awsevents.Rule {
-	out := make(map[string]awsevents.Rule, len(s.rules))
-	for k, v := range s.rules {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.rules)
 }
 func (s *circuitBreakedService) ServiceIDs() []string {
 	ids := make([]string, len(s.services))

@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -35,21 +36,11 @@ type RateSettings struct {
 
 // WithDefaults fills zero fields with the defaults.
 func (r RateSettings) WithDefaults() RateSettings {
-	if r.FailureRateThreshold == 0 {
-		r.FailureRateThreshold = DefaultFailureRateThreshold
-	}
-	if r.MinimumCalls == 0 {
-		r.MinimumCalls = DefaultMinimumCalls
-	}
-	if r.Window == 0 {
-		r.Window = DefaultWindow
-	}
-	if r.SlowCallRateThreshold == 0 {
-		r.SlowCallRateThreshold = DefaultSlowCallRateThreshold
-	}
-	if r.SlowCallDuration == 0 {
-		r.SlowCallDuration = DefaultSlowCallDuration
-	}
+	r.FailureRateThreshold = cmp.Or(r.FailureRateThreshold, DefaultFailureRateThreshold)
+	r.MinimumCalls = cmp.Or(r.MinimumCalls, DefaultMinimumCalls)
+	r.Window = cmp.Or(r.Window, DefaultWindow)
+	r.SlowCallRateThreshold = cmp.Or(r.SlowCallRateThreshold, DefaultSlowCallRateThreshold)
+	r.SlowCallDuration = cmp.Or(r.SlowCallDuration, DefaultSlowCallDuration)
 	return r
 }
 

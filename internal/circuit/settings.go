@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -67,12 +68,8 @@ func DefaultSettings() Settings {
 // OpenCooldown, and a zero OpenCooldown the smaller of the default and
 // MaxOpenCooldown, so that either one set alone is a valid setting.
 func (s Settings) WithDefaults() Settings {
-	if s.FailureThreshold == 0 {
-		s.FailureThreshold = DefaultFailureThreshold
-	}
-	if s.SuccessThreshold == 0 {
-		s.SuccessThreshold = DefaultSuccessThreshold
-	}
+	s.FailureThreshold = cmp.Or(s.FailureThreshold, DefaultFailureThreshold)
+	s.SuccessThreshold = cmp.Or(s.SuccessThreshold, DefaultSuccessThreshold)
 	if s.OpenCooldown == 0 {
 		s.OpenCooldown = DefaultOpenCooldown
 		if s.MaxOpenCooldown > 0 && s.MaxOpenCooldown < s.OpenCooldown {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,12 +88,8 @@ func (p Policy) WithDefaults() Policy {
 	p.OpenCooldown, p.MaxOpenCooldown = Duration(s.OpenCooldown), Duration(s.MaxOpenCooldown)
 	p.FailureRateThreshold, p.MinimumCalls, p.Window = r.FailureRateThreshold, r.MinimumCalls, Duration(r.Window)
 	p.SlowCallRateThreshold, p.SlowCallDuration = r.SlowCallRateThreshold, Duration(r.SlowCallDuration)
-	if p.HalfOpenProbes == 0 {
-		p.HalfOpenProbes = DefaultHalfOpenProbes
-	}
-	if p.ProbeTimeout == 0 {
-		p.ProbeTimeout = Duration(DefaultProbeTimeout)
-	}
+	p.HalfOpenProbes = cmp.Or(p.HalfOpenProbes, DefaultHalfOpenProbes)
+	p.ProbeTimeout = cmp.Or(p.ProbeTimeout, Duration(DefaultProbeTimeout))
 	return p
 }
 
