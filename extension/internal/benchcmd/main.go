@@ -34,6 +34,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 )
 
 const token = "bench-token"
@@ -78,9 +79,7 @@ func run(n, dynamoN, starts int, dur time.Duration) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "circuit-breaker")
-	build := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", bin, "./extension")...)
-	build.Dir, build.Env, build.Stderr = root, append(os.Environ(), "CGO_ENABLED=0"), os.Stderr
-	if err := build.Run(); err != nil {
+	if err := rie.BuildTo(context.Background(), root, "./extension", bin); err != nil {
 		return fmt.Errorf("build extension: %w", err)
 	}
 	fi, err := os.Stat(bin)

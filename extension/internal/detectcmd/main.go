@@ -31,9 +31,9 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
@@ -73,8 +73,12 @@ func run(runs, rate int, check time.Duration) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "circuit-breaker")
-	if out, err := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", bin, "./extension")...).CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		return err
+	}
+	if err := rie.BuildTo(ctx, root, "./extension", bin); err != nil {
+		return fmt.Errorf("build: %w", err)
 	}
 
 	var failing atomic.Bool

@@ -108,17 +108,9 @@ func (e *Emulator) Signal(name string, sig syscall.Signal) (int, error) {
 // to 5 s until they are gone. It returns how many it killed; none is an
 // error.
 func (e *Emulator) Kill(name string) (int, error) {
-	pids, err := e.Pids(name)
+	n, err := e.Signal(name, syscall.SIGKILL)
 	if err != nil {
 		return 0, err
-	}
-	if len(pids) == 0 {
-		return 0, fmt.Errorf("rie: no process named %q", name)
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return 0, fmt.Errorf("rie: kill %s (%d): %w", name, pid, err)
-		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -127,7 +119,7 @@ func (e *Emulator) Kill(name string) (int, error) {
 			return 0, err
 		}
 		if len(left) == 0 {
-			return len(pids), nil
+			return n, nil
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("rie: %s still running 5s after SIGKILL: %v", name, left)

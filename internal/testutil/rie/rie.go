@@ -141,7 +141,14 @@ func BuildPackage(ctx context.Context, pkg, dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, filepath.Base(pkg))
-	// Build as the construct ships: the extension with its own flags.
+	return out, BuildTo(ctx, root, pkg, out)
+}
+
+// BuildTo builds the main package pkg (an import path or a path relative
+// to the module root) for the host into the file out, as the construct
+// ships it: static, stripped, and the extension with its own flags
+// (internal/buildflags).
+func BuildTo(ctx context.Context, root, pkg, out string) error {
 	flags := buildflags.Common
 	if strings.HasSuffix(pkg, "/extension") {
 		flags = buildflags.Extension
@@ -150,9 +157,9 @@ func BuildPackage(ctx context.Context, pkg, dir string) (string, error) {
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
-	return out, nil
+	return nil
 }
 
 // ErrUnavailable marks errors that mean the emulator cannot run on this
