@@ -290,6 +290,13 @@ func TestOldValueAfterFreezeIsServedWhileRefreshing(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(10 * time.Minute) // the sandbox was frozen
+	// Hold the refresh this lookup starts, so the answer cannot come
+	// from it: the lookup must not wait for it.
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.gate = gate
+	r.mu.Unlock()
+	defer close(gate)
 	d := c.Lookup(context.Background(), "a")
 	if d.FailMode || d.Allowed || d.Age != 10*time.Minute {
 		t.Fatalf("after a freeze = %+v, want the cached OPEN value with its age", d)
