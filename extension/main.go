@@ -1,6 +1,6 @@
 // Command circuit-breaker is the circuit-breaker Lambda extension: an
 // external extension that serves the state of circuits to the function on
-// 127.0.0.1 (see the README's "Extension API" section).
+// 127.0.0.1 (see docs/extension.md).
 //
 // The layer places it at /opt/extensions/circuit-breaker; it registers
 // under its file name.

@@ -63,7 +63,7 @@ type CircuitBreakedServiceProps struct {
 	DisableDashboard bool
 
 	// Extension tunes the extension in the functions passed to AttachTo.
-	// Default: the extension's own defaults (see the README).
+	// Default: the extension's own defaults (see docs/extension.md).
 	Extension ExtensionSettings
 }
 

@@ -1,8 +1,8 @@
 package api
 
 // Environment variables that configure the extension (and the Go client).
-// The CDK construct sets them on the functions it is attached to; see the
-// README for defaults.
+// The CDK construct sets them on the functions it is attached to; see
+// docs/extension.md for their defaults.
 const (
 	EnvTable           = "CIRCUIT_BREAKER_TABLE"
 	EnvServices        = "CIRCUIT_BREAKER_SERVICES"

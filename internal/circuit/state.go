@@ -65,7 +65,7 @@ func ValidateID(id string) error {
 
 // Circuit is the stored record of one monitored service. The zero value of
 // every counter is meaningful, so a Circuit decoded from a sparse item is
-// usable. Package store maps it to the table's item layout (see the README).
+// usable. Package store maps it to the table's item layout (see docs/state-model.md).
 type Circuit struct {
 	// ID is the service ID and the table's partition key.
 	ID string

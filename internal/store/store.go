@@ -151,8 +151,8 @@ func (e ItemErrors) Error() string {
 	return fmt.Sprintf("store: %d unreadable circuit items: %s", len(ids), strings.Join(msgs, "; "))
 }
 
-// record is the item layout of a circuit in the table (documented in the
-// README). Times are Unix milliseconds; zero times and empty strings are
+// record is the item layout of a circuit in the table (documented in
+// docs/state-model.md). Times are Unix milliseconds; zero times and empty strings are
 // left out.
 type record struct {
 	ID                   string `dynamodbav:"id"`
