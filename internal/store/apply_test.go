@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -330,5 +331,72 @@ func TestSparseItemFromOverride(t *testing.T) {
 	got, _, err := s.Get(ctx, "sparse")
 	if err != nil || got.State != circuit.Open || got.Version != 1 || got.Override != circuit.ForcedOpen {
 		t.Errorf("sparse item after 3 failures: %+v, %v", got, err)
+	}
+}
+
+// TestApplyCountsARetriedWriteOnce loses the answer of Apply's first
+// write after DynamoDB applied it; the SDK retries the same request, whose
+// condition then fails on the item it wrote itself. That is a success, not
+// a lost race: the decision counts once.
+func TestApplyCountsARetriedWriteOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		start  circuit.Circuit
+		result circuit.CheckResult
+		decide func(c circuit.Circuit, r circuit.CheckResult) circuit.Decision
+		want   func(c circuit.Circuit) bool
+		desc   string
+	}{
+		{
+			name:   "probe success",
+			start:  circuit.Circuit{State: circuit.HalfOpen, Version: 1, OpenCount: 1},
+			result: circuit.Success("probe ok"),
+			decide: func(c circuit.Circuit, r circuit.CheckResult) circuit.Decision {
+				return circuit.DecideProbe(c, circuit.Settings{SuccessThreshold: 2}, 1, r, t0)
+			},
+			want: func(c circuit.Circuit) bool {
+				return c.State == circuit.HalfOpen && c.Version == 1 && c.ConsecutiveSuccesses == 1
+			},
+			desc: "HALF_OPEN v1 with 1 success (2 would close it)",
+		},
+		{
+			name:   "failed check",
+			start:  circuit.Circuit{State: circuit.Closed, Version: 1, ConsecutiveFailures: 1},
+			result: circuit.Failure("status 500"),
+			decide: func(c circuit.Circuit, r circuit.CheckResult) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{}, r, t0)
+			},
+			want: func(c circuit.Circuit) bool { return c.State == circuit.Closed && c.ConsecutiveFailures == 2 },
+			desc: "CLOSED with 2 failures (3 would open it)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var armed atomic.Bool
+			s, tr := newFaultyStore(t, loseFirst("UpdateItem", &armed))
+			ctx := context.Background()
+			start := tt.start
+			start.ID = "svc"
+			if err := s.Write(ctx, circuit.New("svc"), start, circuit.Transition); err != nil {
+				t.Fatal(err)
+			}
+			armed.Store(true)
+			before := tr.Count("UpdateItem")
+			a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision { return tt.decide(c, tt.result) })
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if n := tr.Count("UpdateItem") - before; n != 2 {
+				t.Errorf("%d UpdateItem requests, want 2 (the applied one whose answer was lost, and the SDK's retry)", n)
+			}
+			got, _, err := s.Get(ctx, "svc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(got) || a.Writes != 1 || a.Reads != 1 {
+				t.Errorf("after one %s: stored %s v%d failures %d successes %d, Apply made %d reads %d writes; want %s, 1 read, 1 write",
+					tt.name, got.State, got.Version, got.ConsecutiveFailures, got.ConsecutiveSuccesses, a.Reads, a.Writes, tt.desc)
+			}
+		})
 	}
 }

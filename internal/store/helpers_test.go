@@ -2,11 +2,13 @@ package store
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbcount"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbfault"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/logbuf"
 )
@@ -42,3 +44,24 @@ func newTestStore(t *testing.T) (*Store, *countingAPI, *logBuffer) {
 type typesAV = types.AttributeValue
 
 func strAV(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+// newFaultyStore is newTestStore with every request going through a
+// dbfault transport, below the SDK and its retries.
+func newFaultyStore(t *testing.T, fault func(op string, body []byte) dbfault.Action) (*Store, *dbfault.Transport) {
+	t.Helper()
+	srv := dynalite.Start(t)
+	tr := &dbfault.Transport{Fault: fault}
+	return New(tr.Wrap(srv.Client()), srv.NewTable(t)).WithLogger(slog.New(slog.NewJSONHandler(&logBuffer{}, nil))), tr
+}
+
+// loseFirst returns a fault that loses the answer of the first request of
+// operation op once armed is set, and passes everything else.
+func loseFirst(op string, armed *atomic.Bool) func(string, []byte) dbfault.Action {
+	var done atomic.Bool
+	return func(o string, _ []byte) dbfault.Action {
+		if o == op && armed.Load() && done.CompareAndSwap(false, true) {
+			return dbfault.LoseAnswer
+		}
+		return dbfault.Pass
+	}
+}

@@ -56,11 +56,35 @@ func (e *BusyError) Error() string { return ErrLeaseBusy.Error() }
 // Unwrap makes errors.Is(err, ErrLeaseBusy) hold.
 func (e *BusyError) Unwrap() error { return ErrLeaseBusy }
 
+// UncertainClaimError is ClaimLease's error when a claim's answer was lost
+// (a timeout, a network error, throttling after a first attempt): the
+// claim may or may not have been applied. Releasing Lease (ReleaseLease,
+// by its token) frees the slot if it was, and does nothing otherwise.
+type UncertainClaimError struct {
+	// Lease is the claim that was sent.
+	Lease Lease
+	// Err is the error of the call.
+	Err error
+}
+
+func (e *UncertainClaimError) Error() string {
+	return fmt.Sprintf("store: claim %s: %v", LeaseKey(e.Lease.ID, e.Lease.Slot), e.Err)
+}
+
+// Unwrap returns the call's error.
+func (e *UncertainClaimError) Unwrap() error { return e.Err }
+
 // ClaimLease claims one of the slots lease slots of service id, trying
 // them in order from first, each with one conditional UpdateItem: a slot
 // is free when it was never claimed, was released, or its lease expired
 // before now. The lease lasts ttl and records holder and the circuit's
 // version. When every slot is held it returns a *BusyError.
+//
+// The claim's token is written with it: a failed condition on a slot that
+// holds that token means an earlier attempt of this claim was applied (the
+// SDK retried after losing the answer), and the claim succeeds. Any other
+// error, except a permanent refusal, is an *UncertainClaimError, so that
+// the caller can give back a claim it cannot tell was applied.
 func (s *Store) ClaimLease(ctx context.Context, id string, slots, first int, holder string, version int64, ttl time.Duration, now time.Time) (Lease, error) {
 	if slots < 1 {
 		slots = 1
@@ -88,13 +112,19 @@ func (s *Store) ClaimLease(ctx context.Context, id string, slots, first int, hol
 			ExpressionAttributeNames:            e.names,
 			ExpressionAttributeValues:           e.values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
+		}, s.callOpts...)
 		if err == nil {
 			return l, nil
 		}
 		var ccf *types.ConditionalCheckFailedException
 		if !errors.As(err, &ccf) {
-			return Lease{}, fmt.Errorf("store: claim %s: %w", LeaseKey(id, slot), err)
+			if Permanent(err) {
+				return Lease{}, fmt.Errorf("store: claim %s: %w", LeaseKey(id, slot), err)
+			}
+			return Lease{}, &UncertainClaimError{Lease: l, Err: err}
+		}
+		if s.holdsToken(ctx, ccf, LeaseKey(id, slot), "token", token) {
+			return l, nil
 		}
 		var held struct {
 			Until int64 `dynamodbav:"leaseUntil"`
@@ -123,7 +153,7 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
-	})
+	}, s.callOpts...)
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
@@ -134,10 +164,11 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	return nil
 }
 
+// newToken returns a random token for a lease claim or a circuit write.
 func newToken() (string, error) {
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("store: lease token: %w", err)
+		return "", fmt.Errorf("store: request token: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 func TestClaimLeaseAdmitsExactlyK(t *testing.T) {
@@ -89,4 +91,68 @@ func TestLeaseReleaseAndExpiry(t *testing.T) {
 	if err := s.ReleaseLease(ctx, l3); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A claim whose answer is lost after DynamoDB applied it is retried by
+// the SDK; the retry finds the slot held by the claim's own token, which
+// is a success, not a busy slot that nobody holds.
+func TestClaimLeaseRetriedBySDKSucceeds(t *testing.T) {
+	var armed atomic.Bool
+	s, tr := newFaultyStore(t, loseFirst("UpdateItem", &armed))
+	armed.Store(true)
+	l, err := s.ClaimLease(context.Background(), "svc", 1, 0, "a", 1, 10*time.Second, time.Now())
+	if err != nil {
+		t.Fatalf("claim = %v, want the lease its first attempt took", err)
+	}
+	if n := tr.Count("UpdateItem"); n != 2 {
+		t.Fatalf("%d UpdateItem requests, want 2 (the applied claim and the SDK's retry)", n)
+	}
+	if err := s.ReleaseLease(context.Background(), l); err != nil {
+		t.Errorf("releasing the claimed lease = %v, want it held by the returned token", err)
+	}
+}
+
+// A claim whose call fails without an answer reports the claim it sent,
+// so that the caller can release it by token whether or not it was
+// applied; releasing one that was never applied is harmless.
+func TestClaimLeaseUncertain(t *testing.T) {
+	for _, applied := range []bool{true, false} {
+		t.Run(map[bool]string{true: "applied", false: "not applied"}[applied], func(t *testing.T) {
+			s, _, _ := newTestStore(t)
+			inner := s.db
+			s.db = lostClaimAPI{API: inner, apply: applied}
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			_, err := s.ClaimLease(ctx, "svc", 1, 0, "a", 1, 10*time.Second, time.Now())
+			var ue *UncertainClaimError
+			if !errors.As(err, &ue) || !errors.Is(err, context.DeadlineExceeded) || ue.Lease.Token == "" {
+				t.Fatalf("claim = %v, want an UncertainClaimError wrapping the deadline", err)
+			}
+			s.db = inner
+			rerr := s.ReleaseLease(context.Background(), ue.Lease)
+			if applied && rerr != nil || !applied && !errors.Is(rerr, ErrConflict) {
+				t.Errorf("release of the uncertain claim = %v", rerr)
+			}
+			if _, err := s.ClaimLease(context.Background(), "svc", 1, 0, "b", 1, 10*time.Second, time.Now()); err != nil {
+				t.Errorf("another claim after the release = %v, want the slot free", err)
+			}
+		})
+	}
+}
+
+// lostClaimAPI applies (or not) every UpdateItem, then waits for the
+// caller's deadline and returns its error, as when the answer is lost.
+type lostClaimAPI struct {
+	API
+	apply bool
+}
+
+func (l lostClaimAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if l.apply {
+		if _, err := l.API.UpdateItem(context.WithoutCancel(ctx), in, opts...); err != nil {
+			return nil, err
+		}
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
 }

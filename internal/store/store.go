@@ -39,6 +39,8 @@ type Store struct {
 	table       string
 	logger      *slog.Logger
 	maxAttempts int
+	// callOpts are passed to every GetItem and every conditional write.
+	callOpts []func(*dynamodb.Options)
 }
 
 // New returns a Store over the named table. It logs transitions to
@@ -83,7 +85,7 @@ func (s *Store) Get(ctx context.Context, id string) (c circuit.Circuit, found bo
 		TableName:      aws.String(s.table),
 		Key:            key(id),
 		ConsistentRead: aws.Bool(true),
-	})
+	}, s.callOpts...)
 	if err != nil {
 		return circuit.Circuit{}, false, fmt.Errorf("store: get circuit %q: %w", id, err)
 	}

@@ -18,6 +18,12 @@ import (
 // read: another writer won the race.
 var ErrConflict = errors.New("store: circuit changed since it was read")
 
+// WriteTokenAttribute holds the random token of the last write of a
+// circuit item. A conditional write that was applied but whose answer was
+// lost is retried by the SDK; the retry's condition then fails, and the
+// token, read back from the failed check, shows the write as ours.
+const WriteTokenAttribute = "writeToken"
+
 // Write stores the state-machine part of next, on the condition that the
 // item still holds what cur holds: the same version, counters, open count
 // and retry time (a missing attribute counts as zero, so a circuit that was
@@ -29,6 +35,12 @@ var ErrConflict = errors.New("store: circuit changed since it was read")
 // circuit.CounterUpdate, next.Version must equal cur.Version: counter
 // updates never bump the version. Override attributes are never touched,
 // so a concurrent SetOverride is not lost.
+//
+// Every write carries a fresh token (WriteTokenAttribute). When the
+// condition fails on an item that holds that token, an earlier attempt of
+// this same write was applied (the SDK retried it after losing the
+// answer), so Write reports success rather than a conflict: the decision
+// counts once.
 func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change) error {
 	switch change {
 	case circuit.Transition:
@@ -49,7 +61,12 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 		return fmt.Errorf("store: write of %q with unknown state %q", cur.ID, next.State)
 	}
 
+	token, err := newToken()
+	if err != nil {
+		return err
+	}
 	e := newExpr()
+	e.set(WriteTokenAttribute, &types.AttributeValueMemberS{Value: token})
 	e.set("state", &types.AttributeValueMemberS{Value: string(next.State)})
 	e.set("version", num(next.Version))
 	e.set("failures", num(int64(next.ConsecutiveFailures)))
@@ -71,22 +88,49 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 	e.guard("openCount", int64(cur.OpenCount))
 	e.guard("retryAt", toMillis(cur.RetryAt))
 
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(cur.ID),
-		UpdateExpression:          aws.String(e.update()),
-		ConditionExpression:       aws.String(e.condition()),
-		ExpressionAttributeNames:  e.names,
-		ExpressionAttributeValues: e.values,
-	})
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(s.table),
+		Key:                                 key(cur.ID),
+		UpdateExpression:                    aws.String(e.update()),
+		ConditionExpression:                 aws.String(e.condition()),
+		ExpressionAttributeNames:            e.names,
+		ExpressionAttributeValues:           e.values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}, s.callOpts...)
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
+			if s.holdsToken(ctx, ccf, cur.ID, WriteTokenAttribute, token) {
+				return nil
+			}
 			return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, ErrConflict)
 		}
 		return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, err)
 	}
 	return nil
+}
+
+// holdsToken reports whether the item a failed condition check was made
+// on (item id) holds token in attribute attr. DynamoDB returns that item
+// with the failure; when it is missing (an emulator without
+// ReturnValuesOnConditionCheckFailure), the attribute is read back
+// instead. A failed read counts as not holding it.
+func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFailedException, id, attr, token string) bool {
+	item := ccf.Item
+	if len(item) == 0 {
+		out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:      aws.String(s.table),
+			Key:            key(id),
+			ConsistentRead: aws.Bool(true),
+		}, s.callOpts...)
+		if err != nil {
+			return false
+		}
+		item = out.Item
+		ccf.Item = item
+	}
+	v, ok := item[attr].(*types.AttributeValueMemberS)
+	return ok && token != "" && v.Value == token
 }
 
 // expr builds an update and a condition expression with placeholder names
