@@ -24,7 +24,11 @@ import (
 //
 // All table calls of one Admit share one deadline, the claim timeout;
 // when they fail or time out the caller is denied (the circuit is not
-// CLOSED, so denying is safe).
+// CLOSED, so denying is safe), and lookups leave that circuit's items alone
+// for BusyRetry: at most one write attempt per circuit per interval, each
+// a single request without SDK retries. A claim whose answer was lost is
+// given back by its token in the background. After Stop, lookups write
+// nothing and claim no lease.
 func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) cache.Admission {
 	if probe && c.ActiveOverride(now) == circuit.NoOverride && (c.State == circuit.Open || c.State == circuit.HalfOpen) {
 		var cancel context.CancelFunc
@@ -39,7 +43,7 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 	}
 	switch c.State {
 	case circuit.Open:
-		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) {
+		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) || b.stopped.Load() || b.paused(c.ID, now) {
 			return cache.Admission{}
 		}
 		next, ok := b.endCooldown(ctx, c, now)
@@ -86,26 +90,27 @@ func (b *Breaker) end(id string) {
 
 // endCooldown moves an OPEN circuit past its retryAt to HALF_OPEN with a
 // conditional transition and returns the circuit as stored afterwards.
+// When that fails, lookups leave the circuit alone for BusyRetry.
 func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.Time) (circuit.Circuit, bool) {
 	if !b.begin(c.ID) {
 		return c, false
 	}
 	defer b.end(c.ID)
-	st, err := b.store(ctx)
-	if err != nil {
-		b.o.Logger.Warn("ending cool-down failed", "service", c.ID, "error", err.Error())
-		return c, false
+	st, err := b.lookupStore(ctx)
+	if err == nil {
+		var applied store.Applied
+		applied, err = st.Apply(ctx, c.ID, func(cur circuit.Circuit) circuit.Decision {
+			return circuit.DecideCooldownOver(cur, b.o.Now())
+		})
+		if err == nil {
+			after := applied.After()
+			b.put(after)
+			return after, true
+		}
 	}
-	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, c.ID, func(cur circuit.Circuit) circuit.Decision {
-		return circuit.DecideCooldownOver(cur, b.o.Now())
-	})
-	if err != nil {
-		b.o.Logger.Warn("ending cool-down failed", "service", c.ID, "error", err.Error())
-		return c, false
-	}
-	after := applied.After()
-	b.put(after)
-	return after, true
+	b.pause(c.ID, now.Add(b.o.BusyRetry))
+	b.o.Logger.Warn("ending cool-down failed; retrying after a pause", "service", c.ID, "pauseMs", b.o.BusyRetry.Milliseconds(), "error", err.Error())
+	return c, false
 }
 
 // claim tries to take a probe lease of the HALF_OPEN circuit c.
@@ -116,17 +121,17 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 			delete(b.leases, tok)
 		}
 	}
-	wait, busy := b.busy[c.ID]
 	b.mu.Unlock()
-	if busy && now.Before(wait) {
+	if b.stopped.Load() || b.paused(c.ID, now) {
 		return cache.Admission{}
 	}
 	if !b.begin(c.ID) {
 		return cache.Admission{}
 	}
 	defer b.end(c.ID)
-	st, err := b.store(ctx)
+	st, err := b.lookupStore(ctx)
 	if err != nil {
+		b.pause(c.ID, now.Add(b.o.BusyRetry))
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		return cache.Admission{}
 	}
@@ -142,9 +147,14 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		if errors.As(err, &be) && !be.Until.IsZero() && be.Until.Before(retry) {
 			retry = be.Until
 		}
-		b.mu.Lock()
-		b.busy[c.ID] = retry
-		b.mu.Unlock()
+		b.pause(c.ID, retry)
+		var uncertain *store.UncertainClaimError
+		if errors.As(err, &uncertain) {
+			// The claim may have been applied with its answer lost: a
+			// slot nobody holds would block every sandbox until the
+			// lease expires. Give it back by its token.
+			b.bg.goDo(func() { b.release(ctx, uncertain.Lease) })
+		}
 		if !errors.Is(err, store.ErrLeaseBusy) {
 			b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		}
@@ -157,6 +167,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 	cur, _, err := st.Get(ctx, c.ID)
 	if err != nil || cur.State != circuit.HalfOpen || cur.Version != c.Version || cur.ActiveOverride(now) != circuit.NoOverride {
 		if err != nil {
+			b.pause(c.ID, now.Add(b.o.BusyRetry))
 			b.o.Logger.Warn("re-reading the circuit after a probe claim failed", "service", c.ID, "error", err.Error())
 		} else {
 			b.put(cur)
@@ -164,7 +175,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		}
 		// Give the slot back without holding up the answer; should the
 		// sandbox freeze first, the lease simply expires.
-		go b.release(ctx, l)
+		b.bg.goDo(func() { b.release(ctx, l) })
 		if err != nil {
 			return cache.Admission{}
 		}
@@ -173,6 +184,13 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		return cache.Admission{Allowed: cur.EffectiveState(now) == circuit.Closed, Circuit: cur}
 	}
 	b.mu.Lock()
+	if b.stopped.Load() {
+		// SHUTDOWN has settled the held leases already: this one would be
+		// left to expire.
+		b.mu.Unlock()
+		b.bg.goDo(func() { b.release(ctx, l) })
+		return cache.Admission{}
+	}
 	b.leases[l.Token] = l
 	delete(b.busy, c.ID)
 	b.mu.Unlock()
@@ -197,12 +215,17 @@ func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
 	return l, true
 }
 
-// release gives lease l back, with its own timeout so that a claim which
-// used up its budget still frees the slot; failing that, it expires.
+// release gives lease l back for a lookup, with its own timeout so that a
+// claim which used up its budget still frees the slot, in one attempt;
+// failing that, it expires.
 func (b *Breaker) release(ctx context.Context, l store.Lease) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
 	defer cancel()
-	b.releaseWithin(ctx, l)
+	st, err := b.lookupStore(ctx)
+	if err == nil {
+		err = st.ReleaseLease(ctx, l)
+	}
+	b.released(l, err)
 }
 
 // releaseWithin gives lease l back within ctx.
@@ -211,6 +234,12 @@ func (b *Breaker) releaseWithin(ctx context.Context, l store.Lease) {
 	if err == nil {
 		err = st.ReleaseLease(ctx, l)
 	}
+	b.released(l, err)
+}
+
+// released logs a failed release; a lease no longer held by l's token
+// (expired and claimed again, or never applied) is not a failure.
+func (b *Breaker) released(l store.Lease, err error) {
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		b.o.Logger.Warn("releasing a probe lease failed; it expires by itself", "service", l.ID, "error", err.Error())
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
@@ -20,7 +21,8 @@ const (
 	// a cool-down or claims a probe lease.
 	DefaultClaimTimeout = 100 * time.Millisecond
 	// DefaultBusyRetry is how long an extension that found every lease
-	// slot held waits before it tries to claim again.
+	// slot held, or whose write to end a cool-down or claim a lease
+	// failed, waits before it writes that circuit again.
 	DefaultBusyRetry = time.Second
 	// ttlMargin keeps bucket items past the longest window they serve.
 	ttlMargin = time.Minute
@@ -49,8 +51,9 @@ type Options struct {
 	// ClaimTimeout bounds a lookup's table writes (default
 	// DefaultClaimTimeout).
 	ClaimTimeout time.Duration
-	// BusyRetry is the pause after finding every lease slot held (default
-	// DefaultBusyRetry).
+	// BusyRetry is the pause after finding every lease slot held, or after
+	// a failed write to end a cool-down or claim a lease, before the
+	// circuit is written again from a lookup (default DefaultBusyRetry).
 	BusyRetry time.Duration
 	// MaxPending bounds the pending (circuit, bucket) counts kept in
 	// memory (default outcomes.DefaultMaxEntries).
@@ -72,8 +75,14 @@ type Breaker struct {
 	mu       sync.Mutex
 	cache    Cache
 	leases   map[string]store.Lease // by token
-	busy     map[string]time.Time   // circuit ID -> no claim before
+	busy     map[string]time.Time   // circuit ID -> no lookup write before
 	inflight map[string]bool        // circuits with a cool-down end or claim in progress
+
+	// gate orders Stop against the recording of outcomes: once Stop has
+	// returned, nothing more is recorded, so the last flush has it all.
+	gate    sync.RWMutex
+	stopped atomic.Bool
+	bg      tasks
 }
 
 // New returns a Breaker over the store returned by st.
@@ -118,6 +127,35 @@ func (b *Breaker) Holder() string { return b.o.Holder }
 
 // Pending returns the number of (circuit, bucket) counts not yet flushed.
 func (b *Breaker) Pending() int { return b.agg.Pending() }
+
+// lookupStore returns the store for the table writes of a lookup (ending
+// a cool-down, claiming and giving back probe leases): one attempt per
+// call, with no SDK retry, since the breaker backs off per circuit and the
+// lookup has only the claim timeout; so a failing table never drains the
+// SDK's retry quota, which the cache's reads and the flush share.
+func (b *Breaker) lookupStore(ctx context.Context) (*store.Store, error) {
+	st, err := b.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.WithLogger(b.o.Logger).WithoutRetries(), nil
+}
+
+// paused reports whether lookups must not write circuit id's items before
+// a later time (see BusyRetry).
+func (b *Breaker) paused(id string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	wait, ok := b.busy[id]
+	return ok && now.Before(wait)
+}
+
+// pause keeps lookups from writing circuit id's items before until.
+func (b *Breaker) pause(id string, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.busy[id] = until
+}
 
 func (b *Breaker) put(c circuit.Circuit) {
 	b.mu.Lock()

@@ -135,14 +135,29 @@ func WindowStarts(now time.Time, window time.Duration) []time.Time {
 }
 
 // evaluate reads the window of circuit id and trips it when the rate is
-// reached, through store.Apply.
+// reached, through store.Apply. A circuit the cache holds as not CLOSED is
+// read again first, since the cache may be behind the table (another
+// sandbox's probe closed it meanwhile); it is skipped only when the table
+// agrees.
 func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
-	if c, ok := b.peek(id); ok && c.State != circuit.Closed && c.State != "" {
-		return false, nil // already tripped: nothing to decide
-	}
 	st, err := b.store(ctx)
 	if err != nil {
 		return false, err
+	}
+	cached, ok := b.peek(id)
+	if !ok {
+		cached = circuit.New(id)
+	}
+	if cached.State != circuit.Closed && cached.State != "" {
+		cur, _, err := st.Get(ctx, id)
+		if err != nil {
+			return false, fmt.Errorf("evaluate %q: %w", id, err)
+		}
+		b.put(cur)
+		if cur.State != circuit.Closed {
+			return false, nil // already tripped: nothing to decide
+		}
+		cached = cur
 	}
 	pol := b.o.Policies.For(id)
 	settings, rates := pol.Settings(), pol.Rates()
@@ -150,10 +165,6 @@ func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
 	buckets, err := st.GetBuckets(ctx, id, WindowStarts(now, rates.Window))
 	if err != nil {
 		return false, fmt.Errorf("evaluate %q: %w", id, err)
-	}
-	cached, ok := b.peek(id)
-	if !ok {
-		cached = circuit.New(id)
 	}
 	if circuit.DecideRate(cached, settings, rates, buckets, now).Change != circuit.Transition {
 		return false, nil

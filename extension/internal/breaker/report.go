@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
@@ -15,6 +16,37 @@ import (
 // lease, while the reporting caller waits.
 const probeApplyTimeout = time.Second
 
+// settleParallelism bounds the leases settled at once at SHUTDOWN.
+const settleParallelism = 8
+
+// ErrStopped is Report's error for outcomes it refused because the
+// breaker was stopped (SHUTDOWN): they were not counted.
+var ErrStopped = errors.New("breaker: stopped for shutdown; outcomes not counted")
+
+// Stop ends the breaker's intake; SHUTDOWN calls it once the local API has
+// stopped serving, before it settles leases and flushes. From its return
+// on, Report refuses ordinary outcomes with ErrStopped rather than count
+// them after the last flush, and lookups neither end a cool-down nor claim
+// a lease (a claim that completes afterwards is given back). A report is
+// therefore either counted by the last flush or refused, never dropped
+// silently.
+func (b *Breaker) Stop() {
+	b.gate.Lock()
+	defer b.gate.Unlock()
+	b.stopped.Store(true)
+}
+
+// record counts counts of circuit id unless the breaker is stopped.
+func (b *Breaker) record(id string, now time.Time, counts circuit.Counts) bool {
+	b.gate.RLock()
+	defer b.gate.RUnlock()
+	if b.stopped.Load() {
+		return false
+	}
+	b.agg.Record(id, now, counts)
+	return true
+}
+
 // Report takes validated outcomes of circuit id. Outcomes are counted in
 // memory, to be flushed on the next INVOKE or at SHUTDOWN. An outcome
 // carrying the token of a lease this extension handed out is a probe
@@ -22,7 +54,14 @@ const probeApplyTimeout = time.Second
 // after SuccessThreshold successes, reopen on a failure) and the lease is
 // released; the answer then holds the circuit's state. A probe token that
 // is unknown or expired is counted as an ordinary outcome.
+//
+// After Stop, ordinary outcomes are refused: they are left out of
+// Accepted and the error wraps ErrStopped. Accepted counts exactly the
+// outcomes taken, so an error with Accepted 0 means none was.
 func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error) {
+	if b.stopped.Load() {
+		return api.Accepted{}, ErrStopped
+	}
 	now := b.o.Now()
 	pol := b.o.Policies.For(id)
 	slow := pol.Rates().SlowCallDuration
@@ -53,10 +92,13 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 		if latency >= slow {
 			counts.Slow++
 		}
-		res.Accepted++
 	}
 	if counts.Calls > 0 {
-		b.agg.Record(id, now, counts)
+		if b.record(id, now, counts) {
+			res.Accepted += int(counts.Calls)
+		} else {
+			errs = append(errs, ErrStopped)
+		}
 	}
 	return res, errors.Join(errs...)
 }
@@ -100,7 +142,9 @@ func (b *Breaker) applyProbe(ctx context.Context, l store.Lease, result circuit.
 // failed is true (the shutdown reason says the invocation timed out or
 // failed, so a probe call may have hung), each counts as a failed probe
 // and reopens its circuit; otherwise each is released, so that another
-// sandbox may probe at once instead of after the lease expires.
+// sandbox may probe at once instead of after the lease expires. Leases are
+// settled concurrently; then EndProbes waits, still within ctx, for leases
+// being given back in the background.
 func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
 	now := b.o.Now()
 	b.mu.Lock()
@@ -112,15 +156,27 @@ func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
 		}
 	}
 	b.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, settleParallelism)
 	for _, l := range held {
-		if !failed {
-			b.releaseWithin(ctx, l)
-			continue
-		}
-		result := circuit.CheckResult{Reason: "probe call did not finish: the sandbox shut down (" + why + ")"}
-		if _, err := b.applyProbe(ctx, l, result); err != nil {
-			b.o.Logger.Warn("settling a probe at shutdown failed", "service", l.ID, "error", err.Error())
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if !failed {
+				b.releaseWithin(ctx, l)
+				return
+			}
+			result := circuit.CheckResult{Reason: "probe call did not finish: the sandbox shut down (" + why + ")"}
+			if _, err := b.applyProbe(ctx, l, result); err != nil {
+				b.o.Logger.Warn("settling a probe at shutdown failed", "service", l.ID, "error", err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.bg.wait(ctx); err != nil {
+		b.o.Logger.Warn("leases being given back did not finish before the deadline; they expire by themselves", "error", err.Error())
 	}
 	return len(held)
 }

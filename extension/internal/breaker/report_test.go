@@ -1,0 +1,104 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// After Stop, outcomes are refused rather than counted after the last
+// flush, and lookups claim no probe lease.
+func TestStopRefusesOutcomesAndClaims(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "half", State: circuit.HalfOpen, Version: 1})
+	b := f.breaker()
+	if res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false)}, {Success: ptr(true)}}); err != nil || res.Accepted != 2 {
+		t.Fatalf("report before Stop = %+v, %v; want 2 accepted", res, err)
+	}
+	b.Stop()
+	res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false)}})
+	if !errors.Is(err, ErrStopped) || res.Accepted != 0 {
+		t.Errorf("report after Stop = %+v, %v; want none accepted and ErrStopped", res, err)
+	}
+	if b.Pending() != 1 {
+		t.Errorf("%d buckets pending, want the 1 reported before Stop", b.Pending())
+	}
+	if a := b.Admit(ctx, f.get(t, "half"), time.Now(), true); a.Allowed || a.Probe != "" {
+		t.Errorf("lookup after Stop: %+v, want no probe", a)
+	}
+	if a := f.breaker().Admit(ctx, f.get(t, "half"), time.Now(), true); a.Probe == "" {
+		t.Errorf("the slot is held after a stopped breaker's lookup: %+v", a)
+	}
+}
+
+// slowWrites delays every UpdateItem while on is set.
+type slowWrites struct {
+	store.API
+	on    atomic.Bool
+	delay time.Duration
+}
+
+func (s *slowWrites) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if s.on.Load() {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.API.UpdateItem(ctx, in, opts...)
+}
+
+// Leases held at SHUTDOWN are settled side by side: with writes taking
+// 150 ms, four leases are all released within a 400 ms share of the
+// deadline, which one after another would take 600 ms.
+func TestEndProbesSettlesConcurrently(t *testing.T) {
+	db := dynalite.Start(t)
+	slow := &slowWrites{API: db.Client(), delay: 150 * time.Millisecond}
+	st := store.New(slow, db.NewTable(t)).WithLogger(quiet())
+	ctx := context.Background()
+	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	var ids []string
+	for i := range 4 {
+		id := fmt.Sprintf("svc%d", i)
+		ids = append(ids, id)
+		if err := st.Write(ctx, circuit.New(id), circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := st.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := b.Admit(ctx, c, time.Now(), true); a.Probe == "" {
+			t.Fatalf("%s: no lease: %+v", id, a)
+		}
+	}
+	slow.on.Store(true)
+	sctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	if n := b.EndProbes(sctx, false, "spindown"); n != 4 {
+		t.Fatalf("EndProbes settled %d leases, want 4", n)
+	}
+	slow.on.Store(false)
+	other := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	for _, id := range ids {
+		c, _, err := st.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := other.Admit(ctx, c, time.Now(), true); a.Probe == "" {
+			t.Errorf("%s: slot still held after EndProbes within its share: %+v", id, a)
+		}
+	}
+}
