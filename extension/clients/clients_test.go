@@ -1,0 +1,340 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
+)
+
+func TestFilesLayout(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for p := range files {
+		names = append(names, p)
+	}
+	slices.Sort(names)
+	want := []string{
+		"nodejs/node_modules/lambda-circuit-breaker/index.d.ts",
+		"nodejs/node_modules/lambda-circuit-breaker/index.js",
+		"nodejs/node_modules/lambda-circuit-breaker/package.json",
+		"python/lambda_circuit_breaker.py",
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("layer files = %v, want %v", names, want)
+	}
+	var pkg struct{ Name, Main, Types string }
+	if err := json.Unmarshal(files["nodejs/node_modules/lambda-circuit-breaker/package.json"], &pkg); err != nil {
+		t.Fatal(err)
+	}
+	if pkg.Name != NodePackage || pkg.Main != "index.js" || pkg.Types != "index.d.ts" {
+		t.Errorf("package.json = %+v", pkg)
+	}
+	dir := t.TempDir()
+	if err := Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range want {
+		if info, err := os.Stat(filepath.Join(dir, p)); err != nil || info.Mode().Perm() != 0o644 {
+			t.Errorf("%s after Write: %v, %v", p, info, err)
+		}
+	}
+	h1, err := Hash()
+	if err != nil || len(h1) != 64 {
+		t.Fatalf("Hash = %q, %v", h1, err)
+	}
+	if h2, _ := Hash(); h2 != h1 {
+		t.Errorf("Hash is not stable: %s then %s", h1, h2)
+	}
+}
+
+// The clients speak the same API and read the same environment as the Go
+// client: the constants they hard-code must match package api's.
+func TestClientsMatchTheAPI(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"python/lambda_circuit_breaker.py", "nodejs/node_modules/lambda-circuit-breaker/index.js"} {
+		src := string(files[p])
+		for _, want := range []string{
+			"X-Circuit-Breaker-Token", "CIRCUIT_BREAKER_PORT", "AWS_SESSION_TOKEN",
+			"CIRCUIT_BREAKER_FAIL_MODE", "CIRCUIT_BREAKER_MISS_TIMEOUT", "4243", "/outcomes", "/circuits?ids=",
+		} {
+			if !strings.Contains(src, want) {
+				t.Errorf("%s does not mention %s", p, want)
+			}
+		}
+	}
+}
+
+// harness runs the real extension binary beside dynalite and the fake
+// Extensions API, with a control API the language suites use to set up
+// circuits in the table and to read what the extension wrote.
+type harness struct {
+	port    int
+	token   string
+	control string
+	layer   string
+}
+
+const testToken = "client-suite-token"
+
+func startHarness(t *testing.T) *harness {
+	t.Helper()
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	table := srv.NewTable(t)
+	st := store.New(db, table)
+
+	bin := rie.Build(t, "./extension")
+	fake := extapitest.Start()
+	t.Cleanup(fake.Close)
+	port := rie.FreePort(t)
+	ext := exec.Command(bin)
+	ext.Env = []string{
+		"AWS_LAMBDA_RUNTIME_API=" + fake.Addr,
+		"CIRCUIT_BREAKER_TABLE=" + table,
+		"CIRCUIT_BREAKER_PORT=" + strconv.Itoa(port),
+		"CIRCUIT_BREAKER_MISS_TIMEOUT=1s", // dynalite on a loaded machine
+		"CIRCUIT_BREAKER_LOG_LEVEL=warn",
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=local",
+		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_SESSION_TOKEN=" + testToken,
+		"AWS_ENDPOINT_URL_DYNAMODB=" + srv.Endpoint,
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	ext.Stderr = writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	})
+	if err := ext.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = ext.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		fake.SendShutdown(2 * time.Second)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = ext.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("extension logs:\n%s", logs.String())
+			logMu.Unlock()
+		}
+	})
+	select {
+	case <-fake.FirstNext():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the extension did not call event/next")
+	}
+
+	var flushMu sync.Mutex
+	flushes := 0
+	mux := http.NewServeMux()
+	// PUT /circuits/{id} {"state":"HALF_OPEN","version":3,"successes":1,"retryInMs":-1}
+	mux.HandleFunc("PUT /circuits/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			State     string `json:"state"`
+			Version   int64  `json:"version"`
+			Successes int    `json:"successes"`
+			OpenCount int    `json:"openCount"`
+			RetryInMs *int64 `json:"retryInMs"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s, err := circuit.ParseState(in.State)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c := circuit.Circuit{ID: r.PathValue("id"), State: s, Version: in.Version, UpdatedAt: time.Now(),
+			ConsecutiveSuccesses: in.Successes, OpenCount: in.OpenCount, Reason: "set by the client suite"}
+		if in.RetryInMs != nil {
+			c.RetryAt = time.Now().Add(time.Duration(*in.RetryInMs) * time.Millisecond)
+		}
+		item, err := store.Encode(c)
+		if err == nil {
+			_, err = db.PutItem(r.Context(), &dynamodb.PutItemInput{TableName: &table, Item: item})
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /circuits/{id}", func(w http.ResponseWriter, r *http.Request) {
+		c, found, err := st.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]any{"found": found, "state": string(c.EffectiveState(time.Now())), "version": c.Version, "successes": c.ConsecutiveSuccesses})
+	})
+	// POST /flush sends an INVOKE event and returns once the extension has
+	// flushed its counts (it does so before its next event/next call).
+	mux.HandleFunc("POST /flush", func(w http.ResponseWriter, r *http.Request) {
+		flushMu.Lock()
+		defer flushMu.Unlock()
+		flushes++
+		before := fake.NextCalls()
+		fake.SendInvoke("flush-" + strconv.Itoa(flushes))
+		deadline := time.Now().Add(10 * time.Second)
+		for fake.NextCalls() <= before {
+			if time.Now().After(deadline) {
+				http.Error(w, "the extension did not finish the INVOKE", http.StatusGatewayTimeout)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	// GET /buckets/{id} sums the counts of the last two minutes' buckets.
+	mux.HandleFunc("GET /buckets/{id}", func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now().Truncate(5 * time.Second)
+		var starts []time.Time
+		for i := range 24 {
+			starts = append(starts, now.Add(-time.Duration(i)*5*time.Second))
+		}
+		bs, err := st.GetBuckets(r.Context(), r.PathValue("id"), starts)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var sum circuit.Counts
+		for _, b := range bs {
+			sum.Calls += b.Calls
+			sum.Failures += b.Failures
+		}
+		writeJSON(w, map[string]int64{"calls": sum.Calls, "failures": sum.Failures})
+	})
+	ctl := httptest.NewServer(mux)
+	t.Cleanup(ctl.Close)
+
+	layer := t.TempDir()
+	if err := Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	return &harness{port: port, token: testToken, control: ctl.URL, layer: layer}
+}
+
+// env is the environment of a language suite: the extension's port, token
+// and miss timeout as the construct sets them on a function, and the
+// control API.
+func (h *harness) env() []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"CIRCUIT_BREAKER_PORT=" + strconv.Itoa(h.port),
+		"CIRCUIT_BREAKER_MISS_TIMEOUT=1s",
+		"AWS_SESSION_TOKEN=" + h.token,
+		"CB_TEST_CONTROL_URL=" + h.control,
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONPATH=" + filepath.Join(h.layer, "python"),
+		"NODE_PATH=" + filepath.Join(h.layer, "nodejs", "node_modules"),
+	}
+}
+
+// interpreter returns the path of a language's command; without it the
+// test is skipped, or fails in CI.
+func interpreter(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs %s on PATH: %v", name, err)
+		}
+		t.Skipf("skipping: %s not on PATH", name)
+	}
+	return p
+}
+
+func (h *harness) run(t *testing.T, dir string, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, h.env()
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s:\n%s", filepath.Base(name), strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("%s suite failed: %v", filepath.Base(name), err)
+	}
+	return string(out)
+}
+
+// minTests is the least number of tests each suite must have run.
+const minTests = 10
+
+func TestPythonClientSuite(t *testing.T) {
+	py := interpreter(t, "python3")
+	h := startHarness(t)
+	abs, _ := filepath.Abs("python")
+	out := h.run(t, abs, py, "-W", "ignore::ResourceWarning", "-m", "unittest", "-v", "test_lambda_circuit_breaker")
+	m := regexp.MustCompile(`(?m)^Ran (\d+) tests? in .*\n\nOK\s*$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no \"Ran N tests ... OK\" without skips in the output")
+	}
+	if n, _ := strconv.Atoi(m[1]); n < minTests {
+		t.Errorf("the Python suite ran %d tests, want at least %d", n, minTests)
+	}
+}
+
+func TestNodeClientSuite(t *testing.T) {
+	node := interpreter(t, "node")
+	h := startHarness(t)
+	abs, _ := filepath.Abs("nodejs")
+	out := h.run(t, abs, node, "--test", "test/")
+	pass := regexp.MustCompile(`(?m)^# pass (\d+)$`).FindStringSubmatch(out)
+	if pass == nil {
+		t.Fatal("no \"# pass N\" in the output")
+	}
+	if n, _ := strconv.Atoi(pass[1]); n < minTests {
+		t.Errorf("the Node suite passed %d tests, want at least %d", n, minTests)
+	}
+	for _, zero := range []string{"# fail 0", "# skipped 0", "# todo 0", "# cancelled 0"} {
+		if !strings.Contains(out, "\n"+zero+"\n") {
+			t.Errorf("the Node suite's summary lacks %q", zero)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+

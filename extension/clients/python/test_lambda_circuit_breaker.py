@@ -1,0 +1,330 @@
+"""Tests of lambda_circuit_breaker against the real extension.
+
+Run through the Go test that starts the extension, dynalite and the fake
+Extensions API (go test -run TestPythonClientSuite ./extension/clients/); it
+sets CIRCUIT_BREAKER_PORT, AWS_SESSION_TOKEN, CIRCUIT_BREAKER_MISS_TIMEOUT,
+PYTHONPATH (the layer's python/ directory) and CB_TEST_CONTROL_URL, a control
+API that writes circuits into the table and reads what the extension wrote.
+"""
+
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+import unittest
+import urllib.request
+import uuid
+
+import lambda_circuit_breaker as cb
+
+CONTROL = os.environ.get("CB_TEST_CONTROL_URL", "")
+PORT = int(os.environ.get("CIRCUIT_BREAKER_PORT", "0"))
+TOKEN = os.environ.get("AWS_SESSION_TOKEN", "")
+
+
+def control(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(CONTROL + path, data=data, method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read()
+        return json.loads(raw) if raw else None
+
+
+def new_id(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
+
+
+def client(**kw):
+    kw.setdefault("base_url", "http://127.0.0.1:%d" % PORT)
+    kw.setdefault("token", TOKEN)
+    return cb.Client(**kw)
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class HangingServer:
+    """Accepts connections and never answers: an extension that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                return
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class Harness(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not CONTROL or not PORT:
+            raise RuntimeError("run through go test ./extension/clients/ (CB_TEST_CONTROL_URL and CIRCUIT_BREAKER_PORT unset)")
+
+
+class TestEnvironment(Harness):
+    def test_defaults_come_from_the_environment(self):
+        c = cb.Client()
+        self.assertEqual((c._host, c._port), ("127.0.0.1", PORT))
+        self.assertEqual(c.token, TOKEN)
+        self.assertTrue(c.fail_allow)
+        # CIRCUIT_BREAKER_MISS_TIMEOUT=1s: 2 x 1 s + 50 ms, as the Go client.
+        self.assertAlmostEqual(c.timeout, 2.05)
+        self.assertTrue(c.health())
+
+    def test_timeout_rule_matches_the_go_client(self):
+        cases = {"": 0.25, "100ms": 0.25, "500ms": 1.05, "not-a-duration": 0.25, "1m": 120.05}
+        for miss, want in cases.items():
+            with self.subTest(miss=miss):
+                self.assertAlmostEqual(cb.default_timeout({"CIRCUIT_BREAKER_MISS_TIMEOUT": miss}), want)
+
+    def test_fail_mode_values(self):
+        for mode, allows in {"": True, "allow": True, "ALLOW": True, "deny": False, "sometimes": False}.items():
+            with self.subTest(mode=mode):
+                self.assertEqual(cb.Client(fail_mode=mode).fail_allow, allows)
+
+
+class TestAgainstTheExtension(Harness):
+    def test_allowed_for_a_closed_circuit(self):
+        sid = new_id("closed")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 2})
+        self.assertTrue(cb.allowed(sid))
+        st = cb.state(sid)
+        self.assertEqual((st["state"], st["allowed"], st["version"]), ("CLOSED", True, 2))
+        self.assertNotIn("failMode", st)
+
+    def test_refused_with_fallback(self):
+        sid = new_id("open")
+        control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 5, "openCount": 1, "retryInMs": 600000})
+        self.assertFalse(cb.allowed(sid))
+        calls = []
+
+        @cb.circuit_breaker(sid, fallback=lambda err, event, context: ("fallback", type(err).__name__, err.circuit["state"], event))
+        def handler(event, context):
+            calls.append(event)
+            return "called"
+
+        self.assertEqual(handler({"n": 1}, None), ("fallback", "CircuitOpenError", "OPEN", {"n": 1}))
+        self.assertEqual(calls, [])
+        with self.assertRaises(cb.CircuitOpenError) as ctx:
+            client().call(sid, lambda: "called")
+        self.assertEqual(ctx.exception.circuit["version"], 5)
+
+    def test_success_and_failure_reported_reach_the_table(self):
+        sid = new_id("outcomes")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+
+        @cb.circuit_breaker(sid, fallback=lambda err, x: "fallback: %s" % err)
+        def work(x):
+            if x == "bad":
+                raise ValueError("downstream said 503")
+            return "ok " + x
+
+        self.assertEqual(work("good"), "ok good")
+        self.assertEqual(work("bad"), "fallback: downstream said 503")
+        with cb.circuit_breaker(sid) as guard:
+            self.assertTrue(guard.allowed)
+            guard.failed()  # a 5xx answer that did not raise
+        self.assertEqual(guard.result, {"accepted": 1})
+        self.assertEqual(cb.report(sid, False, 42), {"accepted": 1})
+        control("POST", "/flush")
+        counts = control("GET", "/buckets/" + sid)
+        self.assertEqual(counts, {"calls": 4, "failures": 3})
+
+    def test_probe_taken_and_reported_closes_a_half_open_circuit(self):
+        sid = new_id("probe")
+        # One success already counted; the default successThreshold is 2.
+        control("PUT", "/circuits/" + sid, {"state": "HALF_OPEN", "version": 3, "successes": 1})
+        seen = []
+
+        @cb.circuit_breaker(sid)
+        def trial():
+            seen.append(True)
+            return "trial ok"
+
+        self.assertEqual(trial(), "trial ok")
+        self.assertEqual(seen, [True])
+        got = control("GET", "/circuits/" + sid)
+        self.assertEqual((got["state"], got["version"]), ("CLOSED", 4))
+        self.assertTrue(cb.allowed(sid))
+
+    def test_probe_through_state_and_report(self):
+        sid = new_id("probe-low")
+        control("PUT", "/circuits/" + sid, {"state": "HALF_OPEN", "version": 7, "successes": 1})
+        # allowed() uses the batch lookup and never takes the probe.
+        self.assertFalse(cb.allowed(sid))
+        st = cb.state(sid)
+        self.assertTrue(st.get("probe"), st)
+        self.assertTrue(st.get("probeToken"))
+        self.assertTrue(st["allowed"])
+        # A second caller finds the only lease held.
+        self.assertFalse(client().state(sid)["allowed"])
+        answer = cb.report(sid, True, 12, st["probeToken"])
+        self.assertEqual(answer, {"accepted": 1, "state": "CLOSED"})
+        self.assertEqual(control("GET", "/circuits/" + sid)["state"], "CLOSED")
+
+    def test_failed_probe_reopens(self):
+        sid = new_id("probe-fail")
+        control("PUT", "/circuits/" + sid, {"state": "HALF_OPEN", "version": 2, "openCount": 1})
+
+        def trial():
+            raise TimeoutError("still down")
+
+        out = client().call(sid, trial, lambda err: "fallback after %s" % type(err).__name__)
+        self.assertEqual(out, "fallback after TimeoutError")
+        got = control("GET", "/circuits/" + sid)
+        self.assertEqual((got["state"], got["version"]), ("OPEN", 3))
+
+    def test_the_token_is_sent(self):
+        # The extension refuses a wrong token with 401 ...
+        with self.assertRaises(cb.ExtensionError) as ctx:
+            client(token="wrong").state_or_raise(new_id("tok"))
+        self.assertEqual(ctx.exception.status, 401)
+        # ... and the client applies the fail mode instead of raising.
+        self.assertFalse(client(token="wrong", fail_mode="deny").allowed("x"))
+        # The header carries AWS_SESSION_TOKEN, as a recording server sees it.
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("X-Circuit-Breaker-Token")))
+                body = b'{"circuits":[{"id":"a","state":"CLOSED","allowed":true,"version":0,"updatedAt":null,"stale":false,"ageMs":-1}]}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            c = cb.Client(base_url="http://127.0.0.1:%d" % srv.server_address[1])
+            self.assertTrue(c.allowed("a"))
+            self.assertTrue(c.allowed("a"))
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(seen, [("/circuits?ids=a", TOKEN)] * 2)
+
+    def test_one_keep_alive_connection_is_reused(self):
+        c = client()
+        sid = new_id("keepalive")
+        for _ in range(20):
+            self.assertTrue(c.allowed(sid))
+        self.assertEqual(len(c._idle), 1)
+        conn = c._idle[0]
+        local = conn.sock.getsockname()
+        for _ in range(5):
+            c.state(sid)
+        self.assertIs(c._idle[0], conn)
+        self.assertEqual(c._idle[0].sock.getsockname(), local)
+
+    def test_a_connection_closed_while_idle_is_replaced(self):
+        c = client()
+        self.assertTrue(c.allowed("idle-close"))
+        # As if the extension had closed the idle connection during a freeze.
+        c._idle[0].sock.shutdown(socket.SHUT_RDWR)
+        st = c.state("idle-close")
+        self.assertNotIn("failMode", st)
+        self.assertTrue(st["allowed"])
+
+
+class TestExtensionMissingOrHanging(Harness):
+    def test_absent_extension_follows_the_fail_mode(self):
+        port = closed_port()
+        for mode, allows in (("allow", True), ("deny", False)):
+            with self.subTest(mode=mode):
+                c = cb.Client(base_url="http://127.0.0.1:%d" % port, fail_mode=mode)
+                start = time.monotonic()
+                self.assertEqual(c.allowed("payments"), allows)
+                st = c.state("payments")
+                self.assertEqual((st["allowed"], st["failMode"]), (allows, True))
+                self.assertIn("extension unavailable", st["reason"])
+                self.assertIsNone(c.report("payments", True, 1))
+                ran = []
+                out = c.call("payments", lambda: ran.append(1) or "called", lambda err: "fallback")
+                self.assertEqual(out, "called" if allows else "fallback")
+                self.assertEqual(ran, [1] if allows else [])
+                self.assertLess(time.monotonic() - start, c.timeout * 4)
+
+    def test_absent_extension_through_the_environment(self):
+        port = closed_port()
+        saved = dict(os.environ)
+        try:
+            os.environ["CIRCUIT_BREAKER_PORT"] = str(port)
+            os.environ["CIRCUIT_BREAKER_FAIL_MODE"] = "deny"
+            c = cb.Client()
+            self.assertFalse(c.allowed("payments"))
+            with self.assertRaises(cb.CircuitOpenError) as ctx:
+                c.call("payments", lambda: "called")
+            self.assertTrue(ctx.exception.circuit["failMode"])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def test_hanging_extension_fails_within_the_timeout(self):
+        srv = HangingServer()
+        try:
+            for mode, allows in (("allow", True), ("deny", False)):
+                with self.subTest(mode=mode):
+                    c = cb.Client(base_url="http://127.0.0.1:%d" % srv.port, fail_mode=mode, timeout=0.2)
+                    start = time.monotonic()
+                    self.assertEqual(c.allowed("payments"), allows)
+                    took = time.monotonic() - start
+                    self.assertGreaterEqual(took, 0.19)
+                    self.assertLess(took, 1.0)  # the timeout, with room for a loaded machine
+
+                    fallbacks = []
+
+                    @c.circuit_breaker("payments", fallback=lambda err: fallbacks.append(err) or "fallback")
+                    def guarded():
+                        return "called"
+
+                    start = time.monotonic()
+                    self.assertEqual(guarded(), "called" if allows else "fallback")
+                    # Nothing is reported after an unanswered lookup: one timeout in all.
+                    self.assertLess(time.monotonic() - start, 1.0)
+                    if not allows:
+                        self.assertTrue(fallbacks[0].circuit["failMode"])
+            # The default timeout (250 ms) without CIRCUIT_BREAKER_MISS_TIMEOUT.
+            saved = os.environ.pop("CIRCUIT_BREAKER_MISS_TIMEOUT")
+            try:
+                c = cb.Client(base_url="http://127.0.0.1:%d" % srv.port)
+            finally:
+                os.environ["CIRCUIT_BREAKER_MISS_TIMEOUT"] = saved
+            self.assertEqual(c.timeout, 0.25)
+            start = time.monotonic()
+            self.assertTrue(c.allowed("payments"))
+            self.assertLess(time.monotonic() - start, 1.0)
+        finally:
+            srv.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
