@@ -1,0 +1,297 @@
+"use strict";
+// Tests of lambda-circuit-breaker against the real extension.
+//
+// Run through the Go test that starts the extension, dynalite and the fake
+// Extensions API (go test -run TestNodeClientSuite ./extension/clients/); it
+// sets CIRCUIT_BREAKER_PORT, AWS_SESSION_TOKEN, CIRCUIT_BREAKER_MISS_TIMEOUT,
+// NODE_PATH (the layer's nodejs/node_modules directory) and
+// CB_TEST_CONTROL_URL, a control API that writes circuits into the table and
+// reads what the extension wrote.
+
+const { test, describe, before } = require("node:test");
+const assert = require("node:assert/strict");
+const http = require("node:http");
+const net = require("node:net");
+const crypto = require("node:crypto");
+
+const cb = require("lambda-circuit-breaker");
+
+const CONTROL = process.env.CB_TEST_CONTROL_URL ?? "";
+const PORT = Number(process.env.CIRCUIT_BREAKER_PORT ?? 0);
+const TOKEN = process.env.AWS_SESSION_TOKEN ?? "";
+
+before(() => {
+  if (!CONTROL || !PORT) throw new Error("run through go test ./extension/clients/ (CB_TEST_CONTROL_URL and CIRCUIT_BREAKER_PORT unset)");
+});
+
+async function control(method, path, body) {
+  const res = await fetch(CONTROL + path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+  assert.ok(res.ok, `control ${method} ${path}: ${res.status} ${await res.clone().text()}`);
+  const text = await res.text();
+  return text ? JSON.parse(text) : null;
+}
+
+const newId = (prefix) => `${prefix}-${crypto.randomBytes(6).toString("hex")}`;
+const client = (opts = {}) => new cb.Client({ baseUrl: `http://127.0.0.1:${PORT}`, token: TOKEN, ...opts });
+
+function closedPort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Accepts connections and never answers: an extension that hangs. */
+function hangingServer() {
+  const sockets = [];
+  const srv = net.createServer((s) => sockets.push(s));
+  return new Promise((resolve) =>
+    srv.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: srv.address().port,
+        close: () => {
+          sockets.forEach((s) => s.destroy());
+          srv.close();
+        },
+      }),
+    ),
+  );
+}
+
+describe("environment", () => {
+  test("defaults come from the environment", async () => {
+    const c = new cb.Client();
+    assert.equal(c.host, "127.0.0.1");
+    assert.equal(c.port, PORT);
+    assert.equal(c.token, TOKEN);
+    assert.equal(c.failAllow, true);
+    // CIRCUIT_BREAKER_MISS_TIMEOUT=1s: 2 × 1 s + 50 ms, as the Go client.
+    assert.equal(c.timeoutMs, 2050);
+    assert.equal(await c.health(), true);
+    c.close();
+  });
+
+  test("timeout rule matches the Go client", () => {
+    const cases = { "": 250, "100ms": 250, "500ms": 1050, "not-a-duration": 250, "1m": 120050 };
+    for (const [miss, want] of Object.entries(cases)) {
+      assert.equal(cb.defaultTimeoutMs({ CIRCUIT_BREAKER_MISS_TIMEOUT: miss }), want, miss);
+    }
+  });
+
+  test("fail mode values", () => {
+    for (const [mode, allows] of [["", true], ["allow", true], ["ALLOW", true], ["deny", false], ["sometimes", false]]) {
+      assert.equal(new cb.Client({ failMode: mode }).failAllow, allows, mode);
+    }
+  });
+});
+
+describe("against the extension", () => {
+  test("allowed for a closed circuit", async () => {
+    const id = newId("closed");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 2 });
+    assert.equal(await cb.allowed(id), true);
+    const st = await cb.state(id);
+    assert.deepEqual([st.state, st.allowed, st.version, st.failMode], ["CLOSED", true, 2, undefined]);
+  });
+
+  test("refused with fallback", async () => {
+    const id = newId("open");
+    await control("PUT", `/circuits/${id}`, { state: "OPEN", version: 5, openCount: 1, retryInMs: 600000 });
+    assert.equal(await cb.allowed(id), false);
+    const calls = [];
+    const handler = cb.wrap(
+      id,
+      async (event) => {
+        calls.push(event);
+        return "called";
+      },
+      (err, event) => ["fallback", err.name, err.circuit.state, event],
+    );
+    assert.deepEqual(await handler({ n: 1 }, {}), ["fallback", "CircuitOpenError", "OPEN", { n: 1 }]);
+    assert.deepEqual(calls, []);
+    await assert.rejects(client().call(id, async () => "called"), (err) => err instanceof cb.CircuitOpenError && err.circuit.version === 5);
+  });
+
+  test("success and failure reported reach the table", async () => {
+    const id = newId("outcomes");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    const work = cb.wrap(
+      id,
+      async (x) => {
+        if (x === "bad") throw new Error("downstream said 503");
+        return `ok ${x}`;
+      },
+      (err) => `fallback: ${err.message}`,
+    );
+    assert.equal(await work("good"), "ok good");
+    assert.equal(await work("bad"), "fallback: downstream said 503");
+    assert.deepEqual(await cb.report(id, false, 42), { accepted: 1 });
+    await control("POST", "/flush");
+    assert.deepEqual(await control("GET", `/buckets/${id}`), { calls: 3, failures: 2 });
+  });
+
+  test("a probe taken and reported closes a HALF_OPEN circuit", async () => {
+    const id = newId("probe");
+    // One success already counted; the default successThreshold is 2.
+    await control("PUT", `/circuits/${id}`, { state: "HALF_OPEN", version: 3, successes: 1 });
+    let ran = 0;
+    const trial = cb.wrap(id, async () => {
+      ran++;
+      return "trial ok";
+    });
+    assert.equal(await trial(), "trial ok");
+    assert.equal(ran, 1);
+    const got = await control("GET", `/circuits/${id}`);
+    assert.deepEqual([got.state, got.version], ["CLOSED", 4]);
+    assert.equal(await cb.allowed(id), true);
+  });
+
+  test("a probe through state and report", async () => {
+    const id = newId("probe-low");
+    await control("PUT", `/circuits/${id}`, { state: "HALF_OPEN", version: 7, successes: 1 });
+    // allowed() uses the batch lookup and never takes the probe.
+    assert.equal(await cb.allowed(id), false);
+    const st = await cb.state(id);
+    assert.equal(st.probe, true);
+    assert.ok(st.probeToken);
+    assert.equal(st.allowed, true);
+    // A second caller finds the only lease held.
+    assert.equal((await client().state(id)).allowed, false);
+    assert.deepEqual(await cb.report(id, true, 12, st.probeToken), { accepted: 1, state: "CLOSED" });
+    assert.equal((await control("GET", `/circuits/${id}`)).state, "CLOSED");
+  });
+
+  test("a failed probe reopens the circuit", async () => {
+    const id = newId("probe-fail");
+    await control("PUT", `/circuits/${id}`, { state: "HALF_OPEN", version: 2, openCount: 1 });
+    const out = await client().call(
+      id,
+      async () => {
+        throw new Error("still down");
+      },
+      (err) => `fallback after ${err.message}`,
+    );
+    assert.equal(out, "fallback after still down");
+    const got = await control("GET", `/circuits/${id}`);
+    assert.deepEqual([got.state, got.version], ["OPEN", 3]);
+  });
+
+  test("the token is sent", async () => {
+    // The extension refuses a wrong token with 401 ...
+    await assert.rejects(client({ token: "wrong" }).stateOrThrow(newId("tok")), (err) => err instanceof cb.ExtensionError && err.status === 401);
+    // ... and the client applies the fail mode instead of throwing.
+    assert.equal(await client({ token: "wrong", failMode: "deny" }).allowed("x"), false);
+    // The header carries AWS_SESSION_TOKEN, as a recording server sees it.
+    const seen = [];
+    const srv = http.createServer((req, res) => {
+      seen.push([req.url, req.headers["x-circuit-breaker-token"]]);
+      res.setHeader("Content-Type", "application/json");
+      res.end('{"circuits":[{"id":"a","state":"CLOSED","allowed":true,"version":0,"updatedAt":null,"stale":false,"ageMs":-1}]}');
+    });
+    await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+    const c = new cb.Client({ baseUrl: `http://127.0.0.1:${srv.address().port}` });
+    assert.equal(await c.allowed("a"), true);
+    assert.equal(await c.allowed("a"), true);
+    c.close();
+    await new Promise((r) => srv.close(r));
+    assert.deepEqual(seen, [
+      ["/circuits?ids=a", TOKEN],
+      ["/circuits?ids=a", TOKEN],
+    ]);
+  });
+
+  test("one keep-alive connection is reused", async () => {
+    const c = client();
+    const id = newId("keepalive");
+    const ports = new Set();
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await c.allowed(id), true);
+      const free = Object.values(c.agent.freeSockets).flat();
+      assert.equal(free.length, 1);
+      ports.add(free[0].localPort);
+    }
+    assert.equal(ports.size, 1);
+    c.close();
+  });
+});
+
+describe("extension missing or hanging", () => {
+  test("an absent extension follows the fail mode", async () => {
+    const port = await closedPort();
+    for (const [mode, allows] of [["allow", true], ["deny", false]]) {
+      const c = new cb.Client({ baseUrl: `http://127.0.0.1:${port}`, failMode: mode });
+      const start = performance.now();
+      assert.equal(await c.allowed("payments"), allows);
+      const st = await c.state("payments");
+      assert.deepEqual([st.allowed, st.failMode], [allows, true]);
+      assert.match(st.reason, /extension unavailable/);
+      assert.equal(await c.report("payments", true, 1), null);
+      let ran = 0;
+      const out = await c.call(
+        "payments",
+        async () => {
+          ran++;
+          return "called";
+        },
+        () => "fallback",
+      );
+      assert.equal(out, allows ? "called" : "fallback");
+      assert.equal(ran, allows ? 1 : 0);
+      assert.ok(performance.now() - start < c.timeoutMs * 4);
+    }
+  });
+
+  test("an absent extension through the environment", async () => {
+    const port = await closedPort();
+    const saved = { ...process.env };
+    try {
+      process.env.CIRCUIT_BREAKER_PORT = String(port);
+      process.env.CIRCUIT_BREAKER_FAIL_MODE = "deny";
+      const c = new cb.Client();
+      assert.equal(await c.allowed("payments"), false);
+      await assert.rejects(c.call("payments", async () => "called"), (err) => err instanceof cb.CircuitOpenError && err.circuit.failMode === true);
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  test("a hanging extension fails within the timeout", async () => {
+    const srv = await hangingServer();
+    try {
+      for (const [mode, allows] of [["allow", true], ["deny", false]]) {
+        const c = new cb.Client({ baseUrl: `http://127.0.0.1:${srv.port}`, failMode: mode, timeoutMs: 200 });
+        let start = performance.now();
+        assert.equal(await c.allowed("payments"), allows);
+        const took = performance.now() - start;
+        assert.ok(took >= 190, `gave up after ${took} ms, before the timeout`);
+        assert.ok(took < 1000, `took ${took} ms`); // the timeout, with room for a loaded machine
+        const fallbacks = [];
+        const guarded = c.wrap(
+          "payments",
+          async () => "called",
+          (err) => {
+            fallbacks.push(err);
+            return "fallback";
+          },
+        );
+        start = performance.now();
+        assert.equal(await guarded(), allows ? "called" : "fallback");
+        // Nothing is reported after an unanswered lookup: one timeout in all.
+        assert.ok(performance.now() - start < 1000);
+        if (!allows) assert.equal(fallbacks[0].circuit.failMode, true);
+        c.close();
+      }
+      // The default timeout (250 ms) without CIRCUIT_BREAKER_MISS_TIMEOUT.
+      const c = new cb.Client({ baseUrl: `http://127.0.0.1:${srv.port}`, timeoutMs: cb.defaultTimeoutMs({}) });
+      assert.equal(c.timeoutMs, 250);
+      const start = performance.now();
+      assert.equal(await c.allowed("payments"), true);
+      assert.ok(performance.now() - start < 1000);
+      c.close();
+    } finally {
+      srv.close();
+    }
+  });
+});
