@@ -337,4 +337,3 @@ func writeJSON(w http.ResponseWriter, v any) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
