@@ -13,6 +13,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/clients"
 )
 
 // synthDir synthesizes app and returns the cloud assembly directory.
@@ -66,6 +67,39 @@ func checkBinary(t *testing.T, path string, machine elf.Machine) int64 {
 	return info.Size()
 }
 
+// checkLayerClients asserts that the layer asset in dir holds exactly
+// extensions/, python/ and nodejs/ at its root, and the Python and Node.js
+// clients as Lambda looks for them (/opt/python, /opt/nodejs/node_modules),
+// byte for byte as package clients embeds them.
+func checkLayerClients(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top []string
+	for _, e := range entries {
+		top = append(top, e.Name())
+	}
+	if strings.Join(top, ",") != "extensions,nodejs,python" {
+		t.Errorf("layer root holds %v, want extensions, nodejs and python", top)
+	}
+	files, err := clients.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"python/lambda_circuit_breaker.py", "nodejs/node_modules/lambda-circuit-breaker/index.js", "nodejs/node_modules/lambda-circuit-breaker/index.d.ts", "nodejs/node_modules/lambda-circuit-breaker/package.json"} {
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(want)))
+		if err != nil {
+			t.Errorf("layer lacks %s: %v", want, err)
+			continue
+		}
+		if string(got) != string(files[want]) || len(got) == 0 {
+			t.Errorf("layer's %s differs from the embedded client", want)
+		}
+	}
+}
+
 func loadTemplate(t *testing.T, outdir, stackName string) map[string]interface{} {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(outdir, stackName+".template.json"))
@@ -101,6 +135,7 @@ func TestBundledAssets(t *testing.T) {
 		}
 		size := checkBinary(t, filepath.Join(dir, "extensions", circuitbreaker.ExtensionName), elf.EM_AARCH64)
 		t.Logf("extension binary (arm64): %d bytes", size)
+		checkLayerClients(t, dir)
 		if size > 8<<20 {
 			t.Errorf("extension binary is %d bytes, over the 8 MiB budget", size)
 		}
@@ -166,6 +201,7 @@ func TestAttachToX86Function(t *testing.T) {
 		if string(arch) == `["x86_64"]` {
 			found = true
 			checkBinary(t, filepath.Join(assetDir(t, outdir, res), "extensions", circuitbreaker.ExtensionName), elf.EM_X86_64)
+			checkLayerClients(t, assetDir(t, outdir, res))
 		} else if string(arch) != `["arm64"]` {
 			t.Errorf("%s: architectures %s", id, arch)
 		}

@@ -2,6 +2,8 @@ package circuitbreaker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker/internal/gobuild"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/clients"
 )
 
 // Import paths of the programs the construct compiles.
@@ -34,6 +37,9 @@ const buildTimeout = 10 * time.Minute
 // goBundler compiles one Go program through CDK's local bundling.
 type goBundler struct {
 	target gobuild.Target
+	// clients also places the Python and Node.js clients (package
+	// extension/clients) in the asset: python/ and nodejs/node_modules/.
+	clients bool
 }
 
 // TryBundle implements awscdk.ILocalBundling: it runs go build into the
@@ -44,18 +50,25 @@ func (b *goBundler) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *boo
 	if err := gobuild.Build(ctx, b.target, *outputDir); err != nil {
 		panic(fmt.Sprintf("circuitbreaker: bundling %s: %v", b.target.Package, err))
 	}
+	if b.clients {
+		if err := clients.Write(*outputDir); err != nil {
+			panic(fmt.Sprintf("circuitbreaker: bundling the layer's clients: %v", err))
+		}
+	}
 	return jsii.Bool(true)
 }
 
 var hashCache sync.Map // gobuild.Target -> string
 
 // goCode returns Lambda code for a Go program compiled for arch, placed at
-// output inside the asset. When the stack needs bundling, the asset hash is
+// output inside the asset. The extension's asset (the layer) also holds the
+// Python and Node.js clients. When the stack needs bundling, the asset hash is
 // a hash of the program's compiled sources, so an unchanged program keeps
 // its hash; when bundling is skipped (for example in snapshot tests), the
 // hash comes from the target alone and nothing is compiled.
 func goCode(scope constructs.Construct, pkg string, arch awslambda.Architecture, output string) awslambda.AssetCode {
 	target := gobuild.Target{Package: pkg, GOARCH: goarch(arch), Output: output, Extension: pkg == ExtensionPackage}
+	withClients := target.Extension
 	var hash string
 	if *awscdk.Stack_Of(scope).BundlingRequired() {
 		if _, err := gobuild.GoCommand(); err != nil {
@@ -70,6 +83,14 @@ func goCode(scope constructs.Construct, pkg string, arch awslambda.Architecture,
 			if err != nil {
 				panic(fmt.Sprintf("circuitbreaker: %v", err))
 			}
+			if withClients {
+				ch, err := clients.Hash()
+				if err != nil {
+					panic(fmt.Sprintf("circuitbreaker: %v", err))
+				}
+				sum := sha256.Sum256([]byte(h + "\nclients " + ch))
+				h = hex.EncodeToString(sum[:])
+			}
 			hashCache.Store(target, h)
 			hash = h
 		}
@@ -83,7 +104,7 @@ func goCode(scope constructs.Construct, pkg string, arch awslambda.Architecture,
 			// Required by the API; never used, since local bundling always
 			// succeeds or fails with a clear error.
 			Image: awscdk.DockerImage_FromRegistry(jsii.String("public.ecr.aws/docker/library/golang:1.26")),
-			Local: &goBundler{target: target},
+			Local: &goBundler{target: target, clients: withClients},
 		},
 	})
 }
