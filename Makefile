@@ -9,7 +9,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 GO_PACKAGES_FAST := ./internal/... ./extension/... ./functions/...
 GO_PACKAGES_ALL := $(GO_PACKAGES_FAST) ./constructs/... ./infra/... ./test/...
 
-.PHONY: all synth test test-fast vet bench bench-detect local clean local
+.PHONY: all synth test test-fast test-clients vet bench bench-detect local clean local
 
 all: synth
 
@@ -37,6 +37,10 @@ test: node_modules/.package-lock.json vet
 	go test -race -count=1 $(GO_PACKAGES_FAST)
 	go test -count=1 -timeout 30m ./constructs/... ./infra/... ./test/...
 	cd test/consumer && go test -count=1 -timeout 20m ./...
+
+## test-clients: the Python (unittest) and Node.js (node --test) client suites against the real extension (also part of test-fast and test)
+test-clients: node_modules/.package-lock.json
+	go test -count=1 -v -run 'ClientSuite' ./extension/clients/
 
 ## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
 bench: node_modules/.package-lock.json
