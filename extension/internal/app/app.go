@@ -5,11 +5,9 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,6 +39,10 @@ const (
 	// serverGrace is the longest the local API's requests in flight may
 	// take to finish at SHUTDOWN before their connections are closed.
 	serverGrace = 200 * time.Millisecond
+	// settleShare: settling probe leases at SHUTDOWN gets at most
+	// 1/settleShare of the time left after the API has stopped; the rest
+	// is the flush's.
+	settleShare = 3
 	// flushTimeout bounds the flush of outcomes during an INVOKE.
 	flushTimeout = 2 * time.Second
 )
@@ -285,30 +287,55 @@ func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 	}
 }
 
-// shutdown closes the server, settles held probe leases, flushes pending
-// outcomes and waits for pending reads, until shortly before deadline.
-// Requests in flight get at most serverGrace (a quarter of the budget when
-// that is shorter) to finish; then every connection is closed, so that a
-// slow or idle client cannot use up the time the flush needs. reason is
-// the SHUTDOWN event's: after "timeout" or "failure" a probe call may have
-// hung, so held leases count as failed probes; after "spindown" (or in a
-// local run, "") they are released.
-func shutdown(srv *http.Server, c *cache.Cache, brk *breaker.Breaker, log *slog.Logger, deadline time.Time, reason string) {
+// shutdown ends the extension in order, until shortly before deadline:
+//
+//  1. the local API stops accepting connections and answers 503 to
+//     requests that still arrive;
+//  2. the handlers in flight get serverGrace (a quarter of the budget when
+//     that is shorter) to finish; then their connections are closed, which
+//     cancels their requests, and they get as long again to return, so
+//     that no handler runs after the flush;
+//  3. the breaker stops: a handler that still outlives that wait has its
+//     outcomes refused, not dropped after the flush, and claims no lease;
+//  4. held probe leases are settled side by side, within a third of the
+//     remaining time, so that a slow table cannot use up the flush's;
+//  5. pending outcomes are flushed, and pending reads waited for.
+//
+// reason is the SHUTDOWN event's: after "timeout" or "failure" a probe
+// call may have hung, so held leases count as failed probes; after
+// "spindown" (or in a local run, "") they are released.
+func shutdown(srv *server.Server, c *cache.Cache, brk *breaker.Breaker, log *slog.Logger, deadline time.Time, reason string) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-shutdownMargin))
 	defer cancel()
 	grace := min(serverGrace, time.Until(deadline)/4)
 	sctx, scancel := context.WithTimeout(ctx, grace)
 	err := srv.Shutdown(sctx)
 	scancel()
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	handlersDone := err == nil
+	if !handlersDone {
 		log.Warn("requests still open after the shutdown grace; closing them", "graceMs", grace.Milliseconds(), "error", err.Error())
 		_ = srv.Close()
+		wctx, wcancel := context.WithTimeout(ctx, grace)
+		handlersDone = srv.Wait(wctx) == nil
+		wcancel()
+		if !handlersDone {
+			log.Warn("request handlers still running after the shutdown grace; their outcomes are refused")
+		}
 	}
+	brk.Stop()
 	failed := reason == extapi.ReasonTimeout || reason == extapi.ReasonFailure
-	if n := brk.EndProbes(ctx, failed, reason); n > 0 {
+	ectx, ecancel := context.WithTimeout(ctx, time.Until(deadline.Add(-shutdownMargin))/settleShare)
+	if n := brk.EndProbes(ectx, failed, reason); n > 0 {
 		log.Info("probe leases settled at shutdown", "leases", n, "countedAsFailed", failed, "reason", reason)
 	}
+	ecancel()
 	flush(ctx, brk, log)
+	if !handlersDone {
+		// A handler may still start a read; waiting for reads now could
+		// race it.
+		log.Info("stopped")
+		return
+	}
 	if err := c.Wait(ctx); err != nil {
 		log.Warn("pending reads did not finish before the deadline", "error", err.Error())
 	}

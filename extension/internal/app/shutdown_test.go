@@ -2,9 +2,14 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,5 +70,94 @@ func TestShutdownIdleConnectionDoesNotCostTheFlush(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("the table holds %d calls, want the 1 reported before SHUTDOWN", calls)
+	}
+}
+
+// Reports race SHUTDOWN: some over HTTP on keep-alive connections, some
+// straight into the breaker as a handler that outlived the grace would.
+// Every report is either acknowledged and in the table after the flush,
+// or refused (503, a closed connection, ErrStopped); none is acknowledged
+// and lost.
+func TestReportRacingShutdownIsCountedOrRefused(t *testing.T) {
+	db := dynalite.Start(t)
+	st := store.New(db.Client(), db.NewTable(t))
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	brk := breaker.New(func(context.Context) (*store.Store, error) { return st, nil }, breaker.Options{Logger: log})
+	c := cache.New(st, cache.Options{Admitter: brk, Logger: log})
+	brk.SetCache(c)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.NewHandler(c, server.Options{Reporter: brk, Logger: log}), log)
+	go func() { _ = srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String() + "/circuits/svc/outcomes"
+	body := `{"outcomes":[{"success":false,"latencyMs":3},{"success":true,"latencyMs":3}]}`
+	ok, bad := true, false
+
+	var acked, refused atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Second}
+			defer client.CloseIdleConnections()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if i%2 == 0 {
+					res, err := brk.Report(context.Background(), "svc", []api.Outcome{{Success: &bad, LatencyMs: 3}, {Success: &ok, LatencyMs: 3}})
+					acked.Add(int64(res.Accepted))
+					if err != nil {
+						refused.Add(1)
+					}
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				res, err := client.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					refused.Add(1)
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				var a api.Accepted
+				derr := json.NewDecoder(res.Body).Decode(&a)
+				res.Body.Close()
+				if res.StatusCode == http.StatusAccepted && derr == nil {
+					acked.Add(int64(a.Accepted))
+				} else {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	shutdown(srv, c, brk, log, time.Now().Add(1500*time.Millisecond), "spindown")
+	// Stragglers keep reporting after the flush.
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	bs, err := st.GetBuckets(context.Background(), "svc", breaker.WindowStarts(time.Now(), time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int64
+	for _, b := range bs {
+		calls += b.Calls
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no report was refused: the test did not race SHUTDOWN")
+	}
+	if calls != acked.Load() {
+		t.Errorf("the table holds %d calls, but %d were acknowledged (%d reports refused)", calls, acked.Load(), refused.Load())
+	}
+	if brk.Pending() != 0 {
+		t.Errorf("%d buckets pending after SHUTDOWN", brk.Pending())
 	}
 }

@@ -39,6 +39,12 @@ func (h *handler) outcomes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.reporter.Report(r.Context(), id, outs)
+	if err != nil && res.Accepted == 0 {
+		// None was taken (the extension is shutting down): the caller
+		// must know they were not counted.
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	if err != nil {
 		// The outcomes were taken; only applying a probe outcome failed.
 		h.log.Warn("applying a probe outcome failed", "service", id, "error", err.Error())

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -117,5 +118,24 @@ func TestRenderProbe(t *testing.T) {
 	c := Render(d)
 	if !c.Probe || c.ProbeToken != "tok123" {
 		t.Fatalf("Render = %+v", c)
+	}
+}
+
+// refusingReporter takes no outcome, as the breaker once stopped.
+type refusingReporter struct{}
+
+func (refusingReporter) Report(context.Context, string, []api.Outcome) (api.Accepted, error) {
+	return api.Accepted{}, errors.New("stopped for shutdown; outcomes not counted")
+}
+
+// Outcomes the reporter refused are answered 503, never 202.
+func TestOutcomesRefused(t *testing.T) {
+	h := NewHandler(&stubLooker{}, Options{Token: token, Reporter: refusingReporter{}})
+	req := httptest.NewRequest("POST", "/circuits/svc/outcomes", strings.NewReader(`{"success":false}`))
+	req.Header.Set(api.HeaderToken, token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "not counted") {
+		t.Fatalf("= %d %s, want 503 saying the outcomes were not counted", rec.Code, rec.Body)
 	}
 }

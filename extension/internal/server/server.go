@@ -43,6 +43,8 @@ type Looker interface {
 }
 
 // Reporter takes the outcomes of calls; *breaker.Breaker implements it.
+// An error with no outcome accepted means none was taken (the extension is
+// shutting down): the answer is then 503, not 202.
 type Reporter interface {
 	Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error)
 }
@@ -93,13 +95,14 @@ func NewHandler(l Looker, o Options) http.Handler {
 	return h
 }
 
-// New returns an HTTP server for h with timeouts and header limits set.
-func New(h http.Handler, logger *slog.Logger) *http.Server {
+// New returns a server for h with timeouts and header limits set.
+func New(h http.Handler, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &http.Server{
-		Handler:           h,
+	s := &Server{}
+	s.Server = &http.Server{
+		Handler:           s.track(h),
 		ReadHeaderTimeout: 2 * time.Second,
 		ReadTimeout:       5 * time.Second,
 		WriteTimeout:      5 * time.Second,
@@ -107,6 +110,7 @@ func New(h http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	return s
 }
 
 // forwardingHeaders mark a request relayed by a proxy (in canonical form);
