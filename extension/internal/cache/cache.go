@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -63,11 +64,19 @@ type Options struct {
 	// RefreshInterval is the age after which a value is re-read
 	// (default 1s).
 	RefreshInterval time.Duration
-	// MaxStaleness is how old a value whose refresh fails may get before
-	// the failure policy takes over (default 30s).
+	// MaxStaleness is how long reads of a circuit may keep failing, from
+	// the first failed read, before the failure policy takes over
+	// (default 30s).
 	MaxStaleness time.Duration
-	// MissTimeout bounds the wait of a lookup for a circuit with no value
-	// (default 100ms).
+	// MaxAge is the oldest value a lookup answers from without waiting: a
+	// lookup whose value is older waits for the refresh already in flight
+	// (or starts it), at most MissTimeout, and shares that read with every
+	// other caller. Zero means no maximum: old values are answered at once
+	// while the refresh runs. A MaxAge shorter than RefreshInterval is
+	// raised to it.
+	MaxAge time.Duration
+	// MissTimeout bounds the wait of a lookup for a circuit with no value,
+	// or with a value older than MaxAge (default 100ms).
 	MissTimeout time.Duration
 	// FetchTimeout bounds one read from the table, in the background
 	// (default 2s).
@@ -98,6 +107,9 @@ func (o *Options) defaults() {
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Second
 	}
+	if o.MaxAge > 0 && o.MaxAge < o.RefreshInterval {
+		o.MaxAge = o.RefreshInterval
+	}
 	if o.MaxCircuits <= 0 {
 		o.MaxCircuits = 1000
 	}
@@ -126,7 +138,9 @@ type Decision struct {
 	Allowed bool
 	// Known is true when a value was read from the table at some point.
 	Known bool
-	// Stale is true when the last read failed or is overdue.
+	// Stale is true when the last read failed, a read has been pending
+	// longer than the miss timeout, or the value is older than the
+	// maximum age.
 	Stale bool
 	// FailMode is true when the failure policy decided Allowed.
 	FailMode bool
@@ -136,6 +150,10 @@ type Decision struct {
 	At time.Time
 	// Probe is the token of the probe lease given to the caller, if any.
 	Probe string
+	// Waited is true when the lookup waited for a refresh because its
+	// value was older than the maximum age. Age and Stale then say
+	// whether a fresh value came in time.
+	Waited bool
 }
 
 // Cache is safe for concurrent use.
@@ -145,6 +163,7 @@ type Cache struct {
 	wg sync.WaitGroup
 
 	mu      sync.Mutex
+	seq     uint64 // orders reads and Puts: bumped by each
 	entries map[string]*entry
 	lru     list.List // of *entry, most recently used at the front
 	statsMu sync.Mutex
@@ -159,12 +178,15 @@ type entry struct {
 	c         circuit.Circuit
 	loaded    bool      // c holds a value read from the table
 	fetchedAt time.Time // when c was read
+	valueSeq  uint64    // sequence number of the read or Put that gave c
 	err       error     // error of the last read, nil after a success
-	attemptAt time.Time // when the last read started
+	failingAt time.Time // first failed read since the last success
+	attemptAt time.Time // when the last read started; zero: due at once
 	usedAt    time.Time // when the last lookup happened
 
 	inflight      chan struct{} // closed when the pending read ends
 	inflightSince time.Time
+	inflightSeq   uint64 // sequence number of the pending read
 }
 
 // New returns an empty cache reading through r.
@@ -229,7 +251,11 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 
 // RefreshDue starts a background read of every pinned or recently used
 // circuit whose value is older than the refresh interval, in one batch.
-// The extension calls it on each INVOKE event. It does not wait.
+// A circuit counts as recently used when a lookup asked for it at or after
+// the start of its last read, so a function that asks for a circuit once
+// per invocation finds the read already running when its lookup arrives.
+// The extension calls it first thing on each INVOKE event. It does not
+// wait.
 func (c *Cache) RefreshDue() {
 	now := c.o.Now()
 	c.mu.Lock()
@@ -239,7 +265,7 @@ func (c *Cache) RefreshDue() {
 		if e.inflight != nil || !c.dueLocked(e, now) {
 			continue
 		}
-		if e.pinned || e.usedAt.After(e.attemptAt) || !e.loaded {
+		if e.pinned || (!e.usedAt.IsZero() && !e.usedAt.Before(e.attemptAt)) || !e.loaded {
 			batch = append(batch, e)
 		}
 	}
@@ -262,7 +288,8 @@ func (c *Cache) Wait(ctx context.Context) error {
 }
 
 // Lookup answers for one circuit. It waits on the table only when the
-// circuit has no value yet, at most the miss timeout or until ctx ends.
+// circuit has no value yet, or a value older than the maximum age, at most
+// the miss timeout or until ctx ends.
 func (c *Cache) Lookup(ctx context.Context, id string) Decision {
 	var one [1]string
 	one[0] = id
@@ -283,58 +310,89 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 	now := c.o.Now()
 	entries := make([]*entry, len(ids))
 	missed := make([]bool, len(ids))
+	// needs[i]: the answer for ids[i] waits for a read (no value, or one
+	// older than the maximum age).
+	needs := make([]bool, len(ids))
 	var refresh []*entry
-	var waits []chan struct{}
+	wait := false
 	c.mu.Lock()
 	for i, id := range ids {
 		e := c.getLocked(id, now)
 		e.usedAt = now
 		entries[i] = e
 		missed[i] = !e.loaded
-		switch {
-		case e.inflight != nil:
-			if !e.loaded {
-				waits = append(waits, e.inflight)
-			}
-		case c.dueLocked(e, now):
+		needs[i] = !e.loaded || c.tooOldLocked(e, now)
+		if e.inflight == nil && c.dueLocked(e, now) && !slices.Contains(refresh, e) {
 			refresh = append(refresh, e)
 		}
 	}
-	if ch := c.startLocked(refresh, now); len(ch) > 0 {
-		for _, e := range refresh {
-			if !e.loaded {
-				waits = append(waits, ch[0])
-				break
+	c.startLocked(refresh, now)
+	var since time.Duration // how long the first read waited for had run
+	for i, e := range entries {
+		if needs[i] && e.inflight != nil {
+			if !wait {
+				since = now.Sub(e.inflightSince)
 			}
+			wait = true
 		}
 	}
 	c.mu.Unlock()
 
-	if len(waits) > 0 {
-		timer := time.NewTimer(c.o.MissTimeout)
-	wait:
-		for _, ch := range waits {
-			select {
-			case <-ch:
-			case <-timer.C:
-				break wait
-			case <-ctx.Done():
-				break wait
-			}
-		}
-		timer.Stop()
+	if wait {
+		start := now
+		c.waitFresh(ctx, entries, needs)
 		now = c.o.Now()
+		if c.o.Logger.Enabled(ctx, slog.LevelDebug) {
+			c.o.Logger.Debug("waited for a fresh value", "circuits", len(ids), "readRunningMs", ms(since), "waitedMs", ms(now.Sub(start)))
+		}
 	}
 
 	c.mu.Lock()
 	for i, e := range entries {
 		out[i] = c.snapshotLocked(e, now)
+		out[i].Waited = wait && needs[i] && !missed[i]
 	}
 	c.mu.Unlock()
 	for i := range out {
 		c.decide(ctx, &out[i], now, probe)
 		c.count(out[i], missed[i])
 	}
+}
+
+// waitFresh waits until no entry flagged in needs has a read in flight
+// while it still lacks a value younger than the maximum age, at most the
+// miss timeout or until ctx ends. A read that is retried at once (one cut
+// by a freeze) is waited for too, within the same bound.
+func (c *Cache) waitFresh(ctx context.Context, entries []*entry, needs []bool) {
+	timer := time.NewTimer(c.o.MissTimeout)
+	defer timer.Stop()
+	for {
+		var ch chan struct{}
+		c.mu.Lock()
+		now := c.o.Now()
+		for i, e := range entries {
+			if needs[i] && e.inflight != nil && (!e.loaded || c.tooOldLocked(e, now)) {
+				ch = e.inflight
+				break
+			}
+		}
+		c.mu.Unlock()
+		if ch == nil {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// tooOldLocked reports whether e holds a value older than the maximum age.
+func (c *Cache) tooOldLocked(e *entry, now time.Time) bool {
+	return c.o.MaxAge > 0 && e.loaded && now.Sub(e.fetchedAt) > c.o.MaxAge
 }
 
 // snapshotLocked copies what a decision needs out of e.
@@ -347,8 +405,13 @@ func (c *Cache) snapshotLocked(e *entry, now time.Time) Decision {
 		return d
 	}
 	d.Age = now.Sub(e.fetchedAt)
-	d.Stale = e.err != nil || (e.inflight != nil && now.Sub(e.inflightSince) > c.o.MissTimeout)
-	d.FailMode = e.err != nil && d.Age > c.o.MaxStaleness
+	d.Stale = e.err != nil ||
+		(e.inflight != nil && now.Sub(e.inflightSince) > c.o.MissTimeout) ||
+		c.tooOldLocked(e, now)
+	// The failure policy takes over only once reads have kept failing for
+	// longer than the maximum staleness, counted from the first failure:
+	// an old value from before a long pause is not a failure.
+	d.FailMode = e.err != nil && now.Sub(e.failingAt) > c.o.MaxStaleness
 	return d
 }
 
@@ -374,18 +437,34 @@ func (c *Cache) decide(ctx context.Context, d *Decision, now time.Time, probe bo
 	d.Allowed, d.Probe = a.Allowed, a.Probe
 }
 
-// Put stores c, read or written by this extension just now, unless the
-// cache holds a newer version. A cached circuit is re-read on schedule as
+// Put stores v, read or written by this extension just now, unless the
+// cache holds a newer value: a higher version, or the same version with a
+// later override. A read that started before Put and ends after it does
+// not replace v unless it is newer in the same sense (see Newer); a read
+// that started after Put does. A cached circuit is re-read on schedule as
 // usual.
 func (c *Cache) Put(v circuit.Circuit) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.getLocked(v.ID, now)
-	if e.loaded && e.c.Version > v.Version {
+	c.seq++
+	if e.loaded && Newer(e.c, v) {
 		return
 	}
-	e.c, e.loaded, e.fetchedAt, e.err = v, true, now, nil
+	e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, now, c.seq
+	e.err, e.failingAt = nil, time.Time{}
+}
+
+// Newer reports whether a is known to be a later record of the circuit
+// than b: a higher version, or at the same version an override set later
+// (overrides do not change the version). When neither holds, the order of
+// the reads and writes that produced them decides.
+func Newer(a, b circuit.Circuit) bool {
+	if a.Version != b.Version {
+		return a.Version > b.Version
+	}
+	return !a.OverrideAt.IsZero() && !b.OverrideAt.IsZero() && a.OverrideAt.After(b.OverrideAt)
 }
 
 // Peek returns the cached record of id without counting it as used.
@@ -432,28 +511,36 @@ func (c *Cache) startLocked(batch []*entry, now time.Time) []chan struct{} {
 		return nil
 	}
 	ch := make(chan struct{})
+	c.seq++
 	for _, e := range batch {
 		e.inflight = ch
 		e.inflightSince = now
+		e.inflightSeq = c.seq
 		e.attemptAt = now
 	}
 	c.wg.Add(1)
-	go c.fetch(batch, ch)
+	go c.fetch(batch, ch, now)
 	return []chan struct{}{ch}
 }
 
+// freezeSlack is how much later than its deadline a read may end before
+// the lateness is taken for a freeze: a running process's timers fire
+// within milliseconds, a frozen one's only when it is thawed.
+const freezeSlack = 250 * time.Millisecond
+
 // fetch reads batch from the table, detached from any request: a lookup
 // that stops waiting does not cancel the read, so the next lookup hits.
-func (c *Cache) fetch(batch []*entry, done chan struct{}) {
+// start is when the read was started (the clock's time), which a freeze
+// may separate from when this goroutine first runs.
+func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {
 	defer c.wg.Done()
 	defer close(done)
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.FetchTimeout)
 	defer cancel()
 
 	var (
-		got   map[string]circuit.Circuit
-		err   error
-		start = time.Now()
+		got map[string]circuit.Circuit
+		err error
 	)
 	if len(batch) == 1 {
 		var one circuit.Circuit
@@ -469,45 +556,72 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}) {
 		}
 		got, err = c.r.GetMany(ctx, ids)
 	}
+	now := c.o.Now()
+	took := now.Sub(start)
+
+	// A read whose deadline passed while the sandbox was frozen ends long
+	// after that deadline, on thaw. It says nothing about the table: it
+	// counts as no answer and is retried at once.
+	var unreadable store.ItemErrors
+	partial := errors.As(err, &unreadable)
+	if err != nil && !partial && errors.Is(ctx.Err(), context.DeadlineExceeded) && took > c.o.FetchTimeout+freezeSlack {
+		c.o.Logger.Info("read cut by a freeze; reading again", "circuits", len(batch), "durationMs", took.Milliseconds())
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, e := range batch {
+			e.inflight = nil
+		}
+		c.startLocked(batch, now)
+		return
+	}
 	if err != nil {
-		c.o.Logger.Warn("reading circuits failed; serving cached values", "circuits", len(batch), "error", err.Error(), "durationMs", time.Since(start).Milliseconds())
+		c.o.Logger.Warn("reading circuits failed; serving cached values", "circuits", len(batch), "error", err.Error(), "durationMs", took.Milliseconds())
 	} else {
-		c.o.Logger.Debug("read circuits", "circuits", len(batch), "durationMs", time.Since(start).Milliseconds())
+		c.o.Logger.Debug("read circuits", "circuits", len(batch), "durationMs", took.Milliseconds())
 	}
 
 	// Unreadable items fail only their own circuits; the rest of the
 	// batch was read.
-	var unreadable store.ItemErrors
-	partial := errors.As(err, &unreadable)
-	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range batch {
 		e.inflight = nil
 		if partial {
 			if ierr, bad := unreadable[e.id]; bad {
-				e.err = ierr
+				e.failed(ierr, now)
 				continue
 			}
 		} else if err != nil && !hasKey(got, e.id) {
-			e.err = err
+			e.failed(err, now)
 			continue
 		}
+		e.err, e.failingAt = nil, time.Time{}
 		v, ok := got[e.id]
 		if !ok {
 			v = circuit.New(e.id)
 		}
-		// A read that started before this extension's own write (Put)
-		// must not bring an older version back.
-		if e.loaded && e.c.Version > v.Version {
-			e.fetchedAt, e.err = now, nil
+		// A Put that came in while this read ran may hold a newer value
+		// (a write of this extension): the read replaces it only when it
+		// is known to be newer. A read that started after the cached value
+		// came in replaces it.
+		if e.loaded && e.valueSeq > e.inflightSeq && !Newer(v, e.c) {
 			continue
 		}
-		e.c, e.loaded, e.fetchedAt, e.err = v, true, now, nil
+		e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, now, e.inflightSeq
 	}
+}
+
+// failed records a failed read at now.
+func (e *entry) failed(err error, now time.Time) {
+	if e.err == nil {
+		e.failingAt = now
+	}
+	e.err = err
 }
 
 func hasKey(m map[string]circuit.Circuit, id string) bool {
 	_, ok := m[id]
 	return ok
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

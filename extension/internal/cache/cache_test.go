@@ -18,6 +18,7 @@ type fakeReader struct {
 	circuits map[string]circuit.Circuit
 	err      error
 	gate     chan struct{} // when non-nil, reads wait for it to close
+	hold     atomic.Int64  // this many next reads wait for their deadline
 	gets     atomic.Int64
 	batches  atomic.Int64
 	keys     atomic.Int64
@@ -44,6 +45,11 @@ func (r *fakeReader) fail(err error) {
 }
 
 func (r *fakeReader) wait(ctx context.Context) error {
+	if r.hold.Add(-1) >= 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	r.hold.Add(1)
 	r.mu.Lock()
 	gate := r.gate
 	r.mu.Unlock()
@@ -108,6 +114,12 @@ func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
+}
+
+func (r *fakeReader) setGate(gate chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gate = gate
 }
 
 func (c *clock) Advance(d time.Duration) {
@@ -264,7 +276,17 @@ func TestFailureServesStaleThenFailMode(t *testing.T) {
 		t.Fatalf("within max staleness = %+v, want the stale OPEN value", d)
 	}
 
-	clk.Advance(10 * time.Second)
+	// The value is now 11 s old, past the maximum staleness, but reads
+	// have failed for 9 s only: still the stale value.
+	clk.Advance(9 * time.Second)
+	c.Lookup(context.Background(), "a")
+	_ = c.Wait(context.Background())
+	d = c.Lookup(context.Background(), "a")
+	if !d.Stale || d.FailMode || d.Allowed {
+		t.Fatalf("reads failing for 9s of 10s = %+v, want the stale OPEN value", d)
+	}
+
+	clk.Advance(2 * time.Second)
 	c.Lookup(context.Background(), "a")
 	_ = c.Wait(context.Background())
 	d = c.Lookup(context.Background(), "a")
@@ -327,31 +349,60 @@ func TestRefreshDueBatchesPinnedAndUsedCircuits(t *testing.T) {
 	r := newFakeReader(open("a", 1), open("b", 1), open("c", 1))
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second})
-	if err := c.Prefetch(context.Background(), []string{"a"}); err != nil {
+	ctx := context.Background()
+	if err := c.Prefetch(ctx, []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
-	c.Lookup(context.Background(), "b")
-	c.Lookup(context.Background(), "c")
-	_ = c.Wait(context.Background())
+	refreshed := func() []string {
+		t.Helper()
+		_ = c.Wait(ctx)
+		before := map[string]uint64{}
+		for _, id := range []string{"a", "b", "c"} {
+			before[id] = c.entries[id].inflightSeq
+		}
+		c.RefreshDue()
+		_ = c.Wait(ctx)
+		var ids []string
+		for _, id := range []string{"a", "b", "c"} {
+			if c.entries[id].inflightSeq != before[id] {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	c.Lookup(ctx, "b") // b's lookup starts its read
+	c.Lookup(ctx, "c")
+	if got := refreshed(); len(got) != 0 {
+		t.Fatalf("RefreshDue within the interval read %v", got)
+	}
 	clk.Advance(2 * time.Second)
-	c.Lookup(context.Background(), "c") // used since its last read, and refreshed now
-	_ = c.Wait(context.Background())
-	before := r.keys.Load()
-
-	c.RefreshDue() // nothing due yet except a; b was not used since its read
-	_ = c.Wait(context.Background())
-	if got := r.keys.Load() - before; got != 1 {
-		t.Errorf("RefreshDue read %d keys, want 1 (the pinned circuit)", got)
+	c.Lookup(ctx, "c") // due: this lookup reads c again
+	// a is pinned; b was last looked up when its read started, so it is
+	// still in use; c was just read.
+	if got := fmt.Sprint(refreshed()); got != "[a b]" {
+		t.Errorf("RefreshDue read %s, want [a b]", got)
 	}
 
 	clk.Advance(2 * time.Second)
-	c.Lookup(context.Background(), "b") // refreshes b itself
-	_ = c.Wait(context.Background())
-	before = r.keys.Load()
-	c.RefreshDue() // a is due again; b and c were not used since their reads
-	_ = c.Wait(context.Background())
-	if got := r.keys.Load() - before; got != 1 {
-		t.Errorf("RefreshDue read %d keys, want 1", got)
+	c.Lookup(ctx, "b") // refreshes b itself
+	// a is pinned; b was just read; c was looked up when its last read
+	// started.
+	if got := fmt.Sprint(refreshed()); got != "[a c]" {
+		t.Errorf("RefreshDue read %s, want [a c]", got)
+	}
+
+	clk.Advance(2 * time.Second)
+	// b's lookup started its last read; c was read by RefreshDue and not
+	// looked up since: no longer in use.
+	if got := fmt.Sprint(refreshed()); got != "[a b]" {
+		t.Errorf("RefreshDue read %s, want [a b]", got)
+	}
+	clk.Advance(2 * time.Second)
+	if got := fmt.Sprint(refreshed()); got != "[a]" {
+		t.Errorf("RefreshDue read %s, want [a]", got)
+	}
+	if got := r.keys.Load(); got != 12 {
+		t.Errorf("%d keys read in all, want 12", got)
 	}
 }
 
@@ -491,4 +542,264 @@ func TestConcurrentUse(t *testing.T) {
 	if c.Len() > 8 {
 		t.Errorf("Len = %d past the cap 8", c.Len())
 	}
+}
+
+func TestMaxAge(t *testing.T) {
+	const maxAge = 2 * time.Second
+	tests := []struct {
+		name    string
+		pause   time.Duration // since the value was read
+		invoke  bool          // an INVOKE starts the refresh before the lookup
+		release time.Duration // when the held read ends; <0: after the lookup
+		want    func(t *testing.T, d Decision, waited time.Duration)
+	}{
+		{
+			name: "older than the maximum age: waits for the refresh started by INVOKE", pause: 10 * time.Second, invoke: true, release: 20 * time.Millisecond,
+			want: func(t *testing.T, d Decision, waited time.Duration) {
+				if d.Circuit.Version != 2 || d.State != circuit.Open || d.Allowed || d.Stale || d.FailMode || !d.Waited || d.Age != 0 {
+					t.Errorf("decision = %+v, want the fresh OPEN v2, waited for, age 0", d)
+				}
+			},
+		},
+		{
+			name: "older than the maximum age: the lookup starts the refresh and waits", pause: 10 * time.Second, release: 20 * time.Millisecond,
+			want: func(t *testing.T, d Decision, waited time.Duration) {
+				if d.Circuit.Version != 2 || d.Allowed || d.Stale || !d.Waited {
+					t.Errorf("decision = %+v, want the fresh OPEN v2", d)
+				}
+			},
+		},
+		{
+			name: "refresh slower than the miss timeout: the old value, marked stale", pause: 10 * time.Second, invoke: true, release: -1,
+			want: func(t *testing.T, d Decision, waited time.Duration) {
+				if d.Circuit.Version != 1 || !d.Allowed || !d.Stale || d.FailMode || !d.Waited || d.Age != 10*time.Second {
+					t.Errorf("decision = %+v, want the old CLOSED v1, stale, age 10s", d)
+				}
+				if waited < 50*time.Millisecond || waited > 5*time.Second {
+					t.Errorf("waited %s, want the miss timeout (50ms)", waited)
+				}
+			},
+		},
+		{
+			name: "younger than the maximum age: answers at once while the refresh runs", pause: 1500 * time.Millisecond, invoke: true, release: -1,
+			want: func(t *testing.T, d Decision, waited time.Duration) {
+				if d.Circuit.Version != 1 || !d.Allowed || d.Stale || d.Waited {
+					t.Errorf("decision = %+v, want the cached CLOSED v1 as a plain hit", d)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFakeReader(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 1})
+			clk := newClock()
+			c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: maxAge, MissTimeout: 50 * time.Millisecond})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			r.set(open("a", 2)) // the circuit opened meanwhile
+			gate := make(chan struct{})
+			r.setGate(gate)
+			clk.Advance(tt.pause)
+			if tt.invoke {
+				c.RefreshDue()
+			}
+			if tt.release >= 0 {
+				time.AfterFunc(tt.release, func() { close(gate) })
+			}
+			start := time.Now()
+			d := c.Lookup(ctx, "a")
+			waited := time.Since(start)
+			if tt.release < 0 {
+				close(gate)
+			}
+			tt.want(t, d, waited)
+			_ = c.Wait(ctx)
+			if got := r.gets.Load() + r.batches.Load(); got != 2 {
+				t.Errorf("%d reads, want 2 (prefetch and one refresh)", got)
+			}
+		})
+	}
+}
+
+// Every lookup of a circuit whose value is too old waits for the same
+// read, and all get its answer.
+func TestMaxAgeConcurrentLookupsShareOneRead(t *testing.T) {
+	r := newFakeReader(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 1})
+	clk := newClock()
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, MissTimeout: 5 * time.Second})
+	ctx := context.Background()
+	if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	r.set(open("a", 2))
+	gate := make(chan struct{})
+	r.setGate(gate)
+	clk.Advance(time.Minute)
+	before := r.gets.Load() + r.batches.Load()
+	results := make([]Decision, 40)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				results[i] = c.Lookup(ctx, "a")
+			} else {
+				results[i] = c.LookupMany(ctx, []string{"a"})[0]
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	if got := r.gets.Load() + r.batches.Load() - before; got != 1 {
+		t.Errorf("40 concurrent lookups of an old value made %d reads, want 1", got)
+	}
+	for i, d := range results {
+		if d.Circuit.Version != 2 || d.Allowed || d.Stale || !d.Waited {
+			t.Fatalf("result %d = %+v, want the fresh OPEN v2", i, d)
+		}
+	}
+	if s := c.TakeStats()["a"]; s.Waits != 40 || s.Hits != 0 || s.Stale != 0 {
+		t.Errorf("stats = %+v, want 40 waits", s)
+	}
+}
+
+// A read in flight when the sandbox freezes ends on thaw with its deadline
+// passed. That is no answer, not a failure of the table: the read is made
+// again at once and the lookup answers the known or the fresh state, never
+// the failure policy.
+func TestReadCutByFreeze(t *testing.T) {
+	for _, maxAge := range []time.Duration{0, 2 * time.Second} {
+		t.Run(fmt.Sprintf("maxAge=%s", maxAge), func(t *testing.T) {
+			r := newFakeReader(open("a", 1))
+			clk := newClock()
+			c := newTestCache(t, r, clk, Options{
+				RefreshInterval: time.Second, MaxStaleness: 30 * time.Second, MaxAge: maxAge,
+				FetchTimeout: 200 * time.Millisecond, FailAllow: true,
+			})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			r.set(open("a", 2))
+			clk.Advance(2 * time.Second)
+			r.hold.Store(1)
+			c.RefreshDue()           // the INVOKE's read; the function ends and the sandbox freezes
+			clk.Advance(time.Minute) // frozen for 60 s: the read's deadline passes meanwhile
+			d := c.Lookup(ctx, "a")  // the next invocation, on thaw
+			if d.FailMode || d.Allowed || d.State != circuit.Open || !d.Known {
+				t.Fatalf("after a freeze = %+v, want the known OPEN state", d)
+			}
+			if maxAge > 0 && (d.Circuit.Version != 2 || d.Stale || !d.Waited) {
+				t.Errorf("with a maximum age = %+v, want the fresh v2 from the read made again", d)
+			}
+			_ = c.Wait(ctx)
+			if d := c.Lookup(ctx, "a"); d.FailMode || d.Stale || d.Circuit.Version != 2 {
+				t.Errorf("after the read made again = %+v, want the fresh OPEN v2", d)
+			}
+			if got := r.gets.Load() - 1; got != 2 {
+				t.Errorf("%d reads after the prefetch, want 2 (the cut one and its retry)", got)
+			}
+		})
+	}
+}
+
+// A read cut by its deadline while the process ran is a failure of the
+// table: stale, and not retried before the refresh interval.
+func TestReadDeadlineWithoutFreezeIsAFailure(t *testing.T) {
+	r := newFakeReader(open("a", 1))
+	clk := newClock()
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxStaleness: 30 * time.Second, FetchTimeout: 20 * time.Millisecond})
+	ctx := context.Background()
+	if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	r.hold.Store(1)
+	c.RefreshDue()
+	_ = c.Wait(ctx)
+	d := c.Lookup(ctx, "a")
+	if !d.Stale || d.FailMode || d.Allowed {
+		t.Fatalf("after a slow read = %+v, want the stale OPEN value", d)
+	}
+	if got := r.gets.Load() - 1; got != 1 {
+		t.Errorf("%d reads after the prefetch, want 1: a failed read waits for the refresh interval", got)
+	}
+}
+
+// The cache never goes backwards: an older read landing after a newer
+// value keeps the newer one, by version, override time, then the order in
+// which reads started and values came in.
+func TestCacheNeverGoesBackwards(t *testing.T) {
+	at := newClock().Now()
+	plain := circuit.Circuit{ID: "a", State: circuit.Closed, Version: 3}
+	forced := plain
+	forced.Override, forced.OverrideReason, forced.OverrideAt = circuit.ForcedOpen, "maintenance", at
+	tests := []struct {
+		name      string
+		table     circuit.Circuit // what the read started before the Put returns
+		put       circuit.Circuit
+		wantState circuit.State
+		wantVer   int64
+	}{
+		{"older version read after a trip", plain, circuit.Circuit{ID: "a", State: circuit.Open, Version: 4, RetryAt: at.Add(time.Minute)}, circuit.Open, 4},
+		{"older read after a newer override", plain, forced, circuit.Open, 3},
+		{"newer version read after a Put", circuit.Circuit{ID: "a", State: circuit.HalfOpen, Version: 5}, circuit.Circuit{ID: "a", State: circuit.Open, Version: 4}, circuit.HalfOpen, 5},
+		{"later override read after a Put", func() circuit.Circuit {
+			v := forced
+			v.Override, v.OverrideAt = circuit.ForcedClosed, at.Add(time.Second)
+			return v
+		}(), forced, circuit.Closed, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			r := newFakeReader(plain)
+			c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			gate := make(chan struct{})
+			r.setGate(gate)
+			r.set(tt.table)
+			clk.Advance(2 * time.Second)
+			c.RefreshDue() // read starts
+			c.Put(tt.put)  // a write of this extension lands first
+			close(gate)
+			_ = c.Wait(ctx)
+			got, _ := c.Peek("a")
+			if d := c.Lookup(ctx, "a"); got.Version != tt.wantVer || d.State != tt.wantState {
+				t.Errorf("cached v%d, answer %s; want v%d %s", got.Version, d.State, tt.wantVer, tt.wantState)
+			}
+		})
+	}
+
+	t.Run("a read started after the Put replaces it", func(t *testing.T) {
+		clk := newClock()
+		r := newFakeReader(plain) // the operator cleared the override meanwhile
+		c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second})
+		ctx := context.Background()
+		c.Put(forced)
+		clk.Advance(2 * time.Second)
+		c.Lookup(ctx, "a") // due: starts a read
+		_ = c.Wait(ctx)
+		if d := c.Lookup(ctx, "a"); d.State != circuit.Closed || !d.Allowed {
+			t.Errorf("after the read = %+v, want CLOSED with the override gone", d)
+		}
+	})
+	t.Run("an earlier override put after a later one", func(t *testing.T) {
+		clk := newClock()
+		c := newTestCache(t, newFakeReader(), clk, Options{})
+		later := forced
+		later.Override, later.OverrideAt = circuit.ForcedClosed, at.Add(time.Second)
+		c.Put(later)
+		c.Put(forced)
+		if got, _ := c.Peek("a"); got.Override != circuit.ForcedClosed {
+			t.Errorf("cached override %s, want the later FORCED_CLOSED", got.Override)
+		}
+	})
 }

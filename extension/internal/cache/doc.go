@@ -1,6 +1,6 @@
 // Package cache keeps the circuits a function asks about in memory and
-// decides whether a call is allowed, without making lookups wait on
-// DynamoDB.
+// decides whether a call is allowed, waiting on DynamoDB only when the
+// cached answer is missing or too old.
 //
 // Rules:
 //
@@ -9,11 +9,18 @@
 //     background; the re-read is started by a lookup or by an INVOKE event
 //     (RefreshDue), since the sandbox is frozen between invocations and a
 //     timer would not fire. At most one read per circuit is in flight.
-//   - A lookup answers from the cache at once. Only the first lookup of a
-//     circuit with no value waits for the read, at most the miss timeout.
+//   - A lookup answers from the cache at once when its value is younger
+//     than the maximum age (Options.MaxAge). Otherwise, or with no value at
+//     all, it waits for the read in flight, at most the miss timeout, with
+//     every other caller of the circuit.
 //   - When a read fails the last value is served marked stale. With no
-//     value, or a value older than the maximum staleness whose refresh
-//     failed, the failure policy decides.
+//     value, or after reads have kept failing for longer than the maximum
+//     staleness (from the first failed read), the failure policy decides.
+//     A read whose deadline passed while the sandbox was frozen is no
+//     answer, not a failure: it is made again at once.
+//   - A cached value is only replaced by a newer one: a higher version, the
+//     same version with a later override, or a read that started after the
+//     value came in (Put).
 //   - At most MaxCircuits circuits are kept; the least recently used one
 //     is evicted.
 //

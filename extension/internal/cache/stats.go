@@ -4,11 +4,15 @@ import "github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 
 // Stats counts the lookups of one circuit since the last TakeStats.
 type Stats struct {
-	// Hits were answered from a value that was loaded and not stale.
+	// Hits were answered at once from a value that was loaded and not stale.
 	Hits int64
 	// Misses found no value when the lookup started.
 	Misses int64
-	// Stale were answered from a value that could not be refreshed.
+	// Waits found a value older than the maximum age, waited for the
+	// refresh and were answered from the fresh value.
+	Waits int64
+	// Stale were answered from a value that could not be refreshed
+	// (including lookups whose wait for a fresh value timed out).
 	Stale int64
 	// Refused were answered with allowed=false.
 	Refused int64
@@ -36,6 +40,8 @@ func (c *Cache) count(d Decision, missed bool) {
 		s.Misses++
 	case d.Stale:
 		s.Stale++
+	case d.Waited:
+		s.Waits++
 	default:
 		s.Hits++
 	}
