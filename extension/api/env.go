@@ -9,6 +9,7 @@ const (
 	EnvPort            = "CIRCUIT_BREAKER_PORT"
 	EnvRefreshInterval = "CIRCUIT_BREAKER_REFRESH_INTERVAL"
 	EnvMaxStaleness    = "CIRCUIT_BREAKER_MAX_STALENESS"
+	EnvMaxAge          = "CIRCUIT_BREAKER_MAX_AGE"
 	EnvFailMode        = "CIRCUIT_BREAKER_FAIL_MODE"
 	EnvMissTimeout     = "CIRCUIT_BREAKER_MISS_TIMEOUT"
 	EnvMaxCircuits     = "CIRCUIT_BREAKER_MAX_CIRCUITS"

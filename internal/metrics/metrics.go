@@ -41,6 +41,9 @@ const (
 	CacheHits = "CacheHits"
 	// CacheMisses counts lookups of circuits with no cached value.
 	CacheMisses = "CacheMisses"
+	// CacheWaits counts lookups whose cached value was older than the
+	// maximum age and that waited for, and got, a fresh one.
+	CacheWaits = "CacheWaits"
 	// StaleAnswers counts lookups answered from a value that could not be
 	// refreshed.
 	StaleAnswers = "StaleAnswers"

@@ -157,6 +157,7 @@ func Run(ctx context.Context, o Options) int {
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
+		MaxAge:          cfg.MaxAge,
 		MissTimeout:     cfg.MissTimeout,
 		MaxCircuits:     cfg.MaxCircuits,
 		FailAllow:       cfg.FailMode.Allows(),
@@ -183,7 +184,7 @@ func Run(ctx context.Context, o Options) int {
 		cancel()
 	}
 	log.Info("ready", "addr", ln.Addr().String(), "circuits", c.Len(), "startMs", float64(time.Since(start).Microseconds())/1000,
-		"refreshInterval", cfg.RefreshInterval.String(), "failMode", string(cfg.FailMode))
+		"refreshInterval", cfg.RefreshInterval.String(), "maxAge", cfg.MaxAge.String(), "failMode", string(cfg.FailMode))
 	if o.OnReady != nil {
 		o.OnReady(ln.Addr().String())
 	}
@@ -213,8 +214,11 @@ func Run(ctx context.Context, o Options) int {
 		}
 		switch ev.EventType {
 		case extapi.Invoke:
-			log.Debug("invoke", "requestId", ev.RequestID)
+			// The runtime got the same event at the same moment: start the
+			// reads first, so they are under way, or done, when the
+			// function's first lookup arrives.
 			c.RefreshDue()
+			log.Debug("invoke", "requestId", ev.RequestID)
 			emitLookupMetrics(c, emf, log)
 			// Flush the outcomes reported since the last flush while the
 			// function runs, and finish before the next event/next: the
@@ -253,10 +257,10 @@ func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
 }
 
 // emitLookupMetrics writes one EMF line per circuit looked up since the
-// last call: cache hits, misses, stale answers and refused calls, and the
-// state of the last answer (CircuitState, CircuitOpen), so an OPEN alarm
-// fires from the fleet's traffic without waiting for the next health
-// check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
+// last call: cache hits, misses, waits for a fresh value, stale answers
+// and refused calls, and the state of the last answer (CircuitState,
+// CircuitOpen), so an OPEN alarm fires from the fleet's traffic without
+// waiting for the next health check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
 func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 	stats := c.TakeStats()
 	ids := make([]string, 0, len(stats))
@@ -277,6 +281,7 @@ func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 			{Name: metrics.CircuitOpen, Unit: metrics.None, Value: open},
 			{Name: metrics.CacheHits, Unit: metrics.Count, Value: float64(s.Hits)},
 			{Name: metrics.CacheMisses, Unit: metrics.Count, Value: float64(s.Misses)},
+			{Name: metrics.CacheWaits, Unit: metrics.Count, Value: float64(s.Waits)},
 			{Name: metrics.StaleAnswers, Unit: metrics.Count, Value: float64(s.Stale)},
 			{Name: metrics.CallsRefused, Unit: metrics.Count, Value: float64(s.Refused)},
 		}, nil)

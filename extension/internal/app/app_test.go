@@ -364,3 +364,56 @@ func TestLookupMetricsOnInvoke(t *testing.T) {
 		t.Errorf("%d EMF lines in all, want 2 (nothing was looked up after the INVOKE)", n)
 	}
 }
+
+// TestOldValueWaitsForTheInvokeRead: after a pause longer than the maximum
+// age, the INVOKE starts the read and the first lookup answers from it,
+// and the wait is counted in the metrics.
+func TestOldValueWaitsForTheInvokeRead(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	putCircuit(t, srv, table, circuit.Circuit{ID: "payments", State: circuit.Closed, Version: 1})
+	env := dynaliteEnv(srv, table)
+	env["CIRCUIT_BREAKER_SERVICES"] = "payments"
+	env["CIRCUIT_BREAKER_REFRESH_INTERVAL"] = "50ms"
+	env["CIRCUIT_BREAKER_MAX_AGE"] = "100ms"
+	env["CIRCUIT_BREAKER_MISS_TIMEOUT"] = "5s" // generous on a loaded machine: the assertion is on the answer
+	r := start(t, env)
+	addr := r.waitReady(t)
+	<-r.fake.FirstNext()
+	putCircuit(t, srv, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 2, RetryAt: time.Now().Add(time.Hour)})
+	time.Sleep(300 * time.Millisecond) // idle: the prefetched value is now older than the maximum age
+	r.fake.SendInvoke("req-1")
+	status, body := get(t, addr, "/circuits/payments", "tok")
+	var c struct {
+		State   string
+		Allowed bool
+		Version int64
+		Stale   bool
+		AgeMs   int64
+	}
+	if err := json.Unmarshal(body, &c); status != 200 || err != nil {
+		t.Fatalf("GET = %d %s", status, body)
+	}
+	if c.State != "OPEN" || c.Allowed || c.Version != 2 || c.Stale || c.AgeMs > 100 {
+		t.Errorf("first lookup after the pause = %s, want the fresh OPEN v2", body)
+	}
+	r.fake.SendInvoke("req-2")
+	var waits float64
+	waitUntil := time.Now().Add(5 * time.Second)
+	for waits == 0 && time.Now().Before(waitUntil) {
+		for _, line := range strings.Split(strings.TrimSpace(r.emf.String()), "\n") {
+			var rec struct{ CacheWaits float64 }
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				waits += rec.CacheWaits
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if waits != 1 {
+		t.Errorf("CacheWaits = %v, want 1", waits)
+	}
+	r.fake.SendShutdown(2 * time.Second)
+	if code := r.exitCode(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}

@@ -23,6 +23,7 @@ const (
 	EnvPort            = api.EnvPort
 	EnvRefreshInterval = api.EnvRefreshInterval
 	EnvMaxStaleness    = api.EnvMaxStaleness
+	EnvMaxAge          = api.EnvMaxAge
 	EnvFailMode        = api.EnvFailMode
 	EnvMissTimeout     = api.EnvMissTimeout
 	EnvMaxCircuits     = api.EnvMaxCircuits
@@ -42,9 +43,15 @@ const (
 	DefaultPort            = 4243
 	DefaultRefreshInterval = time.Second
 	DefaultMaxStaleness    = 30 * time.Second
-	DefaultMissTimeout     = 100 * time.Millisecond
-	DefaultMaxCircuits     = 1000
-	DefaultFailMode        = FailAllow
+	// DefaultMaxAgeFactor times the refresh interval is the maximum age
+	// when CIRCUIT_BREAKER_MAX_AGE is unset: a sandbox invoked at least
+	// that often never waits, since its INVOKE events keep its values
+	// younger; one idle for longer waits for one read on its first
+	// lookup, which its INVOKE has already started.
+	DefaultMaxAgeFactor = 2
+	DefaultMissTimeout  = 100 * time.Millisecond
+	DefaultMaxCircuits  = 1000
+	DefaultFailMode     = FailAllow
 )
 
 // FailMode is the decision taken when the state of a circuit is unknown:
@@ -83,10 +90,13 @@ type Config struct {
 	Port            int
 	RefreshInterval time.Duration
 	MaxStaleness    time.Duration
-	FailMode        FailMode
-	MissTimeout     time.Duration
-	MaxCircuits     int
-	LogLevel        slog.Level
+	// MaxAge is the oldest cached value a lookup answers from without
+	// waiting for the refresh; 0 turns the maximum off.
+	MaxAge      time.Duration
+	FailMode    FailMode
+	MissTimeout time.Duration
+	MaxCircuits int
+	LogLevel    slog.Level
 	// Policies are the per-service breaker policies; services without an
 	// entry get the defaults.
 	Policies policy.Policies
@@ -124,6 +134,15 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.MaxStaleness, err = parseDuration(getenv, EnvMaxStaleness, DefaultMaxStaleness, time.Millisecond); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MaxAge, err = parseDuration(getenv, EnvMaxAge, -1, 0); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case c.MaxAge < 0 || err != nil:
+		c.MaxAge = DefaultMaxAgeFactor * c.RefreshInterval
+	case c.MaxAge > 0 && c.RefreshInterval > 0 && c.MaxAge < c.RefreshInterval:
+		errs = append(errs, fmt.Errorf("%s (%s) must be 0 (no maximum) or at least %s (%s)", EnvMaxAge, c.MaxAge, EnvRefreshInterval, c.RefreshInterval))
 	}
 	if c.MissTimeout, err = parseDuration(getenv, EnvMissTimeout, DefaultMissTimeout, time.Millisecond); err != nil {
 		errs = append(errs, err)

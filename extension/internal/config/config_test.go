@@ -16,7 +16,8 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Table != "circuits" || c.Port != DefaultPort || c.RefreshInterval != DefaultRefreshInterval ||
 		c.MaxStaleness != DefaultMaxStaleness || c.FailMode != FailAllow || c.MissTimeout != DefaultMissTimeout ||
-		c.MaxCircuits != DefaultMaxCircuits || c.LogLevel != slog.LevelInfo || c.Token != "tok" || len(c.Services) != 0 {
+		c.MaxCircuits != DefaultMaxCircuits || c.LogLevel != slog.LevelInfo || c.Token != "tok" || len(c.Services) != 0 ||
+		c.MaxAge != 2*time.Second {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -33,6 +34,26 @@ func TestLoadValues(t *testing.T) {
 		c.MaxStaleness != time.Minute || c.FailMode != FailDeny || c.MissTimeout != 20*time.Millisecond ||
 		c.MaxCircuits != 5 || c.LogLevel != slog.LevelDebug {
 		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestLoadMaxAge(t *testing.T) {
+	tests := []struct {
+		interval, maxAge string
+		want             time.Duration
+	}{
+		{"", "", 2 * time.Second},             // twice the default interval
+		{"250ms", "", 500 * time.Millisecond}, // twice the interval set
+		{"", "0", 0},                          // turned off: old values are answered at once
+		{"3s", "0s", 0},
+		{"", "1s", time.Second}, // the interval itself
+		{"250ms", " 10s ", 10 * time.Second},
+	}
+	for _, tt := range tests {
+		c, err := Load(env(map[string]string{EnvTable: "t", EnvRefreshInterval: tt.interval, EnvMaxAge: tt.maxAge}))
+		if err != nil || c.MaxAge != tt.want {
+			t.Errorf("interval %q, max age %q: MaxAge = %s, %v; want %s", tt.interval, tt.maxAge, c.MaxAge, err, tt.want)
+		}
 	}
 }
 
@@ -62,6 +83,10 @@ func TestLoadErrors(t *testing.T) {
 		{"interval negative", map[string]string{EnvTable: "t", EnvRefreshInterval: "-1s"}, EnvRefreshInterval},
 		{"staleness below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxStaleness: "1s"}, "must not be shorter"},
 		{"fail mode", map[string]string{EnvTable: "t", EnvFailMode: "open"}, "want allow or deny"},
+		{"max age below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxAge: "1s"}, EnvMaxAge + " (1s) must be 0 (no maximum) or at least"},
+		{"max age below default interval", map[string]string{EnvTable: "t", EnvMaxAge: "500ms"}, EnvMaxAge},
+		{"max age negative", map[string]string{EnvTable: "t", EnvMaxAge: "-1s"}, EnvMaxAge},
+		{"max age text", map[string]string{EnvTable: "t", EnvMaxAge: "soon"}, EnvMaxAge},
 		{"miss timeout", map[string]string{EnvTable: "t", EnvMissTimeout: "1h"}, "at most 10s"},
 		{"max circuits", map[string]string{EnvTable: "t", EnvMaxCircuits: "0"}, EnvMaxCircuits},
 		{"too many services", map[string]string{EnvTable: "t", EnvMaxCircuits: "1", EnvServices: "a,b"}, "more than"},
