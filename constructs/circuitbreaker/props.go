@@ -1,6 +1,7 @@
 package circuitbreaker
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -157,9 +158,17 @@ type ExtensionSettings struct {
 	// RefreshInterval is the age after which a cached circuit is refreshed
 	// in the background.
 	RefreshInterval time.Duration
-	// MaxStaleness is how long a cached circuit may be served after
-	// refreshes fail, before FailMode applies.
+	// MaxStaleness is how long refreshes of a cached circuit may keep
+	// failing, from the first failure, before FailMode applies.
 	MaxStaleness time.Duration
+	// MaxAge is the oldest cached circuit a lookup answers from at once:
+	// the first lookup after a longer pause waits (at most the miss
+	// timeout) for the refresh its INVOKE already started, so a sandbox
+	// that was idle never acts on an old state. At least RefreshInterval
+	// (1s when unset). Default: twice RefreshInterval. A negative value
+	// turns the maximum off: old values are answered at once while the
+	// refresh runs.
+	MaxAge time.Duration
 	// FailMode is "allow" or "deny": what callers are told when the state
 	// cannot be known.
 	FailMode string
@@ -247,6 +256,12 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	}
 	if err := validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour); err != nil {
 		return nil, fmt.Errorf("circuitbreaker: %w", err)
+	}
+	if age := p.Extension.MaxAge; age > 0 {
+		interval := cmp.Or(p.Extension.RefreshInterval, time.Second)
+		if err := validateDuration("Extension.MaxAge", age, interval, 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("circuitbreaker: %w (at least the refresh interval; negative turns it off)", err)
+		}
 	}
 
 	services := p.Services

@@ -57,6 +57,10 @@ func TestPropsValidation(t *testing.T) {
 		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "probeTimeout"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
+		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is outside 1s..24h0m0s"},
+		{"max age below interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxAge: 2 * time.Second}}, "Extension.MaxAge"},
+		{"max age with short interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 100 * time.Millisecond, MaxAge: 500 * time.Millisecond}}, ""},
+		{"max age off", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: -1}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,6 +153,58 @@ func TestRuleInputCarriesOnlySetSettings(t *testing.T) {
 	}
 }
 
+func TestAttachToSetsMaxAge(t *testing.T) {
+	tests := []struct {
+		maxAge time.Duration
+		want   any // nil: unset, the extension's default
+	}{
+		{0, nil},
+		{5 * time.Second, "5s"},
+		{-1, "0"},
+	}
+	for _, tt := range tests {
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
+		st := awscdk.NewStack(app, jsii.String("S"), nil)
+		cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: tt.maxAge}})
+		fn := awslambda.NewFunction(st, jsii.String("Fn"), &awslambda.FunctionProps{
+			Runtime: awslambda.Runtime_NODEJS_22_X(),
+			Handler: jsii.String("index.handler"),
+			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
+		})
+		if err := cb.AttachTo(fn); err != nil {
+			t.Fatal(err)
+		}
+		if got := functionEnv(t, st, "Fn")[EnvMaxAge]; got != tt.want {
+			t.Errorf("MaxAge %s: %s = %v, want %v", tt.maxAge, EnvMaxAge, got, tt.want)
+		}
+	}
+}
+
+// functionEnv returns the environment variables of the function whose
+// logical ID starts with prefix.
+func functionEnv(t *testing.T, st awscdk.Stack, prefix string) map[string]any {
+	t.Helper()
+	tpl, _ := json.Marshal(assertions.Template_FromStack(st, nil).ToJSON())
+	var parsed struct {
+		Resources map[string]struct {
+			Type       string
+			Properties struct {
+				Environment struct{ Variables map[string]any }
+			}
+		}
+	}
+	if err := json.Unmarshal(tpl, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	for id, r := range parsed.Resources {
+		if r.Type == "AWS::Lambda::Function" && strings.HasPrefix(id, prefix) {
+			return r.Properties.Environment.Variables
+		}
+	}
+	t.Fatalf("no function %s* in the stack", prefix)
+	return nil
+}
+
 func TestAttachToSetsPoliciesOfAttachedServices(t *testing.T) {
 	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
 	st := awscdk.NewStack(app, jsii.String("S"), nil)
@@ -167,24 +223,7 @@ func TestAttachToSetsPoliciesOfAttachedServices(t *testing.T) {
 	if err := cb.AttachTo(fn, "orders", "plain"); err != nil {
 		t.Fatal(err)
 	}
-	tpl, _ := json.Marshal(assertions.Template_FromStack(st, nil).ToJSON())
-	var parsed struct {
-		Resources map[string]struct {
-			Type       string
-			Properties struct {
-				Environment struct{ Variables map[string]any }
-			}
-		}
-	}
-	if err := json.Unmarshal(tpl, &parsed); err != nil {
-		t.Fatal(err)
-	}
-	var got string
-	for id, r := range parsed.Resources {
-		if r.Type == "AWS::Lambda::Function" && strings.HasPrefix(id, "Fn") {
-			got, _ = r.Properties.Environment.Variables["CIRCUIT_BREAKER_POLICIES"].(string)
-		}
-	}
+	got, _ := functionEnv(t, st, "Fn")["CIRCUIT_BREAKER_POLICIES"].(string)
 	want := `{"orders":{"failureRateThreshold":25,"window":"1m0s","successThreshold":3}}`
 	if got != want {
 		t.Fatalf("CIRCUIT_BREAKER_POLICIES = %s, want %s (only attached services with settings)", got, want)

@@ -37,6 +37,7 @@ const (
 	EnvPort            = api.EnvPort
 	EnvRefreshInterval = api.EnvRefreshInterval
 	EnvMaxStaleness    = api.EnvMaxStaleness
+	EnvMaxAge          = api.EnvMaxAge
 	EnvFailMode        = api.EnvFailMode
 	EnvPolicies        = api.EnvPolicies
 )
@@ -274,6 +275,12 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 	}
 	if ext.MaxStaleness != 0 {
 		env[EnvMaxStaleness] = ext.MaxStaleness.String()
+	}
+	switch {
+	case ext.MaxAge > 0:
+		env[EnvMaxAge] = ext.MaxAge.String()
+	case ext.MaxAge < 0:
+		env[EnvMaxAge] = "0"
 	}
 	if ext.FailMode != "" {
 		env[EnvFailMode] = ext.FailMode
