@@ -183,7 +183,7 @@ func run(ctx context.Context, o options, p *printer) error {
 	for k, v := range awsEnv {
 		fnEnv[k] = v
 	}
-	for _, k := range []string{"CIRCUIT_BREAKER_REFRESH_INTERVAL", "CIRCUIT_BREAKER_MAX_STALENESS", "CIRCUIT_BREAKER_FAIL_MODE", "CIRCUIT_BREAKER_PORT", "CIRCUIT_BREAKER_LOG_LEVEL"} {
+	for _, k := range []string{"CIRCUIT_BREAKER_REFRESH_INTERVAL", "CIRCUIT_BREAKER_MAX_STALENESS", "CIRCUIT_BREAKER_MAX_AGE", "CIRCUIT_BREAKER_FAIL_MODE", "CIRCUIT_BREAKER_PORT", "CIRCUIT_BREAKER_LOG_LEVEL"} {
 		if v := os.Getenv(k); v != "" {
 			fnEnv[k] = v
 		}
