@@ -25,6 +25,7 @@ type result struct {
 			Allowed  bool   `json:"allowed"`
 			Version  int64  `json:"version"`
 			Stale    bool   `json:"stale"`
+			AgeMs    int64  `json:"ageMs"`
 			FailMode bool   `json:"failMode"`
 		} `json:"circuit"`
 		Allowed bool   `json:"allowed"`
@@ -148,5 +149,57 @@ func TestExtensionUnderEmulator(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("emulator output:\n%s", logs)
+	}
+}
+
+// TestFirstInvocationAfterPauseSeesNewState: a circuit opens in the table
+// while the sandbox is idle; the first invocation after a pause longer than
+// the maximum age (the defaults: 1s refresh, 2s maximum age) is told OPEN,
+// for a circuit listed in CIRCUIT_BREAKER_SERVICES and for one the function
+// only looked up before.
+func TestFirstInvocationAfterPauseSeesNewState(t *testing.T) {
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	table := srv.NewTable(t)
+	for _, id := range []string{"listed", "looked-up"} {
+		put(t, db, table, circuit.Circuit{ID: id, State: circuit.Closed, Version: 1})
+	}
+	port := rie.FreePort(t)
+	emu := rie.Start(t, rie.Config{
+		Function:   rie.Build(t, "./internal/testutil/rie/probefn"),
+		Extensions: map[string]string{"circuit-breaker": rie.Build(t, "./extension")},
+		Env: map[string]string{
+			"CIRCUIT_BREAKER_TABLE":     table,
+			"CIRCUIT_BREAKER_SERVICES":  "listed",
+			"CIRCUIT_BREAKER_PORT":      strconv.Itoa(port),
+			"CIRCUIT_BREAKER_LOG_LEVEL": "debug",
+			// Generous for a loaded machine: the test is about the answer.
+			"CIRCUIT_BREAKER_MISS_TIMEOUT": "2s",
+			"AWS_REGION":                   "us-east-1",
+			"AWS_ACCESS_KEY_ID":            "local",
+			"AWS_SECRET_ACCESS_KEY":        "local",
+			"AWS_SESSION_TOKEN":            "e2e-session-token",
+			"AWS_ENDPOINT_URL_DYNAMODB":    srv.Endpoint,
+		},
+	})
+	r := invoke(t, emu, "listed", "looked-up")
+	for _, a := range r.Answers {
+		if a.Circuit.State != "CLOSED" || !a.Circuit.Allowed {
+			t.Fatalf("before: %+v, want CLOSED", a.Circuit)
+		}
+	}
+	for _, id := range []string{"listed", "looked-up"} {
+		put(t, db, table, circuit.Circuit{ID: id, State: circuit.Open, Version: 2, UpdatedAt: time.Now(), RetryAt: time.Now().Add(time.Hour), Reason: "e2e"})
+	}
+	time.Sleep(3 * time.Second) // longer than the 2s maximum age
+	r = invoke(t, emu, "listed", "looked-up")
+	for _, a := range r.Answers {
+		c := a.Circuit
+		if c.State != "OPEN" || c.Allowed || c.Version != 2 || c.Stale || c.FailMode || c.AgeMs > 2000 {
+			t.Errorf("first invocation after the pause: %+v, want the fresh OPEN v2", c)
+		}
+	}
+	if t.Failed() {
+		t.Logf("emulator output:\n%s", emu.Logs())
 	}
 }
