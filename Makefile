@@ -50,7 +50,7 @@ test: node_modules/go.mod vet
 	cd test/consumer && go test -count=1 -timeout 20m ./...
 
 ## test-clients: the Python (unittest) and Node.js (node --test) client suites against the real extension (also part of test-fast and test)
-test-clients: node_modules/.package-lock.json
+test-clients: node_modules/go.mod
 	go test -count=1 -v -run 'ClientSuite' ./extension/clients/
 
 ## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
