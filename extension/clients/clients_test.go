@@ -337,3 +337,126 @@ func writeJSON(w http.ResponseWriter, v any) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A Python and a Node.js handler run under the Lambda Runtime Interface
+// Emulator with the layer's files under /opt, as Lambda extracts them, beside
+// the real extension. The official runtime interface clients cannot be
+// installed here (PyPI is out of reach; npm's aws-lambda-ric compiles a
+// native addon), so each handler runs under a small standard-library
+// bootstrap (testdata/*/bootstrap) that speaks the Runtime API.
+func TestHandlersUnderEmulator(t *testing.T) {
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	ext := rie.Build(t, "./extension")
+	layer := t.TempDir()
+	if err := Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		lang, interpreter, module string
+	}{
+		{"python", "python3", "/opt/python/lambda_circuit_breaker.py"},
+		{"nodejs", "node", "/opt/nodejs/node_modules/lambda-circuit-breaker/index.js"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.lang, func(t *testing.T) {
+			interpreter(t, tt.interpreter)
+			table := srv.NewTable(t)
+			st := store.New(db, table)
+			id := "payments"
+			put := func(c circuit.Circuit) {
+				t.Helper()
+				c.ID = id
+				item, err := store.Encode(c)
+				if err == nil {
+					_, err = db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &table, Item: item})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			put(circuit.Circuit{State: circuit.Closed, Version: 1, UpdatedAt: time.Now()})
+			fnDir := t.TempDir()
+			if err := os.CopyFS(fnDir, os.DirFS(filepath.Join("testdata", tt.lang))); err != nil {
+				t.Fatal(err)
+			}
+			emu := rie.Start(t, rie.Config{
+				Function:   filepath.Join(fnDir, "bootstrap"),
+				Extensions: map[string]string{"circuit-breaker": ext},
+				Layers:     []string{layer},
+				Env: map[string]string{
+					"CIRCUIT_BREAKER_TABLE":            table,
+					"CIRCUIT_BREAKER_SERVICES":         id,
+					"CIRCUIT_BREAKER_PORT":             strconv.Itoa(rie.FreePort(t)),
+					"CIRCUIT_BREAKER_REFRESH_INTERVAL": "100ms",
+					"AWS_REGION":                       "us-east-1",
+					"AWS_ACCESS_KEY_ID":                "local",
+					"AWS_SECRET_ACCESS_KEY":            "local",
+					"AWS_SESSION_TOKEN":                "emulator-session-token",
+					"AWS_ENDPOINT_URL_DYNAMODB":        srv.Endpoint,
+					"NODE_PATH":                        "/opt/nodejs/node_modules",
+				},
+			})
+			type answer struct {
+				Result, Module, State, Error string
+			}
+			invoke := func(payload string) answer {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				out, err := emu.Invoke(ctx, []byte(payload))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var a answer
+				if err := json.Unmarshal(out, &a); err != nil {
+					t.Fatalf("handler output %s: %v", out, err)
+				}
+				return a
+			}
+
+			if a := invoke(`{}`); a.Result != "called" || a.Module != tt.module {
+				t.Fatalf("CLOSED circuit: %+v, want the call, with the client from %s", a, tt.module)
+			}
+			if a := invoke(`{"fail":true}`); a.Result != "fallback" || a.Error != "downstream answered 503" {
+				t.Fatalf("failed call: %+v, want the fallback with the call's error", a)
+			}
+			// The next INVOKE flushes the reported outcomes to the table.
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				invoke(`{}`)
+				now := time.Now().Truncate(5 * time.Second)
+				bs, err := st.GetBuckets(context.Background(), id, []time.Time{now, now.Add(-5 * time.Second), now.Add(-10 * time.Second)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var sum circuit.Counts
+				for _, b := range bs {
+					sum.Calls += b.Calls
+					sum.Failures += b.Failures
+				}
+				if sum.Failures >= 1 && sum.Calls >= 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the reported failure never reached the table: %+v", sum)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			// The circuit opens in the table: the handler falls back.
+			put(circuit.Circuit{State: circuit.Open, Version: 2, UpdatedAt: time.Now(), OpenCount: 1, RetryAt: time.Now().Add(10 * time.Minute)})
+			deadline = time.Now().Add(15 * time.Second)
+			for {
+				time.Sleep(150 * time.Millisecond)
+				a := invoke(`{}`)
+				if a.Result == "fallback" && a.State == "OPEN" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("OPEN circuit: %+v, want the fallback", a)
+				}
+			}
+			emu.Stop(t)
+		})
+	}
+}

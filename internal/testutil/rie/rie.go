@@ -176,6 +176,10 @@ type Config struct {
 	// executable placed there. The name is the one the extension must
 	// register with.
 	Extensions map[string]string
+	// Layers are directories whose contents are copied into /opt before
+	// the extensions, as Lambda extracts a function's layers there (for
+	// example python/ and nodejs/node_modules/ of a layer).
+	Layers []string
 	// Env is the function's environment; the emulator passes it to the
 	// function and to the extensions. AWS_LAMBDA_FUNCTION_TIMEOUT defaults
 	// to 30 (seconds).
@@ -287,6 +291,11 @@ func Launch(cfg Config) (*Emulator, error) {
 	fail := func(err error) (*Emulator, error) {
 		_ = os.RemoveAll(opt)
 		return nil, err
+	}
+	for _, layer := range cfg.Layers {
+		if err := os.CopyFS(opt, os.DirFS(layer)); err != nil {
+			return fail(fmt.Errorf("install layer %s: %w", layer, err))
+		}
 	}
 	extDir := filepath.Join(opt, "extensions")
 	if err := os.MkdirAll(extDir, 0o755); err != nil {
