@@ -17,7 +17,7 @@ GO_TEST_DEPS = go list -test -f '{{if .ForTest}}{{.ForTest}} {{join .Deps " "}}{
 GO_OUT_OF_PROCESS_TESTS = $(shell $(GO_TEST_DEPS) | awk '/ github.com\/aws\/jsii-runtime-go( |$$)| github.com\/circuitbreaked\/lambda-circuit-breaker\/internal\/testutil\/rie( |$$)/ {print $$1}' | sort -u)
 GO_UNIT_TESTS = $(filter-out $(GO_OUT_OF_PROCESS_TESTS),$(shell go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...))
 
-.PHONY: all synth test test-fast test-clients vet bench bench-detect local clean local
+.PHONY: all synth test test-fast test-clients vet bench bench-clients bench-detect local clean local
 
 all: synth
 
@@ -56,6 +56,10 @@ test-clients: node_modules/go.mod
 ## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
 bench: node_modules/go.mod
 	go run ./extension/internal/benchcmd
+
+## bench-clients: cache-hit lookup cost through the Go, Python and Node.js clients, medians against the Go client's
+bench-clients: node_modules/.package-lock.json
+	go run ./extension/internal/clientbenchcmd
 
 ## bench-detect: time from a downstream failure to refused callers, passive detection beside health checks
 bench-detect: node_modules/go.mod
