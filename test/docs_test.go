@@ -39,6 +39,13 @@ var docPages = map[string][]string{
 		"## Attach the layer to a function",
 		"## Add a monitored service",
 	},
+	"docs/clients.md": {
+		"## What both clients do",
+		"## Python",
+		"## Node.js",
+		"## Migrating from the original sample",
+		"## Tests and measurements",
+	},
 	"docs/extension.md": {
 		"## Extension API",
 		"## When something fails",

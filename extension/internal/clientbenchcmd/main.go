@@ -39,7 +39,8 @@ const (
 
 // pythonLoop and nodeLoop time n calls of one operation ("allowed" or
 // "state") through the client from the layer, after a warm-up, and print
-// the durations in nanoseconds as a JSON array.
+// the durations in nanoseconds and the number of answers the failure
+// policy gave (the extension did not answer within the timeout) as JSON.
 const pythonLoop = `
 import json, sys, time
 import lambda_circuit_breaker as cb
@@ -48,14 +49,16 @@ c = cb.Client()
 f = c.allowed if op == "allowed" else c.state
 for _ in range(500):
     f("bench")
-out = []
+out, fail = [], 0
 for _ in range(n):
     t = time.perf_counter_ns()
     r = f("bench")
     out.append(time.perf_counter_ns() - t)
-    if r is False or (isinstance(r, dict) and (not r.get("allowed") or r.get("failMode"))):
-        sys.exit("unexpected answer: %r" % (r,))
-print(json.dumps(out))
+    if r is False:
+        sys.exit("the extension refused the call")
+    if isinstance(r, dict) and (not r.get("allowed") or r.get("failMode")):
+        fail += 1
+print(json.dumps({"ns": out, "fail": fail}))
 `
 
 const nodeLoop = `
@@ -65,13 +68,15 @@ const c = new cb.Client();
 (async () => {
   for (let i = 0; i < 500; i++) await c[op]("bench");
   const out = [];
+  let fail = 0;
   for (let i = 0; i < n; i++) {
     const t = process.hrtime.bigint();
     const r = await c[op]("bench");
     out.push(Number(process.hrtime.bigint() - t));
-    if (r === false || (typeof r === "object" && (!r.allowed || r.failMode))) throw new Error("unexpected answer " + JSON.stringify(r));
+    if (r === false) throw new Error("the extension refused the call");
+    if (typeof r === "object" && (!r.allowed || r.failMode)) fail++;
   }
-  console.log(JSON.stringify(out));
+  console.log(JSON.stringify({ ns: out, fail }));
   c.close();
 })();
 `
@@ -167,25 +172,29 @@ func run(n, rounds int) error {
 
 	type series map[string][]time.Duration // operation -> samples
 	samples := map[string]series{"Go": {}, "Python": {}, "Node.js": {}}
+	failed := map[string]int{}
 	ops := []string{"allowed", "state"}
 	per := max(1, n/rounds)
 	for range rounds {
 		for _, op := range ops {
-			ds, err := goLoop(goClient, op, per)
+			ds, k, err := goLoop(goClient, op, per)
 			if err != nil {
 				return err
 			}
 			samples["Go"][op] = append(samples["Go"][op], ds...)
-			ds, err = langLoop(langEnv, py, []string{"-c", pythonLoop, op, strconv.Itoa(per)})
+			failed["Go"] += k
+			ds, k, err = langLoop(langEnv, py, []string{"-c", pythonLoop, op, strconv.Itoa(per)})
 			if err != nil {
 				return fmt.Errorf("python: %w", err)
 			}
 			samples["Python"][op] = append(samples["Python"][op], ds...)
-			ds, err = langLoop(langEnv, node, []string{"-e", nodeLoop, op, strconv.Itoa(per)})
+			failed["Python"] += k
+			ds, k, err = langLoop(langEnv, node, []string{"-e", nodeLoop, op, strconv.Itoa(per)})
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
 			samples["Node.js"][op] = append(samples["Node.js"][op], ds...)
+			failed["Node.js"] += k
 		}
 	}
 
@@ -194,69 +203,80 @@ func run(n, rounds int) error {
 	fmt.Printf("Measured %s on %s/%s, %d CPUs; %s, Python %s, Node.js %s; %d cache-hit lookups per client and call, in %d rounds alternating between the clients, each client over its own keep-alive connection to one extension.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
 		trimVersion(string(pyVersion), "Python "), trimVersion(string(nodeVersion), "v"), per*rounds, rounds)
-	fmt.Println("| Client | `allowed` p50 / p99 | `state` p50 / p99 | p50 against Go (`allowed` / `state`) |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| Client | `allowed` p50 / p99 | `state` p50 / p99 | p50 against Go (`allowed` / `state`) | answers past the timeout |")
+	fmt.Println("|---|---|---|---|---|")
 	goA, goS := median(samples["Go"]["allowed"]), median(samples["Go"]["state"])
 	for _, name := range []string{"Go", "Python", "Node.js"} {
 		a, s := samples[name]["allowed"], samples[name]["state"]
-		fmt.Printf("| %s | %s / %s | %s / %s | %.2f× / %.2f× |\n", name,
+		fmt.Printf("| %s | %s / %s | %s / %s | %.2f× / %.2f× | %d of %d |\n", name,
 			fmtDur(median(a)), fmtDur(pct(a, 0.99)), fmtDur(median(s)), fmtDur(pct(s, 0.99)),
-			float64(median(a))/float64(goA), float64(median(s))/float64(goS))
+			float64(median(a))/float64(goA), float64(median(s))/float64(goS), failed[name], len(a)+len(s))
 	}
 	return nil
 }
 
 // goLoop times n calls of op through the Go client (Allow for "allowed",
-// State for "state"), after a warm-up.
-func goLoop(c *client.Client, op string, n int) ([]time.Duration, error) {
+// State for "state"), after a warm-up, and counts the answers the failure
+// policy gave.
+func goLoop(c *client.Client, op string, n int) ([]time.Duration, int, error) {
 	ctx := context.Background()
-	call := func() error {
+	// call reports whether the failure policy answered.
+	call := func() (bool, error) {
 		if op == "allowed" {
 			ok, err := c.Allow(ctx, service)
 			if err == nil && !ok {
-				err = fmt.Errorf("not allowed")
+				return false, fmt.Errorf("the extension refused the call")
 			}
-			return err
+			return err != nil, nil
 		}
 		st, err := c.State(ctx, service)
-		if err == nil && (!st.Allowed || st.FailMode) {
-			err = fmt.Errorf("unexpected answer %+v", st)
+		if err == nil && !st.Allowed {
+			return false, fmt.Errorf("the extension refused the call: %+v", st)
 		}
-		return err
+		return err != nil || st.FailMode, nil
 	}
 	for range 500 {
-		if err := call(); err != nil {
-			return nil, err
+		if _, err := call(); err != nil {
+			return nil, 0, err
 		}
 	}
 	out := make([]time.Duration, 0, n)
+	fails := 0
 	for range n {
 		start := time.Now()
-		if err := call(); err != nil {
-			return nil, err
+		failed, err := call()
+		if err != nil {
+			return nil, 0, err
 		}
 		out = append(out, time.Since(start))
+		if failed {
+			fails++
+		}
 	}
-	return out, nil
+	return out, fails, nil
 }
 
-// langLoop runs one interpreter loop and decodes its samples.
-func langLoop(env []string, bin string, args []string) ([]time.Duration, error) {
+// langLoop runs one interpreter loop and decodes its samples and the
+// count of answers the failure policy gave.
+func langLoop(env []string, bin string, args []string) ([]time.Duration, int, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env, cmd.Stderr = env, os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var ns []int64
-	if err := json.Unmarshal(out, &ns); err != nil {
-		return nil, fmt.Errorf("decode samples: %w", err)
+	var res struct {
+		NS   []int64 `json:"ns"`
+		Fail int     `json:"fail"`
 	}
-	ds := make([]time.Duration, len(ns))
-	for i, v := range ns {
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, 0, fmt.Errorf("decode samples: %w", err)
+	}
+	ds := make([]time.Duration, len(res.NS))
+	for i, v := range res.NS {
 		ds[i] = time.Duration(v)
 	}
-	return ds, nil
+	return ds, res.Fail, nil
 }
 
 func median(ds []time.Duration) time.Duration { return pct(ds, 0.5) }
