@@ -325,7 +325,8 @@ class Client:
                     conn.close()
                 else:
                     self._release(conn)
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                # ValueError: a token with characters a header cannot carry, say.
                 conn.close()
                 # A kept-alive connection the extension closed while the sandbox was
                 # frozen fails on first use: retry once on a new one, unless the

@@ -204,6 +204,8 @@ class TestAgainstTheExtension(Harness):
         self.assertEqual(ctx.exception.status, 401)
         # ... and the client applies the fail mode instead of raising.
         self.assertFalse(client(token="wrong", fail_mode="deny").allowed("x"))
+        # A token no header can carry is the extension being unusable, not an exception.
+        self.assertTrue(client(token="bad\ntoken").state("x")["failMode"])
         # The header carries AWS_SESSION_TOKEN, as a recording server sees it.
         seen = []
 

@@ -261,7 +261,12 @@ class Client {
         // A kept-alive connection the extension closed while the sandbox was
         // frozen fails on first use: retry once on a fresh one.
         if (attempt === 0 && err.staleSocket && performance.now() < deadline) continue;
-        throw err;
+        if (err instanceof ExtensionError) throw err;
+        // Anything else (a token with characters a header cannot carry, say)
+        // is still the extension being unusable, never the handler's problem.
+        const e = new ExtensionError(`circuit breaker extension: ${err.message}`);
+        e.cause = err;
+        throw e;
       }
     }
   }

@@ -183,6 +183,8 @@ describe("against the extension", () => {
     await assert.rejects(client({ token: "wrong" }).stateOrThrow(newId("tok")), (err) => err instanceof cb.ExtensionError && err.status === 401);
     // ... and the client applies the fail mode instead of throwing.
     assert.equal(await client({ token: "wrong", failMode: "deny" }).allowed("x"), false);
+    // A token no header can carry is the extension being unusable, not an exception.
+    assert.equal((await client({ token: "bad\ntoken" }).state("x")).failMode, true);
     // The header carries AWS_SESSION_TOKEN, as a recording server sees it.
     const seen = [];
     const srv = http.createServer((req, res) => {
