@@ -199,6 +199,12 @@ func TestFirstInvocationAfterPauseSeesNewState(t *testing.T) {
 			t.Errorf("first invocation after the pause: %+v, want the fresh OPEN v2", c)
 		}
 	}
+	// How far the INVOKE's read had got when the function's lookup came.
+	for _, line := range strings.Split(emu.Logs(), "\n") {
+		if strings.Contains(line, `"msg":"waited for a fresh value"`) {
+			t.Log(line)
+		}
+	}
 	if t.Failed() {
 		t.Logf("emulator output:\n%s", emu.Logs())
 	}
