@@ -41,15 +41,18 @@ type Circuit struct {
 	// UpdatedAt is when the circuit last changed state; null when never.
 	UpdatedAt *time.Time `json:"updatedAt"`
 	// Stale is true when the cached value could not be refreshed in time:
-	// the last read failed, or a read has been pending longer than the
-	// miss timeout.
+	// the last read failed, a read has been pending longer than the miss
+	// timeout, or the value is older than the maximum age
+	// (CIRCUIT_BREAKER_MAX_AGE) because its refresh did not come back
+	// within the miss timeout.
 	Stale bool `json:"stale"`
 	// AgeMs is the time since the value was last read from the table, in
-	// milliseconds; -1 when it never was.
+	// milliseconds; -1 when it never was. With a maximum age set, it is not
+	// over that age unless Stale is true.
 	AgeMs int64 `json:"ageMs"`
 	// FailMode is true when the failure policy (CIRCUIT_BREAKER_FAIL_MODE)
 	// decided Allowed instead of the circuit's state: nothing is known, or
-	// the value is past the maximum staleness.
+	// reads have failed for longer than the maximum staleness.
 	FailMode bool `json:"failMode,omitempty"`
 	// Reason says why the last transition happened.
 	Reason string `json:"reason,omitempty"`

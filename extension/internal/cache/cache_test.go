@@ -803,3 +803,22 @@ func TestCacheNeverGoesBackwards(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkLookupHit is the hot path: a fresh cached value.
+func BenchmarkLookupHit(b *testing.B) {
+	for _, maxAge := range []time.Duration{0, 2 * time.Second} {
+		b.Run(fmt.Sprintf("maxAge=%s", maxAge), func(b *testing.B) {
+			c := New(newFakeReader(open("a", 1)), Options{RefreshInterval: time.Hour, MaxAge: maxAge})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := c.Lookup(ctx, "a"); d.Allowed {
+					b.Fatal(d)
+				}
+			}
+		})
+	}
+}

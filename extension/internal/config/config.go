@@ -55,8 +55,8 @@ const (
 )
 
 // FailMode is the decision taken when the state of a circuit is unknown:
-// nothing cached and DynamoDB unreachable, or the cached value is past the
-// maximum staleness.
+// nothing cached and DynamoDB unreachable, or reads have failed for longer
+// than the maximum staleness.
 type FailMode string
 
 // The two failure policies.
