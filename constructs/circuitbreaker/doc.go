@@ -3,7 +3,8 @@
 //
 //   - a DynamoDB table with one circuit per monitored service;
 //   - a Lambda layer holding the circuit-breaker extension, which answers
-//     "may I call service X?" on 127.0.0.1 from an in-memory cache;
+//     "may I call service X?" on 127.0.0.1 from an in-memory cache, and
+//     its Python and Node.js clients (python/, nodejs/node_modules/);
 //   - an updater function, run by one EventBridge rule per monitored
 //     service, that health-checks the service and moves its circuit;
 //   - optionally a mock REST API to monitor while trying the pattern.
