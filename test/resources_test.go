@@ -2,8 +2,16 @@ package test
 
 import (
 	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
 )
 
 func TestTableSettings(t *testing.T) {
@@ -184,6 +192,110 @@ func TestIAMLeastPrivilege(t *testing.T) {
 	}
 }
 
+// leadingKeys returns the dynamodb:LeadingKeys patterns of a statement's
+// condition and the condition operator they sit under.
+func leadingKeys(stmt map[string]interface{}) (op string, keys []string) {
+	cond, _ := stmt["Condition"].(map[string]interface{})
+	for o, v := range cond {
+		m, _ := v.(map[string]interface{})
+		switch k := m["dynamodb:LeadingKeys"].(type) {
+		case string:
+			return o, []string{k}
+		case []interface{}:
+			for _, x := range k {
+				keys = append(keys, x.(string))
+			}
+			return o, keys
+		}
+	}
+	return "", nil
+}
+
+// stringLike matches IAM's StringLike: '*' any run, '?' one character.
+func stringLike(pattern, s string) bool {
+	re := "^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(pattern)) + "$"
+	return regexp.MustCompile(re).MatchString(s)
+}
+
+// TestOverrideItemOutOfAttachedReach checks that no statement of the
+// attached function lets it write the override item "mock-api#override",
+// while its own circuit, bucket and lease keys stay writable, and that
+// the updater may write only the monitored circuit and override keys.
+func TestOverrideItemOutOfAttachedReach(t *testing.T) {
+	_, st := appStack(t, false)
+	var attachedWrites, updaterWrites int
+	for id, res := range resources(template(t, st), "AWS::IAM::Policy") {
+		doc := props(res)["PolicyDocument"].(map[string]interface{})
+		for _, s := range doc["Statement"].([]interface{}) {
+			stmt := s.(map[string]interface{})
+			actions, _ := json.Marshal(stmt["Action"])
+			if !strings.Contains(string(actions), "dynamodb:UpdateItem") {
+				continue
+			}
+			op, keys := leadingKeys(stmt)
+			switch {
+			case strings.HasPrefix(id, "MyMicroservice"):
+				attachedWrites++
+				if op != "ForAllValues:StringLike" || len(keys) == 0 {
+					t.Fatalf("%s: UpdateItem under %q %v: not limited by key", id, op, keys)
+				}
+				for _, k := range keys {
+					if stringLike(k, "mock-api#override") {
+						t.Errorf("%s: key pattern %q lets the attached function write the override item", id, k)
+					}
+				}
+				for _, own := range []string{"mock-api", "mock-api#b#1700000000", "mock-api#lease#0"} {
+					if !slices.ContainsFunc(keys, func(k string) bool { return stringLike(k, own) }) {
+						t.Errorf("%s: no key pattern covers %q: %v", id, own, keys)
+					}
+				}
+			case strings.HasPrefix(id, "CircuitBreakerUpdater"):
+				updaterWrites++
+				if op != "ForAllValues:StringEquals" || strings.Join(keys, ",") != "mock-api,mock-api#override" {
+					t.Errorf("%s: updater writes under %q %v; want exactly the monitored circuit and override keys", id, op, keys)
+				}
+			}
+		}
+	}
+	if attachedWrites != 1 || updaterWrites != 1 {
+		t.Errorf("%d attached and %d updater UpdateItem statements, want 1 each", attachedWrites, updaterWrites)
+	}
+	if !stringLike("mock-api#b#*", "mock-api#b#1") || stringLike("mock-api", "mock-api#override") {
+		t.Error("stringLike does not match as IAM does")
+	}
+}
+
+// TestGrantOperate checks the operators' grant: circuitctl's actions on
+// the monitored circuit and override keys only, no Scan, Query or PutItem.
+func TestGrantOperate(t *testing.T) {
+	app := newApp(t, false)
+	var tpl map[string]interface{}
+	must(t, func() {
+		st := awscdk.NewStack(app, jsii.String("Ops"), nil)
+		cb := circuitbreaker.NewCircuitBreakedService(st, "CB", &circuitbreaker.CircuitBreakedServiceProps{
+			Services: []circuitbreaker.MonitoredService{{ID: "orders", URL: "https://orders.example.com/health"}, {ID: "search", URL: "https://search.example.com/health"}},
+		})
+		role := awsiam.NewRole(st, jsii.String("Operators"), &awsiam.RoleProps{AssumedBy: awsiam.NewAccountRootPrincipal()})
+		cb.GrantOperate(role)
+		tpl = template(t, st)
+	})
+	var found bool
+	for id, res := range resources(tpl, "AWS::IAM::Policy") {
+		if !strings.HasPrefix(id, "Operators") {
+			continue
+		}
+		found = true
+		doc, _ := json.Marshal(props(res)["PolicyDocument"])
+		want := `"Action":["dynamodb:GetItem","dynamodb:BatchGetItem","dynamodb:UpdateItem"],"Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","orders#override","search","search#override"]}}`
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("%s: operators' policy %s\nlacks %s", id, doc, want)
+		}
+	}
+	if !found {
+		t.Fatal("GrantOperate added no policy to the role")
+	}
+}
+
 func TestOperations(t *testing.T) {
 	_, st := appStack(t, false)
 	tpl := template(t, st)
@@ -227,7 +339,7 @@ func TestOperations(t *testing.T) {
 	for id, res := range mappings {
 		p := props(res)
 		m, _ := json.Marshal(p)
-		for _, want := range []string{`"FunctionResponseTypes":["ReportBatchItemFailures"]`, `"BisectBatchOnFunctionError":true`, `HALF_OPEN`, `"DestinationConfig"`, `"StartingPosition":"LATEST"`} {
+		for _, want := range []string{`"FunctionResponseTypes":["ReportBatchItemFailures"]`, `"BisectBatchOnFunctionError":true`, `HALF_OPEN`, `{\\\"kind\\\":{\\\"S\\\":[\\\"override\\\"]}}`, `"DestinationConfig"`, `"StartingPosition":"LATEST"`} {
 			if !strings.Contains(string(m), want) {
 				t.Errorf("%s: mapping lacks %s: %s", id, want, m)
 			}

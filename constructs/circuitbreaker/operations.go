@@ -12,6 +12,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/changeevents"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // EventsPackage is the import path of the change-events function.
@@ -52,11 +53,19 @@ func (s *circuitBreakedService) newEventsFunction() awslambda.Function {
 		RetryAttempts:           jsii.Number(10),
 		MaxRecordAge:            awscdk.Duration_Hours(jsii.Number(6)),
 		OnFailure:               awslambdaeventsources.NewSqsDlq(s.dlq),
-		// Only circuit items carry a state; counter buckets and probe
-		// leases never invoke the function.
-		Filters: &[]*map[string]interface{}{awslambda.FilterCriteria_Filter(&map[string]interface{}{
-			"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{"state": map[string]interface{}{"S": []interface{}{"CLOSED", "OPEN", "HALF_OPEN"}}}},
-		})},
+		// Only circuit items carry a state and only override items a
+		// kind of "override"; counter buckets and probe leases written by
+		// the extension never invoke the function. The function checks
+		// each record's key again, since attached functions can write
+		// any attribute on their own keys.
+		Filters: &[]*map[string]interface{}{
+			awslambda.FilterCriteria_Filter(&map[string]interface{}{
+				"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{"state": map[string]interface{}{"S": []interface{}{"CLOSED", "OPEN", "HALF_OPEN"}}}},
+			}),
+			awslambda.FilterCriteria_Filter(&map[string]interface{}{
+				"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{"kind": map[string]interface{}{"S": []interface{}{string(store.KindOverride)}}}},
+			}),
+		},
 	}))
 	suppressTree(fn.Role(), "AwsSolutions-IAM5", "Reading a DynamoDB stream needs dynamodb:ListStreams, which has no resource-level permissions; the other stream actions name the table's stream.")
 	return fn

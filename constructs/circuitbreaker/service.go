@@ -74,12 +74,18 @@ type CircuitBreakedService interface {
 	// matching fn's architecture, the extension's environment variables,
 	// read access to the table, and UpdateItem limited by a
 	// dynamodb:LeadingKeys condition to those services' circuit, outcome
-	// bucket and probe lease items. It returns an error for a service ID
-	// that is not monitored.
+	// bucket and probe lease items. The override items "<id>#override"
+	// stay out of reach: the function's code cannot undo an operator's
+	// override. It returns an error for a service ID that is not monitored.
 	AttachTo(fn awslambda.Function, serviceIDs ...string) error
 	// GrantRead lets grantee read circuits (GetItem and BatchGetItem, no
 	// Scan or Query).
 	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
+	// GrantOperate lets grantee, such as an operators' role, run circuitctl
+	// on the monitored services: GetItem, BatchGetItem and UpdateItem,
+	// limited by a dynamodb:LeadingKeys condition to their circuit items
+	// "<id>" and override items "<id>#override".
+	GrantOperate(grantee awsiam.IGrantable) awsiam.Grant
 	// EventsFunction publishes state-change events, or nil when events are
 	// disabled.
 	EventsFunction() awslambda.Function
@@ -218,11 +224,24 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 		Environment:  map[string]string{EnvTable: *s.table.TableName()},
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ReadAndTransitionCircuits"),
-		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:UpdateItem"),
-		Resources: jsii.Strings(*s.table.TableArn()),
+		Sid:        jsii.String("ReadAndTransitionCircuits"),
+		Actions:    jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+		Resources:  jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]interface{}{"ForAllValues:StringEquals": map[string]interface{}{"dynamodb:LeadingKeys": s.circuitKeys()}},
 	}))
 	return fn
+}
+
+// circuitKeys are the circuit and override item keys of the monitored
+// services. The updater's and operators' grants name them in a
+// dynamodb:LeadingKeys condition, so a crafted updater input or an
+// operator's typo cannot reach any other key.
+func (s *circuitBreakedService) circuitKeys() []string {
+	var keys []string
+	for _, svc := range s.services {
+		keys = append(keys, svc.ID, store.OverrideKey(svc.ID))
+	}
+	return keys
 }
 
 func (s *circuitBreakedService) newRule(svc MonitoredService) awsevents.Rule {
@@ -322,6 +341,17 @@ func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceID
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
 			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys},
+		},
+	})
+}
+
+func (s *circuitBreakedService) GrantOperate(grantee awsiam.IGrantable) awsiam.Grant {
+	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+		ResourceArns: jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]*map[string]interface{}{
+			"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": s.circuitKeys()},
 		},
 	})
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -22,13 +25,14 @@ import (
 
 const usage = `usage:
   circuitctl [flags] status [ID...]
-  circuitctl [flags] open  ID --reason TEXT [--for DURATION]
-  circuitctl [flags] close ID --reason TEXT [--for DURATION]
+  circuitctl [flags] open  ID --reason TEXT [--for DURATION] [--create]
+  circuitctl [flags] close ID --reason TEXT [--for DURATION] [--create]
   circuitctl [flags] clear ID
 flags:
   --table NAME      state table (default $CIRCUIT_BREAKER_TABLE)
   --endpoint URL    DynamoDB endpoint, e.g. the local stack's dynalite (default $AWS_ENDPOINT_URL_DYNAMODB)
   --config PATH     services listed by status without IDs (default infra/services.json)
+  --create          open or close a circuit the table does not hold yet (no check has run for it)
 `
 
 // exit codes
@@ -48,12 +52,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cfgPath := fs.String("config", appconfig.DefaultPath, "")
 	reason := fs.String("reason", "", "")
 	duration := fs.Duration("for", 0, "")
+	create := fs.Bool("create", false, "")
 	// Flags may come before or after the command and its ID.
 	var positional []string
 	rest := args
 	for {
 		if err := fs.Parse(rest); err != nil {
-			fmt.Fprintf(stderr, "circuitctl: %v\n%s", err, usage)
+			fmt.Fprintf(stderr, "circuitctl: %s\n%s", clean(err.Error()), usage)
 			return exitUsage
 		}
 		if fs.NArg() == 0 {
@@ -73,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	for _, id := range ids {
 		if err := circuit.ValidateID(id); err != nil {
-			fmt.Fprintf(stderr, "circuitctl: %v\n", err)
+			fmt.Fprintf(stderr, "circuitctl: %s\n", clean(err.Error()))
 			return exitUsage
 		}
 	}
@@ -84,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if db == nil {
 		client, err := newClient(ctx, *endpoint)
 		if err != nil {
-			fmt.Fprintf(stderr, "circuitctl: %v\n", err)
+			fmt.Fprintf(stderr, "circuitctl: %s\n", clean(err.Error()))
 			return exitError
 		}
 		db = client
@@ -98,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if len(ids) == 0 {
 			cfg, cerr := appconfig.Load(*cfgPath)
 			if cerr != nil {
-				fmt.Fprintf(stderr, "circuitctl: no IDs given and %v\n", cerr)
+				fmt.Fprintf(stderr, "circuitctl: no IDs given and %s\n", clean(cerr.Error()))
 				return exitUsage
 			}
 			for _, s := range cfg.Services {
@@ -123,6 +128,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if *duration > 0 {
 			until = now.Add(*duration)
 		}
+		if !*create {
+			r, rerr := st.ReadCircuit(ctx, ids[0])
+			if rerr != nil {
+				fmt.Fprintf(stderr, "circuitctl: %s\n", clean(rerr.Error()))
+				return exitError
+			}
+			if !r.Found && !r.OverrideStored {
+				fmt.Fprintf(stderr, "circuitctl: the table holds no circuit %q: no check or call has recorded it yet. Check the ID (a typo would override a circuit nobody monitors), or pass --create\n", ids[0])
+				return exitUsage
+			}
+		}
 		if _, err = st.SetOverride(ctx, ids[0], o, *reason, until, now); err == nil {
 			err = status(ctx, st, ids, now, stdout)
 		}
@@ -134,16 +150,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		var cleared bool
 		if _, cleared, err = st.ClearOverride(ctx, ids[0], now); err == nil {
 			if !cleared {
-				fmt.Fprintf(stdout, "%s had no override\n", ids[0])
+				fmt.Fprintf(stdout, "%s had no override\n", clean(ids[0]))
 			}
 			err = status(ctx, st, ids, now, stdout)
 		}
 	default:
-		fmt.Fprintf(stderr, "circuitctl: unknown command %q\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "circuitctl: unknown command %s\n%s", clean(strconv.Quote(cmd)), usage)
 		return exitUsage
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "circuitctl: %v\n", err)
+		fmt.Fprintf(stderr, "circuitctl: %s\n", clean(err.Error()))
 		return exitError
 	}
 	return exitOK
@@ -186,6 +202,9 @@ func status(ctx context.Context, st *store.Store, ids []string, now time.Time, o
 		override, until := "-", "-"
 		if o := c.ActiveOverride(now); o != circuit.NoOverride {
 			override = string(o) + " (" + c.OverrideReason + ")"
+			if !o.Valid() {
+				override = "unknown " + override
+			}
 			if !c.OverrideUntil.IsZero() {
 				until = c.OverrideUntil.UTC().Format(time.RFC3339)
 			} else {
@@ -201,10 +220,39 @@ func status(ctx context.Context, st *store.Store, ids []string, now time.Time, o
 		if reason == "" {
 			reason = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, c.EffectiveState(now), c.State, override, until, c.Version, updated, reason)
+		// Reasons and overrides come from the table, which attached
+		// functions can write: every field is escaped.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", clean(id), clean(string(c.EffectiveState(now))), clean(string(c.State)), clean(override), until, c.Version, updated, clean(reason))
 	}
 	if err := tw.Flush(); err != nil {
 		return errors.Join(errors.New("write status"), err)
 	}
 	return nil
+}
+
+// clean escapes what a terminal would act on: control characters (escape
+// sequences, tabs, newlines, carriage returns), Unicode format characters
+// such as bidirectional overrides, and invalid UTF-8, each as a Go escape
+// (\x1b, \t, \u202e). Everything else is printed as is.
+func clean(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x100 && unicode.IsControl(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029':
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
@@ -29,8 +32,18 @@ func TestCircuitctlAgainstDynalite(t *testing.T) {
 		t.Fatalf("status = %d\n%s", code, out)
 	}
 
+	// A circuit the table does not hold is refused without --create: a
+	// typo must not override a circuit nobody monitors.
+	code, _, errOut := ctl("open", "ordres", "--reason", "typo")
+	if code != exitUsage || !strings.Contains(errOut, "--create") {
+		t.Fatalf("open of an unknown ID = %d %s; want a refusal naming --create", code, errOut)
+	}
+	if r, err := store.New(srv.Client(), table).ReadCircuit(ctx, "ordres"); err != nil || r.Found || r.OverrideStored {
+		t.Fatalf("refused open wrote %+v, %v", r, err)
+	}
+
 	// Force it open for an hour.
-	code, out, errOut := ctl("open", "orders", "--reason", "bad deploy of orders v2", "--for", "1h")
+	code, out, errOut = ctl("open", "orders", "--reason", "bad deploy of orders v2", "--for", "1h", "--create")
 	if code != 0 || !strings.Contains(out, "FORCED_OPEN (bad deploy of orders v2)") {
 		t.Fatalf("open = %d\n%s%s", code, out, errOut)
 	}
@@ -55,6 +68,7 @@ func TestCircuitctlAgainstDynalite(t *testing.T) {
 		t.Fatalf("second clear = %d\n%s", code, out)
 	}
 
+	// Known now (it has an override item): no --create needed.
 	// Force closed, flags before the command; status of the configured services.
 	if code, _, errOut = ctl("--reason", "false alarm", "close", "orders"); code != 0 {
 		t.Fatalf("close = %d %s", code, errOut)
@@ -88,6 +102,63 @@ func TestCircuitctlUsageErrors(t *testing.T) {
 		code := run(context.Background(), tt.args, &out, &errOut, func(k string) string { return tt.env[k] }, nil)
 		if code != exitUsage || !strings.Contains(errOut.String(), tt.wantErr) {
 			t.Errorf("run(%q) = %d, stderr %q; want usage error containing %q", tt.args, code, errOut.String(), tt.wantErr)
+		}
+	}
+}
+
+// TestCircuitctlEscapesTableText checks that text from the table, which
+// attached functions can write, reaches the terminal escaped.
+func TestCircuitctlEscapesTableText(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	db := srv.Client()
+	// A reason with a terminal escape sequence, a bidi override, a
+	// newline that would forge a status line, and a tab; a legacy override
+	// attribute with an escape sequence too.
+	evil := "fine\x1b]0;pwned\x07\x1b[2J\u202eenil\nother  OPEN\tX"
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: map[string]types.AttributeValue{
+		"id": &types.AttributeValueMemberS{Value: "svc"}, "state": &types.AttributeValueMemberS{Value: "OPEN"},
+		"version": &types.AttributeValueMemberN{Value: "1"}, "reason": &types.AttributeValueMemberS{Value: evil},
+		"override": &types.AttributeValueMemberS{Value: "FORCED_\x1b[31mOPEN"}, "overrideReason": &types.AttributeValueMemberS{Value: evil},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	env := map[string]string{"CIRCUIT_BREAKER_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": srv.Endpoint}
+	if code := run(ctx, []string{"status", "svc"}, &out, &errOut, func(k string) string { return env[k] }, nil); code != 0 {
+		t.Fatalf("status = %d %s", code, errOut.String())
+	}
+	got := out.String()
+	for _, bad := range []string{"\x1b", "\x07", "\u202e", "\r"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("status output holds %q:\n%q", bad, got)
+		}
+	}
+	if lines := strings.Split(strings.TrimSpace(got), "\n"); len(lines) != 2 {
+		t.Errorf("status printed %d lines, want a header and one row:\n%s", len(lines), got)
+	}
+	for _, want := range []string{`fine\x1b]0;pwned\x07\x1b[2J\u202eenil\nother  OPEN\tX`, `unknown FORCED_\x1b[31mOPEN`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status output lacks the escaped text %s:\n%s", want, got)
+		}
+	}
+}
+
+func TestClean(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text, ünïcödé", "plain text, ünïcödé"},
+		{"a\x1b[2Jb", `a\x1b[2Jb`},
+		{"tab\tnl\ncr\r", `tab\tnl\ncr\r`},
+		{"\x00\x7f\u0085", `\x00\x7f\x85`},
+		{"\u202eevil\u200b", `\u202eevil\u200b`},
+		{"line\u2028sep", `line\u2028sep`},
+		{"bad\xffutf8", `bad\xffutf8`},
+		{"real \uFFFD stays", "real \uFFFD stays"},
+	}
+	for _, tt := range tests {
+		if got := clean(tt.in); got != tt.want {
+			t.Errorf("clean(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

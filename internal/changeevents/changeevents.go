@@ -2,9 +2,10 @@
 // EventBridge events: one "Circuit State Changed" event per transition and
 // one "Circuit Override Changed" event per operator override change.
 //
-// A transition is a record whose new image has a higher version than its
-// old image; counter updates, bucket and lease items, and removals produce
-// no event. Each stream record is delivered to the function at least once
+// A transition is a record of a circuit item ("<id>") whose new image has
+// a higher version than its old image; an override change is a record of
+// an override item ("<id>#override"). Counter updates, bucket and lease
+// items, removals and items of any other key produce no event. Each stream record is delivered to the function at least once
 // and each transition writes exactly one record, so subscribers see each
 // transition once; after a retried delivery they can drop duplicates by
 // (serviceId, version).
@@ -13,6 +14,7 @@ package changeevents
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -92,61 +94,127 @@ type Entry struct {
 	Detail any
 }
 
+// ErrIgnored marks a stream record that is neither a circuit item nor an
+// override item of a valid service ID, such as an item written by hand or
+// by a function with a wide grant. It produces no event.
+var ErrIgnored = errors.New("changeevents: not a circuit or override item")
+
 // FromRecord returns the events one stream record stands for: none, a
-// state change, an override change, or both.
+// state change (from a circuit item "<id>") or an override change (from an
+// override item "<id>#override"). Counter buckets, probe leases and
+// removals produce none; a key that is not one of the table's item kinds,
+// or whose service ID is invalid, returns an error wrapping ErrIgnored.
+// Override attributes on a circuit item (the layout of earlier versions)
+// produce no event: only the override item, which attached functions
+// cannot write, speaks for an operator.
 func FromRecord(r events.DynamoDBEventRecord) ([]Entry, error) {
 	if r.EventName != string(events.DynamoDBOperationTypeInsert) && r.EventName != string(events.DynamoDBOperationTypeModify) {
 		return nil, nil
 	}
-	newImage, isCircuit, err := decodeImage(r.Change.NewImage)
-	if err != nil || !isCircuit {
+	k, err := recordKey(r)
+	if err != nil {
 		return nil, err
 	}
-	old := circuit.New(newImage.ID)
+	id, kind, err := store.ParseKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIgnored, err)
+	}
+	switch kind {
+	case store.KindCircuit:
+		return stateEntries(r, id)
+	case store.KindOverride:
+		return overrideEntries(r, id)
+	}
+	return nil, nil
+}
+
+// recordKey is the record's partition key, which every image it carries
+// must match.
+func recordKey(r events.DynamoDBEventRecord) (string, error) {
+	var k string
+	if v, ok := r.Change.Keys[store.KeyAttribute]; ok && v.DataType() == events.DataTypeString {
+		k = v.String()
+	}
+	for _, image := range []map[string]events.DynamoDBAttributeValue{r.Change.NewImage, r.Change.OldImage} {
+		v, ok := image[store.KeyAttribute]
+		if !ok {
+			continue
+		}
+		if v.DataType() != events.DataTypeString || (k != "" && v.String() != k) {
+			return "", fmt.Errorf("%w: the images' key does not match the record's", ErrIgnored)
+		}
+		k = v.String()
+	}
+	if k == "" {
+		return "", fmt.Errorf("%w: no string key", ErrIgnored)
+	}
+	return k, nil
+}
+
+// stateEntries is the state change of a circuit item's record, if its
+// version went up.
+func stateEntries(r events.DynamoDBEventRecord, id string) ([]Entry, error) {
+	newImage, err := decodeCircuit(r.Change.NewImage)
+	if err != nil {
+		return nil, err
+	}
+	old := circuit.New(id)
 	if len(r.Change.OldImage) > 0 {
-		if old, _, err = decodeImage(r.Change.OldImage); err != nil {
+		if old, err = decodeCircuit(r.Change.OldImage); err != nil {
 			return nil, err
 		}
 	}
-	var out []Entry
-	if newImage.Version > old.Version {
-		out = append(out, Entry{Sequence: r.Change.SequenceNumber, DetailType: DetailTypeStateChanged, Detail: StateChanged{
-			ServiceID: newImage.ID,
-			From:      newImage.PreviousState,
-			To:        newImage.State,
-			Reason:    newImage.Reason,
-			Version:   newImage.Version,
-			Time:      newImage.UpdatedAt,
-		}})
+	if newImage.Version <= old.Version {
+		return nil, nil
 	}
-	if newImage.Override != old.Override || !newImage.OverrideUntil.Equal(old.OverrideUntil) || newImage.OverrideReason != old.OverrideReason {
-		d := OverrideChanged{ServiceID: newImage.ID, Override: newImage.Override, Previous: old.Override, Reason: newImage.OverrideReason, State: newImage.State}
-		if !newImage.OverrideUntil.IsZero() {
-			until := newImage.OverrideUntil
-			d.Until = &until
-		}
-		out = append(out, Entry{Sequence: r.Change.SequenceNumber, DetailType: DetailTypeOverrideChanged, Detail: d})
-	}
-	return out, nil
+	return []Entry{{Sequence: r.Change.SequenceNumber, DetailType: DetailTypeStateChanged, Detail: StateChanged{
+		ServiceID: id,
+		From:      newImage.PreviousState,
+		To:        newImage.State,
+		Reason:    newImage.Reason,
+		Version:   newImage.Version,
+		Time:      newImage.UpdatedAt,
+	}}}, nil
 }
 
-// decodeImage decodes a stream image into a circuit. Items that are not
-// circuits (they have no valid "state", such as counter buckets and probe
-// leases) report false.
-func decodeImage(image map[string]events.DynamoDBAttributeValue) (circuit.Circuit, bool, error) {
-	st, ok := image["state"]
-	if !ok || st.DataType() != events.DataTypeString || !circuit.State(st.String()).Valid() {
-		return circuit.Circuit{}, false, nil
+// overrideEntries is the override change of an override item's record, if
+// the override, its reason or its expiry changed.
+func overrideEntries(r events.DynamoDBEventRecord, id string) ([]Entry, error) {
+	newImage, err := decodeOverride(r.Change.NewImage)
+	if err != nil {
+		return nil, err
 	}
+	old := store.OverrideItem{ID: id}
+	if len(r.Change.OldImage) > 0 {
+		if old, err = decodeOverride(r.Change.OldImage); err != nil {
+			return nil, err
+		}
+	}
+	if newImage.Override == old.Override && newImage.Until.Equal(old.Until) && newImage.Reason == old.Reason {
+		return nil, nil
+	}
+	d := OverrideChanged{ServiceID: id, Override: newImage.Override, Previous: old.Override, Reason: newImage.Reason, State: newImage.CircuitState}
+	if !newImage.Until.IsZero() {
+		until := newImage.Until
+		d.Until = &until
+	}
+	return []Entry{{Sequence: r.Change.SequenceNumber, DetailType: DetailTypeOverrideChanged, Detail: d}}, nil
+}
+
+func decodeCircuit(image map[string]events.DynamoDBAttributeValue) (circuit.Circuit, error) {
 	item, err := convertImage(image)
 	if err != nil {
-		return circuit.Circuit{}, false, err
+		return circuit.Circuit{}, err
 	}
-	c, err := store.Decode(item)
+	return store.Decode(item)
+}
+
+func decodeOverride(image map[string]events.DynamoDBAttributeValue) (store.OverrideItem, error) {
+	item, err := convertImage(image)
 	if err != nil {
-		return circuit.Circuit{}, false, err
+		return store.OverrideItem{}, err
 	}
-	return c, true, nil
+	return store.DecodeOverride(item)
 }
 
 // Handle is the Lambda handler for a DynamoDB stream batch. It sends the
@@ -157,6 +225,10 @@ func (p *Publisher) Handle(ctx context.Context, ev events.DynamoDBEvent) (events
 	var resp events.DynamoDBEventResponse
 	for i, r := range ev.Records {
 		entries, err := FromRecord(r)
+		if errors.Is(err, ErrIgnored) {
+			p.logger().WarnContext(ctx, "stream record ignored", slog.String("sequence", r.Change.SequenceNumber), slog.String("error", err.Error()))
+			continue
+		}
 		if err != nil {
 			// A record that cannot be decoded will never decode: log it and
 			// go on rather than block the shard.

@@ -72,16 +72,17 @@ func TestEventsForASequenceOfTransitions(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	settings := circuit.DefaultSettings()
 
-	read := func() map[string]types.AttributeValue {
-		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "orders"}}, ConsistentRead: aws.Bool(true)})
+	readKey := func(k string) map[string]types.AttributeValue {
+		out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: k}}, ConsistentRead: aws.Bool(true)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return out.Item
 	}
+	read := func() map[string]types.AttributeValue { return readKey("orders") }
 	var records []events.DynamoDBEventRecord
-	record := func(before map[string]types.AttributeValue) {
-		after := read()
+	recordKey := func(k string, before map[string]types.AttributeValue) {
+		after := readKey(k)
 		name := "MODIFY"
 		if len(before) == 0 {
 			name = "INSERT"
@@ -91,9 +92,11 @@ func TestEventsForASequenceOfTransitions(t *testing.T) {
 		}
 		records = append(records, events.DynamoDBEventRecord{EventName: name, Change: events.DynamoDBStreamRecord{
 			SequenceNumber: strings.Repeat("0", 3) + string(rune('a'+len(records))),
+			Keys:           map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute(k)},
 			OldImage:       toStream(before), NewImage: toStream(after),
 		}})
 	}
+	record := func(before map[string]types.AttributeValue) { recordKey("orders", before) }
 	check := func(ok bool) {
 		before := read()
 		_, err := st.Apply(ctx, "orders", func(c circuit.Circuit) circuit.Decision {
@@ -108,8 +111,16 @@ func TestEventsForASequenceOfTransitions(t *testing.T) {
 	for _, ok := range []bool{false, true, false, false, false, true, true, true} {
 		check(ok)
 	}
-	before := read()
+	before := readKey("orders#override")
 	if _, err := st.SetOverride(ctx, "orders", circuit.ForcedOpen, "bad deploy downstream", now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	recordKey("orders#override", before)
+	// Override attributes written on the circuit item (as an attached
+	// function could) are no operator's: no event.
+	before = read()
+	if _, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &table, Key: map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "orders"}},
+		UpdateExpression: aws.String("SET #o = :o"), ExpressionAttributeNames: map[string]string{"#o": "override"}, ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: "FORCED_CLOSED"}}}); err != nil {
 		t.Fatal(err)
 	}
 	record(before)
@@ -155,7 +166,7 @@ func TestEventsForASequenceOfTransitions(t *testing.T) {
 			t.Errorf("event %d = %v, transition %v", i, ev, tr)
 		}
 	}
-	if len(overrideEvents) != 1 || overrideEvents[0]["override"] != "FORCED_OPEN" || overrideEvents[0]["reason"] != "bad deploy downstream" || overrideEvents[0]["until"] == nil {
+	if len(overrideEvents) != 1 || overrideEvents[0]["override"] != "FORCED_OPEN" || overrideEvents[0]["reason"] != "bad deploy downstream" || overrideEvents[0]["until"] == nil || overrideEvents[0]["state"] != string(circuit.Closed) {
 		t.Errorf("override events %v", overrideEvents)
 	}
 }
@@ -189,6 +200,46 @@ func TestFailedSendRetriesFromThatRecord(t *testing.T) {
 	}
 }
 
+func withAttr(image map[string]events.DynamoDBAttributeValue, k, v string) map[string]events.DynamoDBAttributeValue {
+	out := map[string]events.DynamoDBAttributeValue{k: events.NewStringAttribute(v)}
+	for a, x := range image {
+		if a != k {
+			out[a] = x
+		}
+	}
+	return out
+}
+
+// TestForeignKeysIgnored checks that items whose key is not a circuit or
+// override key of a valid service ID produce no event, whatever they hold.
+func TestForeignKeysIgnored(t *testing.T) {
+	state := func(id string) events.DynamoDBEventRecord {
+		return events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{SequenceNumber: id,
+			Keys:     map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute(id)},
+			NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute(id), "state": events.NewStringAttribute("OPEN"), "previousState": events.NewStringAttribute("CLOSED"), "version": events.NewNumberAttribute("1")}}}
+	}
+	for _, id := range []string{"A#b#x", "A#lease#x", "A#override#x", "A#", "-a", "a b", "a\x1b[2J", strings.Repeat("a", 65)} {
+		if got, err := FromRecord(state(id)); !errors.Is(err, ErrIgnored) || len(got) != 0 {
+			t.Errorf("FromRecord(%q) = %v, %v; want no event, ErrIgnored", id, got, err)
+		}
+	}
+	mismatch := state("a")
+	mismatch.Change.NewImage["id"] = events.NewStringAttribute("b")
+	if got, err := FromRecord(mismatch); !errors.Is(err, ErrIgnored) || len(got) != 0 {
+		t.Errorf("record with mismatched key = %v, %v", got, err)
+	}
+	// A valid circuit key still gives its event, and Handle sends only it.
+	rec := &recorder{}
+	var logs bytes.Buffer
+	resp, err := (&Publisher{Events: rec, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}).Handle(context.Background(), events.DynamoDBEvent{Records: []events.DynamoDBEventRecord{state("A#b#x"), state("a")}})
+	if err != nil || len(resp.BatchItemFailures) != 0 || len(rec.entries) != 1 || rec.entries[0]["serviceId"] != "a" {
+		t.Fatalf("Handle = %+v, %v, sent %v", resp, err, rec.entries)
+	}
+	if !strings.Contains(logs.String(), "stream record ignored") {
+		t.Errorf("ignored record not logged: %s", logs.String())
+	}
+}
+
 func TestRecordsWithoutEvents(t *testing.T) {
 	same := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute("CLOSED"), "version": events.NewNumberAttribute("4"), "failures": events.NewNumberAttribute("1")}
 	tests := []struct {
@@ -198,6 +249,9 @@ func TestRecordsWithoutEvents(t *testing.T) {
 		{"removal", events.DynamoDBEventRecord{EventName: "REMOVE", Change: events.DynamoDBStreamRecord{OldImage: same}}},
 		{"counter update", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{OldImage: same, NewImage: same}}},
 		{"lease item", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a#lease#0"), "holder": events.NewStringAttribute("x")}}}},
+		{"bucket item with a state", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a#b#1700000000"), "state": events.NewStringAttribute("OPEN"), "version": events.NewNumberAttribute("9")}}}},
+		{"override item created without an override", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{NewImage: map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a#override"), "kind": events.NewStringAttribute("override"), "circuitState": events.NewStringAttribute("CLOSED")}}}},
+		{"in-item override change", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{OldImage: same, NewImage: withAttr(same, "override", "FORCED_CLOSED")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxOverrideReasonLength bounds an override's reason.
@@ -25,7 +27,8 @@ func ParseOverride(v string) (Override, error) {
 }
 
 // ValidateOverride checks an operator override before it is stored: a
-// known override, a non-empty reason of at most 512 characters, and an
+// known override, a non-empty reason of at most 512 characters of valid
+// UTF-8 without control characters, and an
 // expiry that is either zero (never expires) or after now.
 func ValidateOverride(o Override, reason string, until, now time.Time) error {
 	if !o.Valid() {
@@ -36,6 +39,9 @@ func ValidateOverride(o Override, reason string, until, now time.Time) error {
 	}
 	if len(reason) > MaxOverrideReasonLength {
 		return fmt.Errorf("circuit: override reason is longer than %d characters", MaxOverrideReasonLength)
+	}
+	if strings.IndexFunc(reason, unicode.IsControl) >= 0 || !utf8.ValidString(reason) {
+		return fmt.Errorf("circuit: override reason may hold no control characters and must be valid UTF-8")
 	}
 	if !until.IsZero() && !until.After(now) {
 		return fmt.Errorf("circuit: override expiry %s is not in the future", until.UTC().Format(time.RFC3339))

@@ -232,6 +232,10 @@ func TestValidateOverride(t *testing.T) {
 		{"none", NoOverride, "x", time.Time{}, "unknown override"},
 		{"blank reason", ForcedOpen, "  ", time.Time{}, "needs a reason"},
 		{"long reason", ForcedOpen, strings.Repeat("r", MaxOverrideReasonLength+1), time.Time{}, "longer than"},
+		{"escape sequence in reason", ForcedOpen, "x\x1b[2J", time.Time{}, "no control characters"},
+		{"newline in reason", ForcedOpen, "x\ny", time.Time{}, "no control characters"},
+		{"invalid UTF-8 in reason", ForcedOpen, "x\xff", time.Time{}, "valid UTF-8"},
+		{"unicode reason", ForcedOpen, "déploiement raté", time.Time{}, ""},
 		{"expiry now", ForcedOpen, "x", t0, "not in the future"},
 		{"expiry past", ForcedOpen, "x", t0.Add(-time.Hour), "not in the future"},
 	}

@@ -29,8 +29,11 @@ type Applied struct {
 	Before circuit.Circuit
 	// Decision is the decision that was written (or that needed no write).
 	Decision circuit.Decision
-	// Found reports whether the item existed when last read.
+	// Found reports whether the circuit item existed when last read.
 	Found bool
+	// OverrideStored reports whether the override item existed when last
+	// read; when it did not, see MigrateOverride.
+	OverrideStored bool
 	// Reads and Writes count the DynamoDB calls made, including lost
 	// conditional writes.
 	Reads, Writes int
@@ -49,13 +52,14 @@ func (a Applied) After() circuit.Circuit { return a.Decision.Next }
 func (s *Store) Apply(ctx context.Context, id string, decide Decider) (Applied, error) {
 	var a Applied
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		cur, found, err := s.Get(ctx, id)
+		r, err := s.read(ctx, id)
 		a.Reads++
 		if err != nil {
 			return a, err
 		}
+		cur := r.Circuit
 		d := decide(cur)
-		a.Before, a.Decision, a.Found = cur, d, found
+		a.Before, a.Decision, a.Found, a.OverrideStored = cur, d, r.Found, r.OverrideStored
 		if d.Change == circuit.NoChange {
 			return a, nil
 		}

@@ -96,7 +96,7 @@ func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) (
 // does so under throttling) are asked again after a jittered exponential
 // back-off, until ctx ends; the items read so far are returned with the
 // error.
-func (s *Store) batchGet(ctx context.Context, ids []string) ([]map[string]types.AttributeValue, error) {
+func (s *Store) batchGet(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) ([]map[string]types.AttributeValue, error) {
 	var out []map[string]types.AttributeValue
 	for start := 0; start < len(ids); start += maxBatchGet {
 		end := min(start+maxBatchGet, len(ids))
@@ -109,7 +109,7 @@ func (s *Store) batchGet(ctx context.Context, ids []string) ([]map[string]types.
 				RequestItems: map[string]types.KeysAndAttributes{
 					s.table: {Keys: pending, ConsistentRead: aws.Bool(true)},
 				},
-			})
+			}, opts...)
 			if err != nil {
 				return out, err
 			}

@@ -19,6 +19,9 @@ const (
 	MsgOverrideSet = "circuit override set"
 	// MsgOverrideCleared is logged when an operator clears an override.
 	MsgOverrideCleared = "circuit override cleared"
+	// MsgOverrideMigrated is logged when a legacy override on a circuit
+	// item moves to the circuit's override item.
+	MsgOverrideMigrated = "circuit override migrated"
 )
 
 func (s *Store) logDecision(ctx context.Context, cur circuit.Circuit, d circuit.Decision) {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -39,7 +38,8 @@ type Store struct {
 	table       string
 	logger      *slog.Logger
 	maxAttempts int
-	// callOpts are passed to every GetItem and every conditional write.
+	// callOpts are passed to every read of one circuit (Get) and every
+	// conditional write.
 	callOpts []func(*dynamodb.Options)
 }
 
@@ -78,32 +78,120 @@ func (s *Store) log() *slog.Logger {
 // Table returns the name of the table.
 func (s *Store) Table() string { return s.table }
 
-// Get reads one circuit with a strongly consistent read. A circuit that was
-// never written comes back as circuit.New(id) with found false.
+// Get reads one circuit and its override item with one strongly
+// consistent BatchGetItem. A circuit that was never written comes back as
+// circuit.New(id) with found false (with its override, if an operator set
+// one). See GetMany for how the override is found.
 func (s *Store) Get(ctx context.Context, id string) (c circuit.Circuit, found bool, err error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
-		Key:            key(id),
-		ConsistentRead: aws.Bool(true),
-	}, s.callOpts...)
-	if err != nil {
-		return circuit.Circuit{}, false, fmt.Errorf("store: get circuit %q: %w", id, err)
-	}
-	if len(out.Item) == 0 {
-		return circuit.New(id), false, nil
-	}
-	c, err = Decode(out.Item)
-	if err != nil {
-		return circuit.Circuit{}, false, err
-	}
-	return c, true, nil
+	r, err := s.read(ctx, id)
+	return r.Circuit, r.Found, err
 }
 
-// GetMany reads several circuits with BatchGetItem (see batchGet).
-// Circuits that were never written are absent from the result; duplicate
-// IDs are read once.
+// Read is a circuit as read from the table, with what was found there.
+type Read struct {
+	// Circuit is the circuit, its override applied.
+	Circuit circuit.Circuit
+	// Found reports whether the circuit item exists.
+	Found bool
+	// OverrideStored reports whether the override item exists. When it
+	// does not, the override (if any) came from legacy attributes of the
+	// circuit item, and MigrateOverride should move it.
+	OverrideStored bool
+}
+
+// ReadCircuit reads one circuit and its override item with one strongly
+// consistent BatchGetItem, and tells which of the two items exist.
+func (s *Store) ReadCircuit(ctx context.Context, id string) (Read, error) {
+	return s.read(ctx, id)
+}
+
+// read reads one circuit and its override item.
+func (s *Store) read(ctx context.Context, id string) (Read, error) {
+	got, err := s.readMany(ctx, []string{id}, s.callOpts...)
+	if err != nil {
+		var bad ItemErrors
+		if errors.As(err, &bad) {
+			return Read{}, bad[id]
+		}
+		return Read{}, fmt.Errorf("store: get circuit %q: %w", id, err)
+	}
+	r, ok := got[id]
+	if !ok {
+		return Read{Circuit: circuit.New(id)}, nil
+	}
+	return r, nil
+}
+
+// readMany reads the circuit and override items of ids (unique, valid)
+// with BatchGetItem. Circuits with neither item are absent from the
+// result. Items that cannot be decoded fail their circuit in ItemErrors.
+func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
+	keys := make([]string, 0, 2*len(ids))
+	for _, id := range ids {
+		keys = append(keys, id, OverrideKey(id))
+	}
+	items, err := s.batchGet(ctx, keys, opts...)
+	result := make(map[string]Read, len(ids))
+	overrides := map[string]OverrideItem{}
+	bad := ItemErrors{}
+	for _, item := range items {
+		k, _ := item[KeyAttribute].(*types.AttributeValueMemberS)
+		if k == nil {
+			continue
+		}
+		id, kind, kerr := ParseKey(k.Value)
+		if kerr != nil {
+			continue
+		}
+		switch kind {
+		case KindCircuit:
+			c, derr := Decode(item)
+			if derr != nil {
+				bad[id] = derr
+				continue
+			}
+			r := result[id]
+			r.Circuit, r.Found = c, true
+			result[id] = r
+		case KindOverride:
+			o, derr := DecodeOverride(item)
+			if derr != nil {
+				bad[id] = derr
+				continue
+			}
+			overrides[id] = o
+		}
+	}
+	for id, o := range overrides {
+		r, ok := result[id]
+		if !ok {
+			r.Circuit = circuit.New(id)
+		}
+		// The override item wins; the circuit item's override attributes
+		// (legacy, writable by attached functions) are then ignored.
+		o.applyTo(&r.Circuit)
+		r.OverrideStored = true
+		result[id] = r
+	}
+	for id := range bad {
+		delete(result, id)
+	}
+	if err != nil {
+		return result, err
+	}
+	if len(bad) > 0 {
+		return result, bad
+	}
+	return result, nil
+}
+
+// GetMany reads several circuits and their override items with
+// BatchGetItem (see batchGet). A circuit's override item wins over
+// override attributes on its circuit item; those, written by earlier
+// versions, are read only while the override item does not exist.
+// Circuits that were never written (and have no override) are absent from
+// the result; duplicate IDs are read once.
 func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error) {
-	result := make(map[string]circuit.Circuit, len(ids))
 	seen := make(map[string]bool, len(ids))
 	unique := make([]string, 0, len(ids))
 	for _, id := range ids {
@@ -112,23 +200,17 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.C
 			unique = append(unique, id)
 		}
 	}
-	items, err := s.batchGet(ctx, unique)
-	bad := ItemErrors{}
-	for _, item := range items {
-		c, derr := Decode(item)
-		if derr != nil {
-			if id, ok := item[KeyAttribute].(*types.AttributeValueMemberS); ok {
-				bad[id.Value] = derr
-			}
-			continue
-		}
-		result[c.ID] = c
+	got, err := s.readMany(ctx, unique)
+	result := make(map[string]circuit.Circuit, len(got))
+	for id, r := range got {
+		result[id] = r.Circuit
 	}
 	if err != nil {
+		var bad ItemErrors
+		if errors.As(err, &bad) {
+			return result, err
+		}
 		return result, fmt.Errorf("store: batch get %d circuits: %w", len(unique), err)
-	}
-	if len(bad) > 0 {
-		return result, bad
 	}
 	return result, nil
 }
@@ -154,8 +236,9 @@ func (e ItemErrors) Error() string {
 }
 
 // record is the item layout of a circuit in the table (documented in
-// docs/state-model.md). Times are Unix milliseconds; zero times and empty strings are
-// left out.
+// docs/state-model.md). Times are Unix milliseconds; zero times and empty
+// strings are left out. The override attributes are the legacy layout,
+// read while the circuit has no override item and never written.
 type record struct {
 	ID                   string `dynamodbav:"id"`
 	State                string `dynamodbav:"state"`
@@ -187,7 +270,9 @@ func fromMillis(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// Decode turns a table item into a Circuit.
+// Decode turns a circuit item into a Circuit. Override attributes on it
+// (the legacy layout) are decoded too; readers replace them with the
+// override item's when it exists.
 func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
 	var r record
 	if err := attributevalue.UnmarshalMap(item, &r); err != nil {
@@ -221,7 +306,8 @@ func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
 	return c, nil
 }
 
-// Encode turns a Circuit into a table item.
+// Encode turns a Circuit into its circuit item. The override fields are
+// left out: they belong in the override item (see EncodeOverride).
 func Encode(c circuit.Circuit) (map[string]types.AttributeValue, error) {
 	item, err := attributevalue.MarshalMap(record{
 		ID:                   c.ID,
@@ -234,10 +320,6 @@ func Encode(c circuit.Circuit) (map[string]types.AttributeValue, error) {
 		ConsecutiveSuccesses: c.ConsecutiveSuccesses,
 		OpenCount:            c.OpenCount,
 		RetryAt:              toMillis(c.RetryAt),
-		Override:             string(c.Override),
-		OverrideReason:       c.OverrideReason,
-		OverrideUntil:        toMillis(c.OverrideUntil),
-		OverrideAt:           toMillis(c.OverrideAt),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: encode circuit %q: %w", c.ID, err)

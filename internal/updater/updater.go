@@ -101,6 +101,15 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 	}
 	after := applied.After()
 	now := u.now()
+	if !applied.OverrideStored {
+		// The first check of a circuit creates its override item, moving
+		// a legacy override there: from then on the circuit item's
+		// override attributes, which attached functions can write, are
+		// ignored. A failure here leaves that to the next check.
+		if _, err := u.Store.MigrateOverride(ctx, after, now); err != nil {
+			u.logger().WarnContext(ctx, "override item not created", slog.String("service", cfg.ID), slog.String("error", err.Error()))
+		}
+	}
 	out := Output{
 		ID:             cfg.ID,
 		State:          after.State,

@@ -3,12 +3,14 @@ package updater
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
@@ -80,6 +82,9 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 				wantWrites := int64(1)
 				if st.change == circuit.NoChange {
 					wantWrites = 0
+				}
+				if i == 0 {
+					wantWrites++ // the first check creates the override item
 				}
 				if reads != 1 || writes != wantWrites {
 					t.Errorf("step %d %s: %d reads, %d writes; want 1, %d", i, st.name, reads, writes, wantWrites)
@@ -225,5 +230,68 @@ func TestOverrideShownInOutput(t *testing.T) {
 	c, _, _ := e.store.Get(ctx, "a")
 	if c.Override != circuit.ForcedClosed || c.OverrideReason != "false alarm" {
 		t.Errorf("check clobbered the override: %+v", c)
+	}
+}
+
+// TestOverrideItemWinsAndLegacyMigrates checks the updater against a table
+// written by earlier versions: a legacy override on the circuit item is
+// honoured, then moved to the override item by the first check, after
+// which override attributes written on the circuit item (as an attached
+// function could) are ignored.
+func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
+	e := newEnv(t)
+	svc := newService(t, 0)
+	now := time.Now()
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: func() time.Time { return now }, Logger: e.logger}
+	ctx := context.Background()
+	setAttrs := func(attrs map[string]typesAV) {
+		t.Helper()
+		expr, names, values := "SET ", map[string]string{}, map[string]typesAV{}
+		i := 0
+		for k, v := range attrs {
+			if i > 0 {
+				expr += ", "
+			}
+			n, p := fmt.Sprintf("#a%d", i), fmt.Sprintf(":v%d", i)
+			expr += n + " = " + p
+			names[n], values[p] = k, v
+			i++
+		}
+		tbl := e.store.Table()
+		if _, err := e.api.API.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl, Key: map[string]typesAV{"id": strAV("a")}, UpdateExpression: &expr, ExpressionAttributeNames: names, ExpressionAttributeValues: values}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A table written by earlier versions: FORCED_OPEN on the circuit item.
+	setAttrs(map[string]typesAV{"state": strAV("CLOSED"), "version": &types.AttributeValueMemberN{Value: "0"}, "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(healthy)})
+	out, err := u.Handle(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
+		t.Fatalf("legacy FORCED_OPEN not honoured: %+v", out)
+	}
+	value := func(item map[string]any, attr string) any {
+		if m, ok := item[attr].(map[string]any); ok {
+			return m["Value"]
+		}
+		return nil
+	}
+	if item := rawItem(t, e, "a#override"); value(item, "override") != "FORCED_OPEN" || value(item, "overrideReason") != "maintenance" {
+		t.Fatalf("override item after the first check = %v", item)
+	}
+	if item := rawItem(t, e, "a"); item["override"] != nil {
+		t.Errorf("circuit item keeps its legacy override: %v", item)
+	}
+	// Attached code removes nothing and forges FORCED_CLOSED on the circuit
+	// item: the override item still decides.
+	setAttrs(map[string]typesAV{"override": strAV("FORCED_CLOSED"), "overrideReason": strAV("forged")})
+	out, err = u.Handle(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
+		t.Errorf("forged in-item override won: %+v", out)
 	}
 }

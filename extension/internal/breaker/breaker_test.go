@@ -19,12 +19,14 @@ import (
 
 type fixture struct {
 	st *store.Store
+	db store.API
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	srv := dynalite.Start(t)
-	return &fixture{st: store.New(srv.Client(), srv.NewTable(t)).WithLogger(quiet())}
+	db := srv.Client()
+	return &fixture{st: store.New(db, srv.NewTable(t)).WithLogger(quiet()), db: db}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }

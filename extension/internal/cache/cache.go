@@ -543,10 +543,11 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {
 		err error
 	)
 	if len(batch) == 1 {
+		// A circuit never written still has its override item read with
+		// it, so the result counts even when the circuit was not found.
 		var one circuit.Circuit
-		var found bool
-		one, found, err = c.r.Get(ctx, batch[0].id)
-		if err == nil && found {
+		one, _, err = c.r.Get(ctx, batch[0].id)
+		if err == nil {
 			got = map[string]circuit.Circuit{one.ID: one}
 		}
 	} else {

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// OverrideSuffix ends the key of a circuit's override item:
+// "<id>#override". The grant of attached functions (a
+// dynamodb:LeadingKeys condition on the circuit, bucket and lease keys)
+// does not cover it, so only operators and the updater can write it.
+const OverrideSuffix = "#override"
+
+// OverrideKey is the key of the override item of service id.
+func OverrideKey(id string) string { return id + OverrideSuffix }
+
+// Kind is the kind of a table item, told by its key.
+type Kind string
+
+// The kinds of items in the state table.
+const (
+	KindCircuit  Kind = "circuit"
+	KindOverride Kind = "override"
+	KindBucket   Kind = "bucket"
+	KindLease    Kind = "lease"
+)
+
+// ParseKey splits a table key into its service ID and item kind: "<id>"
+// is a circuit, "<id>#override" its override, "<id>#b#<seconds>" a counter
+// bucket and "<id>#lease#<slot>" a probe lease slot. Any other key, or a
+// service ID that circuit.ValidateID refuses, is an error: such items were
+// not written by this code.
+func ParseKey(k string) (id string, kind Kind, err error) {
+	id, rest, _ := strings.Cut(k, "#")
+	if err := circuit.ValidateID(id); err != nil {
+		return "", "", fmt.Errorf("store: key %q: %w", k, err)
+	}
+	switch {
+	case rest == "" && !strings.Contains(k, "#"):
+		return id, KindCircuit, nil
+	case "#"+rest == OverrideSuffix:
+		return id, KindOverride, nil
+	case strings.HasPrefix("#"+rest, BucketInfix) && allDigits(strings.TrimPrefix("#"+rest, BucketInfix)):
+		return id, KindBucket, nil
+	case strings.HasPrefix("#"+rest, LeaseInfix) && allDigits(strings.TrimPrefix("#"+rest, LeaseInfix)):
+		return id, KindLease, nil
+	}
+	return "", "", fmt.Errorf("store: key %q is not a circuit, override, bucket or lease key", k)
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

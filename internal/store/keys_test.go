@@ -1,0 +1,32 @@
+package store
+
+import "testing"
+
+func TestParseKey(t *testing.T) {
+	tests := []struct {
+		key      string
+		wantID   string
+		wantKind Kind
+		wantErr  bool
+	}{
+		{"orders", "orders", KindCircuit, false},
+		{"orders#override", "orders", KindOverride, false},
+		{"orders#b#1700000000", "orders", KindBucket, false},
+		{"orders#lease#3", "orders", KindLease, false},
+		{"orders#b#x", "", "", true},
+		{"orders#b#", "", "", true},
+		{"orders#lease#", "", "", true},
+		{"orders#override#x", "", "", true},
+		{"orders#", "", "", true},
+		{"#override", "", "", true},
+		{"A#b#x", "", "", true},
+		{"a b", "", "", true},
+		{"", "", "", true},
+	}
+	for _, tt := range tests {
+		id, kind, err := ParseKey(tt.key)
+		if (err != nil) != tt.wantErr || id != tt.wantID || kind != tt.wantKind {
+			t.Errorf("ParseKey(%q) = %q, %q, %v; want %q, %q, error %v", tt.key, id, kind, err, tt.wantID, tt.wantKind, tt.wantErr)
+		}
+	}
+}
