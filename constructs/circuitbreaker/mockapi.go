@@ -25,24 +25,32 @@ const (
 // variable, so an operator can make the API fail without a deploy.
 const mockRequestTemplate = `#if($stageVariables.mode == "failing"){"statusCode": 503}#{else}{"statusCode": 200}#end`
 
-func newMockAPI(scope constructs.Construct, id string) awsapigateway.RestApi {
-	access := awslogs.NewLogGroup(scope, jsii.String(id+"AccessLogs"), &awslogs.LogGroupProps{
-		Retention: awslogs.RetentionDays_ONE_MONTH,
-	})
+// newMockAPI creates the mock REST API. With accountLogging, its stage
+// writes access and execution logs, for which API Gateway needs the
+// region-wide CloudWatch role of the account: the API then creates an
+// AWS::ApiGateway::Account resource (and its role) that replaces that
+// setting for the whole region. Without it, the stage keeps only metrics.
+func newMockAPI(scope constructs.Construct, id string, accountLogging bool) awsapigateway.RestApi {
+	stage := &awsapigateway.StageOptions{
+		StageName:            jsii.String(MockStageName),
+		Variables:            &map[string]*string{MockModeVariable: jsii.String("healthy")},
+		MetricsEnabled:       jsii.Bool(true),
+		ThrottlingRateLimit:  jsii.Number(50),
+		ThrottlingBurstLimit: jsii.Number(100),
+	}
+	if accountLogging {
+		access := awslogs.NewLogGroup(scope, jsii.String(id+"AccessLogs"), &awslogs.LogGroupProps{
+			Retention: awslogs.RetentionDays_ONE_MONTH,
+		})
+		stage.LoggingLevel = awsapigateway.MethodLoggingLevel_ERROR
+		stage.AccessLogDestination = awsapigateway.NewLogGroupLogDestination(access)
+		stage.AccessLogFormat = awsapigateway.AccessLogFormat_JsonWithStandardFields(nil)
+	}
 	api := awsapigateway.NewRestApi(scope, jsii.String(id), &awsapigateway.RestApiProps{
 		Description:    jsii.String("Mock downstream service monitored by the circuit breaker; set the stage variable 'mode' to 'failing' to make it fail"),
-		CloudWatchRole: jsii.Bool(true),
+		CloudWatchRole: jsii.Bool(accountLogging),
 		EndpointTypes:  &[]awsapigateway.EndpointType{awsapigateway.EndpointType_REGIONAL},
-		DeployOptions: &awsapigateway.StageOptions{
-			StageName:            jsii.String(MockStageName),
-			Variables:            &map[string]*string{MockModeVariable: jsii.String("healthy")},
-			LoggingLevel:         awsapigateway.MethodLoggingLevel_ERROR,
-			MetricsEnabled:       jsii.Bool(true),
-			AccessLogDestination: awsapigateway.NewLogGroupLogDestination(access),
-			AccessLogFormat:      awsapigateway.AccessLogFormat_JsonWithStandardFields(nil),
-			ThrottlingRateLimit:  jsii.Number(50),
-			ThrottlingBurstLimit: jsii.Number(100),
-		},
+		DeployOptions:  stage,
 	})
 	validator := api.AddRequestValidator(jsii.String("Validator"), &awsapigateway.RequestValidatorOptions{
 		ValidateRequestBody:       jsii.Bool(true),
@@ -50,17 +58,31 @@ func newMockAPI(scope constructs.Construct, id string) awsapigateway.RestApi {
 	})
 	resource := api.Root().ResourceForPath(jsii.String(MockResourcePath))
 	health := resource.AddResource(jsii.String("health"), nil)
-	addMockMethod(resource, validator, `{"message": "Hello from the mock service"}`)
-	addMockMethod(health, validator, `{"status": "healthy"}`)
+	methods := []awsapigateway.Method{
+		addMockMethod(resource, validator, `{"message": "Hello from the mock service"}`),
+		addMockMethod(health, validator, `{"status": "healthy"}`),
+	}
 
-	suppressTree(api, "AwsSolutions-APIG3", "The mock API is a public demo endpoint with no data; a WAF web ACL would only add cost.")
-	suppressTree(api, "AwsSolutions-APIG4", "The mock API is a public demo endpoint with no data, called by the health checks without credentials.")
-	suppressTree(api, "AwsSolutions-COG4", "The mock API is a public demo endpoint with no data, called by the health checks without credentials.")
-	suppressTree(api, "AwsSolutions-IAM4", "The API Gateway account role uses the AWS managed AmazonAPIGatewayPushToCloudWatchLogs policy, the documented way to let API Gateway write logs.")
+	// Each suppression sits on the one resource cdk-nag reports.
+	for _, m := range methods {
+		suppress(m, "AwsSolutions-APIG4", "The mock API is a public demo endpoint with no data, called by the health checks without credentials.")
+		suppress(m, "AwsSolutions-COG4", "The mock API is a public demo endpoint with no data, called by the health checks without credentials.")
+	}
+	deployed := api.DeploymentStage()
+	suppress(deployed, "AwsSolutions-APIG3", "The mock API is a public demo endpoint with no data; a WAF web ACL would only add cost.")
+	if accountLogging {
+		suppress(api.Node().FindChild(jsii.String("CloudWatchRole")), "AwsSolutions-IAM4",
+			"The API Gateway account role uses the AWS managed AmazonAPIGatewayPushToCloudWatchLogs policy, the documented way to let API Gateway write logs.",
+			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+	} else {
+		reason := "Stage logging needs the region-wide API Gateway CloudWatch role, an account setting the construct does not change unless MockAPIAccountLogging is set; the mock API is a demo endpoint with no data, and its stage keeps CloudWatch metrics."
+		suppress(deployed, "AwsSolutions-APIG1", reason)
+		suppress(deployed, "AwsSolutions-APIG6", reason)
+	}
 	return api
 }
 
-func addMockMethod(r awsapigateway.Resource, validator awsapigateway.RequestValidator, healthyBody string) {
+func addMockMethod(r awsapigateway.Resource, validator awsapigateway.RequestValidator, healthyBody string) awsapigateway.Method {
 	integration := awsapigateway.NewMockIntegration(&awsapigateway.IntegrationOptions{
 		PassthroughBehavior: awsapigateway.PassthroughBehavior_NEVER,
 		RequestTemplates:    &map[string]*string{"application/json": jsii.String(mockRequestTemplate)},
@@ -76,7 +98,7 @@ func addMockMethod(r awsapigateway.Resource, validator awsapigateway.RequestVali
 			},
 		},
 	})
-	r.AddMethod(jsii.String("GET"), integration, &awsapigateway.MethodOptions{
+	return r.AddMethod(jsii.String("GET"), integration, &awsapigateway.MethodOptions{
 		RequestValidator: validator,
 		MethodResponses: &[]*awsapigateway.MethodResponse{
 			{StatusCode: jsii.String("200")},

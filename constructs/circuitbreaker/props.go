@@ -45,8 +45,18 @@ type CircuitBreakedServiceProps struct {
 	Architecture awslambda.Architecture
 
 	// DisableMockAPI turns off the mock REST API, for users who monitor only
-	// real services. Default: false, the mock API is created.
+	// real services. Default: false, the mock API is created: a public,
+	// regional REST API without authorization that answers GET on
+	// /api/resource and /api/resource/health (throttled to 50 requests per
+	// second), holding no data.
 	DisableMockAPI bool
+	// MockAPIAccountLogging turns on the mock API's access and execution
+	// logs. API Gateway writes them only through the region-wide CloudWatch
+	// role of the account, so this also creates an AWS::ApiGateway::Account
+	// resource and its role, which replace that account setting for the
+	// whole region and are retained when the stack is deleted. Default:
+	// false, the account is left alone and the stage keeps only metrics.
+	MockAPIAccountLogging bool
 
 	// DisableEvents turns off the state-change events. Default: false, a
 	// function reads the table's stream and puts one EventBridge event per
@@ -238,6 +248,9 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	}
 	if p.Table != nil && !p.DisableEvents && p.Table.TableStreamArn() == nil {
 		return nil, fmt.Errorf("circuitbreaker: the Table passed in has no stream, which the state-change events read: enable a stream with new and old images on it, or set DisableEvents")
+	}
+	if p.DisableMockAPI && p.MockAPIAccountLogging {
+		return nil, fmt.Errorf("circuitbreaker: MockAPIAccountLogging is set but DisableMockAPI is true")
 	}
 	if p.DisableEvents && p.EventBus != nil {
 		return nil, fmt.Errorf("circuitbreaker: EventBus is set but DisableEvents is true")

@@ -39,6 +39,7 @@ func TestPropsValidation(t *testing.T) {
 		{"no host", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", URL: "https:///y"}}}, "no host"},
 		{"no url without mock", CircuitBreakedServiceProps{DisableMockAPI: true, Services: []MonitoredService{{ID: "a"}}}, "mock API is disabled"},
 		{"nothing to monitor", CircuitBreakedServiceProps{DisableMockAPI: true}, "no Services given"},
+		{"account logging without mock", CircuitBreakedServiceProps{DisableMockAPI: true, MockAPIAccountLogging: true, Services: []MonitoredService{{ID: "a", URL: "https://a.example/health"}}}, "MockAPIAccountLogging"},
 		{"zero rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(0 minutes)")}}}, "at least 1"},
 		{"wrong unit", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(5 minute)")}}}, "plural"},
 		{"seconds", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(30 seconds)")}}}, "neither rate"},

@@ -153,7 +153,7 @@ func NewCircuitBreakedService(scope constructs.Construct, id string, props *Circ
 	s.LayerFor(props.Architecture)
 	s.updater = s.newUpdater()
 	if !props.DisableMockAPI {
-		s.mockAPI = newMockAPI(this, "MockApi")
+		s.mockAPI = newMockAPI(this, "MockApi", props.MockAPIAccountLogging)
 	}
 	s.dlq = awssqs.NewQueue(this, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
 		EnforceSSL:      jsii.Bool(true),

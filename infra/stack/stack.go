@@ -36,6 +36,9 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 	cb := circuitbreaker.NewCircuitBreakedService(st, "CircuitBreaker", &circuitbreaker.CircuitBreakedServiceProps{
 		Services:           services,
 		TableRemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		// The demo app logs the mock API's requests, which changes the
+		// region's API Gateway CloudWatch role (see docs/construct.md).
+		MockAPIAccountLogging: true,
 	})
 
 	guarded := services[0].ID

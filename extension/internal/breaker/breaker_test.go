@@ -35,7 +35,10 @@ func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)
 // own cache.
 func (f *fixture) extension(ps policy.Policies) (*Breaker, *cache.Cache) {
 	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	c := cache.New(f.st, cache.Options{Admitter: b, RefreshInterval: time.Millisecond, Logger: quiet()})
+	// A generous miss timeout: a first read on a loaded machine under
+	// -race can take longer than the production 100 ms, and these tests
+	// check decisions, not latency.
+	c := cache.New(f.st, cache.Options{Admitter: b, RefreshInterval: time.Millisecond, MissTimeout: 5 * time.Second, Logger: quiet()})
 	b.SetCache(c)
 	return b, c
 }
