@@ -22,7 +22,7 @@ func TestWithoutRetries(t *testing.T) {
 		call func(s *Store) error
 	}{
 		{"Write", "UpdateItem", func(s *Store) error { return s.Write(ctx, circuit.New("svc"), next, circuit.CounterUpdate) }},
-		{"Get", "GetItem", func(s *Store) error { _, _, err := s.Get(ctx, "svc"); return err }},
+		{"Get", "BatchGetItem", func(s *Store) error { _, _, err := s.Get(ctx, "svc"); return err }},
 		{"ClaimLease", "UpdateItem", func(s *Store) error {
 			_, err := s.ClaimLease(ctx, "svc", 1, 0, "a", 0, time.Second, t0)
 			return err
