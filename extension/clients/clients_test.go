@@ -475,3 +475,71 @@ func TestHandlersUnderEmulator(t *testing.T) {
 		})
 	}
 }
+
+// The Node.js client's type declarations compile under tsc --strict for
+// the documented uses, and reject a misuse (so the check can fail).
+func TestTypeDeclarations(t *testing.T) {
+	interpreter(t, "node")
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsc := filepath.Join(root, "node_modules", "typescript", "bin", "tsc")
+	if _, err := os.Stat(tsc); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs typescript from npm ci: %v", err)
+		}
+		t.Skipf("skipping: %v (run npm ci)", err)
+	}
+	layer := t.TempDir()
+	if err := Write(layer); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(layer, "nodejs") // resolves lambda-circuit-breaker from node_modules/
+	check := func(name, src string) ([]byte, error) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := `{"compilerOptions":{"strict":true,"noEmit":true,"target":"es2022","module":"commonjs",` +
+			`"moduleResolution":"node10","types":[],"lib":["es2022"]},"files":["` + name + `"]}`
+		if err := os.WriteFile(filepath.Join(dir, "tsconfig.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("node", tsc, "-p", "tsconfig.json")
+		cmd.Dir = dir
+		return cmd.CombinedOutput()
+	}
+	good := `import { allowed, state, report, wrap, call, Client, CircuitOpenError, ExtensionError, type Circuit, type Accepted } from "lambda-circuit-breaker";
+
+export const handler = wrap("payments",
+  async (event: { amount: number }) => ({ statusCode: 200, body: String(event.amount) }),
+  (err, event) => ({ statusCode: 503, body: err instanceof CircuitOpenError ? err.circuit.state : String(event.amount) }));
+
+async function lowLevel(): Promise<void> {
+  const ok: boolean = await allowed("payments");
+  const st: Circuit = await state("payments");
+  const acc: Accepted | null = await report("payments", ok, 12, st.probeToken);
+  const n: number = await call("payments", async (x: number) => x * 2, () => 0, 21);
+  const c = new Client({ baseUrl: "http://127.0.0.1:4243", token: "t", timeoutMs: 250, failMode: "deny" });
+  const many: Circuit[] = await c.states("a", "b");
+  try { await c.stateOrThrow("a"); } catch (e) { if (e instanceof ExtensionError) { const s: number | undefined = e.status; void s; } }
+  c.close();
+  void acc; void n; void many;
+}
+void lowLevel;
+`
+	if out, err := check("good.ts", good); err != nil {
+		t.Fatalf("tsc rejected the documented uses: %v\n%s", err, out)
+	}
+	bad := `import { allowed, report } from "lambda-circuit-breaker";
+allowed(42);
+report("payments", "yes", 12);
+`
+	out, err := check("bad.ts", bad)
+	if err == nil {
+		t.Fatal("tsc accepted allowed(42) and a string success")
+	}
+	if !strings.Contains(string(out), "bad.ts(2,") || !strings.Contains(string(out), "bad.ts(3,") {
+		t.Errorf("tsc did not flag both misuses:\n%s", out)
+	}
+}
