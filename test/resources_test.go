@@ -308,8 +308,8 @@ func TestOperations(t *testing.T) {
 		p := props(res)
 		dims, _ := json.Marshal(p["Dimensions"])
 		if p["MetricName"] != "CircuitOpen" || p["Namespace"] != "LambdaCircuitBreaker" || p["Statistic"] != "Maximum" ||
-			p["Threshold"] != 1.0 || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["TreatMissingData"] != "notBreaching" ||
-			string(dims) != `[{"Name":"ServiceId","Value":"mock-api"}]` {
+			p["Threshold"] != 1.0 || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["TreatMissingData"] != "ignore" ||
+			!strings.HasPrefix(string(dims), `[{"Name":"ServiceId","Value":"mock-api"},{"Name":"Table","Value":{"Ref":"CircuitBreakerTable`) {
 			t.Errorf("%s: alarm %v", id, p)
 		}
 	}

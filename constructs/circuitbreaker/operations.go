@@ -75,14 +75,19 @@ func (s *circuitBreakedService) newEventsFunction() awslambda.Function {
 	return fn
 }
 
-// metric returns one of the breaker's metrics for a service.
-func metric(name, serviceID, statistic string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
+// metric returns one of the breaker's metrics for a service. The table's
+// name is a dimension, so two breakers that monitor the same service ID
+// read only their own data.
+func (s *circuitBreakedService) metric(name, serviceID, statistic string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
 	props := &awscloudwatch.MetricProps{
-		Namespace:     jsii.String(metrics.Namespace),
-		MetricName:    jsii.String(name),
-		DimensionsMap: &map[string]*string{metrics.DimensionService: jsii.String(serviceID)},
-		Statistic:     jsii.String(statistic),
-		Period:        awscdk.Duration_Minutes(jsii.Number(1)),
+		Namespace:  jsii.String(metrics.Namespace),
+		MetricName: jsii.String(name),
+		DimensionsMap: &map[string]*string{
+			metrics.DimensionTable:   s.table.TableName(),
+			metrics.DimensionService: jsii.String(serviceID),
+		},
+		Statistic: jsii.String(statistic),
+		Period:    awscdk.Duration_Minutes(jsii.Number(1)),
 	}
 	if opts != nil {
 		if opts.Statistic != nil {
@@ -102,22 +107,27 @@ func metric(name, serviceID, statistic string, opts *awscloudwatch.MetricOptions
 }
 
 func (s *circuitBreakedService) MetricCircuitOpen(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
-	return metric(metrics.CircuitOpen, serviceID, "Maximum", opts)
+	return s.metric(metrics.CircuitOpen, serviceID, "Maximum", opts)
 }
 
 func (s *circuitBreakedService) MetricCircuitState(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
-	return metric(metrics.CircuitState, serviceID, "Maximum", opts)
+	return s.metric(metrics.CircuitState, serviceID, "Maximum", opts)
 }
 
 func (s *circuitBreakedService) MetricHealthCheckLatency(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
-	return metric(metrics.HealthCheckLatency, serviceID, "p99", opts)
+	return s.metric(metrics.HealthCheckLatency, serviceID, "p99", opts)
 }
 
 func (s *circuitBreakedService) MetricCallsRefused(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
-	return metric(metrics.CallsRefused, serviceID, "Sum", opts)
+	return s.metric(metrics.CallsRefused, serviceID, "Sum", opts)
 }
 
-// newAlarm alarms while the service's circuit is OPEN.
+// newAlarm alarms while the service's circuit is OPEN. CircuitOpen arrives
+// with each check (once per schedule period, which may be minutes) and with
+// each invocation of a function that asked; the minutes in between have no
+// data, so missing data keeps the alarm's state: an OPEN circuit stays in
+// ALARM until a check or a caller reports it no longer OPEN, whatever the
+// schedule.
 func (s *circuitBreakedService) newAlarm(serviceID string) awscloudwatch.Alarm {
 	return awscloudwatch.NewAlarm(s.Construct, jsii.String("OpenAlarm-"+serviceID), &awscloudwatch.AlarmProps{
 		AlarmDescription:   jsii.String(fmt.Sprintf("The circuit of service %s is OPEN: callers get the fallback", serviceID)),
@@ -126,7 +136,7 @@ func (s *circuitBreakedService) newAlarm(serviceID string) awscloudwatch.Alarm {
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
 		EvaluationPeriods:  jsii.Number(1),
 		DatapointsToAlarm:  jsii.Number(1),
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		TreatMissingData:   awscloudwatch.TreatMissingData_IGNORE,
 	})
 }
 

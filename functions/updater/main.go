@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -30,7 +31,7 @@ const TableEnv = "CIRCUIT_BREAKER_TABLE"
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	slog.SetDefault(logger)
-	u, err := setup(context.Background(), os.Getenv, logger)
+	u, err := setup(context.Background(), os.Getenv, logger, os.Stdout)
 	if err != nil {
 		logger.Error("updater cannot start", slog.String("error", err.Error()))
 		os.Exit(1)
@@ -39,7 +40,7 @@ func main() {
 }
 
 // setup builds the updater from the environment.
-func setup(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*updater.Updater, error) {
+func setup(ctx context.Context, getenv func(string) string, logger *slog.Logger, stdout io.Writer) (*updater.Updater, error) {
 	table := getenv(TableEnv)
 	if table == "" {
 		return nil, errors.New("updater: " + TableEnv + " is not set")
@@ -50,6 +51,6 @@ func setup(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	u := updater.New(store.New(db, table).WithLogger(logger), logger)
-	u.Metrics = metrics.NewWriter(os.Stdout)
+	u.Metrics = metrics.NewWriter(stdout, table)
 	return u, nil
 }

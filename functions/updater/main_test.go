@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +41,8 @@ func TestSetupUsesEnvironment(t *testing.T) {
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	env := map[string]string{TableEnv: table}
-	u, err := setup(context.Background(), func(k string) string { return env[k] }, logger)
+	var emf strings.Builder
+	u, err := setup(context.Background(), func(k string) string { return env[k] }, logger, &emf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +60,14 @@ func TestSetupUsesEnvironment(t *testing.T) {
 	if err != nil || !found || c.State != circuit.Open || c.Version != 1 {
 		t.Errorf("stored circuit %+v, found %v, err %v; want OPEN v1", c, found, err)
 	}
+	if want := fmt.Sprintf(`"Table":%q`, table); strings.Count(emf.String(), want) != 3 {
+		t.Errorf("metrics do not name the breaker's table in all 3 records (%s): %s", want, emf.String())
+	}
 	if !strings.Contains(logs.String(), `"msg":"circuit transition"`) {
 		t.Errorf("no transition logged: %s", logs.String())
 	}
 
-	if _, err := setup(context.Background(), func(string) string { return "" }, logger); err == nil || !strings.Contains(err.Error(), TableEnv) {
+	if _, err := setup(context.Background(), func(string) string { return "" }, logger, io.Discard); err == nil || !strings.Contains(err.Error(), TableEnv) {
 		t.Errorf("setup without a table = %v, want an error naming %s", err, TableEnv)
 	}
 }

@@ -20,6 +20,12 @@ const Namespace = "LambdaCircuitBreaker"
 // DimensionService is the dimension that names the circuit.
 const DimensionService = "ServiceId"
 
+// DimensionTable is the dimension that names the breaker: its state
+// table's name. Two breakers that monitor services with the same ID (two
+// apps in one account and region, say) have different tables, so their
+// metrics and alarms never mix.
+const DimensionTable = "Table"
+
 // Metric names emitted by the updater.
 const (
 	// HealthCheckFailed is 1 for a failed check and 0 for a healthy one.
@@ -68,18 +74,21 @@ type Value struct {
 	Value float64
 }
 
-// Writer writes EMF records to one stream, one line each, safely from
-// several goroutines.
+// Writer writes EMF records of one breaker to one stream, one line each,
+// safely from several goroutines.
 type Writer struct {
-	mu  sync.Mutex
-	out io.Writer
-	now func() time.Time
+	mu    sync.Mutex
+	out   io.Writer
+	table string
+	now   func() time.Time
 }
 
-// NewWriter returns a Writer on out (os.Stdout in a Lambda function; stderr
-// for the extension, whose lines reach the same log group).
-func NewWriter(out io.Writer) *Writer {
-	return &Writer{out: out, now: time.Now}
+// NewWriter returns a Writer on out (os.Stdout in a Lambda function and for
+// the extension, whose lines reach the same log group) for the breaker
+// whose state table is table: every record carries it as the dimension
+// DimensionTable, beside DimensionService.
+func NewWriter(out io.Writer, table string) *Writer {
+	return &Writer{out: out, table: table, now: time.Now}
 }
 
 // Emit writes one record for service with the given values and extra
@@ -98,12 +107,13 @@ func (w *Writer) Emit(service string, values []Value, props map[string]any) erro
 		record[v.Name] = v.Value
 	}
 	sort.Slice(defs, func(i, j int) bool { return defs[i]["Name"] < defs[j]["Name"] })
+	record[DimensionTable] = w.table
 	record[DimensionService] = service
 	record["_aws"] = map[string]any{
 		"Timestamp": w.now().UnixMilli(),
 		"CloudWatchMetrics": []any{map[string]any{
 			"Namespace":  Namespace,
-			"Dimensions": [][]string{{DimensionService}},
+			"Dimensions": [][]string{{DimensionTable, DimensionService}},
 			"Metrics":    defs,
 		}},
 	}

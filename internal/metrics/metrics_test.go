@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 func TestEmitWritesOneValidEMFLine(t *testing.T) {
 	var buf bytes.Buffer
-	w := NewWriter(&buf)
+	w := NewWriter(&buf, "circuits-a")
 	w.now = func() time.Time { return time.UnixMilli(1_700_000_000_123) }
 	err := w.Emit("payments", []Value{{HealthCheckLatency, Milliseconds, 42}, {CircuitOpen, None, 1}}, map[string]any{"outcome": "timeout"})
 	if err != nil {
@@ -30,6 +31,7 @@ func TestEmitWritesOneValidEMFLine(t *testing.T) {
 				Metrics    []struct{ Name, Unit string }
 			}
 		} `json:"_aws"`
+		Table     string  `json:"Table"`
 		ServiceID string  `json:"ServiceId"`
 		Latency   float64 `json:"HealthCheckLatency"`
 		Open      float64 `json:"CircuitOpen"`
@@ -42,8 +44,9 @@ func TestEmitWritesOneValidEMFLine(t *testing.T) {
 	if rec.AWS.Timestamp != 1_700_000_000_123 || len(cw) != 1 || cw[0].Namespace != Namespace {
 		t.Fatalf("bad _aws block: %+v", rec.AWS)
 	}
-	if len(cw[0].Dimensions) != 1 || cw[0].Dimensions[0][0] != DimensionService || rec.ServiceID != "payments" {
-		t.Errorf("dimensions %v, service %q", cw[0].Dimensions, rec.ServiceID)
+	if len(cw[0].Dimensions) != 1 || !slices.Equal(cw[0].Dimensions[0], []string{DimensionTable, DimensionService}) ||
+		rec.Table != "circuits-a" || rec.ServiceID != "payments" {
+		t.Errorf("dimensions %v, table %q, service %q", cw[0].Dimensions, rec.Table, rec.ServiceID)
 	}
 	if len(cw[0].Metrics) != 2 || cw[0].Metrics[0].Name != CircuitOpen || cw[0].Metrics[1].Unit != "Milliseconds" {
 		t.Errorf("metric definitions %+v", cw[0].Metrics)
@@ -55,7 +58,7 @@ func TestEmitWritesOneValidEMFLine(t *testing.T) {
 
 func TestEmitIsSafeConcurrently(t *testing.T) {
 	var buf bytes.Buffer
-	w := NewWriter(&buf)
+	w := NewWriter(&buf, "circuits")
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
 		wg.Add(1)
@@ -88,7 +91,7 @@ func TestStateValue(t *testing.T) {
 
 func TestEmitNothing(t *testing.T) {
 	var buf bytes.Buffer
-	if err := NewWriter(&buf).Emit("a", nil, nil); err != nil || buf.Len() != 0 {
+	if err := NewWriter(&buf, "circuits").Emit("a", nil, nil); err != nil || buf.Len() != 0 {
 		t.Fatalf("Emit(no values) wrote %q, %v", buf.String(), err)
 	}
 }

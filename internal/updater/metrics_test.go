@@ -19,7 +19,7 @@ func TestMetricsForASequenceOfChecks(t *testing.T) {
 	svc := newService(t, 0)
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var emf bytes.Buffer
-	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: clk.Now, Logger: e.logger, Metrics: metrics.NewWriter(&emf)}
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: clk.Now, Logger: e.logger, Metrics: metrics.NewWriter(&emf, "circuits-a")}
 
 	type want struct{ failed, state, open, transitions float64 }
 	steps := []struct {
@@ -49,8 +49,8 @@ func TestMetricsForASequenceOfChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := want{rec[metrics.HealthCheckFailed].(float64), rec[metrics.CircuitState].(float64), rec[metrics.CircuitOpen].(float64), rec[metrics.Transitions].(float64)}
-		if got != steps[i].want || rec[metrics.DimensionService] != "orders" {
-			t.Errorf("record %d = %+v (service %v), want %+v", i, got, rec[metrics.DimensionService], steps[i].want)
+		if got != steps[i].want || rec[metrics.DimensionService] != "orders" || rec[metrics.DimensionTable] != "circuits-a" {
+			t.Errorf("record %d = %+v (table %v, service %v), want %+v", i, got, rec[metrics.DimensionTable], rec[metrics.DimensionService], steps[i].want)
 		}
 		if _, ok := rec[metrics.HealthCheckLatency].(float64); !ok {
 			t.Errorf("record %d has no latency", i)

@@ -102,13 +102,13 @@ func Run(ctx context.Context, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	emf := metrics.NewWriter(o.Stdout)
 	if o.NewDynamoDB == nil {
 		getenv := o.Getenv
 		o.NewDynamoDB = func(context.Context) (store.API, error) { return EnvDynamoDB(getenv) }
 	}
 
 	cfg, cfgErr := config.Load(o.Getenv)
+	emf := metrics.NewWriter(o.Stdout, cfg.Table)
 	level, _ := config.ParseLogLevel(o.Getenv(config.EnvLogLevel))
 	log := slog.New(slog.NewJSONHandler(o.Stderr, &slog.HandlerOptions{Level: level})).With("extension", o.Name)
 

@@ -326,6 +326,7 @@ func TestLookupMetricsOnInvoke(t *testing.T) {
 	r.fake.SendInvoke("req-1")
 	type record struct {
 		Service                    string `json:"ServiceId"`
+		Table                      string
 		CacheHits, CacheMisses     float64
 		StaleAnswers, CallsRefused float64
 		CircuitOpen, CircuitState  float64
@@ -355,6 +356,9 @@ func TestLookupMetricsOnInvoke(t *testing.T) {
 	}
 	if s.CacheMisses != 1 || s.CallsRefused != 0 {
 		t.Errorf("search record = %+v, want one miss, allowed", s)
+	}
+	if p.Table != table || s.Table != table {
+		t.Errorf("Table dimension = %q and %q, want the state table %q, which tells breakers apart", p.Table, s.Table, table)
 	}
 	r.fake.SendShutdown(2 * time.Second)
 	if code := r.exitCode(t); code != 0 {
