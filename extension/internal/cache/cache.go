@@ -310,30 +310,27 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 	now := c.o.Now()
 	entries := make([]*entry, len(ids))
 	missed := make([]bool, len(ids))
-	// needs[i]: the answer for ids[i] waits for a read (no value, or one
-	// older than the maximum age).
+	// needs[i]: the answer for ids[i] waits for the read in flight, since
+	// it has no value or one older than the maximum age.
 	needs := make([]bool, len(ids))
 	var refresh []*entry
-	wait := false
 	c.mu.Lock()
 	for i, id := range ids {
 		e := c.getLocked(id, now)
 		e.usedAt = now
 		entries[i] = e
 		missed[i] = !e.loaded
-		needs[i] = !e.loaded || c.tooOldLocked(e, now)
 		if e.inflight == nil && c.dueLocked(e, now) && !slices.Contains(refresh, e) {
 			refresh = append(refresh, e)
 		}
 	}
 	c.startLocked(refresh, now)
+	wait := false
 	var since time.Duration // how long the first read waited for had run
 	for i, e := range entries {
-		if needs[i] && e.inflight != nil {
-			if !wait {
-				since = now.Sub(e.inflightSince)
-			}
-			wait = true
+		needs[i] = e.inflight != nil && (!e.loaded || c.tooOldLocked(e, now))
+		if needs[i] && !wait {
+			wait, since = true, now.Sub(e.inflightSince)
 		}
 	}
 	c.mu.Unlock()
@@ -350,7 +347,7 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 	c.mu.Lock()
 	for i, e := range entries {
 		out[i] = c.snapshotLocked(e, now)
-		out[i].Waited = wait && needs[i] && !missed[i]
+		out[i].Waited = needs[i] && !missed[i]
 	}
 	c.mu.Unlock()
 	for i := range out {
@@ -360,7 +357,7 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 }
 
 // waitFresh waits until no entry flagged in needs has a read in flight
-// while it still lacks a value younger than the maximum age, at most the
+// while it still lacks a value, or one younger than the maximum age, at most the
 // miss timeout or until ctx ends. A read that is retried at once (one cut
 // by a freeze) is waited for too, within the same bound.
 func (c *Cache) waitFresh(ctx context.Context, entries []*entry, needs []bool) {
