@@ -629,6 +629,52 @@ func TestMaxAge(t *testing.T) {
 	}
 }
 
+// Why the default maximum age is twice the refresh interval: a sandbox
+// invoked at least that often never waits, since each INVOKE past the
+// refresh interval refreshes its circuits; with a maximum age equal to the
+// interval, even a busy sandbox would wait once per refresh.
+func TestMaxAgeWaitsByInvocationGap(t *testing.T) {
+	tests := []struct {
+		maxAge    time.Duration
+		gap       time.Duration // between invocations
+		wantWaits int           // of 20 invocations
+	}{
+		{2 * time.Second, 100 * time.Millisecond, 0},
+		{2 * time.Second, 600 * time.Millisecond, 0},
+		{2 * time.Second, 1500 * time.Millisecond, 0},
+		{2 * time.Second, 2 * time.Second, 0},
+		{2 * time.Second, 2500 * time.Millisecond, 20},
+		{2 * time.Second, 10 * time.Second, 20},
+		{time.Second, 600 * time.Millisecond, 10}, // every other invocation
+		{time.Second, 1500 * time.Millisecond, 20},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("maxAge=%s/gap=%s", tt.maxAge, tt.gap), func(t *testing.T) {
+			r := newFakeReader(open("a", 1))
+			clk := newClock()
+			c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: tt.maxAge})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			waits := 0
+			for range 20 {
+				clk.Advance(tt.gap)
+				// The lookup starts the refresh when due, as the INVOKE
+				// would a moment earlier (leaving that out keeps the count
+				// free of the race between the two).
+				if d := c.Lookup(ctx, "a"); d.Waited {
+					waits++
+				}
+				_ = c.Wait(ctx) // the sandbox freezes once the reads are done
+			}
+			if waits != tt.wantWaits {
+				t.Errorf("%d of 20 invocations waited, want %d", waits, tt.wantWaits)
+			}
+		})
+	}
+}
+
 // When the refresh of a value older than the maximum age fails, the stale
 // and failure-policy rules apply as before, and lookups within the refresh
 // interval do not wait again.
