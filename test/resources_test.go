@@ -359,3 +359,31 @@ func TestOperations(t *testing.T) {
 		t.Error("no policy allows events:PutEvents")
 	}
 }
+
+// TestUpdaterRefusesLocalTargetsByDefault checks the updater's switch for
+// local addresses: off unless AllowLocalHealthCheckTargets asks for it.
+func TestUpdaterRefusesLocalTargetsByDefault(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		app := newApp(t, false)
+		var tpl map[string]interface{}
+		must(t, func() {
+			st := awscdk.NewStack(app, jsii.String("Local"), nil)
+			circuitbreaker.NewCircuitBreakedService(st, "CB", &circuitbreaker.CircuitBreakedServiceProps{AllowLocalHealthCheckTargets: allow})
+			tpl = template(t, st)
+		})
+		var seen bool
+		for id, res := range resources(tpl, "AWS::Lambda::Function") {
+			if !strings.HasPrefix(id, "CBUpdater") {
+				continue
+			}
+			seen = true
+			env, _ := json.Marshal(props(res)["Environment"])
+			if got := strings.Contains(string(env), `"CIRCUIT_BREAKER_ALLOW_LOCAL_TARGETS":"true"`); got != allow {
+				t.Errorf("AllowLocalHealthCheckTargets=%v: updater environment %s", allow, env)
+			}
+		}
+		if !seen {
+			t.Fatal("no updater function")
+		}
+	}
+}

@@ -58,6 +58,16 @@ type CircuitBreakedServiceProps struct {
 	// false, the account is left alone and the stage keeps only metrics.
 	MockAPIAccountLogging bool
 
+	// AllowLocalHealthCheckTargets lets the updater's checks connect to
+	// loopback, link-local and instance-metadata addresses. Default: false,
+	// such connections are refused, checked at dial time after name
+	// resolution, so a monitored service that redirects there (or a name
+	// that resolves there) cannot make the updater probe them; private
+	// ranges such as 10.0.0.0/8 stay allowed. It sets the updater's
+	// CIRCUIT_BREAKER_ALLOW_LOCAL_TARGETS, not the rule input, so whoever
+	// may invoke the updater cannot turn it on.
+	AllowLocalHealthCheckTargets bool
+
 	// DisableEvents turns off the state-change events. Default: false, a
 	// function reads the table's stream and puts one EventBridge event per
 	// transition. A Table passed in must then have a stream with new and

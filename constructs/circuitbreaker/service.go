@@ -24,6 +24,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 // DefaultServiceID is the circuit monitored when no Services are given: the
@@ -216,12 +217,16 @@ func (s *circuitBreakedService) LayerFor(arch awslambda.Architecture) awslambda.
 }
 
 func (s *circuitBreakedService) newUpdater() awslambda.Function {
+	env := map[string]string{EnvTable: *s.table.TableName()}
+	if s.props.AllowLocalHealthCheckTargets {
+		env[updater.EnvAllowLocalTargets] = "true"
+	}
 	fn := NewGoFunction(s.Construct, "Updater", &GoFunctionProps{
 		Package:      UpdaterPackage,
 		Architecture: s.props.Architecture,
 		Description:  "Health-checks a monitored service and moves its circuit",
 		Timeout:      awscdk.Duration_Seconds(jsii.Number(45)), // the longest check (30s) plus DynamoDB writes
-		Environment:  map[string]string{EnvTable: *s.table.TableName()},
+		Environment:  env,
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("ReadAndTransitionCircuits"),

@@ -4,8 +4,10 @@
 // internal/updater; this file only wires it to the Lambda runtime.
 //
 // Environment: CIRCUIT_BREAKER_TABLE names the state table (required).
-// The AWS SDK's usual variables apply, including AWS_ENDPOINT_URL_DYNAMODB
-// for a local DynamoDB.
+// CIRCUIT_BREAKER_ALLOW_LOCAL_TARGETS=true lets checks connect to
+// loopback, link-local and metadata addresses (refused by default). The
+// AWS SDK's usual variables apply, including AWS_ENDPOINT_URL_DYNAMODB for
+// a local DynamoDB.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
@@ -51,6 +54,13 @@ func setup(ctx context.Context, getenv func(string) string, logger *slog.Logger,
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	u := updater.New(store.New(db, table).WithLogger(logger), logger)
+	switch v := getenv(updater.EnvAllowLocalTargets); v {
+	case "", "false":
+	case "true":
+		u.Prober = healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets())
+	default:
+		return nil, fmt.Errorf("updater: %s=%q: want true or false", updater.EnvAllowLocalTargets, v)
+	}
 	u.Metrics = metrics.NewWriter(stdout, table)
 	return u, nil
 }

@@ -13,8 +13,10 @@ import (
 	"testing"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 // TestSetupUsesEnvironment builds the updater exactly as the Lambda does,
@@ -40,7 +42,7 @@ func TestSetupUsesEnvironment(t *testing.T) {
 
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	env := map[string]string{TableEnv: table}
+	env := map[string]string{TableEnv: table, updater.EnvAllowLocalTargets: "true"}
 	var emf strings.Builder
 	u, err := setup(context.Background(), func(k string) string { return env[k] }, logger, &emf)
 	if err != nil {
@@ -52,8 +54,8 @@ func TestSetupUsesEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}
-		if want := i == 3; out.Transitioned != want {
-			t.Errorf("check %d: transitioned %v, want %v", i, out.Transitioned, want)
+		if want := i == 3; out.Transitioned != want || out.Check.Outcome != healthcheck.Status {
+			t.Errorf("check %d: transitioned %v, outcome %s; want %v, status", i, out.Transitioned, out.Check.Outcome, want)
 		}
 	}
 	c, found, err := store.New(srv.Client(), table).Get(context.Background(), "mock-api")
@@ -69,5 +71,24 @@ func TestSetupUsesEnvironment(t *testing.T) {
 
 	if _, err := setup(context.Background(), func(string) string { return "" }, logger, io.Discard); err == nil || !strings.Contains(err.Error(), TableEnv) {
 		t.Errorf("setup without a table = %v, want an error naming %s", err, TableEnv)
+	}
+
+	// Without the switch, the production default refuses 127.0.0.1, and
+	// the circuit's reason names only the fixed class.
+	strict, err := setup(context.Background(), func(k string) string { return map[string]string{TableEnv: table}[k] }, logger, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := strict.Handle(context.Background(), json.RawMessage(fmt.Sprintf(`{"ID":"strict","URL":%q,"FailureThreshold":1}`, health.URL+"/api/resource/health")))
+	if err != nil || out.Check.Outcome != healthcheck.Refused || !out.Transitioned {
+		t.Fatalf("strict check = %+v, %v; want refused, and the circuit opened", out, err)
+	}
+	c, _, _ = store.New(srv.Client(), table).Get(context.Background(), "strict")
+	if !strings.HasSuffix(c.Reason, "address not allowed: loopback") || strings.Contains(c.Reason, "127.0.0.1") {
+		t.Errorf("circuit reason %q; want the fixed class only", c.Reason)
+	}
+	bad := map[string]string{TableEnv: table, updater.EnvAllowLocalTargets: "yes"}
+	if _, err := setup(context.Background(), func(k string) string { return bad[k] }, logger, io.Discard); err == nil || !strings.Contains(err.Error(), updater.EnvAllowLocalTargets) {
+		t.Errorf("setup with %s=yes = %v, want an error naming it", updater.EnvAllowLocalTargets, err)
 	}
 }

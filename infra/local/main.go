@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 const (
@@ -155,9 +157,12 @@ func run(ctx context.Context, o options, p *printer) error {
 		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
 		"AWS_EC2_METADATA_DISABLED":   "true",
 	}
+	// The mock API runs on 127.0.0.1, which the updater refuses unless told.
+	updEnv := maps.Clone(awsEnv)
+	updEnv[updater.EnvAllowLocalTargets] = "true"
 	upd, err := rie.Launch(rie.Config{
 		Function: bins["./functions/updater"],
-		Env:      awsEnv,
+		Env:      updEnv,
 		Output: &lineWriter{fn: func(line []byte) {
 			if s, ok := transitionLine(line); ok {
 				p.printf("TRANS", "%s", s)

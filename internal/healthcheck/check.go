@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -33,6 +34,7 @@ const (
 	Connection Outcome = "connection"
 	TLS        Outcome = "tls"
 	Redirects  Outcome = "redirects"
+	Refused    Outcome = "refused"
 	Status     Outcome = "status"
 	Slow       Outcome = "slow"
 )
@@ -47,12 +49,27 @@ type Result struct {
 	// bounded body read, or to the failure.
 	Latency time.Duration
 	// Detail is a short human explanation, such as "status 500 not in
-	// 200-299".
+	// 200-299". For connection and TLS errors it holds the error text.
 	Detail string
 }
 
 // OK reports whether the check succeeded.
 func (r Result) OK() bool { return r.Outcome == OK }
+
+// Reason is what the circuit may record about the check, which attached
+// functions and change events can read: Detail, except that connection
+// and TLS errors keep only their fixed class, so no error text (addresses,
+// ports, what answered) reaches the circuit. A refused redirect's Detail
+// is already only its status and a fixed class.
+func (r Result) Reason() string {
+	switch r.Outcome {
+	case Connection:
+		return "connection error"
+	case TLS:
+		return "TLS error"
+	}
+	return r.Detail
+}
 
 var errTooManyRedirects = errors.New("too many redirects")
 
@@ -61,14 +78,43 @@ type Checker struct {
 	client *http.Client
 }
 
-// NewChecker returns a Checker sending requests through transport, or
-// through a transport that opens a fresh connection per check (honouring
-// the proxy environment) when transport is nil.
-func NewChecker(transport http.RoundTripper) *Checker {
+// Option tunes a Checker.
+type Option func(*options)
+
+type options struct {
+	allowLocal bool
+	allowed    func(netip.AddrPort) bool
+}
+
+// AllowLocalTargets lets checks connect to loopback, link-local and
+// instance-metadata addresses, which a Checker refuses by default. Private
+// ranges (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) are always
+// allowed, since internal services live there. Tests and the local stack,
+// which run everything on 127.0.0.1, turn it on.
+func AllowLocalTargets() Option { return func(o *options) { o.allowLocal = true } }
+
+// NewChecker returns a Checker sending requests through transport, or,
+// when transport is nil, through a transport that opens a fresh connection
+// per check (honouring the proxy environment) and refuses at dial time,
+// after name resolution, to connect to loopback, link-local, unspecified
+// and metadata addresses (see AllowLocalTargets). With a proxy, that check
+// applies to the connection to the proxy.
+//
+// Whatever the transport, it follows at most MaxRedirects redirects and
+// refuses one that leaves https for http.
+func NewChecker(transport http.RoundTripper, opts ...Option) *Checker {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if transport == nil {
+		dialer := &net.Dialer{KeepAlive: -1}
+		if !o.allowLocal {
+			dialer.Control = dialGuard(o.allowed)
+		}
 		transport = &http.Transport{
 			Proxy:                  http.ProxyFromEnvironment,
-			DialContext:            (&net.Dialer{KeepAlive: -1}).DialContext,
+			DialContext:            dialer.DialContext,
 			TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
 			DisableKeepAlives:      true,
 			ForceAttemptHTTP2:      true,
@@ -76,14 +122,32 @@ func NewChecker(transport http.RoundTripper) *Checker {
 		}
 	}
 	return &Checker{client: &http.Client{
-		Transport: transport,
-		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
-			if len(via) > MaxRedirects {
-				return errTooManyRedirects
-			}
-			return nil
-		},
+		Transport:     transport,
+		CheckRedirect: checkRedirect,
 	}}
+}
+
+// checkRedirect follows at most MaxRedirects redirects, never from https
+// to http, and records the status of each one it follows.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > MaxRedirects {
+		return errTooManyRedirects
+	}
+	status := 0
+	if req.Response != nil {
+		status = req.Response.StatusCode
+	}
+	if req.URL.Scheme != "https" {
+		for _, v := range via {
+			if v.URL.Scheme == "https" {
+				return &redirectError{status: status, class: "downgrade from https"}
+			}
+		}
+	}
+	if t := traceFrom(req.Context()); t != nil {
+		t.status = status
+	}
+	return nil
 }
 
 // Check GETs p.URL once and judges the response. p must be valid (see
@@ -94,6 +158,8 @@ func (c *Checker) Check(ctx context.Context, p Probe) Result {
 	p = p.WithDefaults()
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+
+	ctx = context.WithValue(ctx, traceKey{}, &redirectTrace{})
 
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
@@ -132,6 +198,10 @@ func (c *Checker) Check(ctx context.Context, p Probe) Result {
 func failed(ctx context.Context, err error, p Probe, latency time.Duration, status int) Result {
 	r := Result{StatusCode: status, Latency: latency}
 	var netErr net.Error
+	if detail, ok := asRefused(ctx, err); ok {
+		r.Outcome, r.Detail = Refused, detail
+		return r
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &netErr) && netErr.Timeout()):
 		r.Outcome = Timeout

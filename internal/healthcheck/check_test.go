@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -66,7 +67,7 @@ func TestCheck(t *testing.T) {
 	refused := "http://" + l.Addr().String() + "/health"
 	l.Close()
 
-	c := NewChecker(nil)
+	c := NewChecker(nil, AllowLocalTargets())
 	fast := Probe{Timeout: 2 * time.Second, SlowCallThreshold: time.Second}
 	tests := []struct {
 		name    string
@@ -76,6 +77,7 @@ func TestCheck(t *testing.T) {
 		want    Outcome
 		status  int
 		detail  string
+		reason  string // Reason(), when it differs from Detail
 	}{
 		{name: "healthy", url: srv.URL + "/ok", probe: fast, want: OK, status: 200},
 		{name: "500", url: srv.URL + "/500", probe: fast, want: Status, status: 500, detail: "status 500 not in 200-299"},
@@ -86,11 +88,11 @@ func TestCheck(t *testing.T) {
 		{name: "hang in body", url: srv.URL + "/hang-body", probe: Probe{Timeout: 100 * time.Millisecond}, want: Timeout, status: 200},
 		{name: "slow", url: srv.URL + "/slow", probe: Probe{Timeout: time.Second, SlowCallThreshold: 50 * time.Millisecond}, want: Slow, status: 200, detail: "slow call"},
 		{name: "slow but under threshold", url: srv.URL + "/slow", probe: Probe{Timeout: time.Second, SlowCallThreshold: 900 * time.Millisecond}, want: OK, status: 200},
-		{name: "connection refused", url: refused, probe: fast, want: Connection, detail: "refused"},
-		{name: "unknown host", url: "http://does-not-exist.invalid/health", probe: fast, want: Connection},
-		{name: "untrusted certificate", url: tlsSrv.URL + "/ok", probe: fast, want: TLS, detail: "certificate"},
+		{name: "connection refused", url: refused, probe: fast, want: Connection, detail: "refused", reason: "connection error"},
+		{name: "unknown host", url: "http://does-not-exist.invalid/health", probe: fast, want: Connection, reason: "connection error"},
+		{name: "untrusted certificate", url: tlsSrv.URL + "/ok", probe: fast, want: TLS, detail: "certificate", reason: "TLS error"},
 		{name: "trusted certificate", url: tlsSrv.URL + "/ok", probe: fast, checker: NewChecker(tlsSrv.Client().Transport), want: OK, status: 200},
-		{name: "plain http to a TLS port", url: "https://" + srv.Listener.Addr().String() + "/ok", probe: fast, want: TLS},
+		{name: "plain http to a TLS port", url: "https://" + srv.Listener.Addr().String() + "/ok", probe: fast, want: TLS, reason: "TLS error"},
 		{name: "three redirects followed", url: srv.URL + "/redirect/3", probe: fast, want: OK, status: 200},
 		{name: "four redirects refused", url: srv.URL + "/redirect/4", probe: fast, want: Redirects, status: 0, detail: "more than 3 redirects"},
 		{name: "big body read only in part", url: srv.URL + "/big", probe: fast, want: OK, status: 200},
@@ -113,6 +115,9 @@ func TestCheck(t *testing.T) {
 			}
 			if !strings.Contains(r.Detail, tt.detail) || r.Detail == "" {
 				t.Errorf("Detail = %q, want it to contain %q", r.Detail, tt.detail)
+			}
+			if want := cmp.Or(tt.reason, r.Detail); r.Reason() != want {
+				t.Errorf("Reason() = %q, want %q", r.Reason(), want)
 			}
 			if limit := p.WithDefaults().Timeout + 500*time.Millisecond; time.Since(start) > limit {
 				t.Errorf("check took %s, beyond its timeout", time.Since(start))
@@ -142,7 +147,7 @@ func TestCheckKeepsNoConnection(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	c := NewChecker(nil)
+	c := NewChecker(nil, AllowLocalTargets())
 	for i := 0; i < 3; i++ {
 		if r := c.Check(context.Background(), Probe{URL: srv.URL}); !r.OK() {
 			t.Fatalf("check %d: %s", i, r.Detail)

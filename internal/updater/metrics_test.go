@@ -19,7 +19,7 @@ func TestMetricsForASequenceOfChecks(t *testing.T) {
 	svc := newService(t, 0)
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var emf bytes.Buffer
-	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: clk.Now, Logger: e.logger, Metrics: metrics.NewWriter(&emf, "circuits-a")}
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: clk.Now, Logger: e.logger, Metrics: metrics.NewWriter(&emf, "circuits-a")}
 
 	type want struct{ failed, state, open, transitions float64 }
 	steps := []struct {

@@ -58,7 +58,7 @@ func TestConcurrentUpdaters(t *testing.T) {
 	// 50 writers on one item on a 2-CPU machine that may be busy with
 	// other tests: allow more rounds than the production bound, since
 	// this test is about what the rounds write, not how many they take.
-	u := &Updater{Store: e.store.WithMaxAttempts(500), Prober: healthcheck.NewChecker(nil), Now: now, Logger: e.logger}
+	u := &Updater{Store: e.store.WithMaxAttempts(500), Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: now, Logger: e.logger}
 	var (
 		wg           sync.WaitGroup
 		mu           sync.Mutex

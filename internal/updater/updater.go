@@ -64,7 +64,8 @@ type Output struct {
 type CheckOutput struct {
 	// OK reports whether the check succeeded.
 	OK bool `json:"ok"`
-	// Outcome is ok, timeout, connection, tls, redirects, status or slow.
+	// Outcome is ok, timeout, connection, tls, redirects, refused, status
+	// or slow.
 	Outcome healthcheck.Outcome `json:"outcome"`
 	// Status is the HTTP status, 0 when no response arrived.
 	Status int `json:"status,omitempty"`
@@ -92,7 +93,9 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, fmt.Errorf("updater: check of %q interrupted: %w", cfg.ID, err)
 	}
-	result := circuit.CheckResult{OK: res.OK(), Reason: res.Detail}
+	// The circuit's reason is readable by attached functions and events:
+	// it gets the result's fixed-class Reason, never error text.
+	result := circuit.CheckResult{OK: res.OK(), Reason: res.Reason()}
 	applied, err := u.Store.Apply(ctx, cfg.ID, func(cur circuit.Circuit) circuit.Decision {
 		return circuit.Decide(cur, cfg.Settings, result, u.now())
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 			e := newEnv(t)
 			svc := newService(t, 600*time.Millisecond)
 			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: clk.Now, Logger: e.logger}
+			u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: clk.Now, Logger: e.logger}
 			ctx := context.Background()
 			var lastItem map[string]any
 			for i, st := range steps {
@@ -156,7 +157,7 @@ func rawItem(t *testing.T, e *env, id string) map[string]any {
 func TestBadInputWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
-	probes := &countingProber{inner: healthcheck.NewChecker(nil)}
+	probes := &countingProber{inner: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets())}
 	u := &Updater{Store: e.store, Prober: probes, Logger: e.logger}
 	inputs := []string{
 		`{}`,
@@ -185,7 +186,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 func TestInterruptedCheckWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
-	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Logger: e.logger}
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "2s"})
@@ -203,7 +204,7 @@ func TestOverrideShownInOutput(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
 	now := time.Now()
-	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: func() time.Time { return now }, Logger: e.logger}
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: func() time.Time { return now }, Logger: e.logger}
 	ctx := context.Background()
 	if _, err := e.store.SetOverride(ctx, "a", circuit.ForcedOpen, "maintenance", now.Add(time.Hour), now); err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
 	now := time.Now()
-	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil), Now: func() time.Time { return now }, Logger: e.logger}
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: func() time.Time { return now }, Logger: e.logger}
 	ctx := context.Background()
 	setAttrs := func(attrs map[string]typesAV) {
 		t.Helper()
@@ -293,5 +294,26 @@ func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
 	}
 	if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
 		t.Errorf("forged in-item override won: %+v", out)
+	}
+}
+
+// TestReasonHoldsNoErrorText checks that a connection error leaves only
+// its fixed class in the circuit's reason, which attached functions and
+// events can read, while the output keeps the detail.
+func TestReasonHoldsNoErrorText(t *testing.T) {
+	e := newEnv(t)
+	svc := newService(t, 0)
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(refused), FailureThreshold: 1})
+	out, err := u.Handle(context.Background(), in)
+	if err != nil || !out.Transitioned || out.Check.Outcome != healthcheck.Connection {
+		t.Fatalf("check = %+v, %v", out, err)
+	}
+	if !strings.Contains(out.Check.Detail, "refused") {
+		t.Errorf("output detail %q lost the error text", out.Check.Detail)
+	}
+	c, _, _ := e.store.Get(context.Background(), "a")
+	if !strings.HasSuffix(c.Reason, "connection error") || strings.Contains(c.Reason, "127.0.0.1") || strings.Contains(c.Reason, "refused") {
+		t.Errorf("circuit reason %q holds more than the fixed class", c.Reason)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 // The stack's programs, built once for the package (see TestMain).
@@ -147,7 +148,9 @@ func (s *stack) startFunction(t *testing.T, o fnOptions) (*rie.Emulator, int) {
 // startUpdater runs the real updater binary under its own emulator.
 func (s *stack) startUpdater(t *testing.T) *rie.Emulator {
 	t.Helper()
-	return rie.Start(t, rie.Config{Function: binary(t, updaterPkg), Env: s.awsEnv()})
+	env := s.awsEnv()
+	env[updater.EnvAllowLocalTargets] = "true" // the mock API listens on 127.0.0.1
+	return rie.Start(t, rie.Config{Function: binary(t, updaterPkg), Env: env})
 }
 
 // response is MyMicroservice's API Gateway proxy response, its body

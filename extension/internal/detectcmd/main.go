@@ -31,6 +31,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
@@ -147,6 +148,7 @@ func run(runs, rate int, check time.Duration) error {
 			return err
 		}
 		u := updater.New(st, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+		u.Prober = healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()) // the service runs on 127.0.0.1
 		res, err := measure(ctx, boxes, down.URL, id, rate, 3*time.Second, &failing, func(stop <-chan struct{}) {
 			t := time.NewTicker(check)
 			defer t.Stop()
