@@ -125,6 +125,8 @@ func (s *Store) read(ctx context.Context, id string) (Read, error) {
 // readMany reads the circuit and override items of ids (unique, valid)
 // with BatchGetItem. Circuits with neither item are absent from the
 // result. Items that cannot be decoded fail their circuit in ItemErrors.
+// When the read fails part-way, the result holds only the circuits both
+// of whose items were read.
 func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
 	keys := make([]string, 0, 2*len(ids))
 	for _, id := range ids {
@@ -177,6 +179,14 @@ func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamo
 		delete(result, id)
 	}
 	if err != nil {
+		// Some keys were not read. A circuit counts as read only when
+		// both its items came back: its override item may exist among
+		// the keys left unread.
+		for id, r := range result {
+			if !r.Found || !r.OverrideStored {
+				delete(result, id)
+			}
+		}
 		return result, err
 	}
 	if len(bad) > 0 {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
@@ -80,4 +82,60 @@ func TestBatchGetBacksOffOnUnprocessedKeys(t *testing.T) {
 			t.Errorf("%d BatchGetItem calls in 300 ms, want a back-off between rounds", n)
 		}
 	})
+}
+
+// overrideLaggingAPI processes circuit keys but leaves override keys
+// unprocessed, as a throttled BatchGetItem may.
+type overrideLaggingAPI struct{ API }
+
+func (a overrideLaggingAPI) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	out := &dynamodb.BatchGetItemOutput{Responses: map[string][]map[string]types.AttributeValue{}, UnprocessedKeys: map[string]types.KeysAndAttributes{}}
+	for table, ka := range in.RequestItems {
+		var now, later []map[string]types.AttributeValue
+		for _, k := range ka.Keys {
+			if strings.HasSuffix(k[KeyAttribute].(*types.AttributeValueMemberS).Value, OverrideSuffix) {
+				later = append(later, k)
+			} else {
+				now = append(now, k)
+			}
+		}
+		if len(now) > 0 {
+			res, err := a.API.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{table: {Keys: now, ConsistentRead: ka.ConsistentRead}}}, opts...)
+			if err != nil {
+				return nil, err
+			}
+			out.Responses[table] = res.Responses[table]
+		}
+		if len(later) > 0 {
+			out.UnprocessedKeys[table] = types.KeysAndAttributes{Keys: later, ConsistentRead: ka.ConsistentRead}
+		}
+	}
+	return out, nil
+}
+
+// TestPartialReadNeverDropsAnOverride checks that a circuit whose override
+// item could not be read is not served without it.
+func TestPartialReadNeverDropsAnOverride(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	seed := New(srv.Client(), table)
+	if err := seed.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.Closed, Version: 1}, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed.SetOverride(ctx, "svc", circuit.ForcedOpen, "bad deploy", time.Time{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	got, err := New(overrideLaggingAPI{srv.Client()}, table).GetMany(ctx, []string{"svc"})
+	if err == nil {
+		t.Fatal("GetMany succeeded with the override key unread")
+	}
+	if c, ok := got["svc"]; ok {
+		t.Errorf("GetMany served %+v without its override item", c)
+	}
+	if _, _, err := New(overrideLaggingAPI{srv.Client()}, table).Get(ctx, "svc"); err == nil {
+		t.Error("Get succeeded with the override key unread")
+	}
 }
