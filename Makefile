@@ -65,9 +65,12 @@ bench-clients: node_modules/.package-lock.json
 bench-detect: node_modules/go.mod
 	go run ./extension/internal/detectcmd
 
+# Built, then run, rather than `go run`: the go command exits 1 when it sees
+# the interrupt, even after the program stopped cleanly.
 ## local: run the whole stack on this machine (dynalite, mock API, updater, MyMicroservice under the emulator); Ctrl-C stops it
 local: node_modules/go.mod
-	go run ./infra/local $(LOCAL_FLAGS)
+	go build -o bin/local ./infra/local
+	exec bin/local $(LOCAL_FLAGS)
 
 clean:
-	rm -rf cdk.out test/consumer/cdk.out
+	rm -rf cdk.out test/consumer/cdk.out bin
