@@ -17,6 +17,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
@@ -251,104 +252,153 @@ func validateCount(name string, n int) error {
 var statusPattern = regexp.MustCompile(`^[1-5]\d\d(-[1-5]\d\d)?(,[1-5]\d\d(-[1-5]\d\d)?)*$`)
 
 // validate checks the props and fills in defaults. It returns the services
-// to monitor.
+// to monitor, or one error that names every problem at once: the props' own
+// first, then each service's on one line that names the service once. Each
+// problem names the field and the values it accepts.
 func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	addErr := func(err error) {
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	if p.Table != nil && p.TableRemovalPolicy != "" {
-		return nil, fmt.Errorf("circuitbreaker: TableRemovalPolicy applies only to a table the construct creates; remove it or do not pass Table")
+		add("TableRemovalPolicy applies only to a table the construct creates; remove it or do not pass Table")
 	}
 	if p.Table != nil && !p.DisableEvents && p.Table.TableStreamArn() == nil {
-		return nil, fmt.Errorf("circuitbreaker: the Table passed in has no stream, which the state-change events read: enable a stream with new and old images on it, or set DisableEvents")
+		add("the Table passed in has no stream, which the state-change events read: enable a stream with new and old images on it, or set DisableEvents")
 	}
 	if p.DisableMockAPI && p.MockAPIAccountLogging {
-		return nil, fmt.Errorf("circuitbreaker: MockAPIAccountLogging is set but DisableMockAPI is true")
+		add("MockAPIAccountLogging is set but DisableMockAPI is true")
 	}
 	if p.DisableEvents && p.EventBus != nil {
-		return nil, fmt.Errorf("circuitbreaker: EventBus is set but DisableEvents is true")
+		add("EventBus is set but DisableEvents is true")
 	}
 	if arch := p.Architecture; arch != nil && goarch(arch) == "" {
-		return nil, fmt.Errorf("circuitbreaker: unsupported architecture %s (want ARM_64 or X86_64)", *arch.Name())
+		add("unsupported architecture %s: want ARM_64 or X86_64", *arch.Name())
 	}
 	if fm := p.Extension.FailMode; fm != "" && fm != "allow" && fm != "deny" {
-		return nil, fmt.Errorf("circuitbreaker: Extension.FailMode %q: want \"allow\" or \"deny\"", fm)
+		add("Extension.FailMode %q: want \"allow\" or \"deny\"", fm)
 	}
 	if port := p.Extension.Port; port != 0 && (port < 1024 || port > 65535) {
-		return nil, fmt.Errorf("circuitbreaker: Extension.Port %d: want 1024..65535", port)
+		add("Extension.Port %d: want 1024..65535", port)
 	}
-	if err := validateDuration("Extension.RefreshInterval", p.Extension.RefreshInterval, 10*time.Millisecond, time.Hour); err != nil {
-		return nil, fmt.Errorf("circuitbreaker: %w", err)
-	}
-	if err := validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour); err != nil {
-		return nil, fmt.Errorf("circuitbreaker: %w", err)
-	}
+	addErr(validateDuration("Extension.RefreshInterval", p.Extension.RefreshInterval, 10*time.Millisecond, time.Hour))
+	addErr(validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour))
 	if age := p.Extension.MaxAge; age > 0 {
 		interval := cmp.Or(p.Extension.RefreshInterval, time.Second)
 		if err := validateDuration("Extension.MaxAge", age, interval, 24*time.Hour); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: %w (at least the refresh interval; negative turns it off)", err)
+			add("%v (at least the refresh interval; negative turns it off)", err)
 		}
 	}
 
 	services := p.Services
 	if len(services) == 0 {
 		if p.DisableMockAPI {
-			return nil, fmt.Errorf("circuitbreaker: no Services given and the mock API is disabled: add at least one MonitoredService with a URL")
+			add("no Services given and the mock API is disabled: add at least one MonitoredService with a URL")
 		}
 		services = []MonitoredService{{ID: DefaultServiceID}}
 	}
 	seen := map[string]bool{}
 	out := make([]MonitoredService, 0, len(services))
 	for i, s := range services {
+		name := fmt.Sprintf("service %q", s.ID)
+		var bad []string
 		if err := circuit.ValidateID(s.ID); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: Services[%d]: %w", i, err)
-		}
-		if seen[s.ID] {
-			return nil, fmt.Errorf("circuitbreaker: Services[%d]: duplicate service ID %q", i, s.ID)
+			name = fmt.Sprintf("Services[%d]", i)
+			bad = append(bad, fmt.Sprintf("ID: %v", err))
+		} else if seen[s.ID] {
+			name = fmt.Sprintf("Services[%d]", i)
+			bad = append(bad, fmt.Sprintf("duplicate service ID %q: IDs must be unique", s.ID))
 		}
 		seen[s.ID] = true
-		if s.URL == "" {
-			if p.DisableMockAPI {
-				return nil, fmt.Errorf("circuitbreaker: service %q has no URL and the mock API is disabled", s.ID)
-			}
-		} else if *awscdk.Token_IsUnresolved(s.URL) {
-			// A token, such as another construct's URL, resolves at deploy time.
-		} else if err := validateURL(s.URL); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
-		}
 		if s.Schedule == nil {
 			s.Schedule = awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1)))
 		}
-		if err := validateSchedule(*s.Schedule.ExpressionString()); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
-		}
-		hc, br := s.HealthCheck, s.Breaker
-		for _, err := range []error{
-			validateDuration("HealthCheck.Timeout", hc.Timeout, time.Millisecond, 30*time.Second),
-			validateDuration("HealthCheck.SlowCallThreshold", hc.SlowCallThreshold, time.Millisecond, 30*time.Second),
-			validateCount("Breaker.FailureThreshold", br.FailureThreshold),
-			validateCount("Breaker.SuccessThreshold", br.SuccessThreshold),
-			validateDuration("Breaker.OpenCooldown", br.OpenCooldown, time.Second, 24*time.Hour),
-			validateDuration("Breaker.MaxOpenCooldown", br.MaxOpenCooldown, time.Second, 24*time.Hour),
-		} {
-			if err != nil {
-				return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
-			}
-		}
-		if hc.ExpectedStatus != "" && !statusPattern.MatchString(hc.ExpectedStatus) {
-			return nil, fmt.Errorf("circuitbreaker: service %q: HealthCheck.ExpectedStatus %q: want codes and ranges such as \"200-299,304\"", s.ID, hc.ExpectedStatus)
-		}
-		if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
-			return nil, fmt.Errorf("circuitbreaker: service %q: Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v", s.ID, br.MaxOpenCooldown, br.OpenCooldown)
-		}
-		if err := (policy.Policies{s.ID: s.policy()}).Validate(); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: service %q: Passive or Breaker: %w", s.ID, err)
-		}
-		// The updater's own parser has the last word, so anything that
-		// synthesizes is also accepted at run time.
-		if err := s.checkRuleInput(); err != nil {
-			return nil, fmt.Errorf("circuitbreaker: service %q: %w", s.ID, err)
+		bad = append(bad, s.problems(p.DisableMockAPI)...)
+		if len(bad) > 0 {
+			add("%s: %s", name, strings.Join(bad, "; "))
+			continue
 		}
 		out = append(out, s)
 	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("circuitbreaker: invalid props:\n  %s", strings.Join(problems, "\n  "))
+	}
 	return out, nil
+}
+
+// problems lists what is wrong with one service, in the props' field names,
+// each with the values the field accepts. The extension's and the updater's
+// own parsers have the last word: when every field passes here, the
+// service's policy and rule input are parsed by them, so anything that
+// synthesizes is also accepted at run time.
+func (s MonitoredService) problems(mockAPIDisabled bool) []string {
+	var bad []string
+	add := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
+	addErr := func(err error) {
+		if err != nil {
+			bad = append(bad, err.Error())
+		}
+	}
+	switch {
+	case s.URL == "":
+		if mockAPIDisabled {
+			add("no URL and the mock API is disabled: give the service a URL")
+		}
+	case *awscdk.Token_IsUnresolved(s.URL):
+		// A token, such as another construct's URL, resolves at deploy time.
+	default:
+		addErr(validateURL(s.URL))
+	}
+	addErr(validateSchedule(*s.Schedule.ExpressionString()))
+
+	hc, br, pa := s.HealthCheck, s.Breaker, s.Passive
+	addErr(validateDuration("HealthCheck.Timeout", hc.Timeout, healthcheck.MinTimeout, healthcheck.MaxTimeout))
+	addErr(validateDuration("HealthCheck.SlowCallThreshold", hc.SlowCallThreshold, healthcheck.MinTimeout, healthcheck.MaxTimeout))
+	if timeout := cmp.Or(hc.Timeout, healthcheck.DefaultTimeout); hc.SlowCallThreshold > timeout && hc.SlowCallThreshold <= healthcheck.MaxTimeout {
+		add("HealthCheck.SlowCallThreshold %v: want at most HealthCheck.Timeout (%v)", hc.SlowCallThreshold, timeout)
+	}
+	if hc.ExpectedStatus != "" && !statusPattern.MatchString(hc.ExpectedStatus) {
+		add("HealthCheck.ExpectedStatus %q: want codes and ranges such as \"200-299,304\"", hc.ExpectedStatus)
+	}
+	addErr(validateCount("Breaker.FailureThreshold", br.FailureThreshold))
+	addErr(validateCount("Breaker.SuccessThreshold", br.SuccessThreshold))
+	addErr(validateDuration("Breaker.OpenCooldown", br.OpenCooldown, circuit.MinOpenCooldown, circuit.MaxOpenCooldown))
+	addErr(validateDuration("Breaker.MaxOpenCooldown", br.MaxOpenCooldown, circuit.MinOpenCooldown, circuit.MaxOpenCooldown))
+	if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
+		add("Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v: want at least OpenCooldown", br.MaxOpenCooldown, br.OpenCooldown)
+	}
+	percent := func(name string, v float64) {
+		if v != 0 && (v < 1 || v > 100) {
+			add("%s %g: want 1..100 (percent)", name, v)
+		}
+	}
+	percent("Passive.FailureRateThreshold", pa.FailureRateThreshold)
+	percent("Passive.SlowCallRateThreshold", pa.SlowCallRateThreshold)
+	if n := pa.MinimumCalls; n != 0 && (n < 1 || n > policy.MaxMinimumCalls) {
+		add("Passive.MinimumCalls %d: want 1..%d", n, policy.MaxMinimumCalls)
+	}
+	if w := pa.Window; w != 0 && (w < policy.MinWindow || w > policy.MaxWindow || w%policy.BucketSize != 0) {
+		add("Passive.Window %v: want %v..%v in steps of %v", w, policy.MinWindow, policy.MaxWindow, policy.BucketSize)
+	}
+	addErr(validateDuration("Passive.SlowCallDuration", pa.SlowCallDuration, policy.MinSlowCallDuration, policy.MaxSlowCallDuration))
+	if n := pa.HalfOpenProbes; n != 0 && (n < 1 || n > policy.MaxHalfOpenProbes) {
+		add("Passive.HalfOpenProbes %d: want 1..%d", n, policy.MaxHalfOpenProbes)
+	}
+	addErr(validateDuration("Passive.ProbeTimeout", pa.ProbeTimeout, policy.MinProbeTimeout, policy.MaxProbeTimeout))
+	if len(bad) > 0 {
+		return bad
+	}
+
+	if err := s.policy().Validate(); err != nil {
+		add("Passive or Breaker: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if err := s.checkRuleInput(); err != nil {
+		add("%v", err)
+	}
+	return bad
 }
 
 // checkRuleInput parses the service's rule input with the updater's own

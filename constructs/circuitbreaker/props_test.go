@@ -52,10 +52,10 @@ func TestPropsValidation(t *testing.T) {
 		{"slow above timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second, SlowCallThreshold: 3 * time.Second}}}}, "SlowCallThreshold"},
 		{"timeout below default slow", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second}}}}, ""},
 		{"backwards range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "299-200"}}}}, "ExpectedStatus"},
-		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, "window"},
-		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, "failureRateThreshold"},
+		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, `service "a": Passive.Window 7s: want 5s..5m0s in steps of 5s`},
+		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, `service "a": Passive.FailureRateThreshold 150: want 1..100`},
 		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2, ProbeTimeout: 30 * time.Second}}}}, ""},
-		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "probeTimeout"},
+		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "Passive.ProbeTimeout 20m0s is outside 1s..15m0s"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
 		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is outside 1s..24h0m0s"},
@@ -77,6 +77,36 @@ func TestPropsValidation(t *testing.T) {
 				t.Fatalf("validate() = %v, want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A props error names every broken rule at once, names each service once,
+// and states the values each field accepts.
+func TestPropsErrorNamesEveryProblemOnce(t *testing.T) {
+	p := CircuitBreakedServiceProps{
+		Extension: ExtensionSettings{Port: 80},
+		Services: []MonitoredService{
+			{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150, Window: 7 * time.Second}, Breaker: BreakerSettings{SuccessThreshold: 0, FailureThreshold: 200}},
+			{ID: "b"},
+			{ID: "c", URL: "ftp://c/health", HealthCheck: HealthCheck{Timeout: 2 * time.Second, SlowCallThreshold: 3 * time.Second}},
+			{ID: "a"},
+		},
+	}
+	_, err := p.validate()
+	if err == nil {
+		t.Fatal("validate() = nil for props with six problems")
+	}
+	msg := err.Error()
+	want := "circuitbreaker: invalid props:\n" +
+		"  Extension.Port 80: want 1024..65535\n" +
+		`  service "a": Breaker.FailureThreshold 200 is outside 1..100; Passive.FailureRateThreshold 150: want 1..100 (percent); Passive.Window 7s: want 5s..5m0s in steps of 5s` + "\n" +
+		`  service "c": URL "ftp://c/health": want an absolute http:// or https:// URL; HealthCheck.SlowCallThreshold 3s: want at most HealthCheck.Timeout (2s)` + "\n" +
+		`  Services[3]: duplicate service ID "a": IDs must be unique`
+	if msg != want {
+		t.Errorf("validate() =\n%s\nwant\n%s", msg, want)
+	}
+	if n := strings.Count(msg, `service "a"`); n != 1 {
+		t.Errorf("service \"a\" named %d times, want once", n)
 	}
 }
 
