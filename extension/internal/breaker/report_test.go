@@ -61,11 +61,11 @@ func (s *slowWrites) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInpu
 }
 
 // Leases held at SHUTDOWN are settled side by side: with writes taking
-// 150 ms, four leases are all released within a 400 ms share of the
-// deadline, which one after another would take 600 ms.
+// 300 ms, four leases are all released within an 800 ms share of the
+// deadline, which one after another would take 1.2 s.
 func TestEndProbesSettlesConcurrently(t *testing.T) {
 	db := dynalite.Start(t)
-	slow := &slowWrites{API: db.Client(), delay: 150 * time.Millisecond}
+	slow := &slowWrites{API: db.Client(), delay: 300 * time.Millisecond}
 	st := store.New(slow, db.NewTable(t)).WithLogger(quiet())
 	ctx := context.Background()
 	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
@@ -85,7 +85,7 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 		}
 	}
 	slow.on.Store(true)
-	sctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 800*time.Millisecond)
 	defer cancel()
 	if n := b.EndProbes(sctx, false, "spindown"); n != 4 {
 		t.Fatalf("EndProbes settled %d leases, want 4", n)
