@@ -3,8 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,6 +219,100 @@ func TestFirstInvocationAfterPauseSeesNewState(t *testing.T) {
 		if strings.Contains(line, `"msg":"waited for a fresh value"`) {
 			t.Log(line)
 		}
+	}
+	if t.Failed() {
+		t.Logf("emulator output:\n%s", emu.Logs())
+	}
+}
+
+// slowReads is a reverse proxy in front of dynalite that holds reads
+// (GetItem, BatchGetItem) for a settable delay, or until the client gives
+// up.
+type slowReads struct {
+	delay atomic.Int64 // nanoseconds
+	proxy *httputil.ReverseProxy
+}
+
+func (s *slowReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	target := r.Header.Get("X-Amz-Target")
+	if d := time.Duration(s.delay.Load()); d > 0 && (strings.HasSuffix(target, ".GetItem") || strings.HasSuffix(target, ".BatchGetItem")) {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	s.proxy.ServeHTTP(w, r)
+}
+
+// TestFreezeWithReadInFlight freezes the extension (SIGSTOP, as Lambda's
+// freezer stops a sandbox between invocations) while the INVOKE's read is
+// held by a slow table, past the read's 2 s deadline and the 1 s maximum
+// staleness. On thaw that read is no answer, not a failure: the next
+// invocation is told the known OPEN state, never the failure policy.
+func TestFreezeWithReadInFlight(t *testing.T) {
+	srv := dynalite.Start(t)
+	db := srv.Client()
+	table := srv.NewTable(t)
+	put(t, db, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 1, UpdatedAt: time.Now(), RetryAt: time.Now().Add(time.Hour)})
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowReads{proxy: httputil.NewSingleHostReverseProxy(target)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &http.Server{Handler: slow, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = proxy.Serve(ln) }()
+	t.Cleanup(func() { _ = proxy.Close() })
+
+	emu := rie.Start(t, rie.Config{
+		Function:   rie.Build(t, "./internal/testutil/rie/probefn"),
+		Extensions: map[string]string{"circuit-breaker": rie.Build(t, "./extension")},
+		Env: map[string]string{
+			"CIRCUIT_BREAKER_TABLE":            table,
+			"CIRCUIT_BREAKER_SERVICES":         "payments",
+			"CIRCUIT_BREAKER_PORT":             strconv.Itoa(rie.FreePort(t)),
+			"CIRCUIT_BREAKER_REFRESH_INTERVAL": "100ms",
+			"CIRCUIT_BREAKER_MAX_STALENESS":    "1s",
+			"CIRCUIT_BREAKER_FAIL_MODE":        "allow",
+			"CIRCUIT_BREAKER_LOG_LEVEL":        "debug",
+			"AWS_REGION":                       "us-east-1",
+			"AWS_ACCESS_KEY_ID":                "local",
+			"AWS_SECRET_ACCESS_KEY":            "local",
+			"AWS_SESSION_TOKEN":                "e2e-session-token",
+			"AWS_ENDPOINT_URL_DYNAMODB":        "http://" + ln.Addr().String(),
+		},
+	})
+	if c := invoke(t, emu, "payments").Answers[0].Circuit; c.State != "OPEN" || c.Allowed || c.Stale {
+		t.Fatalf("before: %+v, want the fresh OPEN state", c)
+	}
+
+	slow.delay.Store(int64(time.Minute))
+	time.Sleep(300 * time.Millisecond) // the value is due, and older than the maximum age
+	// This INVOKE starts a read the table holds; the lookup stops waiting
+	// after the miss timeout and the function ends with the read in flight.
+	if c := invoke(t, emu, "payments").Answers[0].Circuit; c.State != "OPEN" || c.Allowed || c.FailMode {
+		t.Fatalf("with the read held: %+v, want the known OPEN state", c)
+	}
+	time.Sleep(100 * time.Millisecond) // the extension is back in event/next
+	if _, err := emu.Signal("circuit-breaker", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // frozen past the read's 2 s deadline
+	slow.delay.Store(0)
+	if _, err := emu.Signal("circuit-breaker", syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c := invoke(t, emu, "payments").Answers[0].Circuit
+	if c.State != "OPEN" || c.Allowed || c.FailMode {
+		t.Errorf("first invocation after the freeze: %+v, want the OPEN state, not the failure policy", c)
+	}
+	t.Logf("after the freeze: %+v", c)
+	if !strings.Contains(emu.Logs(), "read cut by a freeze; reading again") {
+		t.Errorf("the extension did not take the cut read for a freeze")
 	}
 	if t.Failed() {
 		t.Logf("emulator output:\n%s", emu.Logs())
