@@ -147,6 +147,15 @@ func TestDocsSections(t *testing.T) {
 			}
 		}
 	}
+	pages, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
+	if err != nil || len(pages) < len(docPages)-1 {
+		t.Fatalf("docs/ holds %d pages (%v), want at least %d", len(pages), err, len(docPages)-1)
+	}
+	for _, p := range pages {
+		if name := "docs/" + filepath.Base(p); !strings.Contains(readme, "]("+name+")") {
+			t.Errorf("README.md does not link %s: every topic page is in its table of links", name)
+		}
+	}
 	if n := strings.Count(readme, "\n"); n > 300 {
 		t.Errorf("README.md has %d lines, want at most 300: move the detail to docs/", n)
 	}
