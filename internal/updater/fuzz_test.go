@@ -19,6 +19,8 @@ func FuzzParseInput(f *testing.F) {
 		`{"ID":"a","URL":"http://127.0.0.1:8080/h","ExpectedStatus":"200-299,304"}`,
 		`{"ID":"a","URL":"http://h","Timeout":"1ms","SlowCallThreshold":"1ms"}`,
 		`{"ID":"a","URL":"http://h","OpenCooldown":"24h"}`,
+		`{"ID":"a","URL":"http://h","ConfirmInterval":"0s","CheckInterval":"10s"}`,
+		`{"ID":"a","URL":"http://h","ConfirmInterval":"30s","CheckInterval":"1s"}`,
 		`{"ID":"a","URL":"ftp://h"}`,
 		`{"id":"a","URL":"http://h"}`,
 		`{"ID":"a","ID":"a","URL":"http://h"}`,
@@ -56,6 +58,10 @@ func FuzzParseInput(f *testing.F) {
 			SuccessThreshold:  cfg.Settings.SuccessThreshold,
 			OpenCooldown:      cfg.Settings.OpenCooldown.String(),
 			MaxOpenCooldown:   cfg.Settings.MaxOpenCooldown.String(),
+			ConfirmInterval:   cfg.ConfirmInterval.String(),
+		}
+		if cfg.CheckInterval > 0 {
+			in.CheckInterval = cfg.CheckInterval.String()
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)

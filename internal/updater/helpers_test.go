@@ -47,8 +47,9 @@ func newEnv(t *testing.T) *env {
 
 // clock is a settable fake time.
 type clock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu    sync.Mutex
+	now   time.Time
+	slept []time.Duration
 }
 
 func (c *clock) Now() time.Time {
@@ -61,6 +62,25 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+}
+
+// Sleep advances the clock by d at once, as the updater's Sleep.
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	c.slept = append(c.slept, d)
+	return nil
+}
+
+// Slept returns the durations the clock was advanced by, in order.
+func (c *clock) Slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.slept...)
 }
 
 // Service modes of the fake health endpoint.
@@ -135,3 +155,39 @@ func (c *countingProber) Check(ctx context.Context, p healthcheck.Probe) healthc
 type typesAV = types.AttributeValue
 
 func strAV(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+// script is a health endpoint that answers the statuses in order, then
+// repeats the last one, and counts the requests.
+type script struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	statuses []int
+	n        int
+}
+
+func newScript(t *testing.T, statuses ...int) *script {
+	t.Helper()
+	s := &script{statuses: statuses}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		code := s.statuses[min(s.n, len(s.statuses)-1)]
+		s.n++
+		s.mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// requests returns how many checks reached the endpoint.
+func (s *script) requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// fakeTimeUpdater is an updater over e with the real prober and clk's
+// time and sleeps.
+func fakeTimeUpdater(e *env, clk *clock) *Updater {
+	return &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: clk.Now, Sleep: clk.Sleep, Logger: e.logger}
+}

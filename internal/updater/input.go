@@ -24,7 +24,8 @@ const MaxInputBytes = 8192
 //	{"ID": "mock-api", "URL": "https://x/api/resource/health",
 //	 "Timeout": "4s", "SlowCallThreshold": "3s", "ExpectedStatus": "200-299",
 //	 "FailureThreshold": 3, "SuccessThreshold": 2,
-//	 "OpenCooldown": "30s", "MaxOpenCooldown": "5m"}
+//	 "OpenCooldown": "30s", "MaxOpenCooldown": "5m",
+//	 "ConfirmInterval": "5s", "CheckInterval": "10s"}
 type Input struct {
 	// ID is the service ID (required): 1 to 64 letters, digits, '-' or
 	// '_', starting with a letter or digit. It is the circuit's key.
@@ -55,6 +56,14 @@ type Input struct {
 	// MaxOpenCooldown caps the growing cool-down, as a Go duration
 	// (OpenCooldown..24h, default "5m", or OpenCooldown when longer).
 	MaxOpenCooldown string `json:"MaxOpenCooldown,omitempty"`
+	// ConfirmInterval spaces the confirmation checks that follow a failed
+	// check of a CLOSED circuit within the same invocation, as a Go
+	// duration (0s..30s, default "5s"); "0s" turns confirmation off.
+	ConfirmInterval string `json:"ConfirmInterval,omitempty"`
+	// CheckInterval makes one invocation check every interval for up to
+	// RunWindow, as a Go duration (1s..30s); empty means one scheduled
+	// check per invocation.
+	CheckInterval string `json:"CheckInterval,omitempty"`
 }
 
 // wireInput mirrors Input with pointers, so that an explicit zero or empty
@@ -69,12 +78,15 @@ type wireInput struct {
 	SuccessThreshold  *int    `json:"SuccessThreshold"`
 	OpenCooldown      *string `json:"OpenCooldown"`
 	MaxOpenCooldown   *string `json:"MaxOpenCooldown"`
+	ConfirmInterval   *string `json:"ConfirmInterval"`
+	CheckInterval     *string `json:"CheckInterval"`
 }
 
 // inputKeys are the accepted keys, matched case-sensitively.
 var inputKeys = map[string]bool{
 	"ID": true, "URL": true, "Timeout": true, "SlowCallThreshold": true, "ExpectedStatus": true,
 	"FailureThreshold": true, "SuccessThreshold": true, "OpenCooldown": true, "MaxOpenCooldown": true,
+	"ConfirmInterval": true, "CheckInterval": true,
 }
 
 // Config is a parsed, validated and defaulted Input.
@@ -85,6 +97,11 @@ type Config struct {
 	Probe healthcheck.Probe
 	// Settings are the breaker rules, defaults applied.
 	Settings circuit.Settings
+	// ConfirmInterval spaces confirmation checks; 0 turns them off.
+	ConfirmInterval time.Duration
+	// CheckInterval is the time between two regular checks within one
+	// invocation; 0 means one regular check per invocation.
+	CheckInterval time.Duration
 }
 
 // ParseInput parses and validates the rule's input. Keys are
@@ -125,6 +142,7 @@ func (in Input) Config() (Config, error) {
 	}
 	w.Timeout, w.SlowCallThreshold, w.ExpectedStatus = str(in.Timeout), str(in.SlowCallThreshold), str(in.ExpectedStatus)
 	w.OpenCooldown, w.MaxOpenCooldown = str(in.OpenCooldown), str(in.MaxOpenCooldown)
+	w.ConfirmInterval, w.CheckInterval = str(in.ConfirmInterval), str(in.CheckInterval)
 	w.FailureThreshold, w.SuccessThreshold = integer(in.FailureThreshold), integer(in.SuccessThreshold)
 	return w.config()
 }
@@ -148,7 +166,7 @@ func checkKeys(data []byte) error {
 		}
 		k, _ := tok.(string)
 		if !inputKeys[k] {
-			return fmt.Errorf("unknown key %q (keys are case-sensitive: ID, URL, Timeout, SlowCallThreshold, ExpectedStatus, FailureThreshold, SuccessThreshold, OpenCooldown, MaxOpenCooldown)", k)
+			return fmt.Errorf("unknown key %q (keys are case-sensitive: ID, URL, Timeout, SlowCallThreshold, ExpectedStatus, FailureThreshold, SuccessThreshold, OpenCooldown, MaxOpenCooldown, ConfirmInterval, CheckInterval)", k)
 		}
 		if seen[k] {
 			return fmt.Errorf("duplicate key %q", k)
@@ -191,17 +209,38 @@ func (w wireInput) config() (Config, error) {
 		cfg.Probe.URL = *w.URL
 	}
 
+	parse := func(key string, v *string) (time.Duration, bool) {
+		d, err := time.ParseDuration(*v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a Go duration such as \"4s\" or \"500ms\"", key, *v))
+			return 0, false
+		}
+		return d, true
+	}
 	duration := func(key string, v *string, dst *time.Duration) {
 		if v == nil {
 			return
 		}
-		d, err := time.ParseDuration(*v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q is not a Go duration such as \"4s\" or \"500ms\"", key, *v))
+		d, ok := parse(key, v)
+		if !ok {
 			return
 		}
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %q must be positive", key, *v))
+			return
+		}
+		*dst = d
+	}
+	between := func(key string, v *string, lo, hi time.Duration, dst *time.Duration) {
+		if v == nil {
+			return
+		}
+		d, ok := parse(key, v)
+		if !ok {
+			return
+		}
+		if d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s: %q is out of range %s..%s", key, *v, lo, hi))
 			return
 		}
 		*dst = d
@@ -220,6 +259,9 @@ func (w wireInput) config() (Config, error) {
 	duration("SlowCallThreshold", w.SlowCallThreshold, &cfg.Probe.SlowCallThreshold)
 	duration("OpenCooldown", w.OpenCooldown, &cfg.Settings.OpenCooldown)
 	duration("MaxOpenCooldown", w.MaxOpenCooldown, &cfg.Settings.MaxOpenCooldown)
+	cfg.ConfirmInterval = DefaultConfirmInterval
+	between("ConfirmInterval", w.ConfirmInterval, 0, MaxConfirmInterval, &cfg.ConfirmInterval)
+	between("CheckInterval", w.CheckInterval, MinCheckInterval, MaxCheckInterval, &cfg.CheckInterval)
 	threshold("FailureThreshold", w.FailureThreshold, &cfg.Settings.FailureThreshold)
 	threshold("SuccessThreshold", w.SuccessThreshold, &cfg.Settings.SuccessThreshold)
 	if w.ExpectedStatus != nil {

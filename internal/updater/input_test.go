@@ -59,6 +59,26 @@ func TestParseInput(t *testing.T) {
 				t.Errorf("settings %+v", c.Settings)
 			}
 		}},
+		{name: "confirmation defaults on, no check interval", in: `{"ID":"a","URL":"http://h"}`, check: func(t *testing.T, c Config) {
+			if c.ConfirmInterval != DefaultConfirmInterval || c.CheckInterval != 0 {
+				t.Errorf("intervals %s, %s; want %s, 0", c.ConfirmInterval, c.CheckInterval, DefaultConfirmInterval)
+			}
+		}},
+		{name: "intervals", in: `{"ID":"a","URL":"http://h","ConfirmInterval":"2s","CheckInterval":"10s"}`, check: func(t *testing.T, c Config) {
+			if c.ConfirmInterval != 2*time.Second || c.CheckInterval != 10*time.Second {
+				t.Errorf("intervals %s, %s; want 2s, 10s", c.ConfirmInterval, c.CheckInterval)
+			}
+		}},
+		{name: "confirmation off", in: `{"ID":"a","URL":"http://h","ConfirmInterval":"0s"}`, check: func(t *testing.T, c Config) {
+			if c.ConfirmInterval != 0 {
+				t.Errorf("ConfirmInterval %s, want 0 (off)", c.ConfirmInterval)
+			}
+		}},
+		{name: "confirm interval too long", in: `{"ID":"a","URL":"http://h","ConfirmInterval":"31s"}`, wantErr: `ConfirmInterval: "31s" is out of range 0s..30s`},
+		{name: "negative confirm interval", in: `{"ID":"a","URL":"http://h","ConfirmInterval":"-1s"}`, wantErr: `ConfirmInterval: "-1s" is out of range`},
+		{name: "check interval too short", in: `{"ID":"a","URL":"http://h","CheckInterval":"999ms"}`, wantErr: `CheckInterval: "999ms" is out of range 1s..30s`},
+		{name: "check interval too long", in: `{"ID":"a","URL":"http://h","CheckInterval":"1m"}`, wantErr: `CheckInterval: "1m" is out of range`},
+		{name: "check interval not a duration", in: `{"ID":"a","URL":"http://h","CheckInterval":"10"}`, wantErr: `CheckInterval: "10" is not a Go duration`},
 		{name: "empty", in: ``, wantErr: "not a JSON object"},
 		{name: "array", in: `[]`, wantErr: "not a JSON object"},
 		{name: "null", in: `null`, wantErr: "not a JSON object"},
@@ -156,8 +176,9 @@ func TestInputMarshalRoundTrip(t *testing.T) {
 		want string
 	}{
 		{"minimal", Input{ID: "mock-api", URL: "https://x/api/resource/health"}, `{"ID":"mock-api","URL":"https://x/api/resource/health"}`},
-		{"full", Input{ID: "s", URL: "http://h", Timeout: "2s", SlowCallThreshold: "1s", ExpectedStatus: "200,204", FailureThreshold: 4, SuccessThreshold: 3, OpenCooldown: "10s", MaxOpenCooldown: "1m"},
-			`{"ID":"s","URL":"http://h","Timeout":"2s","SlowCallThreshold":"1s","ExpectedStatus":"200,204","FailureThreshold":4,"SuccessThreshold":3,"OpenCooldown":"10s","MaxOpenCooldown":"1m"}`},
+		{"full", Input{ID: "s", URL: "http://h", Timeout: "2s", SlowCallThreshold: "1s", ExpectedStatus: "200,204", FailureThreshold: 4, SuccessThreshold: 3, OpenCooldown: "10s", MaxOpenCooldown: "1m", ConfirmInterval: "3s", CheckInterval: "15s"},
+			`{"ID":"s","URL":"http://h","Timeout":"2s","SlowCallThreshold":"1s","ExpectedStatus":"200,204","FailureThreshold":4,"SuccessThreshold":3,"OpenCooldown":"10s","MaxOpenCooldown":"1m","ConfirmInterval":"3s","CheckInterval":"15s"}`},
+		{"confirmation off", Input{ID: "s", URL: "http://h", ConfirmInterval: "0s"}, `{"ID":"s","URL":"http://h","ConfirmInterval":"0s"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,6 +208,7 @@ func TestInputMarshalRoundTrip(t *testing.T) {
 }
 
 func sameConfig(a, b Config) bool {
-	return a.ID == b.ID && a.Settings == b.Settings && a.Probe.URL == b.Probe.URL && a.Probe.Timeout == b.Probe.Timeout &&
+	return a.ID == b.ID && a.Settings == b.Settings && a.ConfirmInterval == b.ConfirmInterval && a.CheckInterval == b.CheckInterval &&
+		a.Probe.URL == b.Probe.URL && a.Probe.Timeout == b.Probe.Timeout &&
 		a.Probe.SlowCallThreshold == b.Probe.SlowCallThreshold && a.Probe.ExpectedStatus.String() == b.Probe.ExpectedStatus.String()
 }

@@ -34,7 +34,7 @@ func TestMetricsForASequenceOfChecks(t *testing.T) {
 	}
 	for i, st := range steps {
 		clk.Advance(time.Minute / 6)
-		in, _ := json.Marshal(Input{ID: "orders", URL: svc.url(st.mode), Timeout: "1s"})
+		in, _ := json.Marshal(Input{ID: "orders", URL: svc.url(st.mode), Timeout: "1s", ConfirmInterval: "0s"})
 		if _, err := u.Handle(context.Background(), in); err != nil {
 			t.Fatalf("check %d: %v", i, err)
 		}

@@ -18,7 +18,7 @@ import (
 )
 
 // TestConcurrentUpdaters has 50 updaters hammer one circuit with mixed
-// results. Every transition must be won by exactly one writer: the logged
+// results, confirmation checks included. Every transition must be won by exactly one writer: the logged
 // transitions form one unbroken chain of allowed moves, versions 1..n
 // without gaps or repeats, the stored version equals the number of
 // transitions logged, and the final record is one the rules allow.
@@ -58,12 +58,16 @@ func TestConcurrentUpdaters(t *testing.T) {
 	// 50 writers on one item on a 2-CPU machine that may be busy with
 	// other tests: allow more rounds than the production bound, since
 	// this test is about what the rounds write, not how many they take.
-	u := &Updater{Store: e.store.WithMaxAttempts(500), Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: now, Logger: e.logger}
+	// Confirmation checks follow failed ones at once, through the same
+	// conditional writes.
+	noWait := func(context.Context, time.Duration) error { return nil }
+	u := &Updater{Store: e.store.WithMaxAttempts(500), Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: now, Sleep: noWait, Logger: e.logger}
 	var (
 		wg           sync.WaitGroup
 		mu           sync.Mutex
 		errs         []error
 		transitioned int
+		confirmations int
 	)
 	for i := 0; i < updaters; i++ {
 		wg.Add(1)
@@ -74,8 +78,9 @@ func TestConcurrentUpdaters(t *testing.T) {
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
-				} else if out.Transitioned {
-					transitioned++
+				} else {
+					transitioned += out.Transitions
+					confirmations += out.Confirmations
 				}
 				mu.Unlock()
 			}
@@ -117,13 +122,16 @@ func TestConcurrentUpdaters(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("Get = %v, %v", found, err)
 	}
-	t.Logf("%d checks, %d transitions %v, final %s v%d, %d DynamoDB reads, %d writes",
-		updaters*checks, len(lines), kinds, final.State, final.Version, e.api.Reads.Load(), e.api.Writes.Load())
+	t.Logf("%d invocations, %d confirmation checks, %d transitions %v, final %s v%d, %d DynamoDB reads, %d writes",
+		updaters*checks, confirmations, len(lines), kinds, final.State, final.Version, e.api.Reads.Load(), e.api.Writes.Load())
 	if final.Version != int64(len(lines)) {
 		t.Errorf("stored version %d, transitions logged %d", final.Version, len(lines))
 	}
 	if transitioned != len(lines) {
-		t.Errorf("%d outputs report a transition, %d transitions logged", transitioned, len(lines))
+		t.Errorf("outputs report %d transitions, %d transitions logged", transitioned, len(lines))
+	}
+	if confirmations == 0 {
+		t.Error("no confirmation check ran: the test did not exercise them")
 	}
 	if string(final.State) != state {
 		t.Errorf("stored state %s, last logged transition ends in %s", final.State, state)

@@ -18,7 +18,8 @@ type Prober interface {
 	Check(ctx context.Context, p healthcheck.Probe) healthcheck.Result
 }
 
-// Updater checks one service per call and applies the result to its
+// Updater checks one service per call, confirming failures and checking
+// again every CheckInterval when asked to, and applies each result to its
 // circuit.
 type Updater struct {
 	// Store persists the circuits.
@@ -27,6 +28,9 @@ type Updater struct {
 	Prober Prober
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Sleep waits between checks, on the same clock as Now, and returns
+	// ctx's error when ctx ends first; nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives one line per check; nil means slog.Default().
 	Logger *slog.Logger
 	// Metrics receives one EMF record per check; nil emits none.
@@ -38,7 +42,8 @@ func New(s *store.Store, logger *slog.Logger) *Updater {
 	return &Updater{Store: s, Prober: healthcheck.NewChecker(nil), Logger: logger}
 }
 
-// Output is the function's result for one check.
+// Output is the function's result for one invocation: the circuit after
+// its last check, what the checks changed, and the last check.
 type Output struct {
 	// ID is the service ID.
 	ID string `json:"id"`
@@ -50,14 +55,27 @@ type Output struct {
 	Override circuit.Override `json:"override,omitempty"`
 	// Version is the circuit's version after the check.
 	Version int64 `json:"version"`
-	// Transitioned reports whether this check moved the circuit.
+	// Transitioned reports whether a check of the invocation moved the
+	// circuit.
 	Transitioned bool `json:"transitioned"`
-	// From is the state the transition left, when Transitioned.
+	// Transitions is how many checks of the invocation moved the circuit.
+	Transitions int `json:"transitions"`
+	// From is the state the first transition left, when Transitioned.
 	From circuit.State `json:"from,omitempty"`
-	// Change is what the check wrote: none, counters or transition.
+	// Change is the most the checks wrote: none, counters or transition.
 	Change string `json:"change"`
-	// Check is the health check's outcome.
+	// Checks is how many checks the invocation ran, confirmations
+	// included.
+	Checks int `json:"checks"`
+	// Confirmations is how many of the checks confirmed a failure.
+	Confirmations int `json:"confirmations"`
+	// Reads and Writes are the DynamoDB calls of the checks' updates.
+	Reads  int `json:"reads"`
+	Writes int `json:"writes"`
+	// Check is the last health check's outcome.
 	Check CheckOutput `json:"check"`
+
+	change circuit.Change
 }
 
 // CheckOutput is the outcome of the health check in Output.
@@ -76,7 +94,8 @@ type CheckOutput struct {
 }
 
 // Handle is the Lambda handler: it parses the rule's input and runs one
-// check. Bad input returns an error before anything is probed or written.
+// invocation's checks. Bad input returns an error before anything is
+// probed or written.
 func (u *Updater) Handle(ctx context.Context, input json.RawMessage) (Output, error) {
 	cfg, err := ParseInput(input)
 	if err != nil {
@@ -85,13 +104,152 @@ func (u *Updater) Handle(ctx context.Context, input json.RawMessage) (Output, er
 	return u.Run(ctx, cfg)
 }
 
-// Run checks the service of cfg and applies the result to its circuit. A
-// failed check is not an error; an error means the circuit could not be
-// updated (or ctx ended), and nothing was written for this check.
+// Run checks the service of cfg and applies each result to its circuit
+// through store.Apply:
+//
+//   - one regular check;
+//   - when a check fails and leaves the circuit CLOSED, up to
+//     FailureThreshold-1 confirmation checks, ConfirmInterval apart, that
+//     stop at the first success or when the circuit opens;
+//   - with CheckInterval, a regular check every interval from the start,
+//     for up to RunWindow, skipping the ticks of a cool-down.
+//
+// No check starts unless it and its write can end within RunWindow and
+// before ctx's deadline less WriteAllowance; only the first check may be
+// cut shorter than Timeout to fit. A failed check is not an error; an
+// error means a circuit could not be updated or ctx ended (nothing was
+// written for the check in progress; earlier checks stay written).
 func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
-	res := u.Prober.Check(ctx, cfg.Probe)
+	r := u.newRun(ctx, cfg)
+	timeout := min(cfg.Probe.Timeout, r.end.Sub(r.start)-WriteAllowance)
+	if timeout < MinCheckBudget {
+		return Output{}, fmt.Errorf("updater: check of %q not started: %s left before the function's deadline, less than %s for a check and %s for its write",
+			cfg.ID, r.end.Sub(r.start).Round(time.Millisecond), MinCheckBudget, WriteAllowance)
+	}
+	last, err := r.check(ctx, timeout)
+	if err != nil {
+		return Output{}, err
+	}
+	if last, err = r.confirm(ctx, last); err != nil {
+		return Output{}, err
+	}
+	if cfg.CheckInterval > 0 {
+		if err := r.every(ctx, last); err != nil {
+			return Output{}, err
+		}
+	}
+	u.logger().LogAttrs(ctx, slog.LevelInfo, "run",
+		slog.String("service", cfg.ID),
+		slog.Int("checks", r.out.Checks),
+		slog.Int("confirmations", r.out.Confirmations),
+		slog.String("state", string(r.out.State)),
+		slog.String("change", r.out.Change),
+		slog.Int("reads", r.out.Reads),
+		slog.Int("writes", r.out.Writes),
+		slog.Int64("tookMs", u.now().Sub(r.start).Milliseconds()),
+	)
+	return r.out, nil
+}
+
+// run is one invocation's sequence of checks.
+type run struct {
+	u     *Updater
+	cfg   Config
+	start time.Time // on the updater's clock
+	end   time.Time // on the updater's clock: every check and write ends by then
+	out   Output
+	tick  int // regular checks so far, the first one included
+}
+
+// newRun fixes the invocation's end: RunWindow from now, or ctx's
+// deadline when that comes first. The deadline is read once on the wall
+// clock and carried over to the updater's clock.
+func (u *Updater) newRun(ctx context.Context, cfg Config) *run {
+	r := &run{u: u, cfg: cfg, start: u.now(), tick: 1}
+	budget := RunWindow
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl))
+	}
+	r.end = r.start.Add(budget)
+	return r
+}
+
+// fits reports whether a full check starting at t, and its write, end by
+// the run's end.
+func (r *run) fits(t time.Time) bool {
+	return !t.Add(r.cfg.Probe.Timeout + WriteAllowance).After(r.end)
+}
+
+// confirm runs the confirmation checks after last: while the last check
+// failed and left the circuit CLOSED with failures counted, up to
+// FailureThreshold-1 of them, ConfirmInterval apart.
+func (r *run) confirm(ctx context.Context, last store.Applied) (store.Applied, error) {
+	for i := 1; i < r.cfg.Settings.FailureThreshold && r.cfg.ConfirmInterval > 0; i++ {
+		after := last.After()
+		if r.out.Check.OK || after.State != circuit.Closed || after.ConsecutiveFailures == 0 {
+			return last, nil
+		}
+		at := r.u.now().Add(r.cfg.ConfirmInterval)
+		if !r.fits(at) {
+			return last, nil
+		}
+		if err := r.u.sleep(ctx, r.cfg.ConfirmInterval); err != nil {
+			return last, fmt.Errorf("updater: confirmation of %q interrupted: %w", r.cfg.ID, err)
+		}
+		var err error
+		if last, err = r.check(ctx, r.cfg.Probe.Timeout); err != nil {
+			return last, err
+		}
+		r.out.Confirmations++
+	}
+	return last, nil
+}
+
+// every runs the regular checks of CheckInterval after the first: at
+// start + k × CheckInterval, skipping ticks already past and the ticks
+// before an OPEN circuit's RetryAt, as long as a check fits.
+func (r *run) every(ctx context.Context, last store.Applied) error {
+	for {
+		now := r.u.now()
+		after := last.After()
+		next := r.start.Add(time.Duration(r.tick) * r.cfg.CheckInterval)
+		for !next.After(r.end) && (next.Before(now) || (after.State == circuit.Open && next.Before(after.RetryAt))) {
+			r.tick++
+			next = r.start.Add(time.Duration(r.tick) * r.cfg.CheckInterval)
+		}
+		if !r.fits(next) {
+			return nil
+		}
+		if err := r.u.sleep(ctx, next.Sub(now)); err != nil {
+			return fmt.Errorf("updater: interval check of %q interrupted: %w", r.cfg.ID, err)
+		}
+		r.tick++
+		var err error
+		if last, err = r.check(ctx, r.cfg.Probe.Timeout); err != nil {
+			return err
+		}
+		if last, err = r.confirm(ctx, last); err != nil {
+			return err
+		}
+	}
+}
+
+// check runs one check with the given timeout, applies its result and
+// adds it to the run's output.
+func (r *run) check(ctx context.Context, timeout time.Duration) (store.Applied, error) {
+	cfg, u := r.cfg, r.u
+	probe := cfg.Probe
+	cut := timeout < probe.Timeout
+	if cut {
+		probe.Timeout = timeout
+		probe.SlowCallThreshold = min(probe.SlowCallThreshold, timeout)
+	}
+	res := u.Prober.Check(ctx, probe)
 	if err := ctx.Err(); err != nil {
-		return Output{}, fmt.Errorf("updater: check of %q interrupted: %w", cfg.ID, err)
+		return store.Applied{}, fmt.Errorf("updater: check of %q interrupted: %w", cfg.ID, err)
+	}
+	if cut && res.Outcome == healthcheck.Timeout {
+		res.Detail += fmt.Sprintf(" (Timeout %s cut to fit the function's deadline)", cfg.Probe.Timeout)
 	}
 	// The circuit's reason is readable by attached functions and events:
 	// it gets the result's fixed-class Reason, never error text.
@@ -100,7 +258,7 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 		return circuit.Decide(cur, cfg.Settings, result, u.now())
 	})
 	if err != nil {
-		return Output{}, fmt.Errorf("updater: apply check of %q: %w", cfg.ID, err)
+		return store.Applied{}, fmt.Errorf("updater: apply check of %q: %w", cfg.ID, err)
 	}
 	after := applied.After()
 	now := u.now()
@@ -113,37 +271,46 @@ func (u *Updater) Run(ctx context.Context, cfg Config) (Output, error) {
 			u.logger().WarnContext(ctx, "override item not created", slog.String("service", cfg.ID), slog.String("error", err.Error()))
 		}
 	}
-	out := Output{
-		ID:             cfg.ID,
-		State:          after.State,
-		EffectiveState: after.EffectiveState(now),
-		Override:       after.ActiveOverride(now),
-		Version:        after.Version,
-		Transitioned:   applied.Decision.Transitioned(),
-		Change:         applied.Decision.Change.String(),
-		Check: CheckOutput{
-			OK:        res.OK(),
-			Outcome:   res.Outcome,
-			Status:    res.StatusCode,
-			LatencyMs: res.Latency.Milliseconds(),
-			Detail:    res.Detail,
-		},
+	out := &r.out
+	out.ID = cfg.ID
+	out.State = after.State
+	out.EffectiveState = after.EffectiveState(now)
+	out.Override = after.ActiveOverride(now)
+	out.Version = after.Version
+	if applied.Decision.Transitioned() {
+		if !out.Transitioned {
+			out.From = applied.Before.State
+		}
+		out.Transitioned = true
+		out.Transitions++
 	}
-	if out.Transitioned {
-		out.From = applied.Before.State
+	if out.Checks == 0 || applied.Decision.Change > out.change {
+		out.change = applied.Decision.Change
+		out.Change = applied.Decision.Change.String()
+	}
+	out.Checks++
+	out.Reads += applied.Reads
+	out.Writes += applied.Writes
+	out.Check = CheckOutput{
+		OK:        res.OK(),
+		Outcome:   res.Outcome,
+		Status:    res.StatusCode,
+		LatencyMs: res.Latency.Milliseconds(),
+		Detail:    res.Detail,
 	}
 	u.logger().LogAttrs(ctx, slog.LevelInfo, "check",
 		slog.String("service", cfg.ID),
 		slog.String("outcome", string(res.Outcome)),
 		slog.Int("status", res.StatusCode),
 		slog.Int64("latencyMs", out.Check.LatencyMs),
-		slog.String("state", string(out.State)),
-		slog.String("change", out.Change),
+		slog.String("state", string(after.State)),
+		slog.String("change", applied.Decision.Change.String()),
 		slog.Int("reads", applied.Reads),
 		slog.Int("writes", applied.Writes),
 	)
-	u.emit(ctx, out)
-	return out, nil
+	u.emit(ctx, Output{ID: cfg.ID, State: after.State, EffectiveState: out.EffectiveState, Version: after.Version,
+		Transitioned: applied.Decision.Transitioned(), Check: out.Check})
+	return applied, nil
 }
 
 // emit writes the check's metrics: failure, latency, effective state,
@@ -171,6 +338,21 @@ func (u *Updater) emit(ctx context.Context, out Output) {
 	}, map[string]any{"outcome": string(out.Check.Outcome), "state": string(out.State), "version": out.Version})
 	if err != nil {
 		u.logger().WarnContext(ctx, "metrics not written", slog.String("error", err.Error()))
+	}
+}
+
+// sleep waits d on the updater's clock, or until ctx ends.
+func (u *Updater) sleep(ctx context.Context, d time.Duration) error {
+	if u.Sleep != nil {
+		return u.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

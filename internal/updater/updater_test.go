@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,8 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 				if st.failing {
 					mode = f.mode
 				}
-				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms"})
+				// One check per invocation: confirmation is tested below.
+				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms", ConfirmInterval: "0s"})
 				r0, w0 := e.api.Reads.Load(), e.api.Writes.Load()
 				out, err := u.Handle(ctx, in)
 				if err != nil {
@@ -169,6 +171,9 @@ func TestBadInputWritesNothing(t *testing.T) {
 		`{"ID":"a","URL":"` + svc.url(healthy) + `","Retries":1}`,
 		`{"ID":"a","URL":"` + svc.url(healthy) + `","Timeout":"1h"}`,
 		`{"ID":"a","URL":"` + svc.url(healthy) + `","FailureThreshold":0}`,
+		`{"ID":"a","URL":"` + svc.url(healthy) + `","ConfirmInterval":"1m"}`,
+		`{"ID":"a","URL":"` + svc.url(healthy) + `","CheckInterval":"500ms"}`,
+		`{"ID":"a","URL":"` + svc.url(healthy) + `","CheckInterval":"0s"}`,
 		`not json`,
 	}
 	for _, in := range inputs {
@@ -181,20 +186,33 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 }
 
-// TestInterruptedCheckWritesNothing checks that a check cut short by the
-// function's own deadline is not counted as a failure.
+// TestInterruptedCheckWritesNothing checks that a check the invocation
+// itself cuts short (its context cancelled mid-check, or mid-wait for a
+// confirmation) is not counted as a failure.
 func TestInterruptedCheckWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
 	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
 	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "2s"})
-	if _, err := u.Handle(ctx, in); err == nil {
-		t.Fatal("interrupted check returned no error")
+	if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("interrupted check returned %v, want an interruption", err)
 	}
 	if w := e.api.Writes.Load(); w != 0 {
 		t.Errorf("interrupted check caused %d writes", w)
+	}
+
+	// Cancelled while waiting to confirm: the first failure stays
+	// written, the confirmation never runs.
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	in, _ = json.Marshal(Input{ID: "b", URL: svc.url(fail500), ConfirmInterval: "30s"})
+	if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "confirmation of \"b\" interrupted") {
+		t.Fatalf("interrupted confirmation returned %v", err)
+	}
+	if c, _, _ := e.store.Get(context.Background(), "b"); c.ConsecutiveFailures != 1 {
+		t.Errorf("stored %+v, want the first failure only", c)
 	}
 }
 
@@ -316,4 +334,290 @@ func TestReasonHoldsNoErrorText(t *testing.T) {
 	if !strings.HasSuffix(c.Reason, "connection error") || strings.Contains(c.Reason, "127.0.0.1") || strings.Contains(c.Reason, "refused") {
 		t.Errorf("circuit reason %q holds more than the fixed class", c.Reason)
 	}
+}
+
+// TestConfirmationOpensInOneInvocation runs one invocation against a
+// service failing in each way: the failed scheduled check is confirmed by
+// FailureThreshold-1 more checks, ConfirmInterval apart, that open the
+// circuit, each through its own conditional write.
+func TestConfirmationOpensInOneInvocation(t *testing.T) {
+	failures := []struct {
+		mode    string
+		outcome healthcheck.Outcome
+	}{
+		{fail500, healthcheck.Status},
+		{hang, healthcheck.Timeout},
+		{slow, healthcheck.Slow},
+		{refused, healthcheck.Connection},
+	}
+	for _, f := range failures {
+		t.Run(f.mode, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			svc := newService(t, 600*time.Millisecond)
+			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			u := fakeTimeUpdater(e, clk)
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.url(f.mode), Timeout: "1s", SlowCallThreshold: "300ms"})
+			start := clk.Now()
+			out, err := u.Handle(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.State != circuit.Open || !out.Transitioned || out.Transitions != 1 || out.From != circuit.Closed || out.Change != "transition" {
+				t.Errorf("output %+v, want one CLOSED → OPEN", out)
+			}
+			if out.Checks != 3 || out.Confirmations != 2 || out.Check.Outcome != f.outcome {
+				t.Errorf("%d checks (%d confirmations), last outcome %s; want 3 (2), %s", out.Checks, out.Confirmations, out.Check.Outcome, f.outcome)
+			}
+			if got := clk.Slept(); !reflect.DeepEqual(got, []time.Duration{DefaultConfirmInterval, DefaultConfirmInterval}) {
+				t.Errorf("slept %v, want two default confirmation intervals", got)
+			}
+			if took := clk.Now().Sub(start); took != 2*DefaultConfirmInterval {
+				t.Errorf("invocation took %s on the clock, want %s", took, 2*DefaultConfirmInterval)
+			}
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != 3 || w != 3 || out.Reads != 3 || out.Writes != 3 {
+				t.Errorf("%d reads, %d writes (output %d, %d); want 3 and 3", r, w, out.Reads, out.Writes)
+			}
+			if n := len(e.logs.WithMsg(t, "check")); n != 3 {
+				t.Errorf("%d check lines logged, want 3", n)
+			}
+			lines := e.logs.WithMsg(t, store.MsgTransition)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0]["reason"].(string), "3 consecutive failed checks") {
+				t.Errorf("transition lines %v", lines)
+			}
+		})
+	}
+}
+
+// TestConfirmationStopsAtFirstSuccess runs invocations against services
+// that flap or recover while a failure is being confirmed: none opens the
+// circuit, and the first success ends the invocation.
+func TestConfirmationStopsAtFirstSuccess(t *testing.T) {
+	tests := []struct {
+		name          string
+		statuses      []int
+		invocations   int
+		checks        int // over all invocations
+		reads, writes int64
+		failures      int
+	}{
+		{"one failure then a success", []int{503, 200}, 1, 2, 2, 2, 0},
+		{"recovers at the last confirmation", []int{503, 503, 200}, 1, 3, 3, 3, 0},
+		{"flaps every check", []int{503, 200, 503, 200, 503, 200, 503, 200}, 4, 8, 8, 8, 0},
+		{"healthy: one check, no write", []int{200}, 1, 1, 1, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			svc := newScript(t, tt.statuses...)
+			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			u := fakeTimeUpdater(e, clk)
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "2s"})
+			checks := 0
+			for i := 0; i < tt.invocations; i++ {
+				clk.Advance(time.Minute)
+				out, err := u.Handle(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out.State != circuit.Closed || out.Transitioned || !out.Check.OK {
+					t.Fatalf("invocation %d: %+v, want CLOSED after a last good check", i, out)
+				}
+				checks += out.Checks
+			}
+			if checks != tt.checks || svc.requests() != tt.checks {
+				t.Errorf("%d checks reported, %d requests; want %d", checks, svc.requests(), tt.checks)
+			}
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads || w != tt.writes {
+				t.Errorf("%d reads, %d writes; want %d, %d", r, w, tt.reads, tt.writes)
+			}
+			for _, d := range clk.Slept() {
+				if d != 2*time.Second {
+					t.Errorf("slept %s between checks, want the 2s ConfirmInterval", d)
+				}
+			}
+			c, _, err := e.store.Get(context.Background(), "pay")
+			if err != nil || c.ConsecutiveFailures != tt.failures || c.Version != 0 {
+				t.Errorf("stored %+v (%v), want CLOSED v0 with %d failures", c, err, tt.failures)
+			}
+		})
+	}
+}
+
+// TestConfirmationOff checks that ConfirmInterval "0s" keeps one check per
+// invocation, and that a failed check of a circuit that is not CLOSED is
+// never confirmed.
+func TestConfirmationOff(t *testing.T) {
+	e := newEnv(t)
+	svc := newScript(t, 503)
+	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	u := fakeTimeUpdater(e, clk)
+	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "0s"})
+	for i := 1; i <= 3; i++ {
+		clk.Advance(time.Minute)
+		out, err := u.Handle(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Checks != 1 || out.Transitioned != (i == 3) {
+			t.Fatalf("invocation %d: %+v, want one check, opening at the third", i, out)
+		}
+	}
+	// OPEN: a failed trial after the cool-down stays OPEN, unconfirmed.
+	clk.Advance(time.Minute)
+	in, _ = json.Marshal(Input{ID: "pay", URL: svc.srv.URL})
+	out, err := u.Handle(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Checks != 1 || out.State != circuit.Open || out.Change != "counters" {
+		t.Errorf("failed trial: %+v, want one check, still OPEN", out)
+	}
+	if len(clk.Slept()) != 0 {
+		t.Errorf("slept %v without confirmation", clk.Slept())
+	}
+}
+
+// TestCheckInterval runs one invocation with CheckInterval and counts its
+// checks: every interval from the start while a check and its write fit in
+// RunWindow, none while an OPEN circuit cools down, and no write while
+// nothing changes.
+func TestCheckInterval(t *testing.T) {
+	tests := []struct {
+		name          string
+		statuses      []int
+		interval      string
+		timeout       string
+		open          bool // the circuit is OPEN, cooling down for 10 minutes
+		checks        int
+		states        []circuit.State // after the invocation
+		reads, writes int64
+		lastCheckAt   time.Duration // clock time of the last check's start
+	}{
+		// Ticks 0,10..50s: 50s+4s+1s = 55s is the last that fits.
+		{"healthy every 10s", []int{200}, "10s", "4s", false, 6, []circuit.State{circuit.Closed}, 6, 0, 50 * time.Second},
+		// 30s+4s+1s fits, 40s+5s... fits too: 40+5=45 ≤ 55; 50+5 = 55 fits.
+		{"healthy every 30s", []int{200}, "30s", "4s", false, 2, []circuit.State{circuit.Closed}, 2, 0, 30 * time.Second},
+		// A 10s Timeout leaves out the 50s tick (50+10+1 > 55).
+		{"long timeout ends early", []int{200}, "10s", "10s", false, 5, []circuit.State{circuit.Closed}, 5, 0, 40 * time.Second},
+		// Fails at 0s, confirmed at 5s and 10s: OPEN until 40s; the 40s
+		// tick is the trial, which fails and pushes the retry past the
+		// window.
+		{"hard failure", []int{503}, "10s", "4s", false, 4, []circuit.State{circuit.Open}, 4, 4, 40 * time.Second},
+		// Fails at 0s, recovers at the 5s confirmation, healthy after.
+		{"blip", []int{503, 200}, "10s", "4s", false, 7, []circuit.State{circuit.Closed}, 7, 2, 50 * time.Second},
+		// OPEN for 10 more minutes: the first check costs a read and no
+		// write, and no tick runs before the cool-down ends.
+		{"cooling down", []int{200}, "10s", "4s", true, 1, []circuit.State{circuit.Open}, 1, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			svc := newScript(t, tt.statuses...)
+			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			u := fakeTimeUpdater(e, clk)
+			ctx := context.Background()
+			if tt.open {
+				opening := circuit.Settings{FailureThreshold: 1, OpenCooldown: 10 * time.Minute}
+				if _, err := e.store.Apply(ctx, "pay", func(cur circuit.Circuit) circuit.Decision {
+					return circuit.Decide(cur, opening, circuit.CheckResult{}, clk.Now())
+				}); err != nil {
+					t.Fatal(err)
+				}
+				e.api.Reads.Store(0)
+				e.api.Writes.Store(0)
+			}
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: tt.interval, Timeout: tt.timeout})
+			start := clk.Now()
+			out, err := u.Handle(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Checks != tt.checks || svc.requests() != tt.checks || !slices.Contains(tt.states, out.State) {
+				t.Errorf("%d checks (%d requests), state %s; want %d, %v (%+v)", out.Checks, svc.requests(), out.State, tt.checks, tt.states, out)
+			}
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads || w != tt.writes || int64(out.Reads) != r || int64(out.Writes) != w {
+				t.Errorf("%d reads, %d writes (output %d, %d); want %d, %d", r, w, out.Reads, out.Writes, tt.reads, tt.writes)
+			}
+			if at := clk.Now().Sub(start); at != tt.lastCheckAt {
+				t.Errorf("last check started at %s, want %s (slept %v)", at, tt.lastCheckAt, clk.Slept())
+			}
+			if end := clk.Now().Sub(start) + mustDuration(t, tt.timeout) + WriteAllowance; end > RunWindow {
+				t.Errorf("last check may end at %s, after the %s window", end, RunWindow)
+			}
+		})
+	}
+}
+
+func mustDuration(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestCheckDeadlineFollowsTheFunction checks that the first check is cut
+// to the function's deadline less WriteAllowance, so that its result is
+// written before the deadline, and that no confirmation check starts
+// unless it and its write fit.
+func TestCheckDeadlineFollowsTheFunction(t *testing.T) {
+	t.Run("hanging service, short function timeout", func(t *testing.T) {
+		e := newEnv(t)
+		svc := newService(t, 0)
+		u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
+		const budget = 1600 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
+		defer cancel()
+		start := time.Now()
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "4s"})
+		out, err := u.Handle(ctx, in)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("Handle = %v after %s, want the cut check written", err, took)
+		}
+		if out.Check.Outcome != healthcheck.Timeout || !strings.Contains(out.Check.Detail, "cut to fit the function's deadline") || out.Checks != 1 || out.Writes != 1 {
+			t.Errorf("output %+v, want one written timeout that says it was cut", out)
+		}
+		if took >= budget {
+			t.Errorf("invocation took %s, not within the %s deadline", took, budget)
+		}
+		if c, _, _ := e.store.Get(context.Background(), "a"); c.ConsecutiveFailures != 1 {
+			t.Errorf("stored %+v, want the failure counted", c)
+		}
+	})
+	t.Run("confirmations stop at the deadline", func(t *testing.T) {
+		e := newEnv(t)
+		svc := newScript(t, 503)
+		clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		u := fakeTimeUpdater(e, clk)
+		// 9.5s: the 5s confirmation ends by 7s, the 10s one would end at 12s.
+		ctx, cancel := context.WithTimeout(context.Background(), 9500*time.Millisecond)
+		defer cancel()
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL, Timeout: "1s"})
+		out, err := u.Handle(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Checks != 2 || out.Confirmations != 1 || out.State != circuit.Closed || svc.requests() != 2 {
+			t.Errorf("output %+v (%d requests), want 2 checks, still CLOSED", out, svc.requests())
+		}
+	})
+	t.Run("no time for a check", func(t *testing.T) {
+		e := newEnv(t)
+		svc := newScript(t, 503)
+		u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
+		ctx, cancel := context.WithTimeout(context.Background(), WriteAllowance+MinCheckBudget/2)
+		defer cancel()
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL})
+		if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "not started") {
+			t.Errorf("Handle = %v, want a check not started", err)
+		}
+		if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != 0 || w != 0 || svc.requests() != 0 {
+			t.Errorf("%d reads, %d writes, %d requests; want none", r, w, svc.requests())
+		}
+	})
 }

@@ -143,7 +143,9 @@ func run(runs, rate int, check time.Duration) error {
 	for r := range runs {
 		failing.Store(false)
 		id := fmt.Sprintf("checks-%d", r)
-		cfg, err := updater.ParseInput([]byte(fmt.Sprintf(`{"ID":%q,"URL":%q}`, id, down.URL)))
+		// One check per tick, no confirmation checks: the rows model
+		// one scheduled check each period.
+		cfg, err := updater.ParseInput([]byte(fmt.Sprintf(`{"ID":%q,"URL":%q,"ConfirmInterval":"0s"}`, id, down.URL)))
 		if err != nil {
 			return err
 		}
