@@ -100,7 +100,7 @@ type MonitoredService struct {
 	// API's health path (an error when the mock API is disabled).
 	URL string
 	// Schedule runs the check. Default: rate(1 minute), EventBridge's
-	// shortest rate.
+	// shortest rate (HealthCheck.CheckInterval checks more often).
 	Schedule awsevents.Schedule
 	// HealthCheck tunes the check. Default: the updater's defaults.
 	HealthCheck HealthCheck
@@ -152,6 +152,18 @@ type HealthCheck struct {
 	// ExpectedStatus lists the statuses that count as healthy, as codes and
 	// ranges such as "200-299,304". Default: "200-299".
 	ExpectedStatus string
+	// ConfirmInterval spaces the confirmation checks that follow a failed
+	// check of a CLOSED circuit in the same invocation: up to
+	// FailureThreshold-1 more checks, stopping at the first success
+	// (1ms..30s). Default: 5s.
+	ConfirmInterval time.Duration
+	// DisableConfirmation turns the confirmation checks off: the circuit
+	// then opens after FailureThreshold scheduled checks. Default: false.
+	DisableConfirmation bool
+	// CheckInterval makes each scheduled invocation check every interval
+	// for up to 55s, instead of once (1s..30s; only with the schedule
+	// rate(1 minute)). Default: one check per scheduled run.
+	CheckInterval time.Duration
 }
 
 // BreakerSettings tunes the state machine of one circuit. Zero fields keep
@@ -194,6 +206,10 @@ type ExtensionSettings struct {
 	// cannot be known.
 	FailMode string
 }
+
+// everyMinute is the default schedule, and the only one CheckInterval
+// works with.
+const everyMinute = "rate(1 minute)"
 
 var ratePattern = regexp.MustCompile(`^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$`)
 var cronPattern = regexp.MustCompile(`^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$`)
@@ -363,6 +379,14 @@ func (s MonitoredService) problems(mockAPIDisabled bool) []string {
 	if hc.ExpectedStatus != "" && !statusPattern.MatchString(hc.ExpectedStatus) {
 		add("HealthCheck.ExpectedStatus %q: want codes and ranges such as \"200-299,304\"", hc.ExpectedStatus)
 	}
+	addErr(validateDuration("HealthCheck.ConfirmInterval", hc.ConfirmInterval, time.Millisecond, updater.MaxConfirmInterval))
+	addErr(validateDuration("HealthCheck.CheckInterval", hc.CheckInterval, updater.MinCheckInterval, updater.MaxCheckInterval))
+	if hc.DisableConfirmation && hc.ConfirmInterval != 0 {
+		add("HealthCheck.ConfirmInterval is set but DisableConfirmation is true: remove one")
+	}
+	if expr := *s.Schedule.ExpressionString(); hc.CheckInterval != 0 && expr != everyMinute {
+		add("HealthCheck.CheckInterval needs the schedule %s (the default), not %s: each run checks for up to a minute", everyMinute, expr)
+	}
 	addErr(validateCount("Breaker.FailureThreshold", br.FailureThreshold))
 	addErr(validateCount("Breaker.SuccessThreshold", br.SuccessThreshold))
 	addErr(validateDuration("Breaker.OpenCooldown", br.OpenCooldown, circuit.MinOpenCooldown, circuit.MaxOpenCooldown))
@@ -402,21 +426,39 @@ func (s MonitoredService) problems(mockAPIDisabled bool) []string {
 }
 
 // checkRuleInput parses the service's rule input with the updater's own
-// parser. A URL that is a token (or empty: the mock API) is replaced by a
-// placeholder, since it resolves only at deploy time.
+// parser.
 func (s MonitoredService) checkRuleInput() error {
+	_, err := s.updaterConfig()
+	return err
+}
+
+// updaterConfig is the updater's view of the service's rule input. A URL
+// that is a token (or empty: the mock API) is replaced by a placeholder,
+// since it resolves only at deploy time.
+func (s MonitoredService) updaterConfig() (updater.Config, error) {
 	u := s.URL
 	if u == "" || *awscdk.Token_IsUnresolved(u) {
 		u = "https://placeholder.invalid/health"
 	}
 	data, err := json.Marshal(s.ruleInput(u))
 	if err != nil {
-		return fmt.Errorf("encode rule input: %w", err)
+		return updater.Config{}, fmt.Errorf("encode rule input: %w", err)
 	}
-	if _, err := updater.ParseInput(data); err != nil {
-		return err
+	return updater.ParseInput(data)
+}
+
+// updaterTimeout is the updater function's timeout: long enough for the
+// longest invocation of any service (see updater.FunctionTimeout).
+func updaterTimeout(services []MonitoredService) time.Duration {
+	cfgs := make([]updater.Config, 0, len(services))
+	for _, s := range services {
+		cfg, err := s.updaterConfig()
+		if err != nil {
+			panic(fmt.Sprintf("circuitbreaker: service %q: %v", s.ID, err)) // validate already parsed it
+		}
+		cfgs = append(cfgs, cfg)
 	}
-	return nil
+	return updater.FunctionTimeout(cfgs...)
 }
 
 // policy is the extension's view of the service's settings: the state
@@ -450,6 +492,11 @@ func (s MonitoredService) ruleInput(url string) map[string]interface{} {
 	put("SlowCallThreshold", s.HealthCheck.SlowCallThreshold)
 	put("OpenCooldown", s.Breaker.OpenCooldown)
 	put("MaxOpenCooldown", s.Breaker.MaxOpenCooldown)
+	put("ConfirmInterval", s.HealthCheck.ConfirmInterval)
+	put("CheckInterval", s.HealthCheck.CheckInterval)
+	if s.HealthCheck.DisableConfirmation {
+		in["ConfirmInterval"] = "0s"
+	}
 	if s.HealthCheck.ExpectedStatus != "" {
 		in["ExpectedStatus"] = s.HealthCheck.ExpectedStatus
 	}

@@ -56,6 +56,13 @@ func TestPropsValidation(t *testing.T) {
 		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, `service "a": Passive.FailureRateThreshold 150: want 1..100`},
 		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2, ProbeTimeout: 30 * time.Second}}}}, ""},
 		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "Passive.ProbeTimeout 20m0s is outside 1s..15m0s"},
+		{"confirm interval", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: 2 * time.Second}}}}, ""},
+		{"confirm interval range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Minute}}}}, "HealthCheck.ConfirmInterval"},
+		{"confirmation off and on", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Second, DisableConfirmation: true}}}}, "DisableConfirmation"},
+		{"check interval", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{CheckInterval: 10 * time.Second}}}}, ""},
+		{"check interval, explicit minute", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(1 minute)"), HealthCheck: HealthCheck{CheckInterval: 10 * time.Second}}}}, ""},
+		{"check interval range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{CheckInterval: 500 * time.Millisecond}}}}, "HealthCheck.CheckInterval"},
+		{"check interval, slower schedule", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(5 minutes)"), HealthCheck: HealthCheck{CheckInterval: 10 * time.Second}}}}, "needs the schedule rate(1 minute)"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
 		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is outside 1s..24h0m0s"},
@@ -234,6 +241,63 @@ func functionEnv(t *testing.T, st awscdk.Stack, prefix string) map[string]any {
 	}
 	t.Fatalf("no function %s* in the stack", prefix)
 	return nil
+}
+
+func TestRuleInputCarriesIntervals(t *testing.T) {
+	tests := []struct {
+		hc   HealthCheck
+		want map[string]any
+	}{
+		{HealthCheck{ConfirmInterval: 2 * time.Second, CheckInterval: 10 * time.Second}, map[string]any{"ConfirmInterval": "2s", "CheckInterval": "10s"}},
+		{HealthCheck{DisableConfirmation: true}, map[string]any{"ConfirmInterval": "0s"}},
+	}
+	for _, tt := range tests {
+		in := MonitoredService{ID: "a", HealthCheck: tt.hc}.ruleInput("https://x/health")
+		for k, v := range tt.want {
+			if in[k] != v {
+				t.Errorf("ruleInput(%+v)[%s] = %v, want %v", tt.hc, k, in[k], v)
+			}
+		}
+		if len(in) != 2+len(tt.want) {
+			t.Errorf("ruleInput(%+v) = %v: keys beyond ID, URL and %v", tt.hc, in, tt.want)
+		}
+	}
+}
+
+// TestUpdaterTimeoutFollowsSettings synthesizes the updater with several
+// services and reads its timeout: the longest invocation of any service,
+// under a minute.
+func TestUpdaterTimeoutFollowsSettings(t *testing.T) {
+	tests := []struct {
+		name     string
+		services []MonitoredService
+		want     float64
+	}{
+		{"defaults", nil, 27},
+		{"no confirmation", []MonitoredService{{ID: "a", HealthCheck: HealthCheck{DisableConfirmation: true}}}, 7},
+		{"longest service", []MonitoredService{{ID: "a", HealthCheck: HealthCheck{DisableConfirmation: true}}, {ID: "b", HealthCheck: HealthCheck{Timeout: 10 * time.Second}}}, 45},
+		{"check interval", []MonitoredService{{ID: "a"}, {ID: "b", HealthCheck: HealthCheck{CheckInterval: 10 * time.Second}}}, 57},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
+			st := awscdk.NewStack(app, jsii.String("S"), nil)
+			cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{Services: tt.services})
+			tpl, _ := json.Marshal(assertions.Template_FromStack(st, nil).ToJSON())
+			var parsed struct {
+				Resources map[string]struct {
+					Properties struct{ Timeout float64 }
+				}
+			}
+			if err := json.Unmarshal(tpl, &parsed); err != nil {
+				t.Fatal(err)
+			}
+			id := *st.GetLogicalId(cb.Updater().Node().DefaultChild().(awscdk.CfnElement))
+			if got := parsed.Resources[id].Properties.Timeout; got != tt.want {
+				t.Errorf("updater timeout %vs, want %vs", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestAttachToSetsPoliciesOfAttachedServices(t *testing.T) {

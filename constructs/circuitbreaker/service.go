@@ -225,8 +225,10 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 		Package:      UpdaterPackage,
 		Architecture: s.props.Architecture,
 		Description:  "Health-checks a monitored service and moves its circuit",
-		Timeout:      awscdk.Duration_Seconds(jsii.Number(45)), // the longest check (30s) plus DynamoDB writes
-		Environment:  env,
+		// The longest invocation of any service (its checks, confirmations
+		// and writes), plus a slack; always under a minute.
+		Timeout:     awscdk.Duration_Seconds(jsii.Number(updaterTimeout(s.services).Seconds())),
+		Environment: env,
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("ReadAndTransitionCircuits"),

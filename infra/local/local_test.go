@@ -13,7 +13,7 @@ import (
 )
 
 func TestPlan(t *testing.T) {
-	f, err := appconfig.Parse([]byte(`{"services":[{"id":"mock-api"},{"id":"payments","url":"https://pay.example/health","timeout":"3s","openCooldown":"2s","failureThreshold":5}]}`))
+	f, err := appconfig.Parse([]byte(`{"services":[{"id":"mock-api"},{"id":"payments","url":"https://pay.example/health","timeout":"3s","openCooldown":"2s","failureThreshold":5,"confirmInterval":"0s","checkInterval":"10s"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,8 +25,8 @@ func TestPlan(t *testing.T) {
 		i    int
 		want map[string]any
 	}{
-		{0, map[string]any{"ID": "mock-api", "URL": "http://127.0.0.1:4280/api/resource/health", "Timeout": "1s", "SlowCallThreshold": "500ms", "OpenCooldown": "5s", "MaxOpenCooldown": "20s"}},
-		{1, map[string]any{"ID": "payments", "URL": "https://pay.example/health", "Timeout": "3s", "OpenCooldown": "2s", "MaxOpenCooldown": "20s", "FailureThreshold": float64(5)}},
+		{0, map[string]any{"ID": "mock-api", "URL": "http://127.0.0.1:4280/api/resource/health", "Timeout": "1s", "SlowCallThreshold": "500ms", "OpenCooldown": "5s", "MaxOpenCooldown": "20s", "ConfirmInterval": "1s"}},
+		{1, map[string]any{"ID": "payments", "URL": "https://pay.example/health", "Timeout": "3s", "OpenCooldown": "2s", "MaxOpenCooldown": "20s", "FailureThreshold": float64(5), "ConfirmInterval": "0s"}},
 	}
 	for _, tt := range tests {
 		var got map[string]any

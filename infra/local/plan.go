@@ -15,7 +15,8 @@ import (
 const (
 	localTimeout     = "1s"
 	localSlowCall    = "500ms"
-	maxCooldownScale = 4 // MaxOpenCooldown = scale × the local cool-down
+	localConfirm     = "1s" // a failure is confirmed, and the circuit opens, within about 2s
+	maxCooldownScale = 4    // MaxOpenCooldown = scale × the local cool-down
 )
 
 // check is one monitored service's updater input, as its EventBridge rule
@@ -28,9 +29,11 @@ type check struct {
 }
 
 // plan turns the app's services into updater inputs for the local stack:
-// services without a URL check the local mock API's health path, and the
+// services without a URL check the local mock API's health path, the
 // cool-down is shortened to cooldown (unless a service sets a shorter
-// one), so that a demo runs through OPEN and back in about a minute.
+// one) and failures are confirmed 1s apart (unless a service sets its
+// own interval), so that a demo runs through OPEN and back in about a
+// minute. A service's checkInterval is left out.
 func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, error) {
 	if cooldown < time.Second {
 		return nil, fmt.Errorf("cool-down %s: at least 1s", cooldown)
@@ -47,6 +50,12 @@ func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, 
 			SuccessThreshold:  s.SuccessThreshold,
 			OpenCooldown:      cooldown.String(),
 			MaxOpenCooldown:   (maxCooldownScale * cooldown).String(),
+			ConfirmInterval:   s.ConfirmInterval,
+			// No CheckInterval: the local loop already checks every
+			// -interval, and one invocation would hold it for 55s.
+		}
+		if in.ConfirmInterval == "" {
+			in.ConfirmInterval = localConfirm
 		}
 		if in.URL == "" {
 			in.URL = healthURL

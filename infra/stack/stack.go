@@ -70,19 +70,24 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, error) {
 	var out []circuitbreaker.MonitoredService
 	for _, s := range cfg.Services {
-		var d [7]time.Duration
-		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration, s.ProbeTimeout} {
+		var d [8]time.Duration
+		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration, s.ProbeTimeout, s.CheckInterval} {
 			parsed, err := appconfig.Duration(v)
 			if err != nil {
 				return nil, fmt.Errorf("service %q: %w", s.ID, err)
 			}
 			d[i] = parsed
 		}
+		confirm, noConfirm, err := s.Confirmation()
+		if err != nil {
+			return nil, fmt.Errorf("service %q: confirmInterval: %w", s.ID, err)
+		}
 		ms := circuitbreaker.MonitoredService{
-			ID:          s.ID,
-			URL:         s.URL,
-			HealthCheck: circuitbreaker.HealthCheck{Timeout: d[0], SlowCallThreshold: d[1], ExpectedStatus: s.ExpectedStatus},
-			Breaker:     circuitbreaker.BreakerSettings{FailureThreshold: s.FailureThreshold, SuccessThreshold: s.SuccessThreshold, OpenCooldown: d[2], MaxOpenCooldown: d[3]},
+			ID:  s.ID,
+			URL: s.URL,
+			HealthCheck: circuitbreaker.HealthCheck{Timeout: d[0], SlowCallThreshold: d[1], ExpectedStatus: s.ExpectedStatus,
+				ConfirmInterval: confirm, DisableConfirmation: noConfirm, CheckInterval: d[7]},
+			Breaker: circuitbreaker.BreakerSettings{FailureThreshold: s.FailureThreshold, SuccessThreshold: s.SuccessThreshold, OpenCooldown: d[2], MaxOpenCooldown: d[3]},
 			Passive: circuitbreaker.PassiveDetection{
 				FailureRateThreshold: s.FailureRateThreshold, MinimumCalls: s.MinimumCalls, Window: d[4],
 				SlowCallRateThreshold: s.SlowCallRateThreshold, SlowCallDuration: d[5], HalfOpenProbes: s.HalfOpenProbes,

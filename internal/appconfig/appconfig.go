@@ -45,6 +45,12 @@ type Service struct {
 	OpenCooldown string `json:"openCooldown,omitempty"`
 	// MaxOpenCooldown caps the cool-down.
 	MaxOpenCooldown string `json:"maxOpenCooldown,omitempty"`
+	// ConfirmInterval spaces the checks that confirm a failure within one
+	// invocation; "0s" turns them off.
+	ConfirmInterval string `json:"confirmInterval,omitempty"`
+	// CheckInterval makes each scheduled run check every interval for up
+	// to 55s.
+	CheckInterval string `json:"checkInterval,omitempty"`
 	// FailureRateThreshold is the failure rate of real calls, in percent,
 	// that opens the circuit.
 	FailureRateThreshold float64 `json:"failureRateThreshold,omitempty"`
@@ -87,7 +93,10 @@ func Parse(data []byte) (File, error) {
 		if err := circuit.ValidateID(s.ID); err != nil {
 			return File{}, fmt.Errorf("appconfig: services[%d]: %w", i, err)
 		}
-		for name, v := range map[string]string{"timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration, "probeTimeout": s.ProbeTimeout} {
+		if _, _, err := s.Confirmation(); err != nil {
+			return File{}, fmt.Errorf("appconfig: service %q: confirmInterval: %w", s.ID, err)
+		}
+		for name, v := range map[string]string{"checkInterval": s.CheckInterval, "timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration, "probeTimeout": s.ProbeTimeout} {
 			if _, err := Duration(v); err != nil {
 				return File{}, fmt.Errorf("appconfig: service %q: %s: %w", s.ID, name, err)
 			}
@@ -109,4 +118,20 @@ func Duration(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q must be positive", v)
 	}
 	return d, nil
+}
+
+// Confirmation reads ConfirmInterval: the interval (zero for the default)
+// and whether confirmation is off ("0s").
+func (s Service) Confirmation() (interval time.Duration, off bool, err error) {
+	if s.ConfirmInterval == "" {
+		return 0, false, nil
+	}
+	d, err := time.ParseDuration(s.ConfirmInterval)
+	if err != nil {
+		return 0, false, err
+	}
+	if d < 0 {
+		return 0, false, fmt.Errorf("duration %q must not be negative", s.ConfirmInterval)
+	}
+	return d, d == 0, nil
 }

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -17,6 +18,10 @@ func TestParse(t *testing.T) {
 		{"bad id", `{"services":[{"id":"a b"}]}`, "may hold only"},
 		{"bad duration", `{"services":[{"id":"a","timeout":"soon"}]}`, "timeout"},
 		{"negative duration", `{"services":[{"id":"a","openCooldown":"-1s"}]}`, "positive"},
+		{"intervals", `{"services":[{"id":"a","confirmInterval":"2s","checkInterval":"10s"}]}`, ""},
+		{"confirmation off", `{"services":[{"id":"a","confirmInterval":"0s"}]}`, ""},
+		{"negative confirm interval", `{"services":[{"id":"a","confirmInterval":"-2s"}]}`, "confirmInterval"},
+		{"bad check interval", `{"services":[{"id":"a","checkInterval":"0s"}]}`, "checkInterval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -28,6 +33,24 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse = %v, want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestConfirmation(t *testing.T) {
+	tests := []struct {
+		in       string
+		interval time.Duration
+		off      bool
+	}{
+		{"", 0, false},
+		{"2s", 2 * time.Second, false},
+		{"0s", 0, true},
+	}
+	for _, tt := range tests {
+		d, off, err := Service{ConfirmInterval: tt.in}.Confirmation()
+		if err != nil || d != tt.interval || off != tt.off {
+			t.Errorf("Confirmation(%q) = %s, %v, %v; want %s, %v", tt.in, d, off, err, tt.interval, tt.off)
+		}
 	}
 }
 

@@ -63,10 +63,10 @@ func TestConcurrentUpdaters(t *testing.T) {
 	noWait := func(context.Context, time.Duration) error { return nil }
 	u := &Updater{Store: e.store.WithMaxAttempts(500), Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: now, Sleep: noWait, Logger: e.logger}
 	var (
-		wg           sync.WaitGroup
-		mu           sync.Mutex
-		errs         []error
-		transitioned int
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		errs          []error
+		transitioned  int
 		confirmations int
 	)
 	for i := 0; i < updaters; i++ {
