@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 // TestBreakerOpensAndCloses runs the real updater and MyMicroservice with
@@ -16,7 +23,9 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 	s := newStack(t)
 	upd := s.startUpdater(t)
 	fn, _ := s.startFunction(t, fnOptions{})
-	settings := map[string]any{"FailureThreshold": 3, "SuccessThreshold": 2, "OpenCooldown": "1s"}
+	// One check per invocation (no confirmation checks), so that each
+	// step below is one check.
+	settings := map[string]any{"FailureThreshold": 3, "SuccessThreshold": 2, "OpenCooldown": "1s", "ConfirmInterval": "0s"}
 
 	// Healthy: the check passes, the function calls the downstream.
 	if o := s.check(t, upd, settings); !o.Check.OK || o.State != "CLOSED" || o.Transitioned {
@@ -104,5 +113,81 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("transition logs lack %s", want)
 		}
+	}
+}
+
+// TestOneInvocationOpensFailingService runs the real updater under the
+// emulator with the function timeout the construct derives from the
+// settings: one invocation against a service answering 503 confirms the
+// failure and leaves the circuit OPEN, within that timeout. With a
+// function timeout shorter than the check's Timeout, the check is cut so
+// that its result is written before the deadline, instead of the platform
+// ending the invocation.
+func TestOneInvocationOpensFailingService(t *testing.T) {
+	tests := []struct {
+		name     string
+		mode     mockapi.Mode
+		input    map[string]any
+		timeoutS int // 0: the construct's derived timeout
+		state    circuit.State
+		checks   int
+		outcome  string
+	}{
+		{"503, defaults", mockapi.Failing, nil, 0, circuit.Open, 3, "status"},
+		{"hang, function timeout 3s under Timeout 4s", mockapi.Hang, map[string]any{"Timeout": "4s"}, 3, circuit.Closed, 1, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t)
+			in := map[string]any{"ID": guardedService, "URL": s.api.URL + mockapi.HealthPath}
+			for k, v := range tt.input {
+				in[k] = v
+			}
+			payload, _ := json.Marshal(in)
+			cfg, err := updater.ParseInput(payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			timeout := time.Duration(tt.timeoutS) * time.Second
+			if timeout == 0 {
+				timeout = updater.FunctionTimeout(cfg)
+			}
+			env := s.awsEnv()
+			env[updater.EnvAllowLocalTargets] = "true" // the mock API listens on 127.0.0.1
+			env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = strconv.Itoa(int(timeout.Seconds()))
+			upd := rie.Start(t, rie.Config{Function: binary(t, updaterPkg), Env: env})
+			s.setMode(t, tt.mode)
+
+			ctx, cancel := context.WithTimeout(context.Background(), invokeLimit)
+			defer cancel()
+			start := time.Now()
+			raw, err := upd.Invoke(ctx, payload)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("invoke after %s: %v\n%s", took, err, upd.Logs())
+			}
+			var out struct {
+				updaterOutput
+				Checks int `json:"checks"`
+				Writes int `json:"writes"`
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				t.Fatalf("output %s: %v", raw, err)
+			}
+			t.Logf("one invocation: %d checks, state %s, %s (function timeout %s)", out.Checks, out.State, took.Round(time.Millisecond), timeout)
+			if out.State != string(tt.state) || out.Checks != tt.checks || out.Check.Outcome != tt.outcome || out.Writes != tt.checks {
+				t.Errorf("output %s, want %s after %d written checks ending in %s", raw, tt.state, tt.checks, tt.outcome)
+			}
+			if took >= timeout {
+				t.Errorf("the invocation took %s, not less than the function timeout %s", took, timeout)
+			}
+			if strings.Contains(upd.Logs(), "Task timed out") {
+				t.Errorf("the platform ended the invocation:\n%s", upd.Logs())
+			}
+			c, found, err := store.New(s.db.Client(), s.table).Get(context.Background(), guardedService)
+			if err != nil || !found || c.State != tt.state {
+				t.Errorf("stored %+v (found %v, %v), want %s", c, found, err, tt.state)
+			}
+		})
 	}
 }
