@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -620,4 +625,85 @@ func TestCheckDeadlineFollowsTheFunction(t *testing.T) {
 			t.Errorf("%d reads, %d writes, %d requests; want none", r, w, svc.requests())
 		}
 	})
+}
+
+// TestTimeToOpenWithChecksAlone measures, on a virtual clock, how long a
+// service answering 503 from a given moment takes to open its circuit with
+// health checks alone: scheduled invocations one minute apart, the
+// failure starting at every whole second of a minute, each run through
+// the real updater, HTTP checks and dynalite. It prints the worst case and
+// the median per setting, and asserts only the bounds that follow from the
+// design (one scheduled run and the confirmations with the defaults).
+func TestTimeToOpenWithChecksAlone(t *testing.T) {
+	e := newEnv(t)
+	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var mu sync.Mutex
+	var failAt time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		failing := !clk.Now().Before(failAt)
+		mu.Unlock()
+		if failing {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	u := fakeTimeUpdater(e, clk)
+	u.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+	tests := []struct {
+		name          string
+		in            Input
+		worstAtMost   time.Duration
+		typicalAtMost time.Duration
+	}{
+		{"rate(1 minute), no confirmation (ConfirmInterval 0s)", Input{ConfirmInterval: "0s"}, 0, 0},
+		{"rate(1 minute), defaults", Input{}, time.Minute + 2*DefaultConfirmInterval, 45 * time.Second},
+		{"rate(1 minute), CheckInterval 10s", Input{CheckInterval: "10s"}, 30 * time.Second, 20 * time.Second},
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n| Setting | Worst case | Median | Runs to OPEN (median) |\n|---|---|---|---|\n")
+	for i, tt := range tests {
+		var took []time.Duration
+		var runs []int
+		for offset := time.Second; offset <= time.Minute; offset += time.Second {
+			id := fmt.Sprintf("s%d-%d", i, offset/time.Second)
+			// Runs at start + k minutes; the service fails from start + offset.
+			start := clk.Now().Add(time.Hour).Truncate(time.Hour)
+			mu.Lock()
+			failAt = start.Add(offset)
+			mu.Unlock()
+			in := tt.in
+			in.ID, in.URL = id, srv.URL
+			data, _ := json.Marshal(in)
+			opened := false
+			for k := 0; k < 10 && !opened; k++ {
+				clk.Advance(start.Add(time.Duration(k) * time.Minute).Sub(clk.Now()))
+				out, err := u.Handle(context.Background(), data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out.State == circuit.Open {
+					c, _, err := e.store.Get(context.Background(), id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					took = append(took, c.UpdatedAt.Sub(failAt))
+					runs = append(runs, k)
+					opened = true
+				}
+			}
+			if !opened {
+				t.Fatalf("%s: failure from +%s never opened the circuit", tt.name, offset)
+			}
+		}
+		slices.Sort(took)
+		slices.Sort(runs)
+		worst, median := took[len(took)-1], took[len(took)/2]
+		fmt.Fprintf(&table, "| %s | %s | %s | %d |\n", tt.name, worst, median, runs[len(runs)/2])
+		if tt.worstAtMost > 0 && (worst > tt.worstAtMost || median > tt.typicalAtMost) {
+			t.Errorf("%s: worst %s, median %s; want at most %s and %s", tt.name, worst, median, tt.worstAtMost, tt.typicalAtMost)
+		}
+	}
+	t.Log(table.String())
 }
