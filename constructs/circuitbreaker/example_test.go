@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
 
@@ -47,5 +48,19 @@ func ExampleCircuitBreakedService_AttachTo() {
 	if err := cb.AttachTo(fn, "payments"); err != nil {
 		panic(err)
 	}
+	app.Synth(nil)
+}
+
+// Let an operators' role run circuitctl on the monitored services: read
+// their circuits and set or clear overrides in their override items, and
+// nothing else in the table.
+func ExampleCircuitBreakedService_GrantOperate() {
+	app := awscdk.NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("Ops"), nil)
+	cb := circuitbreaker.NewCircuitBreakedService(stack, "CircuitBreaker", nil)
+	operators := awsiam.NewRole(stack, jsii.String("Operators"), &awsiam.RoleProps{
+		AssumedBy: awsiam.NewAccountRootPrincipal(),
+	})
+	cb.GrantOperate(operators)
 	app.Synth(nil)
 }

@@ -262,3 +262,43 @@ func TestRecordsWithoutEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestOverrideItemRecords checks the override events of an override
+// item's records: a legacy override moved into a new item, then cleared.
+func TestOverrideItemRecords(t *testing.T) {
+	key := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("orders#override")}
+	moved := map[string]events.DynamoDBAttributeValue{
+		"id": events.NewStringAttribute("orders#override"), "kind": events.NewStringAttribute("override"),
+		"override": events.NewStringAttribute("FORCED_OPEN"), "overrideReason": events.NewStringAttribute("maintenance"),
+		"overrideAt": events.NewNumberAttribute("1767225600000"), "circuitState": events.NewStringAttribute("OPEN"),
+	}
+	cleared := map[string]events.DynamoDBAttributeValue{
+		"id": events.NewStringAttribute("orders#override"), "kind": events.NewStringAttribute("override"),
+		"clearedAt": events.NewNumberAttribute("1767229200000"), "circuitState": events.NewStringAttribute("CLOSED"),
+	}
+	tests := []struct {
+		name string
+		r    events.DynamoDBEventRecord
+		want OverrideChanged
+	}{
+		{"legacy override moved", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: key, NewImage: moved}},
+			OverrideChanged{ServiceID: "orders", Override: circuit.ForcedOpen, Reason: "maintenance", State: circuit.Open}},
+		{"cleared", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: key, OldImage: moved, NewImage: cleared}},
+			OverrideChanged{ServiceID: "orders", Previous: circuit.ForcedOpen, State: circuit.Closed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromRecord(tt.r)
+			if err != nil || len(got) != 1 || got[0].DetailType != DetailTypeOverrideChanged {
+				t.Fatalf("FromRecord = %+v, %v; want one override event", got, err)
+			}
+			if d := got[0].Detail.(OverrideChanged); d != tt.want {
+				t.Errorf("detail = %+v, want %+v", d, tt.want)
+			}
+		})
+	}
+	bad := events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: key, NewImage: withAttr(moved, "override", "SOMETIMES")}}
+	if got, err := FromRecord(bad); err == nil || len(got) != 0 {
+		t.Errorf("override item with an unknown override = %v, %v; want an error", got, err)
+	}
+}
