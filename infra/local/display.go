@@ -53,13 +53,18 @@ func transitionLine(line []byte) (string, bool) {
 	return "", false
 }
 
-// checkLine formats the updater's result for one check.
+// checkLine formats the updater's result for one invocation: its last
+// check, and how many it ran when it confirmed a failure.
 func checkLine(o updater.Output) string {
 	result := "ok"
 	if !o.Check.OK {
 		result = "FAIL " + o.Check.Detail
 	}
-	return fmt.Sprintf("%s %s %dms → %s (%s)", o.ID, result, o.Check.LatencyMs, o.EffectiveState, o.Change)
+	line := fmt.Sprintf("%s %s %dms → %s (%s)", o.ID, result, o.Check.LatencyMs, o.EffectiveState, o.Change)
+	if o.Checks > 1 {
+		line += fmt.Sprintf(", last of %d checks", o.Checks)
+	}
+	return line
 }
 
 // responseLine formats MyMicroservice's API Gateway proxy response.

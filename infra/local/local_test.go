@@ -10,6 +10,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
 func TestPlan(t *testing.T) {
@@ -86,6 +87,9 @@ func TestLines(t *testing.T) {
 		{"trial failed", first(transitionLine([]byte(`{"msg":"circuit trial failed","service":"a","reason":"timeout"}`))), "a trial failed, stays OPEN: timeout"},
 		{"other log line", first(transitionLine([]byte(`{"msg":"check"}`))), ""},
 		{"not json", first(transitionLine([]byte(`START RequestId: x`))), ""},
+		{"one check", checkLine(updater.Output{ID: "a", EffectiveState: "CLOSED", Change: "none", Checks: 1, Check: updater.CheckOutput{OK: true, LatencyMs: 2}}), "a ok 2ms → CLOSED (none)"},
+		{"confirmed failure", checkLine(updater.Output{ID: "a", EffectiveState: "OPEN", Change: "transition", Checks: 3, Check: updater.CheckOutput{Detail: "status 503 not in 200-299"}}),
+			"a FAIL status 503 not in 200-299 0ms → OPEN (transition), last of 3 checks"},
 		{"downstream", responseLine([]byte(`{"statusCode":200,"body":"{\"message\": \"Hello from the mock service\"}"}`), 3*time.Millisecond), "200 downstream: Hello from the mock service 3ms"},
 		{"fallback open", responseLine([]byte(`{"statusCode":503,"body":"{\"message\":\"x\",\"circuit\":\"OPEN\",\"source\":\"fallback\"}"}`), time.Millisecond), "503 FALLBACK (circuit OPEN) 1ms"},
 		{"fallback failed call", responseLine([]byte(`{"statusCode":502,"body":"{\"message\":\"The downstream call failed: timeout\",\"source\":\"fallback\"}"}`), time.Second), "502 FALLBACK: The downstream call failed: timeout 1s"},
