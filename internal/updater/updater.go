@@ -158,7 +158,7 @@ type run struct {
 	start time.Time // on the updater's clock
 	end   time.Time // on the updater's clock: every check and write ends by then
 	out   Output
-	tick  int // regular checks so far, the first one included
+	tick  int // index of the next regular check; the first one is 0
 }
 
 // newRun fixes the invocation's end: RunWindow from now, or ctx's
