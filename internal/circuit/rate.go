@@ -13,6 +13,7 @@ const (
 	DefaultWindow                = 30 * time.Second
 	DefaultSlowCallRateThreshold = 100.0
 	DefaultSlowCallDuration      = 3 * time.Second
+	DefaultFastTripFailures      = 5
 )
 
 // RateSettings tune passive detection: the failure and slow-call rates of
@@ -32,6 +33,10 @@ type RateSettings struct {
 	SlowCallRateThreshold float64
 	// SlowCallDuration is the latency from which a call counts as slow.
 	SlowCallDuration time.Duration
+	// FastTripFailures is the number of consecutive failed calls, seen by
+	// one execution environment, that open a CLOSED circuit at once,
+	// whatever the rates.
+	FastTripFailures int
 }
 
 // WithDefaults fills zero fields with the defaults.
@@ -41,6 +46,7 @@ func (r RateSettings) WithDefaults() RateSettings {
 	r.Window = cmp.Or(r.Window, DefaultWindow)
 	r.SlowCallRateThreshold = cmp.Or(r.SlowCallRateThreshold, DefaultSlowCallRateThreshold)
 	r.SlowCallDuration = cmp.Or(r.SlowCallDuration, DefaultSlowCallDuration)
+	r.FastTripFailures = cmp.Or(r.FastTripFailures, DefaultFastTripFailures)
 	return r
 }
 
@@ -57,6 +63,11 @@ type Counts struct {
 // Add returns the sum of c and o.
 func (c Counts) Add(o Counts) Counts {
 	return Counts{Calls: c.Calls + o.Calls, Failures: c.Failures + o.Failures, Slow: c.Slow + o.Slow}
+}
+
+// Sub returns c minus o.
+func (c Counts) Sub(o Counts) Counts {
+	return Counts{Calls: c.Calls - o.Calls, Failures: c.Failures - o.Failures, Slow: c.Slow - o.Slow}
 }
 
 // IsZero reports whether nothing was counted.
@@ -115,6 +126,22 @@ func DecideRate(c Circuit, s Settings, r RateSettings, buckets []Bucket, now tim
 		return open(c, s, now, fmt.Sprintf("slow-call rate %.0f%% over %s (%d calls, slow from %s)", slowRate, r.Window, w.Calls, r.SlowCallDuration))
 	}
 	return Decision{Change: NoChange, Next: c}
+}
+
+// DecideFastTrip opens a CLOSED circuit on a run of failures consecutive
+// failed calls seen by one execution environment, the first of them at
+// since, once the run reaches FastTripFailures. A run that began before
+// the circuit's last transition does not count: failures from before a
+// circuit closed never reopen it. Any other case is NoChange.
+func DecideFastTrip(c Circuit, s Settings, r RateSettings, failures int, since, now time.Time) Decision {
+	s, r = s.WithDefaults(), r.WithDefaults()
+	if c.State == "" {
+		c.State = Closed
+	}
+	if c.State != Closed || failures < r.FastTripFailures || since.Before(c.UpdatedAt) {
+		return Decision{Change: NoChange, Next: c}
+	}
+	return open(c, s, now, fmt.Sprintf("%d consecutive failed calls in one execution environment", failures))
 }
 
 // DecideCooldownOver moves an OPEN circuit whose cool-down has passed to

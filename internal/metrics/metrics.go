@@ -55,7 +55,14 @@ const (
 	StaleAnswers = "StaleAnswers"
 	// CallsRefused counts lookups answered with allowed=false.
 	CallsRefused = "CallsRefused"
+	// OutcomesRefused counts reported calls whose outcomes the extension
+	// refused (answer 503) because memory already held the counts of its
+	// maximum number of circuits. Emitted with ServiceId AllServices.
+	OutcomesRefused = "OutcomesRefused"
 )
+
+// AllServices is the ServiceId of metrics that are not about one service.
+const AllServices = "*"
 
 // Unit is a CloudWatch metric unit.
 type Unit string

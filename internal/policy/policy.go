@@ -29,6 +29,7 @@ const (
 	MaxMinimumCalls       = 100000
 	MinSlowCallDuration   = time.Millisecond
 	MaxSlowCallDuration   = 5 * time.Minute
+	MaxFastTripFailures   = 1000
 	// MaxBytes bounds the JSON text of CIRCUIT_BREAKER_POLICIES.
 	MaxBytes = 16 << 10
 )
@@ -52,6 +53,10 @@ type Policy struct {
 	// SlowCallDuration is the latency from which a call counts as slow
 	// (1ms..5m). Default 3s.
 	SlowCallDuration Duration `json:"slowCallDuration,omitempty"`
+	// FastTripFailures is the number of consecutive failed calls, seen by
+	// one execution environment, that open a CLOSED circuit for the whole
+	// fleet at once, beside the rates (1..1000). Default 5.
+	FastTripFailures int `json:"fastTripFailures,omitempty"`
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default 1.
 	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
@@ -88,6 +93,7 @@ func (p Policy) WithDefaults() Policy {
 	p.OpenCooldown, p.MaxOpenCooldown = Duration(s.OpenCooldown), Duration(s.MaxOpenCooldown)
 	p.FailureRateThreshold, p.MinimumCalls, p.Window = r.FailureRateThreshold, r.MinimumCalls, Duration(r.Window)
 	p.SlowCallRateThreshold, p.SlowCallDuration = r.SlowCallRateThreshold, Duration(r.SlowCallDuration)
+	p.FastTripFailures = r.FastTripFailures
 	p.HalfOpenProbes = cmp.Or(p.HalfOpenProbes, DefaultHalfOpenProbes)
 	p.ProbeTimeout = cmp.Or(p.ProbeTimeout, Duration(DefaultProbeTimeout))
 	return p
@@ -111,6 +117,7 @@ func (p Policy) Rates() circuit.RateSettings {
 		Window:                time.Duration(p.Window),
 		SlowCallRateThreshold: p.SlowCallRateThreshold,
 		SlowCallDuration:      time.Duration(p.SlowCallDuration),
+		FastTripFailures:      p.FastTripFailures,
 	}.WithDefaults()
 }
 
@@ -136,6 +143,9 @@ func (p Policy) Validate() error {
 	}
 	if s := time.Duration(d.SlowCallDuration); s < MinSlowCallDuration || s > MaxSlowCallDuration {
 		errs = append(errs, fmt.Errorf("slowCallDuration %s is out of range %s..%s", s, MinSlowCallDuration, MaxSlowCallDuration))
+	}
+	if d.FastTripFailures < 1 || d.FastTripFailures > MaxFastTripFailures {
+		errs = append(errs, fmt.Errorf("fastTripFailures %d is out of range 1..%d", d.FastTripFailures, MaxFastTripFailures))
 	}
 	if d.HalfOpenProbes < 1 || d.HalfOpenProbes > MaxHalfOpenProbes {
 		errs = append(errs, fmt.Errorf("halfOpenProbes %d is out of range 1..%d", d.HalfOpenProbes, MaxHalfOpenProbes))

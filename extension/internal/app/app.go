@@ -43,8 +43,13 @@ const (
 	// 1/settleShare of the time left after the API has stopped; the rest
 	// is the flush's.
 	settleShare = 3
-	// flushTimeout bounds the flush of outcomes during an INVOKE.
-	flushTimeout = 2 * time.Second
+	// flushBudget bounds the work between an INVOKE and the next
+	// event/next: writing due outcome counts, evaluating windows and
+	// applying fast trips. Lambda bills this time and counts it against
+	// the function's timeout, so it stays small whatever the table does;
+	// what does not fit waits for the next INVOKE or SHUTDOWN. A flush
+	// against a healthy table takes a few milliseconds.
+	flushBudget = 100 * time.Millisecond
 )
 
 // Error types reported to the Extensions API.
@@ -153,7 +158,7 @@ func Run(ctx context.Context, o Options) int {
 	// One knob bounds every wait of a lookup on the table: the first read of
 	// an uncached circuit, and the writes that end a cool-down or claim a
 	// probe lease.
-	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log, ClaimTimeout: cfg.MissTimeout})
+	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log, ClaimTimeout: cfg.MissTimeout, MaxCircuits: cfg.MaxCircuits})
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
@@ -172,7 +177,7 @@ func Run(ctx context.Context, o Options) int {
 		reportInit(ctx, ext, log, ErrTypeListen, err)
 		return 1
 	}
-	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log, Reporter: brk}), log)
+	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log, Reporter: brk, Services: cfg.Services}), log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -220,11 +225,12 @@ func Run(ctx context.Context, o Options) int {
 			c.RefreshDue()
 			log.Debug("invoke", "requestId", ev.RequestID)
 			emitLookupMetrics(c, emf, log)
-			// Flush the outcomes reported since the last flush while the
-			// function runs, and finish before the next event/next: the
-			// sandbox may be frozen right after it.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
-			flush(fctx, brk, log)
+			emitRefused(brk, emf, log)
+			// Flush the outcome counts that are due while the function
+			// runs, within a small budget, and finish before the next
+			// event/next: the sandbox may be frozen right after it.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushBudget)
+			flush(fctx, brk, log, false)
 			cancel()
 		case extapi.Shutdown:
 			deadline := ev.Deadline()
@@ -234,6 +240,7 @@ func Run(ctx context.Context, o Options) int {
 			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
 			shutdown(srv, c, brk, log, deadline, ev.ShutdownReason)
 			emitLookupMetrics(c, emf, log)
+			emitRefused(brk, emf, log)
 			return 0
 		default:
 			log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
@@ -241,19 +248,37 @@ func Run(ctx context.Context, o Options) int {
 	}
 }
 
-// flush writes pending outcome counts and evaluates the tripped circuits.
-func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger) {
-	if brk.Pending() == 0 {
+// flush writes the outcome counts that are due and evaluates the circuits
+// they may trip; final (SHUTDOWN) writes the buckets still filling too.
+func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger, final bool) {
+	start := time.Now()
+	do := brk.Flush
+	if final {
+		do = brk.FlushAll
+	}
+	res, err := do(ctx)
+	if res == (breaker.FlushResult{}) && err == nil {
 		return
 	}
-	start := time.Now()
-	res, err := brk.Flush(ctx)
 	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(start).Milliseconds()}
 	if err != nil {
-		log.Warn("flushing outcomes failed; failed counts are kept for the next flush", append(attrs, "error", err.Error())...)
+		log.Warn("flushing outcomes failed or ran out of time; failed counts are kept for the next flush", append(attrs, "error", err.Error())...)
 		return
 	}
 	log.Debug("flushed outcomes", attrs...)
+}
+
+// emitRefused logs and counts the outcomes refused since the last call
+// because memory held the counts of the most circuits it keeps.
+func emitRefused(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
+	n := brk.TakeRefused()
+	if n == 0 {
+		return
+	}
+	log.Warn("outcomes refused: memory holds the counts of the most circuits it keeps; the callers got 503", "calls", n)
+	if err := w.Emit(metrics.AllServices, []metrics.Value{{Name: metrics.OutcomesRefused, Unit: metrics.Count, Value: float64(n)}}, nil); err != nil {
+		log.Warn("metrics not written", "error", err.Error())
+	}
 }
 
 // emitLookupMetrics writes one EMF line per circuit looked up since the
@@ -334,7 +359,7 @@ func shutdown(srv *server.Server, c *cache.Cache, brk *breaker.Breaker, log *slo
 		log.Info("probe leases settled at shutdown", "leases", n, "countedAsFailed", failed, "reason", reason)
 	}
 	ecancel()
-	flush(ctx, brk, log)
+	flush(ctx, brk, log, true)
 	if !handlersDone {
 		// A handler may still start a read; waiting for reads now could
 		// race it.

@@ -55,9 +55,14 @@ type Options struct {
 	// a failed write to end a cool-down or claim a lease, before the
 	// circuit is written again from a lookup (default DefaultBusyRetry).
 	BusyRetry time.Duration
-	// MaxPending bounds the pending (circuit, bucket) counts kept in
-	// memory (default outcomes.DefaultMaxEntries).
-	MaxPending int
+	// MaxCircuits bounds the circuits whose counts are kept in memory
+	// (default outcomes.DefaultMaxCircuits); outcomes for more are
+	// refused with outcomes.ErrFull.
+	MaxCircuits int
+	// EveryFlush writes every count at every flush, as the extension did
+	// before healthy circuits became write-free. For benchmarks that
+	// compare the two; the extension never sets it.
+	EveryFlush bool
 	// Holder identifies this extension in lease items (default: random).
 	Holder string
 	// Now is the clock (default time.Now).
@@ -72,11 +77,16 @@ type Breaker struct {
 	o     Options
 	agg   *outcomes.Aggregator
 
-	mu       sync.Mutex
-	cache    Cache
-	leases   map[string]store.Lease // by token
-	busy     map[string]time.Time   // circuit ID -> no lookup write before
-	inflight map[string]bool        // circuits with a cool-down end or claim in progress
+	// flushMu serializes flushes: two must never offer the same counts.
+	flushMu sync.Mutex
+
+	mu          sync.Mutex
+	cache       Cache
+	unevaluated map[string]bool         // circuits with failures written but not yet evaluated
+	trips       map[string]outcomes.Run // fast trips not yet applied
+	leases      map[string]store.Lease  // by token
+	busy        map[string]time.Time    // circuit ID -> no lookup write before
+	inflight    map[string]bool         // circuits with a cool-down end or claim in progress
 
 	// gate orders Stop against the recording of outcomes: once Stop has
 	// returned, nothing more is recorded, so the last flush has it all.
@@ -105,12 +115,19 @@ func New(st StoreFunc, o Options) *Breaker {
 		o.Logger = slog.Default()
 	}
 	return &Breaker{
-		store:    st,
-		o:        o,
-		agg:      outcomes.New(policy.BucketSize, o.MaxPending),
-		leases:   map[string]store.Lease{},
-		busy:     map[string]time.Time{},
-		inflight: map[string]bool{},
+		store: st,
+		o:     o,
+		agg: outcomes.New(outcomes.Options{
+			Bucket:      policy.BucketSize,
+			MaxCircuits: o.MaxCircuits,
+			Window:      func(id string) time.Duration { return o.Policies.For(id).Rates().Window },
+			EveryFlush:  o.EveryFlush,
+		}),
+		unevaluated: map[string]bool{},
+		trips:       map[string]outcomes.Run{},
+		leases:      map[string]store.Lease{},
+		busy:        map[string]time.Time{},
+		inflight:    map[string]bool{},
 	}
 }
 
@@ -125,7 +142,9 @@ func (b *Breaker) SetCache(c Cache) {
 // Holder returns the identifier this extension writes into lease items.
 func (b *Breaker) Holder() string { return b.o.Holder }
 
-// Pending returns the number of (circuit, bucket) counts not yet flushed.
+// Pending returns the number of (circuit, bucket) counts that later
+// flushes will write: those of windows holding a failed or slow call.
+// Counts of circuits whose calls all succeeded are never written.
 func (b *Breaker) Pending() int { return b.agg.Pending() }
 
 // lookupStore returns the store for the table writes of a lookup (ending
@@ -156,6 +175,13 @@ func (b *Breaker) pause(id string, until time.Time) {
 	defer b.mu.Unlock()
 	b.busy[id] = until
 }
+
+// Counted returns the counts of circuit id kept in memory, written or not.
+func (b *Breaker) Counted(id string) circuit.Counts { return b.agg.Counted(id) }
+
+// TakeRefused returns the number of calls whose outcomes were refused
+// since the last call because memory held MaxCircuits circuits.
+func (b *Breaker) TakeRefused() int64 { return b.agg.TakeRefused() }
 
 func (b *Breaker) put(c circuit.Circuit) {
 	b.mu.Lock()

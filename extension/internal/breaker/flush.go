@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -22,45 +22,80 @@ type FlushResult struct {
 	// window, or refused by the table for good (see store.Permanent).
 	Dropped int
 	// Evaluated counts the circuits whose window was read; Tripped those
-	// this flush opened.
+	// this flush opened (by their rates or by a fast trip).
 	Evaluated, Tripped int
 }
 
-// Flush writes the pending counts to their bucket items (atomic ADDs) and
-// then, for each circuit whose flushed counts held a failure or a slow
-// call, reads the window's buckets and trips the circuit when its rate is
-// reached. Counts whose write failed are kept for the next flush, unless
-// the failure is permanent (access denied: the function is not attached
-// to that service; a missing table) or the bucket has left every window
-// by the next flush: those are dropped and logged, so they are not retried
-// forever. It returns once done or when ctx ends.
-func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
+// maxLoggedErrors is how many errors a flush's error names; the others
+// are counted.
+const maxLoggedErrors = 3
+
+// Flush writes the counts that are due (see outcomes.Aggregator.Due) to
+// their bucket items (atomic ADDs): nothing for circuits whose calls all
+// succeeded within their window; for the others each bucket once it has
+// ended, successes included, and the bucket still filling early when this
+// extension's own window already reaches a threshold. Then, for each
+// circuit whose written counts held a failure or a slow call, it reads the
+// window's buckets and trips the circuit when its rate is reached, and it
+// applies the fast trips that failed when their outcomes were reported.
+// Writes and evaluations of different circuits run concurrently. Counts
+// whose write failed are kept for the next flush, unless the failure is
+// permanent (access denied: the function is not attached to that service;
+// a missing table) or the bucket has left every window: those are dropped
+// and logged, so they are not retried forever. Work that ctx leaves no
+// time for (the invocation's budget) waits for the next flush. The error,
+// if any, names at most a few of the errors and counts the others.
+func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) { return b.flush(ctx, false) }
+
+// FlushAll is Flush at SHUTDOWN: the buckets still filling are written
+// too, since no later flush will.
+func (b *Breaker) FlushAll(ctx context.Context) (FlushResult, error) { return b.flush(ctx, true) }
+
+func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
 	var res FlushResult
-	entries := b.dropExpired(b.agg.Take(), &res)
-	if len(entries) == 0 {
+	entries, lost := b.agg.Due(b.o.Now(), final, b.urgent)
+	for _, e := range lost {
+		res.Dropped++
+		b.o.Logger.Warn("outcome counts dropped: older than the window",
+			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "window", b.o.Policies.For(e.ID).Rates().Window.String())
+	}
+	b.mu.Lock()
+	work := len(entries) + len(b.unevaluated) + len(b.trips)
+	b.mu.Unlock()
+	if work == 0 {
 		return res, nil
 	}
 	st, err := b.store(ctx)
 	if err != nil {
-		b.agg.Restore(entries)
 		res.Failed = len(entries)
 		return res, fmt.Errorf("flush: %w", err)
 	}
 	var (
-		mu     sync.Mutex
-		failed []outcomes.Entry
-		errs   []error
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, flushParallelism)
-		bad    = map[string]bool{}
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, flushParallelism)
 	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
 	for _, e := range entries {
+		if ctx.Err() != nil {
+			mu.Lock()
+			res.Failed++ // the budget ran out: kept for the next flush
+			mu.Unlock()
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			window := time.Duration(b.o.Policies.For(e.ID).Window)
+			window := b.o.Policies.For(e.ID).Rates().Window
 			expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
 			err := st.AddCounts(ctx, e.ID, e.Start, e.Counts, expires)
 			mu.Lock()
@@ -68,54 +103,103 @@ func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 			if err != nil {
 				errs = append(errs, err)
 				if store.Permanent(err) {
+					b.agg.GiveUp(e)
 					res.Dropped++
 					b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
 						"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
 					return
 				}
-				failed = append(failed, e)
+				res.Failed++
 				return
 			}
+			b.agg.Written(e)
 			res.Written++
 			if e.Failures > 0 || e.Slow > 0 {
-				bad[e.ID] = true
+				b.mu.Lock()
+				b.unevaluated[e.ID] = true
+				b.mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if len(failed) > 0 {
-		b.agg.Restore(failed)
-		res.Failed = len(failed)
+	b.mu.Lock()
+	ids := make([]string, 0, len(b.unevaluated))
+	for id := range b.unevaluated {
+		ids = append(ids, id)
 	}
-	for id := range bad {
-		res.Evaluated++
-		tripped, err := b.evaluate(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
+	trips := maps.Clone(b.trips)
+	b.mu.Unlock()
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
 		}
-		if tripped {
-			res.Tripped++
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			tripped, err := b.evaluate(ctx, id)
+			if err != nil {
+				fail(err)
+				return
+			}
+			b.mu.Lock()
+			delete(b.unevaluated, id)
+			b.mu.Unlock()
+			mu.Lock()
+			res.Evaluated++
+			if tripped {
+				res.Tripped++
+			}
+			mu.Unlock()
+		}()
 	}
-	return res, errors.Join(errs...)
+	for id, run := range trips {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			before, _ := b.peek(id)
+			after, err := b.fastTrip(ctx, id, run)
+			if err != nil {
+				fail(err)
+				return
+			}
+			if after.State == circuit.Open && before.State != circuit.Open {
+				mu.Lock()
+				res.Tripped++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return res, summarize(errs)
 }
 
-// dropExpired removes the entries whose bucket ended more than their
-// service's window ago: no window evaluated from now on includes them.
-func (b *Breaker) dropExpired(entries []outcomes.Entry, res *FlushResult) []outcomes.Entry {
-	now := b.o.Now()
-	kept := entries[:0]
-	for _, e := range entries {
-		window := time.Duration(b.o.Policies.For(e.ID).Window)
-		if e.Start.Add(policy.BucketSize + window).Before(now) {
-			res.Dropped++
-			b.o.Logger.Warn("outcome counts dropped: older than the window",
-				"service", e.ID, "bucket", e.Start, "calls", e.Calls, "window", window.String())
-			continue
-		}
-		kept = append(kept, e)
+// urgent says whether this extension's own window counts w of circuit id
+// already reach a rate threshold: its evidence may trip the circuit, so
+// the bucket still filling is written at once.
+func (b *Breaker) urgent(id string, w circuit.Counts) bool {
+	if w.Calls == 0 {
+		return false
 	}
-	return kept
+	r := b.o.Policies.For(id).Rates()
+	return 100*float64(w.Failures) >= r.FailureRateThreshold*float64(w.Calls) ||
+		100*float64(w.Slow) >= r.SlowCallRateThreshold*float64(w.Calls)
+}
+
+// summarize joins at most maxLoggedErrors of errs and counts the others,
+// so that a flush's warning stays a small log line.
+func summarize(errs []error) error {
+	if len(errs) <= maxLoggedErrors {
+		return errors.Join(errs...)
+	}
+	first := errors.Join(errs[:maxLoggedErrors]...)
+	return fmt.Errorf("%d errors, the first %d: %w", len(errs), maxLoggedErrors, first)
 }
 
 // WindowStarts returns the starts of the buckets that make up the window

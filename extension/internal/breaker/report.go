@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
@@ -23,6 +24,11 @@ const settleParallelism = 8
 // breaker was stopped (SHUTDOWN): they were not counted.
 var ErrStopped = errors.New("breaker: stopped for shutdown; outcomes not counted")
 
+// ErrFull is returned by Report when the outcomes are for a new circuit
+// and memory already holds the counts of Options.MaxCircuits circuits: the
+// ordinary outcomes were refused, not counted.
+var ErrFull = outcomes.ErrFull
+
 // Stop ends the breaker's intake; SHUTDOWN calls it once the local API has
 // stopped serving, before it settles leases and flushes. From its return
 // on, Report refuses ordinary outcomes with ErrStopped rather than count
@@ -36,36 +42,43 @@ func (b *Breaker) Stop() {
 	b.stopped.Store(true)
 }
 
-// record counts counts of circuit id unless the breaker is stopped.
-func (b *Breaker) record(id string, now time.Time, counts circuit.Counts) bool {
+// record counts counts of circuit id unless the breaker is stopped (see
+// outcomes.Aggregator.Record for trailing and notBefore).
+func (b *Breaker) record(id string, now time.Time, counts circuit.Counts, trailing int, notBefore time.Time) (outcomes.Run, error) {
 	b.gate.RLock()
 	defer b.gate.RUnlock()
 	if b.stopped.Load() {
-		return false
+		return outcomes.Run{}, ErrStopped
 	}
-	b.agg.Record(id, now, counts)
-	return true
+	return b.agg.Record(id, now, counts, trailing, notBefore)
 }
 
 // Report takes validated outcomes of circuit id. Outcomes are counted in
-// memory, to be flushed on the next INVOKE or at SHUTDOWN. An outcome
-// carrying the token of a lease this extension handed out is a probe
-// outcome instead: it is applied to the HALF_OPEN circuit at once (close
-// after SuccessThreshold successes, reopen on a failure) and the lease is
-// released; the answer then holds the circuit's state. A probe token that
-// is unknown or expired is counted as an ordinary outcome.
+// memory; they reach the table on a later flush only once the circuit's
+// window holds a failed or slow call (see package outcomes). When this
+// extension's run of consecutive failed calls of the circuit reaches the
+// service's fastTripFailures, the circuit is tripped for the whole fleet
+// at once, within the claim timeout, through store.Apply; the answer then
+// holds the state. An outcome carrying the token of a lease this
+// extension handed out is a probe outcome instead: it is applied to the
+// HALF_OPEN circuit at once (close after SuccessThreshold successes,
+// reopen on a failure) and the lease is released; the answer then holds
+// the circuit's state. A probe token that is unknown or expired is counted
+// as an ordinary outcome.
 //
-// After Stop, ordinary outcomes are refused: they are left out of
-// Accepted and the error wraps ErrStopped. Accepted counts exactly the
-// outcomes taken, so an error with Accepted 0 means none was.
+// Ordinary outcomes refused are left out of Accepted: after Stop the
+// error wraps ErrStopped; when memory is full it wraps ErrFull. Accepted
+// counts exactly the outcomes taken, so an error with Accepted 0 means
+// none was.
 func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error) {
 	if b.stopped.Load() {
 		return api.Accepted{}, ErrStopped
 	}
 	now := b.o.Now()
 	pol := b.o.Policies.For(id)
-	slow := pol.Rates().SlowCallDuration
+	rates := pol.Rates()
 	var counts circuit.Counts
+	trailing := 0
 	var res api.Accepted
 	var errs []error
 	for _, o := range outs {
@@ -86,21 +99,81 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 			}
 		}
 		counts.Calls++
-		if !ok {
+		if ok {
+			trailing = 0
+		} else {
 			counts.Failures++
+			trailing++
 		}
-		if latency >= slow {
+		if latency >= rates.SlowCallDuration {
 			counts.Slow++
 		}
 	}
-	if counts.Calls > 0 {
-		if b.record(id, now, counts) {
-			res.Accepted += int(counts.Calls)
-		} else {
-			errs = append(errs, ErrStopped)
+	if counts.Calls == 0 {
+		return res, errors.Join(errs...)
+	}
+	cached, _ := b.peek(id)
+	run, err := b.record(id, now, counts, trailing, cached.UpdatedAt)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%d outcomes of %q refused: %w", counts.Calls, id, err))
+		return res, errors.Join(errs...)
+	}
+	res.Accepted += int(counts.Calls)
+	if run.Failures >= rates.FastTripFailures && (cached.State == circuit.Closed || cached.State == "") {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
+		after, err := b.fastTrip(tctx, id, run)
+		cancel()
+		if err != nil {
+			b.o.Logger.Warn("fast trip failed; the next flush tries again", "service", id, "failures", run.Failures, "error", err.Error())
+		} else if after.State != "" {
+			res.State = string(after.State)
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// fastTrip opens circuit id on run, through store.Apply with
+// circuit.DecideFastTrip. One attempt per circuit runs at a time; a run
+// whose trip fails is kept for the next flush.
+func (b *Breaker) fastTrip(ctx context.Context, id string, run outcomes.Run) (circuit.Circuit, error) {
+	key := id + "#fasttrip"
+	b.mu.Lock()
+	if b.inflight[key] {
+		b.mu.Unlock()
+		return circuit.Circuit{}, nil
+	}
+	b.inflight[key] = true
+	b.trips[id] = run
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.inflight, key)
+		b.mu.Unlock()
+	}()
+	st, err := b.store(ctx)
+	if err != nil {
+		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, err)
+	}
+	pol := b.o.Policies.For(id)
+	settings, rates := pol.Settings(), pol.Rates()
+	now := b.o.Now()
+	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, id, func(cur circuit.Circuit) circuit.Decision {
+		return circuit.DecideFastTrip(cur, settings, rates, run.Failures, run.Since, now)
+	})
+	if err != nil {
+		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, err)
+	}
+	b.mu.Lock()
+	if cur, ok := b.trips[id]; ok && cur == run {
+		delete(b.trips, id)
+	}
+	b.mu.Unlock()
+	after := applied.After()
+	b.put(after)
+	if after.State != circuit.Closed {
+		b.agg.ResetRun(id)
+	}
+	return after, nil
 }
 
 // probeResult describes a reported probe call as a check result.

@@ -1,8 +1,21 @@
-// Package outcomes aggregates the outcomes of calls in memory, per circuit
-// and time bucket, until the extension flushes them to the table.
+// Package outcomes keeps the outcomes of calls in memory, per circuit and
+// time bucket, over each circuit's window, and decides which counts the
+// extension writes to the table and when.
+//
+// A circuit whose calls all succeeded within its window is never written:
+// its counts stay in memory and expire with the window. Once the window
+// holds a failed or slow call, the whole window is written, successes
+// included, each bucket once after it ends, so that the rate the fleet
+// reads is the rate of the sandboxes that saw trouble, not of failures
+// alone. A bucket that is still filling is written early only when this
+// sandbox's own window already reaches a threshold (see Due), and a write
+// that failed is offered again at the next flush. The
+// aggregator also follows each circuit's run of consecutive failed calls,
+// for the fast trip.
 package outcomes
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -10,117 +23,283 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
-// DefaultMaxEntries bounds the pending (circuit, bucket) pairs kept in
-// memory; past it the oldest bucket is dropped.
-const DefaultMaxEntries = 4096
+// DefaultMaxCircuits bounds the circuits whose counts are kept in memory.
+const DefaultMaxCircuits = 4096
 
-// Entry is the pending counts of one circuit in one bucket.
+// ErrFull is returned by Record when the outcomes are for a new circuit
+// and MaxCircuits circuits already hold counts: the outcomes are refused,
+// not taken.
+var ErrFull = errors.New("outcomes: too many circuits with counts in memory")
+
+// Entry is counts of one circuit in one bucket that are due to be written.
 type Entry struct {
 	ID    string
 	Start time.Time
 	circuit.Counts
+	early bool // of the bucket still filling
 }
 
-type key struct {
-	id    string
-	start int64 // Unix seconds
+// Options configure an Aggregator.
+type Options struct {
+	// Bucket is the length of a bucket.
+	Bucket time.Duration
+	// MaxCircuits bounds the circuits kept (default DefaultMaxCircuits).
+	MaxCircuits int
+	// Window returns the window of circuit id; counts are kept for it.
+	Window func(id string) time.Duration
+	// EveryFlush writes every count at every flush, healthy or not: the
+	// extension's behaviour before the healthy path became write-free.
+	// For benchmarks that compare the two; never set in production.
+	EveryFlush bool
+}
+
+type slot struct {
+	total, written circuit.Counts
+	early          bool // written before the bucket ended
+	due            bool // offered for writing at least once
+	retry          bool // offered, and not written since
+}
+
+type window struct {
+	length time.Duration
+	slots  map[int64]*slot // by bucket start, Unix seconds
+	// run is the number of consecutive failed calls, the last ones
+	// reported; runSince is when the run's first failure was recorded.
+	run      int
+	runSince time.Time
 }
 
 // Aggregator is safe for concurrent use.
 type Aggregator struct {
-	bucket time.Duration
-	max    int
+	o Options
 
-	mu      sync.Mutex
-	pending map[key]circuit.Counts
-	dropped int64
+	mu       sync.Mutex
+	circuits map[string]*window
+	refused  int64
 }
 
-// New returns an aggregator with buckets of the given size that keeps at
-// most max pending entries (max < 1: DefaultMaxEntries).
-func New(bucket time.Duration, max int) *Aggregator {
-	if max < 1 {
-		max = DefaultMaxEntries
+// New returns an Aggregator.
+func New(o Options) *Aggregator {
+	if o.MaxCircuits < 1 {
+		o.MaxCircuits = DefaultMaxCircuits
 	}
-	return &Aggregator{bucket: bucket, max: max, pending: map[key]circuit.Counts{}}
+	if o.Window == nil {
+		o.Window = func(string) time.Duration { return 30 * time.Second }
+	}
+	return &Aggregator{o: o, circuits: map[string]*window{}}
 }
 
 // BucketStart returns the start of the bucket that holds t.
 func (a *Aggregator) BucketStart(t time.Time) time.Time {
-	return t.Truncate(a.bucket).UTC()
+	return t.Truncate(a.o.Bucket).UTC()
 }
 
-// Record adds c to the bucket of circuit id that holds at.
-func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts) {
+// Run is a circuit's run of consecutive failed calls.
+type Run struct {
+	// Failures is the length of the run.
+	Failures int
+	// Since is when its first failure was recorded.
+	Since time.Time
+}
+
+// Record adds c to the bucket of circuit id that holds at. trailing is
+// the number of failed calls at the end of the reported sequence (the
+// others in c came before them); the circuit's run of consecutive
+// failures grows by it when every call in c failed and restarts from it
+// otherwise. A run that began before notBefore (the circuit's last
+// transition) restarts too: failures from before a circuit closed never
+// count towards tripping it again. Record returns the run after the
+// update, or ErrFull, taking nothing, when id is a new circuit and memory
+// is full.
+func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts, trailing int, notBefore time.Time) (Run, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.addLocked(key{id, a.BucketStart(at).Unix()}, c)
+	w, ok := a.circuits[id]
+	if !ok {
+		if len(a.circuits) >= a.o.MaxCircuits {
+			a.pruneLocked(at)
+		}
+		if len(a.circuits) >= a.o.MaxCircuits {
+			a.refused += c.Calls
+			return Run{}, ErrFull
+		}
+		w = &window{length: a.o.Window(id), slots: map[int64]*slot{}}
+		a.circuits[id] = w
+	}
+	start := a.BucketStart(at).Unix()
+	s := w.slots[start]
+	if s == nil {
+		s = &slot{}
+		w.slots[start] = s
+	}
+	s.total = s.total.Add(c)
+	switch {
+	case trailing <= 0:
+		w.run, w.runSince = 0, time.Time{}
+	case int64(trailing) < c.Calls || w.run == 0 || w.runSince.Before(notBefore):
+		w.run, w.runSince = trailing, at
+	default:
+		w.run += trailing
+	}
+	return Run{Failures: w.run, Since: w.runSince}, nil
 }
 
-func (a *Aggregator) addLocked(k key, c circuit.Counts) {
-	if cur, ok := a.pending[k]; ok {
-		a.pending[k] = cur.Add(c)
-		return
+// ResetRun forgets circuit id's run of failures (after it tripped).
+func (a *Aggregator) ResetRun(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w, ok := a.circuits[id]; ok {
+		w.run, w.runSince = 0, time.Time{}
 	}
-	for len(a.pending) >= a.max {
-		a.dropOldestLocked()
-	}
-	a.pending[k] = c
 }
 
-func (a *Aggregator) dropOldestLocked() {
-	var oldest key
-	first := true
-	for k := range a.pending {
-		if first || k.start < oldest.start {
-			oldest, first = k, false
+// pruneLocked forgets buckets that have left their window, and circuits
+// left with none. It returns the counts forgotten that had been due to be
+// written.
+func (a *Aggregator) pruneLocked(now time.Time) []Entry {
+	var lost []Entry
+	for id, w := range a.circuits {
+		for start, s := range w.slots {
+			st := time.Unix(start, 0).UTC()
+			if !st.Add(a.o.Bucket + w.length).Before(now) {
+				continue
+			}
+			if d := s.total.Sub(s.written); s.due && !d.IsZero() {
+				lost = append(lost, Entry{ID: id, Start: st, Counts: d})
+			}
+			delete(w.slots, start)
+		}
+		if len(w.slots) == 0 {
+			delete(a.circuits, id)
 		}
 	}
-	a.dropped += a.pending[oldest].Calls
-	delete(a.pending, oldest)
+	sortEntries(lost)
+	return lost
 }
 
-// Take removes and returns every pending entry, oldest first.
-func (a *Aggregator) Take() []Entry {
+// Urgent says whether a sandbox's own window counts w of circuit id are
+// evidence strong enough to write a bucket before it ends.
+type Urgent func(id string, w circuit.Counts) bool
+
+// Due returns the counts to write now and those given up, and marks the
+// returned counts as offered. For each circuit whose window (the buckets
+// not yet older than it) holds a failed or slow call, every bucket that
+// has ended is due with the counts not yet written, successes included;
+// the bucket still filling is due too when final is set (SHUTDOWN), when
+// its last offer was not written, or, once per bucket, when urgent says
+// so. A circuit whose window holds only
+// successes has nothing due. Counts that were due but whose bucket has
+// left the window are returned as lost: no window read from now on
+// includes them. Call Written with what reached the table.
+func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.pending) == 0 {
-		return nil
-	}
-	out := make([]Entry, 0, len(a.pending))
-	for k, c := range a.pending {
-		out = append(out, Entry{ID: k.id, Start: time.Unix(k.start, 0).UTC(), Counts: c})
-	}
-	a.pending = make(map[key]circuit.Counts, len(out))
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Start.Equal(out[j].Start) {
-			return out[i].ID < out[j].ID
+	lost = a.pruneLocked(now)
+	current := a.BucketStart(now).Unix()
+	for id, w := range a.circuits {
+		var sum circuit.Counts
+		for _, s := range w.slots {
+			sum = sum.Add(s.total)
 		}
-		return out[i].Start.Before(out[j].Start)
-	})
-	return out
+		if !a.o.EveryFlush && sum.Failures == 0 && sum.Slow == 0 {
+			continue
+		}
+		early := false
+		if s := w.slots[current]; s != nil && !s.early && !final && !a.o.EveryFlush && urgent != nil {
+			early = urgent(id, sum)
+		}
+		for start, s := range w.slots {
+			d := s.total.Sub(s.written)
+			if d.IsZero() {
+				continue
+			}
+			filling := start >= current
+			if filling && !final && !a.o.EveryFlush && !s.retry && !early {
+				continue
+			}
+			s.due, s.retry = true, true
+			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d, early: filling})
+		}
+	}
+	sortEntries(due)
+	return due, lost
 }
 
-// Restore puts entries whose flush failed back, merged with anything
-// recorded since, so the next flush retries them.
-func (a *Aggregator) Restore(entries []Entry) {
+// Written records that e's counts reached the table.
+func (a *Aggregator) Written(e Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, e := range entries {
-		a.addLocked(key{e.ID, e.Start.Unix()}, e.Counts)
+	if w, ok := a.circuits[e.ID]; ok {
+		if s, ok := w.slots[e.Start.Unix()]; ok {
+			s.written = s.written.Add(e.Counts)
+			s.retry = false
+			s.early = s.early || e.early
+		}
 	}
 }
 
-// Pending returns the number of pending entries.
+// GiveUp records that e's counts will never be written (the table refused
+// them for good): they are treated as written.
+func (a *Aggregator) GiveUp(e Entry) { a.Written(e) }
+
+// Pending returns the number of (circuit, bucket) counts not yet written
+// in windows that hold a failed or slow call: what later flushes write.
+// Counts of healthy windows are not pending; they are never written.
 func (a *Aggregator) Pending() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.pending)
+	n := 0
+	for _, w := range a.circuits {
+		var sum circuit.Counts
+		unwritten := 0
+		for _, s := range w.slots {
+			sum = sum.Add(s.total)
+			if !s.total.Sub(s.written).IsZero() {
+				unwritten++
+			}
+		}
+		if a.o.EveryFlush || sum.Failures > 0 || sum.Slow > 0 {
+			n += unwritten
+		}
+	}
+	return n
 }
 
-// Dropped returns the number of calls dropped because memory was full.
-func (a *Aggregator) Dropped() int64 {
+// Counted returns the counts of circuit id kept in memory, written or not.
+func (a *Aggregator) Counted(id string) circuit.Counts {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.dropped
+	var sum circuit.Counts
+	if w, ok := a.circuits[id]; ok {
+		for _, s := range w.slots {
+			sum = sum.Add(s.total)
+		}
+	}
+	return sum
+}
+
+// Circuits returns the number of circuits with counts in memory.
+func (a *Aggregator) Circuits() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.circuits)
+}
+
+// TakeRefused returns the number of calls refused by Record with ErrFull
+// since the last call, and resets it.
+func (a *Aggregator) TakeRefused() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.refused
+	a.refused = 0
+	return n
+}
+
+func sortEntries(es []Entry) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Start.Equal(es[j].Start) {
+			return es[i].ID < es[j].ID
+		}
+		return es[i].Start.Before(es[j].Start)
+	})
 }

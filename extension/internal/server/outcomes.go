@@ -3,11 +3,13 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
@@ -33,6 +35,10 @@ func (h *handler) outcomes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if h.services != nil && !h.services[id] {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("service %q is not in %s: this function is not attached to it", id, api.EnvServices))
+		return
+	}
 	outs, status, err := parseOutcomes(r)
 	if err != nil {
 		writeError(w, status, err.Error())
@@ -40,8 +46,12 @@ func (h *handler) outcomes(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := h.reporter.Report(r.Context(), id, outs)
 	if err != nil && res.Accepted == 0 {
-		// None was taken (the extension is shutting down): the caller
-		// must know they were not counted.
+		// None was taken (the extension is shutting down, or memory holds
+		// the counts of the most circuits it keeps): the caller must know
+		// they were not counted.
+		if errors.Is(err, outcomes.ErrFull) {
+			w.Header().Set("Retry-After", "1")
+		}
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}

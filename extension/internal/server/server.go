@@ -67,11 +67,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Reporter takes reported outcomes; nil answers 404 to them.
 	Reporter Reporter
+	// Services, when not empty, are the only service IDs whose outcomes
+	// are taken (CIRCUIT_BREAKER_SERVICES: the services the function is
+	// attached to); outcomes for any other ID are refused with 403, so
+	// that memory does not grow with the IDs callers make up.
+	Services []string
 }
 
 type handler struct {
 	looker   Looker
 	reporter Reporter
+	services map[string]bool
 	token    []byte
 	log      *slog.Logger
 	mux      *http.ServeMux
@@ -83,6 +89,12 @@ func NewHandler(l Looker, o Options) http.Handler {
 		o.Logger = slog.Default()
 	}
 	h := &handler{looker: l, reporter: o.Reporter, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
+	if len(o.Services) > 0 {
+		h.services = make(map[string]bool, len(o.Services))
+		for _, id := range o.Services {
+			h.services[id] = true
+		}
+	}
 	// Methods are checked in the handlers, not in the patterns, so that a
 	// wrong method gets a JSON 405 like every other error.
 	h.mux.HandleFunc("/health", h.health)
