@@ -13,7 +13,7 @@ const (
 	DefaultWindow                = 30 * time.Second
 	DefaultSlowCallRateThreshold = 100.0
 	DefaultSlowCallDuration      = 3 * time.Second
-	DefaultFastTripFailures      = 5
+	DefaultFastTripFailures      = 10
 )
 
 // RateSettings tune passive detection: the failure and slow-call rates of

@@ -55,7 +55,7 @@ type Policy struct {
 	SlowCallDuration Duration `json:"slowCallDuration,omitempty"`
 	// FastTripFailures is the number of consecutive failed calls, seen by
 	// one execution environment, that open a CLOSED circuit for the whole
-	// fleet at once, beside the rates (1..1000). Default 5.
+	// fleet at once, beside the rates (1..1000). Default 10.
 	FastTripFailures int `json:"fastTripFailures,omitempty"`
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default 1.

@@ -4,12 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
@@ -419,5 +426,247 @@ func TestOldValueWaitsForTheInvokeRead(t *testing.T) {
 	r.fake.SendShutdown(2 * time.Second)
 	if code := r.exitCode(t); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+// slowTable delays every call to the table by delay while slow is set,
+// or until the caller's context ends.
+type slowTable struct {
+	store.API
+	delay time.Duration
+	slow  atomic.Bool
+}
+
+func (s *slowTable) wait(ctx context.Context) error {
+	if !s.slow.Load() {
+		return nil
+	}
+	select {
+	case <-time.After(s.delay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *slowTable) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.API.GetItem(ctx, in, opts...)
+}
+
+func (s *slowTable) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.API.BatchGetItem(ctx, in, opts...)
+}
+
+func (s *slowTable) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if err := s.wait(ctx); err != nil {
+		return nil, err
+	}
+	return s.API.UpdateItem(ctx, in, opts...)
+}
+
+// untilNext sends an INVOKE and returns the time until the extension's
+// next event/next call: the time the invocation is held.
+func untilNext(t *testing.T, fake *extapitest.Server, id string) time.Duration {
+	t.Helper()
+	before := fake.NextCalls()
+	start := time.Now()
+	fake.SendInvoke(id)
+	for fake.NextCalls() <= before {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("no event/next within 10 s of an INVOKE")
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return time.Since(start)
+}
+
+func report(t *testing.T, addr, id string, outs []api.Outcome) int {
+	t.Helper()
+	body, _ := json.Marshal(api.Outcomes{Outcomes: outs})
+	req, _ := http.NewRequest("POST", "http://"+addr+"/circuits/"+id+"/outcomes", bytes.NewReader(body))
+	req.Header.Set(api.HeaderToken, "tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// tableCalls sums the calls of every bucket item in the table.
+func tableCalls(t *testing.T, srv *dynalite.Server, table string) int64 {
+	t.Helper()
+	var sum int64
+	p := dynamodb.NewScanPaginator(srv.Client(), &dynamodb.ScanInput{TableName: &table})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, item := range page.Items {
+			id, _ := item["id"].(*types.AttributeValueMemberS)
+			n, ok := item["calls"].(*types.AttributeValueMemberN)
+			if id == nil || !ok || !strings.Contains(id.Value, store.BucketInfix) {
+				continue
+			}
+			v, _ := strconv.ParseInt(n.Value, 10, 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// With the table 3 s slow, an INVOKE holds the invocation no longer than
+// the flush budget; the counts it could not write wait for the next
+// INVOKE, which writes them once the table is back.
+func TestInvokeWithinBudgetWhenTableIsSlow(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	slow := &slowTable{API: srv.Client(), delay: 3 * time.Second}
+	env := dynaliteEnv(srv, table)
+	env["CIRCUIT_BREAKER_SERVICES"] = "payments"
+	fake := extapitest.Start()
+	t.Cleanup(fake.Close)
+	full := map[string]string{"AWS_LAMBDA_RUNTIME_API": fake.Addr, "CIRCUIT_BREAKER_PORT": "0"}
+	maps.Copy(full, env)
+	addrc := make(chan string, 1)
+	code := make(chan int, 1)
+	logs := &syncBuffer{}
+	go func() {
+		code <- Run(context.Background(), Options{
+			Getenv: func(k string) string { return full[k] }, Name: "circuit-breaker", Stderr: logs, Stdout: io.Discard,
+			NewDynamoDB: func(context.Context) (store.API, error) { return slow, nil },
+			OnReady:     func(a string) { addrc <- a },
+		})
+	}()
+	addr := <-addrc
+	<-fake.FirstNext()
+	outs := make([]api.Outcome, 20)
+	for i := range outs {
+		ok := i%2 == 0 // 50 %: due at once, the window is evaluated
+		outs[i] = api.Outcome{Success: &ok, LatencyMs: 10}
+	}
+	if c := report(t, addr, "payments", outs); c != 202 {
+		t.Fatalf("report = %d", c)
+	}
+	slow.slow.Store(true)
+	var worst time.Duration
+	for i := range 3 {
+		worst = max(worst, untilNext(t, fake, fmt.Sprintf("slow-%d", i)))
+	}
+	t.Logf("INVOKE to event/next with the table 3 s slow: %s at worst (budget %s)", worst, flushBudget)
+	// Generous for a busy machine, far below the 3 s the table takes.
+	if worst > flushBudget+400*time.Millisecond {
+		t.Errorf("an INVOKE was held %s with the table slow; the budget is %s", worst, flushBudget)
+	}
+	if got := tableCalls(t, srv, table); got != 0 {
+		t.Fatalf("the slow table holds %d calls already", got)
+	}
+	slow.slow.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for tableCalls(t, srv, table) != 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the table holds %d calls after the table recovered, want 20\n%s", tableCalls(t, srv, table), logs)
+		}
+		untilNext(t, fake, "fast")
+		time.Sleep(50 * time.Millisecond)
+	}
+	fake.SendShutdown(2 * time.Second)
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d", c)
+	}
+}
+
+// A flood of 10,000 service IDs with 100 outcomes each: every outcome the
+// extension accepted reaches the table, and every other one was refused
+// to its caller (403 for a service the function is not attached to, 503
+// when memory holds the most circuits it keeps), never dropped silently.
+func TestOutcomeFloodReachesTheTableOrIsRefused(t *testing.T) {
+	const ids, perID = 10_000, 100
+	outs := make([]api.Outcome, perID)
+	for i := range outs {
+		ok := i != 0 // one failure: the window is written
+		outs[i] = api.Outcome{Success: &ok, LatencyMs: 5}
+	}
+	for _, tc := range []struct {
+		name     string
+		services int
+		refusal  int
+	}{{"attached services", 300, 403}, {"no list", 0, 503}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := dynalite.Start(t)
+			table := srv.NewTable(t)
+			env := dynaliteEnv(srv, table)
+			if tc.services > 0 {
+				names := make([]string, tc.services)
+				for i := range names {
+					names[i] = fmt.Sprintf("svc-%d", i)
+				}
+				env["CIRCUIT_BREAKER_SERVICES"] = strings.Join(names, ",")
+			}
+			r := start(t, env)
+			addr := r.waitReady(t)
+			<-r.fake.FirstNext()
+			var accepted, refused int64
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			next := make(chan int)
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range next {
+						c := report(t, addr, fmt.Sprintf("svc-%d", i), outs)
+						mu.Lock()
+						switch c {
+						case 202:
+							accepted += perID
+						case tc.refusal:
+							refused += perID
+						default:
+							t.Errorf("svc-%d: status %d", i, c)
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			for i := range ids {
+				next <- i
+				if i%500 == 0 {
+					r.fake.SendInvoke(fmt.Sprintf("during-%d", i))
+				}
+			}
+			close(next)
+			wg.Wait()
+			if accepted == 0 || refused == 0 || accepted+refused != ids*perID {
+				t.Fatalf("accepted %d, refused %d of %d", accepted, refused, ids*perID)
+			}
+			// Invocations write what is due within their budget; SHUTDOWN
+			// writes the rest.
+			deadline := time.Now().Add(30 * time.Second)
+			for time.Now().Before(deadline) && tableCalls(t, srv, table) < accepted*9/10 {
+				untilNext(t, r.fake, "after")
+				time.Sleep(20 * time.Millisecond)
+			}
+			r.fake.SendShutdown(10 * time.Second)
+			if c := r.exitCode(t); c != 0 {
+				t.Fatalf("exit %d", c)
+			}
+			if got := tableCalls(t, srv, table); got != accepted {
+				t.Fatalf("the table holds %d calls; %d were accepted", got, accepted)
+			}
+			if tc.refusal == 503 && !strings.Contains(r.logs.String(), `"msg":"outcomes refused`) ||
+				tc.refusal == 503 && !strings.Contains(r.emf.String(), `"OutcomesRefused"`) {
+				t.Errorf("refusals for lack of memory not logged or counted in a metric")
+			}
+			t.Logf("%d outcomes accepted and in the table, %d refused with %d", accepted, refused, tc.refusal)
+		})
 	}
 }

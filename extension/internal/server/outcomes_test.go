@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 )
 
 type stubReporter struct {
@@ -95,6 +97,46 @@ func TestOutcomes(t *testing.T) {
 			}
 			if tt.status == 405 && rec.Header().Get("Allow") != "POST" {
 				t.Errorf("Allow = %q", rec.Header().Get("Allow"))
+			}
+		})
+	}
+}
+
+type fullReporter struct{ stubReporter }
+
+func (f *fullReporter) Report(context.Context, string, []api.Outcome) (api.Accepted, error) {
+	return api.Accepted{}, fmt.Errorf("3 outcomes refused: %w", outcomes.ErrFull)
+}
+
+// Outcomes the extension does not count are refused where the caller
+// sees it: for a service the function is not attached to (403), or when
+// memory holds the most circuits it keeps (503).
+func TestOutcomesNotTaken(t *testing.T) {
+	tests := []struct {
+		name     string
+		rep      Reporter
+		services []string
+		id       string
+		status   int
+		contains string
+	}{
+		{"attached", &stubReporter{}, []string{"svc", "other"}, "svc", 202, `"accepted":1`},
+		{"not attached", &stubReporter{}, []string{"svc"}, "made-up", 403, "CIRCUIT_BREAKER_SERVICES"},
+		{"no list: any service", &stubReporter{}, nil, "made-up", 202, `"accepted":1`},
+		{"memory full", &fullReporter{}, nil, "svc", 503, "too many circuits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(&stubLooker{}, Options{Token: token, Reporter: tt.rep, Services: tt.services})
+			req := httptest.NewRequest("POST", "/circuits/"+tt.id+"/outcomes", strings.NewReader(`{"success":false}`))
+			req.Header.Set(api.HeaderToken, token)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.contains) {
+				t.Fatalf("= %d %s, want %d containing %s", rec.Code, rec.Body, tt.status, tt.contains)
+			}
+			if stub, ok := tt.rep.(*stubReporter); ok && tt.status == 403 && stub.reqs != 0 {
+				t.Errorf("refused outcomes reached the reporter")
 			}
 		})
 	}
