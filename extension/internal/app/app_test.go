@@ -610,6 +610,8 @@ func TestOutcomeFloodReachesTheTableOrIsRefused(t *testing.T) {
 					names[i] = fmt.Sprintf("svc-%d", i)
 				}
 				env["CIRCUIT_BREAKER_SERVICES"] = strings.Join(names, ",")
+			} else {
+				env["CIRCUIT_BREAKER_MAX_CIRCUITS"] = "300"
 			}
 			r := start(t, env)
 			addr := r.waitReady(t)
@@ -639,8 +641,8 @@ func TestOutcomeFloodReachesTheTableOrIsRefused(t *testing.T) {
 			}
 			for i := range ids {
 				next <- i
-				if i%500 == 0 {
-					r.fake.SendInvoke(fmt.Sprintf("during-%d", i))
+				if i%100 == 0 { // invocations go on while outcomes arrive
+					untilNext(t, r.fake, fmt.Sprintf("during-%d", i))
 				}
 			}
 			close(next)

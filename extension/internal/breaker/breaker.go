@@ -26,8 +26,12 @@ const (
 	DefaultBusyRetry = time.Second
 	// ttlMargin keeps bucket items past the longest window they serve.
 	ttlMargin = time.Minute
-	// flushParallelism bounds concurrent bucket writes of one flush.
+	// flushParallelism bounds the concurrent bucket writes, and then the
+	// concurrent window evaluations, of one flush.
 	flushParallelism = 8
+	// writeTimeout bounds one bucket write, which is not cut off by the
+	// flush's budget (see Flush).
+	writeTimeout = 5 * time.Second
 )
 
 // StoreFunc returns the table store, waiting for it to be built at most
@@ -79,6 +83,8 @@ type Breaker struct {
 
 	// flushMu serializes flushes: two must never offer the same counts.
 	flushMu sync.Mutex
+	// writes tracks bucket writes, which may outlive their flush.
+	writes sync.WaitGroup
 
 	mu          sync.Mutex
 	cache       Cache

@@ -54,6 +54,9 @@ func (b *Breaker) FlushAll(ctx context.Context) (FlushResult, error) { return b.
 func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
+	if final {
+		b.waitWrites(ctx)
+	}
 	var res FlushResult
 	entries, lost := b.agg.Due(b.o.Now(), final, b.urgent)
 	for _, e := range lost {
@@ -69,6 +72,9 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	}
 	st, err := b.store(ctx)
 	if err != nil {
+		for _, e := range entries {
+			b.agg.Failed(e)
+		}
 		res.Failed = len(entries)
 		return res, fmt.Errorf("flush: %w", err)
 	}
@@ -83,21 +89,41 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		errs = append(errs, err)
 		mu.Unlock()
 	}
+	// Bucket writes are not cancelled when ctx ends: an atomic ADD whose
+	// request was cut off may still have been applied, and writing it
+	// again would count it twice. A write that outlives ctx goes on in the
+	// background (in Lambda: after the next event/next, or once the sandbox
+	// thaws) within writeTimeout, and its counts are settled when it ends;
+	// FlushAll waits for such writes before it starts.
+	var writes sync.WaitGroup
 	for _, e := range entries {
 		if ctx.Err() != nil {
+			b.agg.Failed(e) // the budget ran out: kept for the next flush
 			mu.Lock()
-			res.Failed++ // the budget ran out: kept for the next flush
+			res.Failed++
 			mu.Unlock()
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			b.agg.Failed(e)
+			mu.Lock()
+			res.Failed++
+			mu.Unlock()
+			continue
+		}
+		writes.Add(1)
+		b.writes.Add(1)
 		go func() {
-			defer wg.Done()
+			defer b.writes.Done()
+			defer writes.Done()
 			defer func() { <-sem }()
 			window := b.o.Policies.For(e.ID).Rates().Window
 			expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
-			err := st.AddCounts(ctx, e.ID, e.Start, e.Counts, expires)
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+			err := st.AddCounts(wctx, e.ID, e.Start, e.Counts, expires)
+			cancel()
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -109,6 +135,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 						"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
 					return
 				}
+				b.agg.Failed(e)
 				res.Failed++
 				return
 			}
@@ -121,7 +148,12 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 			}
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() { writes.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 	b.mu.Lock()
 	ids := make([]string, 0, len(b.unevaluated))
 	for id := range b.unevaluated {
@@ -133,8 +165,14 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -158,8 +196,14 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -177,7 +221,20 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		}()
 	}
 	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	return res, summarize(errs)
+}
+
+// waitWrites waits until the bucket writes of earlier flushes have ended,
+// or ctx ends.
+func (b *Breaker) waitWrites(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { b.writes.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // urgent says whether this extension's own window counts w of circuit id

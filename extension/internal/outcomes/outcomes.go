@@ -58,6 +58,7 @@ type slot struct {
 	early          bool // written before the bucket ended
 	due            bool // offered for writing at least once
 	retry          bool // offered, and not written since
+	inflight       bool // offered, and its write has not ended
 }
 
 type window struct {
@@ -164,7 +165,7 @@ func (a *Aggregator) pruneLocked(now time.Time) []Entry {
 			if !st.Add(a.o.Bucket + w.length).Before(now) {
 				continue
 			}
-			if d := s.total.Sub(s.written); s.due && !d.IsZero() {
+			if d := s.total.Sub(s.written); s.due && !s.inflight && !d.IsZero() {
 				lost = append(lost, Entry{ID: id, Start: st, Counts: d})
 			}
 			delete(w.slots, start)
@@ -190,7 +191,8 @@ type Urgent func(id string, w circuit.Counts) bool
 // so. A circuit whose window holds only
 // successes has nothing due. Counts that were due but whose bucket has
 // left the window are returned as lost: no window read from now on
-// includes them. Call Written with what reached the table.
+// includes them. Each returned entry is in flight until Written, Failed or
+// GiveUp is called with it; Due does not offer its bucket again before.
 func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -210,14 +212,14 @@ func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []
 		}
 		for start, s := range w.slots {
 			d := s.total.Sub(s.written)
-			if d.IsZero() {
+			if d.IsZero() || s.inflight {
 				continue
 			}
 			filling := start >= current
 			if filling && !final && !a.o.EveryFlush && !s.retry && !early {
 				continue
 			}
-			s.due, s.retry = true, true
+			s.due, s.retry, s.inflight = true, true, true
 			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d, early: filling})
 		}
 	}
@@ -229,13 +231,28 @@ func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []
 func (a *Aggregator) Written(e Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if w, ok := a.circuits[e.ID]; ok {
-		if s, ok := w.slots[e.Start.Unix()]; ok {
-			s.written = s.written.Add(e.Counts)
-			s.retry = false
-			s.early = s.early || e.early
-		}
+	if s := a.slotLocked(e); s != nil {
+		s.written = s.written.Add(e.Counts)
+		s.retry, s.inflight = false, false
+		s.early = s.early || e.early
 	}
+}
+
+// Failed records that writing e failed: it is offered again by the next
+// Due, with whatever was counted since.
+func (a *Aggregator) Failed(e Entry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.slotLocked(e); s != nil {
+		s.inflight = false
+	}
+}
+
+func (a *Aggregator) slotLocked(e Entry) *slot {
+	if w, ok := a.circuits[e.ID]; ok {
+		return w.slots[e.Start.Unix()]
+	}
+	return nil
 }
 
 // GiveUp records that e's counts will never be written (the table refused

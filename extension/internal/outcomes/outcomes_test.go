@@ -138,11 +138,17 @@ func TestDueKeepsUnwrittenCountsAndDropsExpired(t *testing.T) {
 	if len(due) != 1 || a.Pending() != 1 {
 		t.Fatalf("due %v, pending %d", due, a.Pending())
 	}
+	// In flight: not offered twice.
+	if again, _ := a.Due(t0.Add(6*time.Second), false, nil); len(again) != 0 {
+		t.Fatalf("offered again while in flight: %v", again)
+	}
 	// Not written (the table failed): offered again at the next flush.
+	a.Failed(due[0])
 	again, _ := a.Due(t0.Add(6*time.Second), false, nil)
 	if len(again) != 1 || again[0].Counts != fail(2) {
 		t.Fatalf("second Due = %v", again)
 	}
+	a.Failed(again[0])
 	// Bucket plus window later it can never count: lost, not offered.
 	due, lost := a.Due(t0.Add(16*time.Second), false, nil)
 	if len(due) != 0 || len(lost) != 1 || lost[0].Counts != fail(2) || a.Pending() != 0 || a.Circuits() != 0 {

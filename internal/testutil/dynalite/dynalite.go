@@ -150,6 +150,11 @@ func (s *Server) start() error {
 		args = append(args, "--path", s.opts.Dir)
 	}
 	cmd := exec.Command(bin, args...)
+	preload, err := abortPreload()
+	if err != nil {
+		return err
+	}
+	cmd.Env = append(os.Environ(), "NODE_OPTIONS="+strings.TrimSpace(os.Getenv("NODE_OPTIONS")+" --require "+preload))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -190,6 +195,38 @@ func (s *Server) start() error {
 	s.cmd = cmd
 	s.mu.Unlock()
 	return nil
+}
+
+// abortedRequestOK is loaded into dynalite's node process. dynalite throws
+// from a request's 'error' event, so a client that gives up on a request
+// mid-body (a context deadline, as the extension's flush budget does)
+// would end the whole server; DynamoDB just drops such a request. This
+// ignores exactly that error and lets every other one end the process.
+const abortedRequestOK = `process.on('uncaughtException', function (err) {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) return
+  console.error(err)
+  process.exit(1)
+})
+`
+
+var (
+	preloadOnce sync.Once
+	preloadPath string
+	preloadErr  error
+)
+
+// abortPreload writes abortedRequestOK to a file once and returns its path.
+func abortPreload() (string, error) {
+	preloadOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dynalite-preload-")
+		if err != nil {
+			preloadErr = err
+			return
+		}
+		preloadPath = filepath.Join(dir, "aborted-request-ok.js")
+		preloadErr = os.WriteFile(preloadPath, []byte(abortedRequestOK), 0o600)
+	})
+	return preloadPath, preloadErr
 }
 
 // Stop ends the dynalite process. It is safe to call more than once.
