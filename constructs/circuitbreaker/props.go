@@ -131,6 +131,10 @@ type PassiveDetection struct {
 	// SlowCallDuration is the latency from which a call counts as slow.
 	// Default: 3s.
 	SlowCallDuration time.Duration
+	// FastTripFailures is the number of consecutive failed calls, seen by
+	// one execution environment, that open a CLOSED circuit for the whole
+	// fleet at once, beside the rates (1..1000). Default: 10.
+	FastTripFailures int
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default: 1.
 	HalfOpenProbes int
@@ -470,6 +474,7 @@ func (s MonitoredService) policy() policy.Policy {
 		Window:                policy.Duration(s.Passive.Window),
 		SlowCallRateThreshold: s.Passive.SlowCallRateThreshold,
 		SlowCallDuration:      policy.Duration(s.Passive.SlowCallDuration),
+		FastTripFailures:      s.Passive.FastTripFailures,
 		HalfOpenProbes:        s.Passive.HalfOpenProbes,
 		ProbeTimeout:          policy.Duration(s.Passive.ProbeTimeout),
 		SuccessThreshold:      s.Breaker.SuccessThreshold,

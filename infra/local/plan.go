@@ -103,6 +103,7 @@ func servicePolicy(s appconfig.Service, in updater.Input) (policy.Policy, error)
 		SlowCallRateThreshold: s.SlowCallRateThreshold,
 		SlowCallDuration:      policy.Duration(d[1]),
 		HalfOpenProbes:        s.HalfOpenProbes,
+		FastTripFailures:      s.FastTripFailures,
 		ProbeTimeout:          policy.Duration(d[2]),
 		SuccessThreshold:      s.SuccessThreshold,
 		FailureThreshold:      s.FailureThreshold,

@@ -91,7 +91,8 @@ func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, e
 			Passive: circuitbreaker.PassiveDetection{
 				FailureRateThreshold: s.FailureRateThreshold, MinimumCalls: s.MinimumCalls, Window: d[4],
 				SlowCallRateThreshold: s.SlowCallRateThreshold, SlowCallDuration: d[5], HalfOpenProbes: s.HalfOpenProbes,
-				ProbeTimeout: d[6],
+				FastTripFailures: s.FastTripFailures,
+				ProbeTimeout:     d[6],
 			},
 		}
 		if s.Schedule != "" {

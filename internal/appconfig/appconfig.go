@@ -63,6 +63,9 @@ type Service struct {
 	SlowCallRateThreshold float64 `json:"slowCallRateThreshold,omitempty"`
 	// SlowCallDuration is the latency from which a call counts as slow.
 	SlowCallDuration string `json:"slowCallDuration,omitempty"`
+	// FastTripFailures is the number of consecutive failed calls in one
+	// execution environment that open the circuit at once.
+	FastTripFailures int `json:"fastTripFailures,omitempty"`
 	// HalfOpenProbes is the most concurrent trial calls while HALF_OPEN.
 	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
 	// ProbeTimeout is how long a probe lease lasts.

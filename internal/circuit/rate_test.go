@@ -110,3 +110,35 @@ func TestDecideProbe(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideFastTrip(t *testing.T) {
+	now := t0
+	closedAt := now.Add(-time.Minute)
+	tests := []struct {
+		name     string
+		c        Circuit
+		r        RateSettings
+		failures int
+		since    time.Time
+		change   Change
+	}{
+		{"run reaches the default", Circuit{ID: "s", State: Closed, Version: 2, UpdatedAt: closedAt}, RateSettings{}, DefaultFastTripFailures, now.Add(-time.Second), Transition},
+		{"run one short", Circuit{ID: "s", State: Closed}, RateSettings{}, DefaultFastTripFailures - 1, now, NoChange},
+		{"never written circuit", Circuit{ID: "s"}, RateSettings{FastTripFailures: 3}, 3, now, Transition},
+		{"run began before the circuit closed", Circuit{ID: "s", State: Closed, UpdatedAt: closedAt}, RateSettings{FastTripFailures: 3}, 30, closedAt.Add(-time.Second), NoChange},
+		{"already open", Circuit{ID: "s", State: Open, RetryAt: now.Add(time.Minute)}, RateSettings{}, 50, now, NoChange},
+		{"half-open: decided by probes", Circuit{ID: "s", State: HalfOpen}, RateSettings{}, 50, now, NoChange},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := DecideFastTrip(tt.c, Settings{}, tt.r, tt.failures, tt.since, now)
+			if d.Change != tt.change {
+				t.Fatalf("change %s, want %s: %+v", d.Change, tt.change, d.Next)
+			}
+			if tt.change == Transition && (d.Next.State != Open || d.Next.Version != tt.c.Version+1 ||
+				!d.Next.RetryAt.Equal(now.Add(DefaultOpenCooldown)) || !strings.Contains(d.Next.Reason, "consecutive failed calls in one execution environment")) {
+				t.Fatalf("trip = %+v", d.Next)
+			}
+		})
+	}
+}

@@ -35,6 +35,13 @@ func TestParse(t *testing.T) {
 		{name: "window not bucket multiple", in: `{"a":{"window":"12s"}}`, wantErr: "window 12s"},
 		{name: "window too long", in: `{"a":{"window":"10m"}}`, wantErr: "window 10m0s"},
 		{name: "probes", in: `{"a":{"halfOpenProbes":11}}`, wantErr: "halfOpenProbes 11"},
+		{name: "fast trip too long", in: `{"a":{"fastTripFailures":1001}}`, wantErr: "fastTripFailures 1001"},
+		{name: "fast trip negative", in: `{"a":{"fastTripFailures":-1}}`, wantErr: "fastTripFailures -1"},
+		{name: "fast trip", in: `{"a":{"fastTripFailures":25}}`, check: func(t *testing.T, ps Policies) {
+			if got, def := ps.For("a").Rates().FastTripFailures, ps.For("b").Rates().FastTripFailures; got != 25 || def != 10 {
+				t.Errorf("fast trip of a = %d, of a service with defaults = %d", got, def)
+			}
+		}},
 		{name: "probe timeout too short", in: `{"a":{"probeTimeout":"500ms"}}`, wantErr: "probeTimeout 500ms"},
 		{name: "probe timeout too long", in: `{"a":{"probeTimeout":"16m"}}`, wantErr: "probeTimeout 16m0s"},
 		{name: "probe timeout", in: `{"a":{"probeTimeout":"45s"}}`, check: func(t *testing.T, ps Policies) {

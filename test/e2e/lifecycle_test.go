@@ -4,7 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +195,82 @@ func TestOneInvocationOpensFailingService(t *testing.T) {
 				t.Errorf("stored %+v (found %v, %v), want %s", c, found, err, tt.state)
 			}
 		})
+	}
+}
+
+// tableCounter is a reverse proxy in front of dynalite that counts the
+// DynamoDB operations reaching the table, by their X-Amz-Target.
+type tableCounter struct {
+	mu  sync.Mutex
+	ops map[string]int
+}
+
+func (c *tableCounter) start(t *testing.T, endpoint string) string {
+	t.Helper()
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := r.Header.Get("X-Amz-Target")
+		op = op[strings.LastIndex(op, ".")+1:]
+		c.mu.Lock()
+		c.ops[op]++
+		c.mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func (c *tableCounter) writes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ops["UpdateItem"] + c.ops["PutItem"]
+}
+
+func (c *tableCounter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprint(c.ops)
+}
+
+// TestHealthyCallsCostNoWrite runs MyMicroservice with the real extension
+// under the emulator, its table calls counted by a proxy in front of
+// dynalite: healthy invocations, each calling the downstream and reporting
+// the outcome, cause no UpdateItem or PutItem at all; then the downstream
+// fails hard and the circuit is refused within a second, after
+// fastTripFailures calls, without waiting for a window's rate.
+func TestHealthyCallsCostNoWrite(t *testing.T) {
+	s := newStack(t)
+	cnt := &tableCounter{ops: map[string]int{}}
+	fn, _ := s.startFunction(t, fnOptions{env: map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": cnt.start(t, s.db.Endpoint)}})
+	const healthy = 200
+	for i := range healthy {
+		if r := call(t, fn); r.StatusCode != 200 || r.fallback() {
+			t.Fatalf("healthy call %d: %s", i, r)
+		}
+	}
+	if w := cnt.writes(); w != 0 {
+		t.Fatalf("%d healthy invocations made %d writes (%s), want none", healthy, w, cnt)
+	}
+	t.Logf("%d healthy invocations: %s at the table", healthy, cnt)
+
+	s.setMode(t, mockapi.Failing)
+	before := s.mock.Requests()
+	failedAt := time.Now()
+	var last response
+	took := pollUntil(t, 10*time.Second, 0, func() (bool, string) {
+		last = call(t, fn)
+		return last.fallback() && last.body.Circuit == "OPEN", last.String()
+	})
+	sent := s.mock.Requests() - before
+	t.Logf("refused %s after the downstream failed, %d calls reached it; table: %s", took.Round(time.Millisecond), sent, cnt)
+	if sent > 10 {
+		t.Errorf("%d calls reached the failed downstream, want the fast trip's 10", sent)
+	}
+	if took > time.Second {
+		t.Errorf("first refusal %s after the downstream failed, want within 1 s", time.Since(failedAt).Round(time.Millisecond))
 	}
 }

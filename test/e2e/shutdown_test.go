@@ -75,11 +75,13 @@ func TestShutdownExitsWithinDeadline(t *testing.T) {
 // counter buckets in the table must then add up to exactly what was sent.
 func TestShutdownFlushesReportedOutcomes(t *testing.T) {
 	s := newStack(t)
-	fn, port := s.startFunction(t, fnOptions{})
+	const service = "reported" // not the function's own circuit, so its calls do not mix in
+	// Attached to both: outcomes for a service the function is not
+	// attached to are refused.
+	fn, port := s.startFunction(t, fnOptions{env: map[string]string{"CIRCUIT_BREAKER_SERVICES": guardedService + "," + service}})
 	if r := call(t, fn); r.StatusCode != 200 {
 		t.Fatalf("call: %s", r)
 	}
-	const service = "reported" // not the function's own circuit, so its calls do not mix in
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	post := func(n, failEvery int) {
