@@ -65,6 +65,10 @@ bench-clients: node_modules/.package-lock.json
 bench-detect: node_modules/go.mod
 	go run ./extension/internal/detectcmd
 
+## bench-fleet: simulate fleets of 1 to 500 execution environments: DynamoDB calls, reaction time, cost, hottest item
+bench-fleet: node_modules/go.mod
+	go run ./extension/internal/fleetcmd
+
 # Built, then run, rather than `go run`: the go command exits 1 when it sees
 # the interrupt, even after the program stopped cleanly.
 ## local: run the whole stack on this machine (dynalite, mock API, updater, MyMicroservice under the emulator); Ctrl-C stops it

@@ -94,6 +94,9 @@ type Result struct {
 	// to the first refused call; FleetRefusal to the moment every
 	// environment had refused one. -1 when it never happened.
 	FirstRefusal, FleetRefusal time.Duration
+	// Recovered is the time from the end of the first outage phase to the
+	// circuit being CLOSED again in the table; -1 when it never was.
+	Recovered time.Duration
 	// PeakItemWrites is the most writes one item took in one simulated
 	// second; PeakItem is that item's key.
 	PeakItemWrites int
@@ -151,7 +154,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		envs[i] = &env{b: b, c: c}
 	}
 
-	res := Result{Phases: make([]PhaseResult, len(cfg.Phases)), FirstRefusal: -1, FleetRefusal: -1}
+	res := Result{Phases: make([]PhaseResult, len(cfg.Phases)), FirstRefusal: -1, FleetRefusal: -1, Recovered: -1}
 	ends := make([]time.Time, len(cfg.Phases))
 	at := cfg.Start
 	outage := -1
@@ -180,6 +183,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 		if c.Version != last.Version && c.State == circuit.Open {
 			res.Phases[phase].Opened++
+		}
+		if outage >= 0 && phase > outage && res.Recovered < 0 && c.State == circuit.Closed {
+			res.Recovered = clock().Sub(ends[outage])
 		}
 		last = c
 		return nil
