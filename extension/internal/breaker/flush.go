@@ -220,7 +220,14 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 			}
 		}()
 	}
-	wg.Wait()
+	// Evaluations and trips whose writes outlive ctx go on in the
+	// background, like bucket writes.
+	edone := make(chan struct{})
+	go func() { wg.Wait(); close(edone) }()
+	select {
+	case <-edone:
+	case <-ctx.Done():
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	return res, summarize(errs)
@@ -310,7 +317,11 @@ func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
 	if circuit.DecideRate(cached, settings, rates, buckets, now).Change != circuit.Transition {
 		return false, nil
 	}
-	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, id, func(cur circuit.Circuit) circuit.Decision {
+	// A trip cut off after it was sent may have been applied, with no one
+	// to log it: the write outlives ctx (see Flush).
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	applied, err := st.WithLogger(b.o.Logger).Apply(actx, id, func(cur circuit.Circuit) circuit.Decision {
 		return circuit.DecideRate(cur, settings, rates, buckets, now)
 	})
 	if err != nil {

@@ -157,11 +157,36 @@ func (b *Breaker) fastTrip(ctx context.Context, id string, run outcomes.Run) (ci
 	pol := b.o.Policies.For(id)
 	settings, rates := pol.Settings(), pol.Rates()
 	now := b.o.Now()
-	applied, err := st.WithLogger(b.o.Logger).Apply(ctx, id, func(cur circuit.Circuit) circuit.Decision {
-		return circuit.DecideFastTrip(cur, settings, rates, run.Failures, run.Since, now)
-	})
-	if err != nil {
-		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, err)
+	// The trip outlives ctx: cut off after it was sent, it may have been
+	// applied with no one to log it or to put it in the cache. The caller
+	// waits for it until ctx ends.
+	type result struct {
+		applied store.Applied
+		err     error
+	}
+	done := make(chan result, 1)
+	b.writes.Add(1)
+	go func() {
+		defer b.writes.Done()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		defer cancel()
+		applied, err := st.WithLogger(b.o.Logger).Apply(actx, id, func(cur circuit.Circuit) circuit.Decision {
+			return circuit.DecideFastTrip(cur, settings, rates, run.Failures, run.Since, now)
+		})
+		if err == nil {
+			b.put(applied.After())
+		}
+		done <- result{applied, err}
+	}()
+	var applied store.Applied
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, r.err)
+		}
+		applied = r.applied
+	case <-ctx.Done():
+		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, ctx.Err())
 	}
 	b.mu.Lock()
 	if cur, ok := b.trips[id]; ok && cur == run {

@@ -77,6 +77,7 @@ type Aggregator struct {
 	mu       sync.Mutex
 	circuits map[string]*window
 	refused  int64
+	lost     []Entry // given up by Record's pruning, for the next Due to report
 }
 
 // New returns an Aggregator.
@@ -118,7 +119,7 @@ func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts, trailing 
 	w, ok := a.circuits[id]
 	if !ok {
 		if len(a.circuits) >= a.o.MaxCircuits {
-			a.pruneLocked(at)
+			a.lost = append(a.lost, a.pruneLocked(at)...)
 		}
 		if len(a.circuits) >= a.o.MaxCircuits {
 			a.refused += c.Calls
@@ -162,10 +163,12 @@ func (a *Aggregator) pruneLocked(now time.Time) []Entry {
 	for id, w := range a.circuits {
 		for start, s := range w.slots {
 			st := time.Unix(start, 0).UTC()
-			if !st.Add(a.o.Bucket + w.length).Before(now) {
-				continue
+			if !st.Add(a.o.Bucket+w.length).Before(now) || s.inflight {
+				continue // still in the window, or its write has not ended
 			}
-			if d := s.total.Sub(s.written); s.due && !s.inflight && !d.IsZero() {
+			// Counts that were or should have been written: offered
+			// before, or holding a failure or a slow call themselves.
+			if d := s.total.Sub(s.written); !d.IsZero() && (s.due || d.Failures > 0 || d.Slow > 0) {
 				lost = append(lost, Entry{ID: id, Start: st, Counts: d})
 			}
 			delete(w.slots, start)
@@ -196,7 +199,9 @@ type Urgent func(id string, w circuit.Counts) bool
 func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	lost = a.pruneLocked(now)
+	lost = append(a.lost, a.pruneLocked(now)...)
+	a.lost = nil
+	sortEntries(lost)
 	current := a.BucketStart(now).Unix()
 	for id, w := range a.circuits {
 		var sum circuit.Counts
