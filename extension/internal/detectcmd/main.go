@@ -103,7 +103,9 @@ func run(runs, rate int, check time.Duration) error {
 			"CIRCUIT_BREAKER_TABLE=" + table, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local",
 			"AWS_SECRET_ACCESS_KEY=local", "AWS_SESSION_TOKEN=" + token, "AWS_ENDPOINT_URL_DYNAMODB=" + db.Endpoint,
 			"CIRCUIT_BREAKER_LOG_LEVEL=warn",
-			`CIRCUIT_BREAKER_POLICIES={"fast-0":{"window":"10s"},"fast-1":{"window":"10s"},"fast-2":{"window":"10s"},"fast-3":{"window":"10s"},"fast-4":{"window":"10s"}}`,
+			// The rate rows turn the fast trip off (1000 consecutive
+			// failures), to show the rate alone.
+			`CIRCUIT_BREAKER_POLICIES=` + `{"fast-0":{"window":"10s","fastTripFailures":1000},"fast-1":{"window":"10s","fastTripFailures":1000},"fast-2":{"window":"10s","fastTripFailures":1000},"fast-3":{"window":"10s","fastTripFailures":1000},"fast-4":{"window":"10s","fastTripFailures":1000},"rate-0":{"fastTripFailures":1000},"rate-1":{"fastTripFailures":1000},"rate-2":{"fastTripFailures":1000},"rate-3":{"fastTripFailures":1000},"rate-4":{"fastTripFailures":1000}}`,
 		}
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -124,7 +126,7 @@ func run(runs, rate int, check time.Duration) error {
 	}
 
 	st := store.New(db.Client(), table).WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	var passive, fast, hc []result
+	var passive, rate30, fast, hc []result
 	for r := range runs {
 		failing.Store(false)
 		// A full healthy window first: the window then holds 30 s of
@@ -134,6 +136,13 @@ func run(runs, rate int, check time.Duration) error {
 			return err
 		}
 		passive = append(passive, res)
+		failing.Store(false)
+		res, err = measure(ctx, boxes, down.URL, fmt.Sprintf("rate-%d", r), rate, 35*time.Second, &failing, nil)
+		if err != nil {
+			return err
+		}
+		rate30 = append(rate30, res)
+		failing.Store(false)
 		res, err = measure(ctx, boxes, down.URL, fmt.Sprintf("fast-%d", r), rate, 15*time.Second, &failing, nil)
 		if err != nil {
 			return err
@@ -168,7 +177,7 @@ func run(runs, rate int, check time.Duration) error {
 		}
 		hc = append(hc, res)
 	}
-	print(passive, fast, hc, rate, check, runs)
+	print(passive, rate30, fast, hc, rate, check, runs)
 	return nil
 }
 
@@ -252,7 +261,7 @@ func measure(ctx context.Context, boxes []*sandbox, url, id string, rate int, wa
 	}
 }
 
-func print(passive, fast, hc []result, rate int, check time.Duration, runs int) {
+func print(passive, rate30, fast, hc []result, rate int, check time.Duration, runs int) {
 	med := func(rs []result, f func(result) time.Duration) time.Duration {
 		var ds []time.Duration
 		for _, r := range rs {
@@ -276,8 +285,9 @@ func print(passive, fast, hc []result, rate int, check time.Duration, runs int) 
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), rate, runs, check, scale)
 	fmt.Println("| Detection | First caller refused | Every sandbox refuses | Calls sent to the failed service |")
 	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| Passive, defaults (50%% over 30s, after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
-	fmt.Printf("| Passive, window 10s (after 15s healthy) | %s | %s | %d |\n", round(med(fast, first)), round(med(fast, all)), medCalls(fast))
+	fmt.Printf("| Passive, defaults: fast trip after 10 consecutive failures (after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
+	fmt.Printf("| Passive, rate alone (50%% over 30s; fast trip off, after 35s healthy) | %s | %s | %d |\n", round(med(rate30, first)), round(med(rate30, all)), medCalls(rate30))
+	fmt.Printf("| Passive, rate alone, window 10s (after 15s healthy) | %s | %s | %d |\n", round(med(fast, first)), round(med(fast, all)), medCalls(fast))
 	fmt.Printf("| Health checks alone, every %s (measured) | %s | %s | %d |\n", check, round(med(hc, first)), round(med(hc, all)), medCalls(hc))
 	fmt.Printf("| Health checks alone, rate(1 minute) (scaled) | ≈ %s | ≈ %s | ≈ %d |\n",
 		round(time.Duration(float64(med(hc, first))*scale)), round(time.Duration(float64(med(hc, all))*scale)), int(float64(medCalls(hc))*scale))
