@@ -17,7 +17,7 @@ GO_TEST_DEPS = go list -test -f '{{if .ForTest}}{{.ForTest}} {{join .Deps " "}}{
 GO_OUT_OF_PROCESS_TESTS = $(shell $(GO_TEST_DEPS) | awk '/ github.com\/aws\/jsii-runtime-go( |$$)| github.com\/circuitbreaked\/lambda-circuit-breaker\/internal\/testutil\/rie( |$$)/ {print $$1}' | sort -u)
 GO_UNIT_TESTS = $(filter-out $(GO_OUT_OF_PROCESS_TESTS),$(shell go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...))
 
-.PHONY: all synth test test-fast test-clients vet bench bench-clients bench-detect local clean local
+.PHONY: all synth test test-fast test-clients vet bench bench-clients bench-detect bench-fleet local clean local
 
 all: synth
 

@@ -3,12 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
