@@ -43,7 +43,7 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 	}
 	switch c.State {
 	case circuit.Open:
-		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) || b.stopped.Load() || b.paused(c.ID, now) {
+		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) || b.stopped.Load() {
 			return cache.Admission{}
 		}
 		next, ok := b.endCooldown(ctx, c, now)
@@ -71,11 +71,14 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 }
 
 // begin marks a table write for circuit id in progress; false when one is
-// already running (the caller is denied rather than queued).
-func (b *Breaker) begin(id string) bool {
+// already running or lookups must leave the circuit alone until after now
+// (see pause): the caller is denied rather than queued. Both are checked
+// under one lock, so a pause set by a write that just failed holds for a
+// lookup that was already on its way.
+func (b *Breaker) begin(id string, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inflight[id] {
+	if wait, ok := b.busy[id]; b.inflight[id] || ok && now.Before(wait) {
 		return false
 	}
 	b.inflight[id] = true
@@ -92,7 +95,7 @@ func (b *Breaker) end(id string) {
 // conditional transition and returns the circuit as stored afterwards.
 // When that fails, lookups leave the circuit alone for BusyRetry.
 func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.Time) (circuit.Circuit, bool) {
-	if !b.begin(c.ID) {
+	if !b.begin(c.ID, now) {
 		return c, false
 	}
 	defer b.end(c.ID)
@@ -122,10 +125,10 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		}
 	}
 	b.mu.Unlock()
-	if b.stopped.Load() || b.paused(c.ID, now) {
+	if b.stopped.Load() {
 		return cache.Admission{}
 	}
-	if !b.begin(c.ID) {
+	if !b.begin(c.ID, now) {
 		return cache.Admission{}
 	}
 	defer b.end(c.ID)

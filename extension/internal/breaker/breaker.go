@@ -166,15 +166,6 @@ func (b *Breaker) lookupStore(ctx context.Context) (*store.Store, error) {
 	return st.WithLogger(b.o.Logger).WithoutRetries(), nil
 }
 
-// paused reports whether lookups must not write circuit id's items before
-// a later time (see BusyRetry).
-func (b *Breaker) paused(id string, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	wait, ok := b.busy[id]
-	return ok && now.Before(wait)
-}
-
 // pause keeps lookups from writing circuit id's items before until.
 func (b *Breaker) pause(id string, until time.Time) {
 	b.mu.Lock()
