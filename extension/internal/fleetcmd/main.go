@@ -6,7 +6,10 @@
 // list prices and the peak writes per second on the hottest item. Each
 // size runs twice in the same run: with the extension as it is, and with
 // the flush per invocation it had before (every count written at every
-// INVOKE, no fast trip), the baseline.
+// INVOKE, no fast trip), the baseline. A second table runs a fleet with
+// sparse traffic (one call per 10 s in each environment) with and without
+// a maximum age for cached answers (CIRCUIT_BREAKER_MAX_AGE), and counts
+// the calls sent after the circuit opened because of old answers.
 //
 // Each environment is the extension's breaker and cache in this process
 // (package fleetsim) on a simulated clock; all share one dynalite table,
@@ -48,6 +51,8 @@ func main() {
 	perInvoke := flag.Int("calls-per-invoke", 20, "calls per invocation (each invocation starts with an INVOKE: refresh and flush)")
 	workers := flag.Int("workers", 2, "simulations run at once, each with its own dynalite")
 	seed := flag.Uint64("seed", 1, "seed of the downstream's random failures")
+	sparseEnvs := flag.Int("sparse-envs", 100, "environments in the sparse-traffic runs")
+	sparseEvery := flag.Duration("sparse-every", 10*time.Second, "time between calls in each environment of the sparse-traffic runs")
 	flag.Parse()
 	var sizes []int
 	for _, f := range strings.Split(*envs, ",") {
@@ -59,6 +64,10 @@ func main() {
 		sizes = append(sizes, n)
 	}
 	if err := run(sizes, *rate, *perInvoke, *workers, *seed); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetcmd:", err)
+		os.Exit(1)
+	}
+	if err := runSparse(*sparseEnvs, *sparseEvery, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "fleetcmd:", err)
 		os.Exit(1)
 	}
@@ -222,4 +231,53 @@ func pct(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f %%", 100*v)
+}
+
+// sparsePhases: healthy, then an outage long enough for the sparse fleet
+// to open the circuit and for every environment to call again after that.
+var sparsePhases = []fleetsim.Phase{
+	{Name: "healthy", Duration: 30 * time.Second},
+	{Name: "outage", Duration: 60 * time.Second, FailureRate: 1},
+}
+
+// runSparse runs a fleet with sparse traffic twice: with old answers
+// served at once while the refresh runs (maximum age 0) and with the
+// default maximum age, each invocation's lookup arriving while its
+// INVOKE's read runs. It prints the calls sent to the failed service after
+// the table held the circuit OPEN.
+func runSparse(envs int, every time.Duration, seed uint64) error {
+	fmt.Printf("\nSparse traffic: %d environments, one call per %s in each (one per invocation), the lookup arriving while the INVOKE's read runs; phases: %s.\n\n",
+		envs, every, describe(sparsePhases))
+	fmt.Println("| Maximum age | Calls in the outage | Sent to the failed service | Sent after the circuit opened, because of old answers | First refusal | Every environment refuses | Reads / 1,000 calls |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, maxAge := range []time.Duration{0, 2 * time.Second} {
+		start := time.Now()
+		db, err := dynalite.Launch()
+		if err != nil {
+			return err
+		}
+		ctx := context.Background()
+		table := fmt.Sprintf("sparse-%d", maxAge.Milliseconds())
+		if err := dynalite.CreateTable(ctx, db.Client(), table); err != nil {
+			db.Stop()
+			return err
+		}
+		res, err := fleetsim.Run(ctx, fleetsim.Config{
+			Envs: envs, Rate: float64(time.Second) / float64(every), CallsPerInvoke: 1, Phases: sparsePhases, Seed: seed,
+			MaxAge: maxAge, LookupDuringRead: true, DB: db.Client(), Table: table,
+		})
+		db.Stop()
+		if err != nil {
+			return fmt.Errorf("sparse traffic, maximum age %s: %w", maxAge, err)
+		}
+		fmt.Fprintf(os.Stderr, "fleetcmd: sparse traffic, maximum age %s: %s\n", maxAge, time.Since(start).Round(time.Second))
+		name := "0 (old answers at once)"
+		if maxAge > 0 {
+			name = maxAge.String() + " (the default)"
+		}
+		o := res.Phases[1]
+		fmt.Printf("| %s | %d | %d | %d | %s | %s | %s |\n", name, o.Calls, o.Sent, o.SentWhileOpen,
+			dur(res.FirstRefusal), dur(res.FleetRefusal), per1000(o.Ops.Reads(), o.Calls))
+	}
+	return nil
 }

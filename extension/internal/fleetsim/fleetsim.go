@@ -55,6 +55,15 @@ type Config struct {
 	Policy policy.Policy
 	// RefreshInterval is the cache's (default 1 s).
 	RefreshInterval time.Duration
+	// MaxAge is the cache's maximum age (CIRCUIT_BREAKER_MAX_AGE); 0
+	// answers old values at once while the refresh runs.
+	MaxAge time.Duration
+	// LookupDuringRead makes each invocation's first lookup arrive while
+	// the INVOKE's read is still in flight, as in Lambda, where the
+	// runtime gets the event at the same moment as the extension; by
+	// default the read ends first. It also checks the table at every call,
+	// for SentWhileOpen: use it for small fleets.
+	LookupDuringRead bool
 	// EveryFlush writes every count at every flush, as the extension did
 	// before healthy circuits became write-free (the baseline).
 	EveryFlush bool
@@ -81,6 +90,10 @@ type PhaseResult struct {
 	Ops Ops
 	// Opened counts the circuit's transitions to OPEN during the phase.
 	Opened int
+	// SentWhileOpen counts calls sent, other than probes, while the table
+	// held the circuit OPEN: calls let through by an old answer. Counted
+	// with LookupDuringRead only.
+	SentWhileOpen int64
 	// TrueRate is the failure rate of the calls sent in the window that
 	// ends with the phase; SeenRate the rate the table's window buckets
 	// hold then (-1 with no calls there).
@@ -147,7 +160,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			ClaimTimeout: 5 * time.Second, Holder: fmt.Sprintf("env-%d", i),
 		})
 		c := cache.New(st, cache.Options{
-			RefreshInterval: cfg.RefreshInterval, MissTimeout: 5 * time.Second, FetchTimeout: 5 * time.Second,
+			RefreshInterval: cfg.RefreshInterval, MaxAge: cfg.MaxAge, MissTimeout: 5 * time.Second, FetchTimeout: 5 * time.Second,
 			FailAllow: true, Admitter: b, Now: clock, Logger: cfg.Logger,
 		})
 		b.SetCache(c)
@@ -233,14 +246,38 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				nextPoll = nextPoll.Add(time.Second)
 			}
 			pr := &res.Phases[phase]
-			if k%cfg.CallsPerInvoke == 0 { // INVOKE
-				e.c.RefreshDue()
+			invoke := func() error { // the rest of the INVOKE: reads end, then the flush
 				if err := e.c.Wait(ctx); err != nil {
-					return res, err
+					return err
 				}
 				_, _ = e.b.Flush(ctx) // errors are counted in the table, or retried
+				return nil
+			}
+			// Whether the table held the circuit OPEN when this call was
+			// decided (before this environment's own flush).
+			openBefore := false
+			if cfg.LookupDuringRead {
+				cur, _, err := raw.Get(ctx, cfg.Service)
+				if err != nil {
+					return res, fmt.Errorf("fleetsim: read the circuit: %w", err)
+				}
+				openBefore = cur.EffectiveState(t) == circuit.Open
+			}
+			isInvoke := k%cfg.CallsPerInvoke == 0
+			if isInvoke {
+				e.c.RefreshDue()
+				if !cfg.LookupDuringRead {
+					if err := invoke(); err != nil {
+						return res, err
+					}
+				}
 			}
 			d := e.c.Lookup(ctx, cfg.Service)
+			if isInvoke && cfg.LookupDuringRead {
+				if err := invoke(); err != nil {
+					return res, err
+				}
+			}
 			pr.Calls++
 			if !d.Allowed {
 				pr.Refused++
@@ -255,6 +292,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					}
 				}
 				continue
+			}
+			if openBefore && d.Probe == "" {
+				pr.SentWhileOpen++
 			}
 			failed := rng.Float64() < pr.FailureRate
 			pr.Sent++

@@ -2,6 +2,7 @@ package fleetsim
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -123,5 +124,32 @@ func TestHardFailureRefusedWithinASecond(t *testing.T) {
 	old := simulate(t, Config{Envs: 3, Rate: 20, CallsPerInvoke: 1, Seed: 3, Phases: phases, EveryFlush: true, Policy: today})
 	if old.FirstRefusal >= 0 && old.FirstRefusal <= time.Second {
 		t.Fatalf("without the fast trip the first refusal came after %s; the test cannot tell the two apart", old.FirstRefusal)
+	}
+}
+
+// Sparse traffic (one call per 10 s in each environment): once the circuit
+// has opened, an environment whose first lookup is answered from its old
+// value while the INVOKE's read runs sends one more call to the failed
+// service; with a maximum age the lookup waits for the read and refuses.
+func TestSparseTrafficOldAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		maxAge time.Duration
+		want   func(n int64) bool
+	}{
+		{0, func(n int64) bool { return n > 0 }},
+		{2 * time.Second, func(n int64) bool { return n == 0 }},
+	} {
+		t.Run(fmt.Sprintf("maxAge=%s", tc.maxAge), func(t *testing.T) {
+			res := simulate(t, Config{Envs: 50, Rate: 0.1, CallsPerInvoke: 1, MaxAge: tc.maxAge, LookupDuringRead: true, Seed: 1,
+				Phases: []Phase{{Name: "healthy", Duration: 20 * time.Second}, {Name: "outage", Duration: 60 * time.Second, FailureRate: 1}}})
+			o := res.Phases[1]
+			t.Logf("maxAge %s: %d calls sent after the circuit opened", tc.maxAge, o.SentWhileOpen)
+			if o.Opened == 0 {
+				t.Fatalf("the circuit never opened in the outage")
+			}
+			if !tc.want(o.SentWhileOpen) {
+				t.Errorf("%d calls sent while the table held the circuit OPEN", o.SentWhileOpen)
+			}
+		})
 	}
 }
