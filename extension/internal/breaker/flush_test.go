@@ -42,6 +42,7 @@ func TestFlushErrorStaysSmall(t *testing.T) {
 		t.Fatalf("pending %d after the failed flush, want every count kept", b.Pending())
 	}
 }
+
 // The cache says OPEN, but another sandbox's probe has closed the circuit
 // since it was read: failures flushed now are evaluated against the table
 // and trip it, instead of being skipped as "already open".
