@@ -156,7 +156,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 			// The claim may have been applied with its answer lost: a
 			// slot nobody holds would block every sandbox until the
 			// lease expires. Give it back by its token.
-			b.bg.goDo(func() { b.release(ctx, uncertain.Lease) })
+			b.bg.Go(func() { b.release(ctx, uncertain.Lease) })
 		}
 		if !errors.Is(err, store.ErrLeaseBusy) {
 			b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
@@ -178,7 +178,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		}
 		// Give the slot back without holding up the answer; should the
 		// sandbox freeze first, the lease simply expires.
-		b.bg.goDo(func() { b.release(ctx, l) })
+		b.bg.Go(func() { b.release(ctx, l) })
 		if err != nil {
 			return cache.Admission{}
 		}
@@ -191,7 +191,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		// SHUTDOWN has settled the held leases already: this one would be
 		// left to expire.
 		b.mu.Unlock()
-		b.bg.goDo(func() { b.release(ctx, l) })
+		b.bg.Go(func() { b.release(ctx, l) })
 		return cache.Admission{}
 	}
 	b.leases[l.Token] = l

@@ -64,7 +64,7 @@ func TestLostClaimIsGivenBack(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := a.bg.wait(wctx); err != nil {
+	if err := a.bg.Wait(wctx); err != nil {
 		t.Fatalf("giving back the lost claim: %v", err)
 	}
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/inflight"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
@@ -98,7 +99,9 @@ type Breaker struct {
 	// returned, nothing more is recorded, so the last flush has it all.
 	gate    sync.RWMutex
 	stopped atomic.Bool
-	bg      tasks
+	// bg runs background work, such as giving back a lease whose claim
+	// was answered with an error, so that SHUTDOWN can wait for it.
+	bg inflight.Counter
 }
 
 // New returns a Breaker over the store returned by st.

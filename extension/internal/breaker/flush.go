@@ -97,17 +97,8 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	// FlushAll waits for such writes before it starts.
 	var writes sync.WaitGroup
 	for _, e := range entries {
-		if ctx.Err() != nil {
+		if !acquire(ctx, sem) {
 			b.agg.Failed(e) // the budget ran out: kept for the next flush
-			mu.Lock()
-			res.Failed++
-			mu.Unlock()
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			b.agg.Failed(e)
 			mu.Lock()
 			res.Failed++
 			mu.Unlock()
@@ -148,12 +139,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { writes.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	waitFor(ctx, &writes)
 	b.mu.Lock()
 	ids := make([]string, 0, len(b.unevaluated))
 	for id := range b.unevaluated {
@@ -162,14 +148,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	trips := maps.Clone(b.trips)
 	b.mu.Unlock()
 	for _, id := range ids {
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if !acquire(ctx, sem) {
 			break
 		}
 		wg.Add(1)
@@ -193,14 +172,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		}()
 	}
 	for id, run := range trips {
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if !acquire(ctx, sem) {
 			break
 		}
 		wg.Add(1)
@@ -222,12 +194,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	}
 	// Evaluations and trips whose writes outlive ctx go on in the
 	// background, like bucket writes.
-	edone := make(chan struct{})
-	go func() { wg.Wait(); close(edone) }()
-	select {
-	case <-edone:
-	case <-ctx.Done():
-	}
+	waitFor(ctx, &wg)
 	mu.Lock()
 	defer mu.Unlock()
 	return res, summarize(errs)
@@ -235,13 +202,34 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 
 // waitWrites waits until the bucket writes of earlier flushes have ended,
 // or ctx ends.
-func (b *Breaker) waitWrites(ctx context.Context) {
+func (b *Breaker) waitWrites(ctx context.Context) { waitFor(ctx, &b.writes) }
+
+// waitFor waits until the work wg counts has ended, or ctx ends.
+func waitFor(ctx context.Context, wg *sync.WaitGroup) {
 	done := make(chan struct{})
-	go func() { b.writes.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// acquire takes a slot of sem and reports true, or reports false when ctx
+// has ended or ends first.
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	if ctx.Err() != nil {
+		<-sem
+		return false
+	}
+	return true
 }
 
 // urgent says whether this extension's own window counts w of circuit id

@@ -273,7 +273,7 @@ func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
 		}()
 	}
 	wg.Wait()
-	if err := b.bg.wait(ctx); err != nil {
+	if err := b.bg.Wait(ctx); err != nil {
 		b.o.Logger.Warn("leases being given back did not finish before the deadline; they expire by themselves", "error", err.Error())
 	}
 	return len(held)

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/inflight"
 )
 
 // Server is the local API's HTTP server. Unlike a bare http.Server, its
@@ -14,46 +15,21 @@ import (
 type Server struct {
 	*http.Server
 
-	mu      sync.Mutex
-	closing bool
-	active  int
-	idle    chan struct{} // closed when active drops to 0
+	handlers inflight.Counter // handlers running; closed at Shutdown or Close
 }
 
 // track wraps h: a request is refused once the server is shutting down,
 // and counted while its handler runs.
 func (s *Server) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.enter() {
+		if !s.handlers.Enter() {
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusServiceUnavailable, "the extension is shutting down")
 			return
 		}
-		defer s.leave()
+		defer s.handlers.Leave()
 		h.ServeHTTP(w, r)
 	})
-}
-
-func (s *Server) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	if s.active == 0 {
-		s.idle = make(chan struct{})
-	}
-	s.active++
-	return true
-}
-
-func (s *Server) leave() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.active--
-	if s.active == 0 {
-		close(s.idle)
-	}
 }
 
 // Shutdown stops accepting connections, refuses every request that
@@ -62,9 +38,7 @@ func (s *Server) leave() {
 // Shutdown to cancel the requests still running, then Wait for their
 // handlers.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
+	s.handlers.Close()
 	err := s.Server.Shutdown(ctx)
 	if werr := s.Wait(ctx); werr != nil && err == nil {
 		err = werr
@@ -79,26 +53,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // running see their context cancelled. It does not wait for their
 // handlers: see Wait.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
+	s.handlers.Close()
 	return s.Server.Close()
 }
 
 // Wait returns once no handler runs, or with ctx's error when ctx ends
 // first.
 func (s *Server) Wait(ctx context.Context) error {
-	s.mu.Lock()
-	if s.active == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	idle := s.idle
-	s.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.handlers.Wait(ctx)
 }
