@@ -2,12 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
@@ -56,5 +60,176 @@ func TestGetAndGetMany(t *testing.T) {
 	}
 	if len(many) != 1 || many["orders"].Version != 3 {
 		t.Errorf("GetMany = %v, want only orders at version 3", many)
+	}
+}
+
+// One unreadable item fails only its own circuit: GetMany returns every
+// other circuit and names the unreadable one in an ItemErrors.
+func TestGetManySkipsUnreadableItems(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	st := New(srv.Client(), table)
+	ctx := context.Background()
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for _, id := range ids {
+		if err := st.Write(ctx, circuit.New(id), circuit.Circuit{ID: id, State: circuit.Open, Version: 1}, circuit.Transition); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putUnreadableCircuit(t, srv.Client(), table, "bad")
+
+	got, err := st.GetMany(ctx, append(append([]string{}, ids...), "bad", "never-written"))
+	var ie ItemErrors
+	if !errors.As(err, &ie) || len(ie) != 1 || ie["bad"] == nil {
+		t.Fatalf("GetMany error = %v, want ItemErrors naming only %q", err, "bad")
+	}
+	if len(got) != len(ids) {
+		t.Errorf("GetMany returned %d circuits, want the %d readable ones", len(got), len(ids))
+	}
+	for _, id := range ids {
+		if got[id].State != circuit.Open {
+			t.Errorf("circuit %q = %+v, want OPEN", id, got[id])
+		}
+	}
+	if _, ok := got["never-written"]; ok {
+		t.Error("a circuit never written is in the result")
+	}
+}
+
+// putUnreadableCircuit writes a circuit item with a state this version
+// does not know, as a hand edit or a newer writer could.
+func putUnreadableCircuit(t *testing.T, db *dynamodb.Client, table, id string) {
+	t.Helper()
+	_, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+		"id":      &types.AttributeValueMemberS{Value: id},
+		"state":   &types.AttributeValueMemberS{Value: "DISABLED"},
+		"version": &types.AttributeValueMemberN{Value: "1"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// throttlingAPI answers the first rounds of BatchGetItem with every key
+// unprocessed, as DynamoDB does under throttling, and records when each
+// call came.
+type throttlingAPI struct {
+	API
+	rounds int // calls to leave unprocessed; negative: always
+
+	mu    sync.Mutex
+	calls []time.Time
+}
+
+func (a *throttlingAPI) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	a.mu.Lock()
+	a.calls = append(a.calls, time.Now())
+	n := len(a.calls)
+	a.mu.Unlock()
+	if a.rounds < 0 || n <= a.rounds {
+		return &dynamodb.BatchGetItemOutput{UnprocessedKeys: in.RequestItems}, nil
+	}
+	return a.API.BatchGetItem(ctx, in, opts...)
+}
+
+func TestBatchGetBacksOffOnUnprocessedKeys(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	seed := New(srv.Client(), table)
+	var ids []string
+	for i := range 3 {
+		c := circuit.Circuit{ID: fmt.Sprintf("svc%d", i), State: circuit.Open, Version: 1}
+		if err := seed.Write(ctx, circuit.New(c.ID), c, circuit.Transition); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+
+	t.Run("succeeds once DynamoDB processes the keys", func(t *testing.T) {
+		api := &throttlingAPI{API: srv.Client(), rounds: 3}
+		got, err := New(api, table).GetMany(ctx, ids)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("GetMany = %d circuits, %v; want 3", len(got), err)
+		}
+		if len(api.calls) != 4 {
+			t.Fatalf("%d BatchGetItem calls, want 4", len(api.calls))
+		}
+		for i := 1; i < len(api.calls); i++ {
+			if gap := api.calls[i].Sub(api.calls[i-1]); gap < 100*time.Microsecond {
+				t.Errorf("round %d came %s after the previous one, want a back-off", i+1, gap)
+			}
+		}
+	})
+
+	t.Run("gives up when the context ends", func(t *testing.T) {
+		api := &throttlingAPI{API: srv.Client(), rounds: -1}
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := New(api, table).GetMany(ctx, ids)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("GetMany under endless throttling: %v, want the deadline", err)
+		}
+		// Without a back-off this loop would call thousands of times;
+		// with it, a round costs a few to 100 ms.
+		if n := len(api.calls); n > 40 {
+			t.Errorf("%d BatchGetItem calls in 300 ms, want a back-off between rounds", n)
+		}
+	})
+}
+
+// overrideLaggingAPI processes circuit keys but leaves override keys
+// unprocessed, as a throttled BatchGetItem may.
+type overrideLaggingAPI struct{ API }
+
+func (a overrideLaggingAPI) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	out := &dynamodb.BatchGetItemOutput{Responses: map[string][]map[string]types.AttributeValue{}, UnprocessedKeys: map[string]types.KeysAndAttributes{}}
+	for table, ka := range in.RequestItems {
+		var now, later []map[string]types.AttributeValue
+		for _, k := range ka.Keys {
+			if strings.HasSuffix(k[KeyAttribute].(*types.AttributeValueMemberS).Value, OverrideSuffix) {
+				later = append(later, k)
+			} else {
+				now = append(now, k)
+			}
+		}
+		if len(now) > 0 {
+			res, err := a.API.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{table: {Keys: now, ConsistentRead: ka.ConsistentRead}}}, opts...)
+			if err != nil {
+				return nil, err
+			}
+			out.Responses[table] = res.Responses[table]
+		}
+		if len(later) > 0 {
+			out.UnprocessedKeys[table] = types.KeysAndAttributes{Keys: later, ConsistentRead: ka.ConsistentRead}
+		}
+	}
+	return out, nil
+}
+
+// TestPartialReadNeverDropsAnOverride checks that a circuit whose override
+// item could not be read is not served without it.
+func TestPartialReadNeverDropsAnOverride(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	seed := New(srv.Client(), table)
+	if err := seed.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.Closed, Version: 1}, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed.SetOverride(ctx, "svc", circuit.ForcedOpen, "bad deploy", time.Time{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	got, err := New(overrideLaggingAPI{srv.Client()}, table).GetMany(ctx, []string{"svc"})
+	if err == nil {
+		t.Fatal("GetMany succeeded with the override key unread")
+	}
+	if c, ok := got["svc"]; ok {
+		t.Errorf("GetMany served %+v without its override item", c)
+	}
+	if _, _, err := New(overrideLaggingAPI{srv.Client()}, table).Get(ctx, "svc"); err == nil {
+		t.Error("Get succeeded with the override key unread")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -100,5 +99,73 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 		if a := other.Admit(ctx, c, time.Now(), true); a.Probe == "" {
 			t.Errorf("%s: slot still held after EndProbes within its share: %+v", id, a)
 		}
+	}
+}
+
+func TestExpiredTokenCountsAsOrdinaryOutcome(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{LeaseTTL: 100 * time.Millisecond, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	if a.Probe == "" {
+		t.Fatal(a)
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Someone else claims the expired slot.
+	other := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	o := other.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	t.Logf("other claim after expiry: allowed=%v", o.Allowed)
+	res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 5000, ProbeToken: a.Probe}})
+	t.Logf("late report of expired lease: %+v %v counted=%+v table=%+v", res, err, b.Counted("svc"), f.get(t, "svc"))
+	if res.State != "" && b.Counted("svc").IsZero() {
+		t.Errorf("BUG: expired token applied as a probe (README: counted as an ordinary outcome); concurrent with another live probe=%v", o.Allowed)
+	}
+}
+
+// Leases held at SHUTDOWN are settled: after a timeout or failure they
+// count as failed probes; after a spindown they are released for another
+// sandbox to probe at once.
+func TestEndProbesAtShutdown(t *testing.T) {
+	tests := []struct {
+		reason    string
+		failed    bool
+		wantState circuit.State
+	}{
+		{reason: "timeout", failed: true, wantState: circuit.Open},
+		{reason: "spindown", failed: false, wantState: circuit.HalfOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
+			b := f.breaker()
+			if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Probe == "" {
+				t.Fatalf("no probe lease: %+v", a)
+			}
+			if a := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+				t.Fatalf("a second sandbox got a probe while the lease is held: %+v", a)
+			}
+
+			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 1 {
+				t.Fatalf("EndProbes settled %d leases, want 1", n)
+			}
+			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 0 {
+				t.Errorf("a second EndProbes settled %d leases, want 0", n)
+			}
+			after := f.get(t, "svc")
+			if after.State != tt.wantState {
+				t.Fatalf("circuit after EndProbes(%s): %s v%d, want %s", tt.reason, after.State, after.Version, tt.wantState)
+			}
+			if tt.wantState == circuit.HalfOpen {
+				// The slot is free at once, not after the lease's TTL.
+				if a := f.breaker().Admit(ctx, after, time.Now(), true); a.Probe == "" {
+					t.Errorf("another sandbox could not probe after the release: %+v", a)
+				}
+			} else if after.Version != 2 || after.Reason == "" {
+				t.Errorf("reopened circuit %+v, want version 2 with a reason", after)
+			}
+		})
 	}
 }
