@@ -70,9 +70,11 @@ func TestHangHoldsUntilClientGivesUp(t *testing.T) {
 	if err := s.SetMode(Hang, 0); err != nil {
 		t.Fatal(err)
 	}
+	// The clock starts before the deadline is set, so the request cannot
+	// seem to end before it.
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, _, err := get(t, ctx, srv.URL+ResourcePath)
 	if err == nil {
 		t.Fatal("hanging request answered")
