@@ -306,8 +306,13 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	}
 	addErr(validateDuration("Extension.RefreshInterval", p.Extension.RefreshInterval, 10*time.Millisecond, time.Hour))
 	addErr(validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour))
+	// The extension refuses a staleness window shorter than the refresh
+	// interval (every function's init would fail), so synth refuses it too.
+	interval := cmp.Or(p.Extension.RefreshInterval, time.Second)
+	if staleness := cmp.Or(p.Extension.MaxStaleness, 30*time.Second); p.Extension.MaxStaleness >= 0 && staleness < interval {
+		add("Extension.MaxStaleness %s: want at least the refresh interval %s", staleness, interval)
+	}
 	if age := p.Extension.MaxAge; age > 0 {
-		interval := cmp.Or(p.Extension.RefreshInterval, time.Second)
 		if err := validateDuration("Extension.MaxAge", age, interval, 24*time.Hour); err != nil {
 			add("%v (at least the refresh interval; negative turns it off)", err)
 		}

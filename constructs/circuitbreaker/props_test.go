@@ -69,6 +69,9 @@ func TestPropsValidation(t *testing.T) {
 		{"max age below interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxAge: 2 * time.Second}}, "Extension.MaxAge"},
 		{"max age with short interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 100 * time.Millisecond, MaxAge: 500 * time.Millisecond}}, ""},
 		{"max age off", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: -1}}, ""},
+		{"staleness under a long interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: time.Minute}}, "Extension.MaxStaleness 30s: want at least the refresh interval 1m0s"},
+		{"staleness under the interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxStaleness: 2 * time.Second}}, "Extension.MaxStaleness 2s: want at least the refresh interval 5s"},
+		{"staleness equal to the interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxStaleness: 5 * time.Second}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,7 +27,7 @@ func ParseOverride(v string) (Override, error) {
 }
 
 // ValidateOverride checks an operator override before it is stored: a
-// known override, a non-empty reason of at most 512 characters of valid
+// known override, a non-empty reason of at most 512 bytes of valid
 // UTF-8 without control characters, and an
 // expiry that is either zero (never expires) or after now.
 func ValidateOverride(o Override, reason string, until, now time.Time) error {
@@ -38,7 +38,7 @@ func ValidateOverride(o Override, reason string, until, now time.Time) error {
 		return fmt.Errorf("circuit: override %s needs a reason", o)
 	}
 	if len(reason) > MaxOverrideReasonLength {
-		return fmt.Errorf("circuit: override reason is longer than %d characters", MaxOverrideReasonLength)
+		return fmt.Errorf("circuit: override reason is longer than %d bytes", MaxOverrideReasonLength)
 	}
 	if strings.IndexFunc(reason, unicode.IsControl) >= 0 || !utf8.ValidString(reason) {
 		return fmt.Errorf("circuit: override reason may hold no control characters and must be valid UTF-8")
