@@ -213,9 +213,17 @@ func (r *run) every(ctx context.Context, last store.Applied) error {
 		now := r.u.now()
 		after := last.After()
 		next := r.start.Add(time.Duration(r.tick) * r.cfg.CheckInterval)
-		for !next.After(r.end) && (next.Before(now) || (after.State == circuit.Open && next.Before(after.RetryAt))) {
+		for !next.After(r.end) && next.Before(now) {
 			r.tick++
 			next = r.start.Add(time.Duration(r.tick) * r.cfg.CheckInterval)
+		}
+		// An OPEN circuit's trial comes when its cool-down ends, not at
+		// the first tick after it: the check that opened it took time, so
+		// the cool-down rarely ends on a tick. That check takes no tick;
+		// the ticks after it run as scheduled.
+		onTick := true
+		if after.State == circuit.Open && next.Before(after.RetryAt) {
+			next, onTick = after.RetryAt, false
 		}
 		if !r.fits(next) {
 			return nil
@@ -223,7 +231,13 @@ func (r *run) every(ctx context.Context, last store.Applied) error {
 		if err := r.u.sleep(ctx, next.Sub(now)); err != nil {
 			return fmt.Errorf("updater: interval check of %q interrupted: %w", r.cfg.ID, err)
 		}
-		r.tick++
+		if onTick {
+			r.tick++
+		} else {
+			for !r.start.Add(time.Duration(r.tick) * r.cfg.CheckInterval).After(next) {
+				r.tick++ // ticks inside the cool-down, and one on RetryAt itself
+			}
+		}
 		var err error
 		if last, err = r.check(ctx, r.cfg.Probe.Timeout); err != nil {
 			return err

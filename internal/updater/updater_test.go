@@ -561,6 +561,49 @@ func TestCheckInterval(t *testing.T) {
 	}
 }
 
+// slowProber is the real checker on a virtual clock where every check
+// takes latency, and records when each check started.
+type slowProber struct {
+	Prober
+	clk     *clock
+	latency time.Duration
+	starts  []time.Time
+}
+
+func (p *slowProber) Check(ctx context.Context, probe healthcheck.Probe) healthcheck.Result {
+	p.starts = append(p.starts, p.clk.Now())
+	res := p.Prober.Check(ctx, probe)
+	p.clk.Advance(p.latency)
+	return res
+}
+
+// TestCheckIntervalTrialWhenTheCoolDownEnds: checks take time, so the
+// cool-down of a circuit opened by one ends between ticks. The trial runs
+// when it ends, not an interval later, and the ticks after it keep their
+// schedule.
+func TestCheckIntervalTrialWhenTheCoolDownEnds(t *testing.T) {
+	e := newEnv(t)
+	svc := newScript(t, 503)
+	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	u := fakeTimeUpdater(e, clk)
+	slow := &slowProber{Prober: u.Prober, clk: clk, latency: 200 * time.Millisecond}
+	u.Prober = slow
+	start := clk.Now()
+	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: "10s", Timeout: "4s"})
+	out, err := u.Handle(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.State != circuit.Open || len(slow.starts) != 4 {
+		t.Fatalf("%d checks, state %s; want 4 (check, 2 confirmations, trial), OPEN (%+v)", len(slow.starts), out.State, out)
+	}
+	// Opened by the third check, which ended at 10.6s: cool-down 30s.
+	trial := slow.starts[3].Sub(start)
+	if want := 10*time.Second + 600*time.Millisecond + circuit.DefaultOpenCooldown; trial != want {
+		t.Errorf("trial started at %s, want %s, when the cool-down ended (starts %v)", trial, want, slow.starts)
+	}
+}
+
 func mustDuration(t *testing.T, s string) time.Duration {
 	t.Helper()
 	d, err := time.ParseDuration(s)
