@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -32,12 +31,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/buildflags"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 )
 
 const token = "bench-token"
@@ -73,53 +69,37 @@ func serveFloor(addr string) {
 type row struct{ name, value, target string }
 
 func run(n, dynamoN, starts, pauses int, dur time.Duration) error {
-	root, err := dynalite.RepoRoot()
-	if err != nil {
-		return err
-	}
+	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "cb-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "circuit-breaker")
-	if err := rie.BuildTo(context.Background(), root, "./extension", bin); err != nil {
-		return fmt.Errorf("build extension: %w", err)
+	bin, err := benchenv.BuildExtension(ctx, tmp, "")
+	if err != nil {
+		return err
 	}
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return err
 	}
 	// The layer's default architecture, built exactly as the construct does.
-	armBin := filepath.Join(tmp, "circuit-breaker-arm64")
-	armBuild := exec.Command("go", append(append([]string{"build"}, buildflags.Extension...), "-o", armBin, "./extension")...)
-	armBuild.Dir, armBuild.Env, armBuild.Stderr = root, append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64"), os.Stderr
-	if err := armBuild.Run(); err != nil {
-		return fmt.Errorf("build extension for arm64: %w", err)
+	armBin, err := benchenv.BuildExtension(ctx, tmp, "arm64")
+	if err != nil {
+		return err
 	}
 	armFi, err := os.Stat(armBin)
 	if err != nil {
 		return err
 	}
 
-	dyn, err := dynalite.Launch()
+	table := "circuits-bench"
+	dyn, err := benchenv.Table(ctx, table, "bench")
 	if err != nil {
 		return err
 	}
 	defer dyn.Stop()
 	db := dyn.Client()
-	ctx := context.Background()
-	table := "circuits-bench"
-	if err := dynalite.CreateTable(ctx, db, table); err != nil {
-		return err
-	}
-	item, err := store.Encode(circuit.Circuit{ID: "bench", State: circuit.Closed, Version: 1, UpdatedAt: time.Now()})
-	if err != nil {
-		return err
-	}
-	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
-		return err
-	}
 	env := func(port int, services string, runtimeAPI string) []string {
 		return []string{
 			"AWS_LAMBDA_RUNTIME_API=" + runtimeAPI,

@@ -20,16 +20,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/clients"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 )
 
 const (
@@ -92,18 +86,15 @@ func main() {
 }
 
 func run(n, rounds int) error {
-	root, err := dynalite.RepoRoot()
-	if err != nil {
-		return err
-	}
+	ctx := context.Background()
 	tmp, err := os.MkdirTemp("", "cb-client-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "circuit-breaker")
-	if err := rie.BuildTo(context.Background(), root, "./extension", bin); err != nil {
-		return fmt.Errorf("build extension: %w", err)
+	bin, err := benchenv.BuildExtension(ctx, tmp, "")
+	if err != nil {
+		return err
 	}
 	layer := filepath.Join(tmp, "layer")
 	if err := clients.Write(layer); err != nil {
@@ -118,23 +109,12 @@ func run(n, rounds int) error {
 		return fmt.Errorf("node: %w", err)
 	}
 
-	dyn, err := dynalite.Launch()
+	table := "circuits-client-bench"
+	dyn, err := benchenv.Table(ctx, table, service)
 	if err != nil {
 		return err
 	}
 	defer dyn.Stop()
-	ctx := context.Background()
-	table := "circuits-client-bench"
-	if err := dynalite.CreateTable(ctx, dyn.Client(), table); err != nil {
-		return err
-	}
-	item, err := store.Encode(circuit.Circuit{ID: service, State: circuit.Closed, Version: 1, UpdatedAt: time.Now()})
-	if err != nil {
-		return err
-	}
-	if _, err := dyn.Client().PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
-		return err
-	}
 
 	fake := extapitest.Start()
 	defer fake.Close()

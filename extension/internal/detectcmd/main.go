@@ -22,7 +22,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -30,11 +29,11 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
 
@@ -73,13 +72,9 @@ func run(runs, rate int, check time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "circuit-breaker")
-	root, err := dynalite.RepoRoot()
+	bin, err := benchenv.BuildExtension(ctx, dir, "")
 	if err != nil {
 		return err
-	}
-	if err := rie.BuildTo(ctx, root, "./extension", bin); err != nil {
-		return fmt.Errorf("build: %w", err)
 	}
 
 	var failing atomic.Bool

@@ -149,6 +149,12 @@ func BuildPackage(ctx context.Context, pkg, dir string) (string, error) {
 // ships it: static, stripped, and the extension with its own flags
 // (internal/buildflags).
 func BuildTo(ctx context.Context, root, pkg, out string) error {
+	return BuildFor(ctx, root, pkg, out, "")
+}
+
+// BuildFor is BuildTo for linux on the architecture goarch, such as
+// "arm64" (the layer's default); empty builds for the host.
+func BuildFor(ctx context.Context, root, pkg, out, goarch string) error {
 	flags := buildflags.Common
 	if strings.HasSuffix(pkg, "/extension") {
 		flags = buildflags.Extension
@@ -156,6 +162,9 @@ func BuildTo(ctx context.Context, root, pkg, out string) error {
 	cmd := exec.CommandContext(ctx, "go", append(append([]string{"build"}, flags...), "-o", out, pkg)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if goarch != "" {
+		cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+goarch)
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
