@@ -21,23 +21,39 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
+// shutdownFixture is an extension's breaker, cache and local API served
+// on a loopback port, over a dynalite table, as shutdown finds them.
+type shutdownFixture struct {
+	st  *store.Store
+	log *slog.Logger
+	brk *breaker.Breaker
+	c   *cache.Cache
+	ln  net.Listener
+	srv *server.Server
+}
+
+func startShutdownFixture(t *testing.T) shutdownFixture {
+	t.Helper()
+	db := dynalite.Start(t)
+	f := shutdownFixture{st: store.New(db.Client(), db.NewTable(t)), log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	f.brk = breaker.New(func(context.Context) (*store.Store, error) { return f.st, nil }, breaker.Options{Logger: f.log})
+	f.c = cache.New(f.st, cache.Options{Admitter: f.brk, Logger: f.log})
+	f.brk.SetCache(f.c)
+	var err error
+	if f.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	f.srv = server.New(server.NewHandler(f.c, server.Options{Reporter: f.brk, Logger: f.log}), f.log)
+	go func() { _ = f.srv.Serve(f.ln) }()
+	return f
+}
+
 // A client connection that never sends a request (a pre-connected or
 // pooled socket) must not hold SHUTDOWN until the server's header timeout:
 // the pending outcomes still reach the table within the deadline.
 func TestShutdownIdleConnectionDoesNotCostTheFlush(t *testing.T) {
-	db := dynalite.Start(t)
-	st := store.New(db.Client(), db.NewTable(t))
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	brk := breaker.New(func(context.Context) (*store.Store, error) { return st, nil }, breaker.Options{Logger: log})
-	c := cache.New(st, cache.Options{Admitter: brk, Logger: log})
-	brk.SetCache(c)
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(server.NewHandler(c, server.Options{Reporter: brk, Logger: log}), log)
-	go func() { _ = srv.Serve(ln) }()
+	f := startShutdownFixture(t)
+	st, log, brk, c, ln, srv := f.st, f.log, f.brk, f.c, f.ln, f.srv
 
 	failed := false
 	if _, err := brk.Report(context.Background(), "svc", []api.Outcome{{Success: &failed, LatencyMs: 5}}); err != nil {
@@ -79,18 +95,8 @@ func TestShutdownIdleConnectionDoesNotCostTheFlush(t *testing.T) {
 // or refused (503, a closed connection, ErrStopped); none is acknowledged
 // and lost.
 func TestReportRacingShutdownIsCountedOrRefused(t *testing.T) {
-	db := dynalite.Start(t)
-	st := store.New(db.Client(), db.NewTable(t))
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	brk := breaker.New(func(context.Context) (*store.Store, error) { return st, nil }, breaker.Options{Logger: log})
-	c := cache.New(st, cache.Options{Admitter: brk, Logger: log})
-	brk.SetCache(c)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(server.NewHandler(c, server.Options{Reporter: brk, Logger: log}), log)
-	go func() { _ = srv.Serve(ln) }()
+	f := startShutdownFixture(t)
+	st, log, brk, c, ln, srv := f.st, f.log, f.brk, f.c, f.ln, f.srv
 	url := "http://" + ln.Addr().String() + "/circuits/svc/outcomes"
 	body := `{"outcomes":[{"success":false,"latencyMs":3},{"success":true,"latencyMs":3}]}`
 	ok, bad := true, false

@@ -148,13 +148,7 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 	trips := maps.Clone(b.trips)
 	b.mu.Unlock()
 	for _, id := range ids {
-		if !acquire(ctx, sem) {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		if !spawn(ctx, sem, &wg, func() {
 			tripped, err := b.evaluate(ctx, id)
 			if err != nil {
 				fail(err)
@@ -169,16 +163,12 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 				res.Tripped++
 			}
 			mu.Unlock()
-		}()
-	}
-	for id, run := range trips {
-		if !acquire(ctx, sem) {
+		}) {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+	}
+	for id, run := range trips {
+		if !spawn(ctx, sem, &wg, func() {
 			before, _ := b.peek(id)
 			after, err := b.fastTrip(ctx, id, run)
 			if err != nil {
@@ -190,7 +180,9 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 				res.Tripped++
 				mu.Unlock()
 			}
-		}()
+		}) {
+			break
+		}
 	}
 	// Evaluations and trips whose writes outlive ctx go on in the
 	// background, like bucket writes.
@@ -212,6 +204,22 @@ func waitFor(ctx context.Context, wg *sync.WaitGroup) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// spawn runs f in a new goroutine counted by wg and holding a slot of
+// sem, and reports true; it reports false, running nothing, when ctx ends
+// before a slot is free.
+func spawn(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup, f func()) bool {
+	if !acquire(ctx, sem) {
+		return false
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() { <-sem }()
+		f()
+	}()
+	return true
 }
 
 // acquire takes a slot of sem and reports true, or reports false when ctx
