@@ -55,19 +55,19 @@ test-clients: node_modules/go.mod
 
 ## bench: measure the extension (latency, throughput, start time, memory, size) and print one table
 bench: node_modules/go.mod
-	go run ./extension/internal/benchcmd
+	go run ./extension/bench/benchcmd
 
 ## bench-clients: cache-hit lookup cost through the Go, Python and Node.js clients, medians against the Go client's
 bench-clients: node_modules/.package-lock.json
-	go run ./extension/internal/clientbenchcmd
+	go run ./extension/bench/clientbenchcmd
 
 ## bench-detect: time from a downstream failure to refused callers, passive detection beside health checks
 bench-detect: node_modules/go.mod
-	go run ./extension/internal/detectcmd
+	go run ./extension/bench/detectcmd
 
 ## bench-fleet: simulate fleets of 1 to 500 execution environments: DynamoDB calls, reaction time, cost, hottest item
 bench-fleet: node_modules/go.mod
-	go run ./extension/internal/fleetcmd
+	go run ./extension/bench/fleetcmd
 
 # Built, then run, rather than `go run`: the go command exits 1 when it sees
 # the interrupt, even after the program stopped cleanly.

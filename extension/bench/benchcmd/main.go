@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )

@@ -14,7 +14,7 @@
 // Each environment is the extension's breaker and cache in this process
 // (package fleetsim) on a simulated clock; all share one dynalite table,
 // and every DynamoDB call is counted by operation. Run it from the
-// repository root with "go run ./extension/internal/fleetcmd" (make
+// repository root with "go run ./extension/bench/fleetcmd" (make
 // bench-fleet; a few minutes, offline, loopback only).
 package main
 
@@ -29,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/fleetsim"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/fleetsim"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )

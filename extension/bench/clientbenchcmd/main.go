@@ -22,7 +22,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/clients"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 )
 

@@ -9,7 +9,7 @@
 // two extension processes (the real binary, each with a fake Extensions
 // API, as two execution environments), and the updater in this process.
 // Run it from the repository root with
-// "go run ./extension/internal/detectcmd" (about five minutes).
+// "go run ./extension/bench/detectcmd" (about five minutes).
 package main
 
 import (
@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/benchenv"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
