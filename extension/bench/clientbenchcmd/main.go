@@ -20,9 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/clients"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 )
 

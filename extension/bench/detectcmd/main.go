@@ -28,8 +28,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/benchenv"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
