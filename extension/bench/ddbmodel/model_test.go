@@ -1,0 +1,130 @@
+package ddbmodel
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+)
+
+// script runs the store operations the extension makes against api and
+// returns what the store reads back.
+func script(t *testing.T, api store.API, table string) (circuit.Circuit, []circuit.Bucket, []error) {
+	t.Helper()
+	ctx := context.Background()
+	st := store.New(api, table)
+	now := time.Unix(1_800_000_000, 0).UTC()
+	var errs []error
+	// A trip, a lost race, counters, a lease claimed twice and released.
+	cur, _, err := st.Get(ctx, "pay")
+	errs = append(errs, err)
+	next := cur
+	next.State, next.Version, next.UpdatedAt, next.Reason = circuit.Open, cur.Version+1, now, "test"
+	next.RetryAt = now.Add(30 * time.Second)
+	errs = append(errs, st.Write(ctx, cur, next, circuit.Transition))
+	errs = append(errs, st.Write(ctx, cur, next, circuit.Transition)) // the same base again: a conflict
+	start := now.Truncate(5 * time.Second)
+	errs = append(errs, st.AddCounts(ctx, "pay", start, circuit.Counts{Calls: 10, Failures: 3}, now.Add(time.Hour)))
+	errs = append(errs, st.AddCounts(ctx, "pay", start, circuit.Counts{Calls: 5, Failures: 5, Slow: 1}, now.Add(time.Hour)))
+	l, err := st.ClaimLease(ctx, "pay", 1, 0, "a", next.Version, 10*time.Second, now)
+	errs = append(errs, err)
+	_, err = st.ClaimLease(ctx, "pay", 1, 0, "b", next.Version, 10*time.Second, now)
+	errs = append(errs, err) // busy
+	errs = append(errs, st.ReleaseLease(ctx, l))
+	errs = append(errs, st.ReleaseLease(ctx, l)) // lost
+	c, _, err := st.Get(ctx, "pay")
+	errs = append(errs, err)
+	bs, err := st.GetBuckets(ctx, "pay", []time.Time{start, start.Add(5 * time.Second)})
+	errs = append(errs, err)
+	return c, bs, errs
+}
+
+// The model answers the store's operations as dynalite does, and charges
+// what DynamoDB would.
+func TestModelMatchesDynalite(t *testing.T) {
+	srv := dynalite.Start(t)
+	wantC, wantB, wantErrs := script(t, srv.Client(), srv.NewTable(t))
+	now := time.Unix(1_800_000_000, 0)
+	m := New("t", func() time.Time { return now })
+	gotC, gotB, gotErrs := script(t, m, "t")
+	if gotC.State != wantC.State || gotC.Version != wantC.Version || !gotC.RetryAt.Equal(wantC.RetryAt) || gotC.Reason != wantC.Reason {
+		t.Errorf("circuit: model %+v, dynalite %+v", gotC, wantC)
+	}
+	if len(gotB) != len(wantB) || len(gotB) != 1 || gotB[0].Counts != wantB[0].Counts {
+		t.Errorf("buckets: model %+v, dynalite %+v", gotB, wantB)
+	}
+	if len(gotErrs) != len(wantErrs) {
+		t.Fatalf("errors: %d against %d", len(gotErrs), len(wantErrs))
+	}
+	for i := range gotErrs {
+		if (gotErrs[i] == nil) != (wantErrs[i] == nil) {
+			t.Errorf("step %d: model error %v, dynalite error %v", i, gotErrs[i], wantErrs[i])
+		}
+	}
+	if !errors.Is(gotErrs[2], store.ErrConflict) {
+		t.Errorf("second write: %v, want a conflict", gotErrs[2])
+	}
+	tot := m.Total()
+	// Reads: Get (2 keys) at the start and end, GetBuckets (2 keys), all
+	// strongly consistent; the conflicting write's token check reads the
+	// failed item from the exception, not the table.
+	if tot.ReadUnits != 6 || tot.Reads != 6 {
+		t.Errorf("read units %v in %d reads, want 6 in 6", tot.ReadUnits, tot.Reads)
+	}
+	// Writes: two transitions (one refused, still charged), two bucket
+	// ADDs, two claims (one refused), two releases (one refused).
+	if tot.WriteUnits != 8 || tot.Writes != 8 {
+		t.Errorf("write units %v in %d writes, want 8 in 8", tot.WriteUnits, tot.Writes)
+	}
+}
+
+// An item is refused past its per-second limits, and served again in the
+// next second; eventually consistent reads cost half.
+func TestModelThrottlesPerItem(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := New("t", func() time.Time { return now })
+	ctx := context.Background()
+	st := store.New(m, "t")
+	t0 := now
+	var throttled int
+	for range 1001 {
+		err := st.AddCounts(ctx, "pay", t0, circuit.Counts{Calls: 1}, now.Add(time.Hour))
+		var pte *types.ProvisionedThroughputExceededException
+		if errors.As(err, &pte) {
+			throttled++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if throttled != 1 {
+		t.Errorf("%d of 1001 writes in one second throttled, want 1", throttled)
+	}
+	// Another item is not affected.
+	if err := st.AddCounts(ctx, "other", now, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	if err := st.AddCounts(ctx, "pay", t0, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
+		t.Fatalf("the next second: %v", err)
+	}
+	_, _, w, key := m.Hottest()
+	if w != 1000 || key != store.BucketKey("pay", t0) {
+		t.Errorf("hottest write %v on %q", w, key)
+	}
+	u := m.Items()
+	var pay Usage
+	for _, x := range u {
+		if x.Key == key {
+			pay = x
+		}
+	}
+	if pay.ThrottledWrites != 1 || pay.Writes != 1001 || pay.PeakWriteUnits != 1000 {
+		t.Errorf("usage %+v", pay)
+	}
+}
