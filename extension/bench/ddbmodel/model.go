@@ -355,7 +355,9 @@ func (t *Table) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(
 	}
 	allOld := in.ReturnValuesOnConditionCheckFailure == types.ReturnValuesOnConditionCheckFailureAllOld
 	err = t.write(k, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, allOld,
-		func(map[string]types.AttributeValue) (map[string]types.AttributeValue, error) { return clone(in.Item), nil })
+		func(map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+			return clone(in.Item), nil
+		})
 	if err != nil {
 		return nil, err
 	}
