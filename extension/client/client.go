@@ -1,8 +1,9 @@
 // Package client asks the circuit-breaker extension, over loopback, whether
 // a function may call a service.
 //
-// A Client reads the extension's port (CIRCUIT_BREAKER_PORT), the session
-// token (AWS_SESSION_TOKEN) and the failure policy
+// A Client reads the extension's port (CIRCUIT_BREAKER_PORT), the token
+// (api.Token: AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN) and
+// the failure policy
 // (CIRCUIT_BREAKER_FAIL_MODE) from the environment the function shares
 // with the extension. Each request has a short timeout (DefaultTimeout);
 // when the extension cannot answer in time, Allow and Do follow the
@@ -29,7 +30,6 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
 )
 
 // DefaultTimeout bounds one request to the extension. A cache hit takes
@@ -88,16 +88,25 @@ func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = 
 // "http://127.0.0.1:4243" (default: 127.0.0.1 and CIRCUIT_BREAKER_PORT).
 func WithBaseURL(u string) Option { return func(c *Client) { c.base = strings.TrimRight(u, "/") } }
 
-// WithToken sets the session token (default: AWS_SESSION_TOKEN).
+// WithToken sets the token (default: api.Token(os.Getenv), the extension's
+// rule: AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN).
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithFailMode sets the failure policy, "allow" or "deny" (default:
 // CIRCUIT_BREAKER_FAIL_MODE, else allow). An invalid value denies.
 func WithFailMode(mode string) Option {
-	return func(c *Client) {
-		m, err := config.ParseFailMode(mode)
-		c.failAllow = err == nil && m.Allows()
+	return func(c *Client) { c.failAllow = failModeAllows(mode) }
+}
+
+// failModeAllows is true for "allow" (any case) and the empty default,
+// false for "deny" and for any invalid value, as the extension reads
+// CIRCUIT_BREAKER_FAIL_MODE.
+func failModeAllows(mode string) bool {
+	switch strings.ToLower(strings.TrimSpace(mode)) {
+	case "", "allow":
+		return true
 	}
+	return false
 }
 
 // WithHTTPClient replaces the HTTP client (default: a client with its own
@@ -107,19 +116,18 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h
 // New returns a client configured from the environment and opts.
 func New(opts ...Option) *Client {
 	port := api.DefaultPort
-	if p, err := strconv.Atoi(os.Getenv(config.EnvPort)); err == nil && p > 0 && p < 65536 {
+	if p, err := strconv.Atoi(os.Getenv(api.EnvPort)); err == nil && p > 0 && p < 65536 {
 		port = p
 	}
-	mode, err := config.ParseFailMode(os.Getenv(config.EnvFailMode))
 	timeout := DefaultTimeout
-	if miss, err := time.ParseDuration(os.Getenv(config.EnvMissTimeout)); err == nil && 2*miss+50*time.Millisecond > timeout {
+	if miss, err := time.ParseDuration(os.Getenv(api.EnvMissTimeout)); err == nil && 2*miss+50*time.Millisecond > timeout {
 		timeout = 2*miss + 50*time.Millisecond
 	}
 	c := &Client{
 		base:      "http://127.0.0.1:" + strconv.Itoa(port),
-		token:     os.Getenv(config.EnvToken),
+		token:     api.Token(os.Getenv),
 		timeout:   timeout,
-		failAllow: err == nil && mode.Allows(),
+		failAllow: failModeAllows(os.Getenv(api.EnvFailMode)),
 		http: &http.Client{Transport: &http.Transport{
 			Proxy:               nil, // loopback: never through HTTP_PROXY
 			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,

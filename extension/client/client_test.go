@@ -3,6 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -157,5 +160,53 @@ func TestDo(t *testing.T) {
 				t.Errorf("called=%v fallback=%v err=%v", called, fbErr, err)
 			}
 		})
+	}
+}
+
+// The client finds the token as the extension does (api.Token): in a
+// SnapStart restore there is no AWS_SESSION_TOKEN, only the container
+// credentials' token.
+func TestTokenFromEnvironment(t *testing.T) {
+	tests := []struct {
+		name, session, container string
+		allowed                  bool
+	}{
+		{"session token", "tok", "other", true},
+		{"SnapStart: container token only", "", "tok", true},
+		{"wrong session token wins over the container's", "wrong", "tok", false},
+	}
+	srv := fakeExtension(t, 0)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(api.EnvSessionToken, tt.session)
+			t.Setenv(api.EnvContainerAuthToken, tt.container)
+			c := New(WithBaseURL(srv.URL), WithTimeout(time.Second), WithFailMode("deny"))
+			allowed, err := c.Allow(context.Background(), "up")
+			if allowed != tt.allowed || (err == nil) != tt.allowed {
+				t.Errorf("Allow = %v, %v; want %v", allowed, err, tt.allowed)
+			}
+		})
+	}
+}
+
+// The public client depends on the extension's wire format (package api)
+// only, never on the extension's internal packages.
+func TestImportsNoInternalPackage(t *testing.T) {
+	for _, dir := range []string{".", "../api"} {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkgs {
+			for name, f := range p.Files {
+				for _, imp := range f.Imports {
+					if path := strings.Trim(imp.Path.Value, `"`); strings.Contains(path, "/internal/") {
+						t.Errorf("%s imports %s", name, path)
+					}
+				}
+			}
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,7 +83,7 @@ func TestClientsMatchTheAPI(t *testing.T) {
 	for _, p := range []string{"python/lambda_circuit_breaker.py", "nodejs/node_modules/lambda-circuit-breaker/index.js"} {
 		src := string(files[p])
 		for _, want := range []string{
-			"X-Circuit-Breaker-Token", "CIRCUIT_BREAKER_PORT", "AWS_SESSION_TOKEN",
+			"X-Circuit-Breaker-Token", "CIRCUIT_BREAKER_PORT", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 			"CIRCUIT_BREAKER_FAIL_MODE", "CIRCUIT_BREAKER_MISS_TIMEOUT", "4243", "/outcomes", "/circuits?ids=",
 		} {
 			if !strings.Contains(src, want) {
@@ -98,6 +101,7 @@ type harness struct {
 	token   string
 	control string
 	layer   string
+	proxy   *closingProxy
 }
 
 const testToken = "client-suite-token"
@@ -253,6 +257,20 @@ func startHarness(t *testing.T) *harness {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+	prx := startClosingProxy(t, port)
+	// POST /proxy/close closes every connection the proxy holds from a
+	// client, as the extension's server closes keep-alive connections idle
+	// past its idle timeout.
+	mux.HandleFunc("POST /proxy/close", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]int{"closed": prx.closeAll()})
+	})
+	// POST /proxy/drop-next-answer: the next answer the extension sends
+	// through the proxy is dropped and its connection closed, as when a
+	// connection breaks after the request reached the extension.
+	mux.HandleFunc("POST /proxy/drop-next-answer", func(w http.ResponseWriter, r *http.Request) {
+		prx.dropNext.Store(true)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	ctl := httptest.NewServer(mux)
 	t.Cleanup(ctl.Close)
 
@@ -260,7 +278,82 @@ func startHarness(t *testing.T) *harness {
 	if err := Write(layer); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{port: port, token: testToken, control: ctl.URL, layer: layer}
+	return &harness{port: port, token: testToken, control: ctl.URL, layer: layer, proxy: prx}
+}
+
+// closingProxy relays TCP connections to the extension on 127.0.0.1, so
+// that a suite can have the connections it keeps alive closed from the
+// extension's side, as the extension's server does when they stay idle past
+// its idle timeout.
+type closingProxy struct {
+	port     int
+	mu       sync.Mutex
+	conns    map[net.Conn]bool // client-side connections
+	dropNext atomic.Bool
+}
+
+func startClosingProxy(t *testing.T, target int) *closingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &closingProxy{port: ln.Addr().(*net.TCPAddr).Port, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { _ = ln.Close(); p.closeAll() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.relay(c, target)
+		}
+	}()
+	return p
+}
+
+func (p *closingProxy) relay(c net.Conn, target int) {
+	up, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(target))
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[c] = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		_ = c.Close()
+		_ = up.Close()
+	}()
+	go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			if p.dropNext.CompareAndSwap(true, false) {
+				return
+			}
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// closeAll closes every client-side connection and returns how many.
+func (p *closingProxy) closeAll() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	return len(p.conns)
 }
 
 // env is the environment of a language suite: the extension's port, token
@@ -274,6 +367,7 @@ func (h *harness) env() []string {
 		"CIRCUIT_BREAKER_MISS_TIMEOUT=1s",
 		"AWS_SESSION_TOKEN=" + h.token,
 		"CB_TEST_CONTROL_URL=" + h.control,
+		"CB_TEST_PROXY_PORT=" + strconv.Itoa(h.proxy.port),
 		"PYTHONDONTWRITEBYTECODE=1",
 		"PYTHONPATH=" + filepath.Join(h.layer, "python"),
 		"NODE_PATH=" + filepath.Join(h.layer, "nodejs", "node_modules"),

@@ -15,13 +15,15 @@ part in the fleet's HALF_OPEN probing, with the semantics of the Go client in
 extension/client:
 
 - the extension's port comes from CIRCUIT_BREAKER_PORT (default 4243), the
-  token from AWS_SESSION_TOKEN, the failure policy from
+  token from AWS_SESSION_TOKEN, or AWS_CONTAINER_AUTHORIZATION_TOKEN when
+  that is unset (as the extension does), the failure policy from
   CIRCUIT_BREAKER_FAIL_MODE ("allow", the default, or "deny"; any other value
   denies);
 - each request has a timeout of 250 ms, raised to twice
   CIRCUIT_BREAKER_MISS_TIMEOUT plus 50 ms when that is larger; a probe
   outcome's report waits up to 1.5 s;
-- one keep-alive connection is kept and reused across invocations;
+- one keep-alive connection is kept and reused across invocations; one the
+  extension closed is replaced by a new one, never by another idle one;
 - when the extension is missing, slow or dead, nothing is raised into the
   handler: the failure policy decides.
 """
@@ -31,6 +33,7 @@ import http.client
 import json
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -46,6 +49,7 @@ __all__ = [
     "report",
     "state",
     "states",
+    "token_from_env",
 ]
 
 HEADER_TOKEN = "X-Circuit-Breaker-Token"
@@ -91,6 +95,13 @@ def default_timeout(environ=None):
     return timeout
 
 
+def token_from_env(environ=None):
+    """The extension's rule for the token: AWS_SESSION_TOKEN when set, otherwise
+    AWS_CONTAINER_AUTHORIZATION_TOKEN (SnapStart, Managed Instances)."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_SESSION_TOKEN") or env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN") or ""
+
+
 def _fail_allows(mode):
     """True for "allow" or unset, False for "deny" and for anything invalid."""
     return (mode or "").strip().lower() in ("", "allow")
@@ -123,7 +134,7 @@ class Client:
 
     Every argument defaults to the environment, like the Go client's New:
     ``base_url`` to http://127.0.0.1:$CIRCUIT_BREAKER_PORT, ``token`` to
-    AWS_SESSION_TOKEN, ``fail_mode`` to CIRCUIT_BREAKER_FAIL_MODE and
+    ``token_from_env()``, ``fail_mode`` to CIRCUIT_BREAKER_FAIL_MODE and
     ``timeout`` (seconds) to ``default_timeout()``.
     """
 
@@ -144,7 +155,7 @@ class Client:
         self._host = u.hostname
         self._port = u.port or 80
         self._prefix = u.path.rstrip("/")
-        self.token = env.get("AWS_SESSION_TOKEN", "") if token is None else token
+        self.token = token_from_env(env) if token is None else token
         self.timeout = default_timeout() if timeout is None else float(timeout)
         self.fail_allow = _fail_allows(env.get("CIRCUIT_BREAKER_FAIL_MODE", "") if fail_mode is None else fail_mode)
         self._idle = []  # keep-alive connections not in use
@@ -218,10 +229,7 @@ class Client:
 
     def close(self):
         """Close the kept-alive connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._drop_idle()
 
     # Do ----------------------------------------------------------------
 
@@ -282,11 +290,42 @@ class Client:
             "reason": "extension unavailable: %s" % err,
         }
 
-    def _conn(self):
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+    def _conn(self, fresh=False):
+        """A kept-alive connection the extension has not closed, else a new one;
+        always a new one when fresh."""
+        while not fresh:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if self._usable(conn):
+                return conn, True
+            conn.close()
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout), False
+
+    @staticmethod
+    def _usable(conn):
+        """False when the peer closed an idle connection (it reads as ready:
+        end of stream, or bytes nobody asked for)."""
+        sock = conn.sock
+        if sock is None:
+            return False
+        try:
+            if hasattr(select, "poll"):
+                p = select.poll()
+                p.register(sock, select.POLLIN)
+                return not p.poll(0)
+            return not select.select([sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
+    def _drop_idle(self):
+        """Closes every idle connection: when one turns out closed by the
+        extension, those idle as long are closed too."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def _release(self, conn):
         with self._lock:
@@ -303,7 +342,7 @@ class Client:
         if body is not None:
             headers["Content-Type"] = "application/json"
         for attempt in (0, 1):
-            conn, reused = self._conn()
+            conn, reused = self._conn(fresh=attempt > 0)
             sent = False
             try:
                 remaining = deadline - time.monotonic()
@@ -329,9 +368,13 @@ class Client:
                 # ValueError: a token with characters a header cannot carry, say.
                 conn.close()
                 # A kept-alive connection the extension closed while the sandbox was
-                # frozen fails on first use: retry once on a new one, unless the
-                # request may have reached the extension (POST).
+                # frozen fails on first use: retry once on a new connection (the
+                # other idle ones are as old: they are closed), unless the request
+                # may have reached the extension (POST), where a retry could count
+                # the outcome twice.
                 stale = reused and isinstance(e, (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError))
+                if stale:
+                    self._drop_idle()
                 if attempt == 0 and stale and (not sent or method == "GET") and time.monotonic() < deadline:
                     continue
                 if isinstance(e, socket.timeout) or "timed out" in str(e):

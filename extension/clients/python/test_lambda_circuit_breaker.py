@@ -22,6 +22,7 @@ import lambda_circuit_breaker as cb
 CONTROL = os.environ.get("CB_TEST_CONTROL_URL", "")
 PORT = int(os.environ.get("CIRCUIT_BREAKER_PORT", "0"))
 TOKEN = os.environ.get("AWS_SESSION_TOKEN", "")
+PROXY_PORT = int(os.environ.get("CB_TEST_PROXY_PORT", "0"))
 
 
 def control(method, path, body=None):
@@ -99,6 +100,33 @@ class TestEnvironment(Harness):
         for miss, want in cases.items():
             with self.subTest(miss=miss):
                 self.assertAlmostEqual(cb.default_timeout({"CIRCUIT_BREAKER_MISS_TIMEOUT": miss}), want)
+
+    def test_token_rule_matches_the_extension(self):
+        cases = [
+            ({"AWS_SESSION_TOKEN": "s", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "c"}, "s"),
+            ({"AWS_CONTAINER_AUTHORIZATION_TOKEN": "c"}, "c"),
+            ({"AWS_SESSION_TOKEN": "", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "c"}, "c"),
+            ({}, ""),
+        ]
+        for env, want in cases:
+            with self.subTest(env=env):
+                self.assertEqual(cb.token_from_env(env), want)
+
+    def test_snapstart_environment_sends_the_container_token(self):
+        # A SnapStart restore has no AWS_SESSION_TOKEN; the extension then takes
+        # AWS_CONTAINER_AUTHORIZATION_TOKEN, and so does the client, unasked.
+        saved = dict(os.environ)
+        try:
+            del os.environ["AWS_SESSION_TOKEN"]
+            os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = TOKEN
+            c = cb.Client()
+            self.assertEqual(c.token, TOKEN)
+            st = c.state(new_id("snapstart"))
+            self.assertNotIn("failMode", st, st.get("reason"))
+            c.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def test_fail_mode_values(self):
         for mode, allows in {"": True, "allow": True, "ALLOW": True, "deny": False, "sometimes": False}.items():
@@ -207,7 +235,7 @@ class TestAgainstTheExtension(Harness):
         self.assertFalse(client(token="wrong", fail_mode="deny").allowed("x"))
         # A token no header can carry is the extension being unusable, not an exception.
         self.assertTrue(client(token="bad\ntoken").state("x")["failMode"])
-        # The header carries AWS_SESSION_TOKEN, as a recording server sees it.
+        # The header carries the token from the environment, as a recording server sees it.
         seen = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -256,6 +284,67 @@ class TestAgainstTheExtension(Harness):
         st = c.state("idle-close")
         self.assertNotIn("failMode", st)
         self.assertTrue(st["allowed"])
+
+
+def pool_of(c, n, sid):
+    """Has c keep n connections idle, through n lookups of new circuits that
+    overlap (each first lookup waits for a table read)."""
+    for _ in range(20):
+        barrier = threading.Barrier(n)
+
+        def ask(i):
+            barrier.wait()
+            c.state("%s-%d-%s" % (sid, i, uuid.uuid4().hex[:6]))
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(c._idle) >= n:
+            return
+    raise AssertionError("could not get %d idle connections: %d" % (n, len(c._idle)))
+
+
+class TestKeptAliveConnectionsClosedByTheExtension(Harness):
+    """The extension's server closes keep-alive connections left idle past its
+    idle timeout; a frozen sandbox notices only when it next uses them. The
+    suite's proxy in front of the extension closes them on demand."""
+
+    def proxied(self, **kw):
+        return client(base_url="http://127.0.0.1:%d" % PROXY_PORT, **kw)
+
+    def test_first_lookup_after_the_idle_timeout_answers_from_the_extension(self):
+        sid = new_id("idle-open")
+        control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 4, "openCount": 1, "retryInMs": 600000})
+        for usable_check in (True, False):
+            with self.subTest(usable_check=usable_check):
+                c = self.proxied()
+                if not usable_check:
+                    # As if the extension closed them between the check and the request.
+                    c._usable = lambda conn: True
+                pool_of(c, 3, sid)
+                self.assertGreaterEqual(control("POST", "/proxy/close")["closed"], 3)
+                st = c.state(sid)
+                self.assertNotIn("failMode", st, st.get("reason"))
+                self.assertEqual((st["state"], st["allowed"]), ("OPEN", False))
+                calls = []
+                out = c.call(sid, lambda: calls.append(1) or "called", lambda err: "fallback")
+                self.assertEqual((out, calls), ("fallback", []))
+                c.close()
+
+    def test_a_report_is_not_sent_twice(self):
+        sid = new_id("once")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+        c = self.proxied()
+        self.assertTrue(c.health())  # one kept-alive connection
+        control("POST", "/proxy/drop-next-answer")
+        # The extension took the outcome, but the answer never came back.
+        self.assertIsNone(c.report(sid, False, 5))
+        self.assertEqual(c.report(sid, False, 5), {"accepted": 1})
+        counts = control("GET", "/buckets/%s?failures=2" % sid)
+        self.assertEqual(counts["failures"], 2)
+        c.close()
 
 
 class TestExtensionMissingOrHanging(Harness):

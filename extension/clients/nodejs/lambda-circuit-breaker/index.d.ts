@@ -43,7 +43,7 @@ export interface Accepted {
 export interface ClientOptions {
   /** The extension's address (default: http://127.0.0.1:$CIRCUIT_BREAKER_PORT, port 4243). */
   baseUrl?: string;
-  /** The session token (default: AWS_SESSION_TOKEN). */
+  /** The token (default: tokenFromEnv(): AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN). */
   token?: string;
   /** Per-request timeout (default: 250 ms, or 2 × CIRCUIT_BREAKER_MISS_TIMEOUT + 50 ms when larger). */
   timeoutMs?: number;
@@ -101,6 +101,8 @@ export const PROBE_REPORT_TIMEOUT_MS: number;
 export function parseDuration(value: string): number | undefined;
 /** The Go client's timeout rule applied to env (default: process.env). */
 export function defaultTimeoutMs(env?: Record<string, string | undefined>): number;
+/** The extension's token rule: AWS_SESSION_TOKEN when set, else AWS_CONTAINER_AUTHORIZATION_TOKEN. */
+export function tokenFromEnv(env?: Record<string, string | undefined>): string;
 /** The shared Client, configured from the environment on first use. */
 export function defaultClient(): Client;
 export function state(id: string): Promise<Circuit>;

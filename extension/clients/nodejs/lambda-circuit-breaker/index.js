@@ -11,11 +11,13 @@
 // reports the outcome of each call it makes (success and latency) and takes
 // part in the fleet's HALF_OPEN probing, with the semantics of the Go client
 // in extension/client: port from CIRCUIT_BREAKER_PORT (default 4243), token
-// from AWS_SESSION_TOKEN, failure policy from CIRCUIT_BREAKER_FAIL_MODE
+// from AWS_SESSION_TOKEN (else AWS_CONTAINER_AUTHORIZATION_TOKEN, as the
+// extension), failure policy from CIRCUIT_BREAKER_FAIL_MODE
 // ("allow", the default, or "deny"; any other value denies); 250 ms per
 // request, raised to twice CIRCUIT_BREAKER_MISS_TIMEOUT plus 50 ms when that
 // is larger; a probe outcome's report waits up to 1.5 s. One keep-alive
-// connection is reused across invocations. When the extension is missing,
+// connection is reused across invocations; one the extension closed is
+// replaced by a new connection, never by another idle one. When the extension is missing,
 // slow or dead nothing is thrown into the handler: the failure policy decides.
 
 const http = require("node:http");
@@ -55,6 +57,14 @@ function parseDuration(value) {
 function defaultTimeoutMs(env = process.env) {
   const miss = parseDuration(env.CIRCUIT_BREAKER_MISS_TIMEOUT ?? "");
   return miss !== undefined && 2 * miss + 50 > DEFAULT_TIMEOUT_MS ? 2 * miss + 50 : DEFAULT_TIMEOUT_MS;
+}
+
+/**
+ * The extension's rule for the token: AWS_SESSION_TOKEN when set, otherwise
+ * AWS_CONTAINER_AUTHORIZATION_TOKEN (SnapStart, Managed Instances).
+ */
+function tokenFromEnv(env = process.env) {
+  return env.AWS_SESSION_TOKEN || env.AWS_CONTAINER_AUTHORIZATION_TOKEN || "";
 }
 
 function failAllows(mode) {
@@ -101,7 +111,7 @@ class Client {
     this.host = u.hostname;
     this.port = Number(u.port || 80);
     this.prefix = u.pathname.replace(/\/+$/, "");
-    this.token = opts.token ?? env.AWS_SESSION_TOKEN ?? "";
+    this.token = opts.token ?? tokenFromEnv(env);
     this.timeoutMs = opts.timeoutMs ?? defaultTimeoutMs(env);
     this.failAllow = failAllows(opts.failMode ?? env.CIRCUIT_BREAKER_FAIL_MODE);
     // One keep-alive connection, kept across invocations; idle sockets do
@@ -256,11 +266,15 @@ class Client {
     const deadline = performance.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.once(method, path, body, Math.max(1, deadline - performance.now()), want);
+        return await this.once(method, path, body, Math.max(1, deadline - performance.now()), want, attempt > 0);
       } catch (err) {
         // A kept-alive connection the extension closed while the sandbox was
-        // frozen fails on first use: retry once on a fresh one.
-        if (attempt === 0 && err.staleSocket && performance.now() < deadline) continue;
+        // frozen fails on first use. The other idle ones are as old: close
+        // them, and retry once on a new connection, unless the request may
+        // have reached the extension (a POST once written), where a retry
+        // could count the outcome twice.
+        if (err.staleSocket) this.dropIdle();
+        if (attempt === 0 && err.staleSocket && (method === "GET" || !err.sent) && performance.now() < deadline) continue;
         if (err instanceof ExtensionError) throw err;
         // Anything else (a token with characters a header cannot carry, say)
         // is still the extension being unusable, never the handler's problem.
@@ -271,7 +285,14 @@ class Client {
     }
   }
 
-  once(method, path, body, timeoutMs, want) {
+  /** Closes the idle kept-alive sockets. */
+  dropIdle() {
+    for (const list of Object.values(this.agent.freeSockets)) {
+      for (const socket of list ?? []) socket.destroy();
+    }
+  }
+
+  once(method, path, body, timeoutMs, want, fresh) {
     return new Promise((resolve, reject) => {
       const headers = {};
       if (this.token) headers[HEADER_TOKEN] = this.token;
@@ -286,7 +307,12 @@ class Client {
         clearTimeout(timer);
         fn(v);
       };
-      const req = http.request({ host: this.host, port: this.port, method, path: this.prefix + path, headers, agent: this.agent });
+      // fresh: a connection of its own, never one of the agent's idle sockets.
+      const req = http.request({ host: this.host, port: this.port, method, path: this.prefix + path, headers, agent: fresh ? false : this.agent });
+      let sent = false;
+      req.on("finish", () => {
+        sent = true;
+      });
       const timer = setTimeout(() => {
         finish(reject, new ExtensionError(`circuit breaker extension: no answer within ${Math.round(timeoutMs)} ms`));
         req.destroy();
@@ -295,6 +321,7 @@ class Client {
         const e = new ExtensionError(`circuit breaker extension: ${err.message || err.code}`);
         e.cause = err;
         e.staleSocket = req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
+        e.sent = sent;
         finish(reject, e);
       });
       req.on("response", (res) => {
@@ -349,6 +376,7 @@ module.exports = {
   PROBE_REPORT_TIMEOUT_MS,
   parseDuration,
   defaultTimeoutMs,
+  tokenFromEnv,
   defaultClient: getDefaultClient,
   state: (id) => getDefaultClient().state(id),
   states: (...ids) => getDefaultClient().states(...ids),

@@ -13,12 +13,14 @@ const assert = require("node:assert/strict");
 const http = require("node:http");
 const net = require("node:net");
 const crypto = require("node:crypto");
+const { spawnSync } = require("node:child_process");
 
 const cb = require("lambda-circuit-breaker");
 
 const CONTROL = process.env.CB_TEST_CONTROL_URL ?? "";
 const PORT = Number(process.env.CIRCUIT_BREAKER_PORT ?? 0);
 const TOKEN = process.env.AWS_SESSION_TOKEN ?? "";
+const PROXY_PORT = Number(process.env.CB_TEST_PROXY_PORT ?? 0);
 
 before(() => {
   if (!CONTROL || !PORT) throw new Error("run through go test ./extension/clients/ (CB_TEST_CONTROL_URL and CIRCUIT_BREAKER_PORT unset)");
@@ -77,6 +79,33 @@ describe("environment", () => {
     const cases = { "": 250, "100ms": 250, "500ms": 1050, "not-a-duration": 250, "1m": 120050 };
     for (const [miss, want] of Object.entries(cases)) {
       assert.equal(cb.defaultTimeoutMs({ CIRCUIT_BREAKER_MISS_TIMEOUT: miss }), want, miss);
+    }
+  });
+
+  test("token rule matches the extension", () => {
+    const cases = [
+      [{ AWS_SESSION_TOKEN: "s", AWS_CONTAINER_AUTHORIZATION_TOKEN: "c" }, "s"],
+      [{ AWS_CONTAINER_AUTHORIZATION_TOKEN: "c" }, "c"],
+      [{ AWS_SESSION_TOKEN: "", AWS_CONTAINER_AUTHORIZATION_TOKEN: "c" }, "c"],
+      [{}, ""],
+    ];
+    for (const [env, want] of cases) assert.equal(cb.tokenFromEnv(env), want, JSON.stringify(env));
+  });
+
+  test("a SnapStart environment sends the container token", async () => {
+    // A SnapStart restore has no AWS_SESSION_TOKEN; the extension then takes
+    // AWS_CONTAINER_AUTHORIZATION_TOKEN, and so does the client, unasked.
+    const saved = { ...process.env };
+    try {
+      delete process.env.AWS_SESSION_TOKEN;
+      process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN = TOKEN;
+      const c = new cb.Client();
+      assert.equal(c.token, TOKEN);
+      const st = await c.state(newId("snapstart"));
+      assert.equal(st.failMode, undefined, st.reason);
+      c.close();
+    } finally {
+      process.env = saved;
     }
   });
 
@@ -187,7 +216,7 @@ describe("against the extension", () => {
     assert.equal(await client({ token: "wrong", failMode: "deny" }).allowed("x"), false);
     // A token no header can carry is the extension being unusable, not an exception.
     assert.equal((await client({ token: "bad\ntoken" }).state("x")).failMode, true);
-    // The header carries AWS_SESSION_TOKEN, as a recording server sees it.
+    // The header carries the token from the environment, as a recording server sees it.
     const seen = [];
     const srv = http.createServer((req, res) => {
       seen.push([req.url, req.headers["x-circuit-breaker-token"]]);
@@ -217,6 +246,55 @@ describe("against the extension", () => {
       ports.add(free[0].localPort);
     }
     assert.equal(ports.size, 1);
+    c.close();
+  });
+});
+
+/** Free (idle, kept-alive) sockets of a client's agent. */
+const freeSockets = (c) => Object.values(c.agent.freeSockets).flat();
+
+/**
+ * Has the proxy close every connection while this process's event loop is
+ * blocked, as the extension closes them while the sandbox is frozen: the
+ * client learns of it only when it next uses them.
+ */
+function closeWhileFrozen() {
+  const script = `fetch(${JSON.stringify(CONTROL + "/proxy/close")}, { method: "POST" }).then(async (r) => process.stdout.write(await r.text()))`;
+  const out = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 30000 });
+  assert.equal(out.status, 0, out.stderr);
+  return JSON.parse(out.stdout).closed;
+}
+
+describe("kept-alive connections closed by the extension", () => {
+  const proxied = (opts = {}) => client({ baseUrl: `http://127.0.0.1:${PROXY_PORT}`, ...opts });
+
+  test("the first lookup after the idle timeout answers from the extension", async () => {
+    const id = newId("idle-open");
+    await control("PUT", `/circuits/${id}`, { state: "OPEN", version: 4, openCount: 1, retryInMs: 600000 });
+    const c = proxied();
+    // Overlapping first lookups (each waits for a table read) leave several idle sockets.
+    for (let i = 0; i < 20 && freeSockets(c).length < 3; i++) {
+      await Promise.all([0, 1, 2, 3].map((n) => c.state(`${id}-${n}-${i}`)));
+    }
+    assert.ok(freeSockets(c).length >= 3, `${freeSockets(c).length} idle sockets`);
+    assert.ok(closeWhileFrozen() >= 3);
+    const st = await c.state(id);
+    assert.equal(st.failMode, undefined, st.reason);
+    assert.deepEqual([st.state, st.allowed], ["OPEN", false]);
+    c.close();
+  });
+
+  test("a report whose answer was lost is not sent again", async () => {
+    const id = newId("once");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    const c = proxied();
+    assert.equal(await c.health(), true); // one kept-alive socket
+    await control("POST", "/proxy/drop-next-answer");
+    // The extension took the outcome, but the answer never came back.
+    assert.equal(await c.report(id, false, 5), null);
+    assert.deepEqual(await c.report(id, false, 5), { accepted: 1 });
+    const counts = await control("GET", `/buckets/${id}?failures=2`);
+    assert.equal(counts.failures, 2);
     c.close();
   });
 });
