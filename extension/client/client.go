@@ -2,16 +2,19 @@
 // a function may call a service.
 //
 // A Client reads the extension's port (CIRCUIT_BREAKER_PORT), the token
-// (api.Token: AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN) and
-// the failure policy
-// (CIRCUIT_BREAKER_FAIL_MODE) from the environment the function shares
-// with the extension. Each request has a short timeout (DefaultTimeout);
-// when the extension cannot answer in time, Allow and Do follow the
-// failure policy: allow (the default) or deny.
+// (api.Token: AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN)
+// and the failure policy (CIRCUIT_BREAKER_FAIL_MODE) from the environment
+// the function shares with the extension. Each request has a short timeout
+// (DefaultTimeout); when the extension cannot answer in time, Allow, Do
+// and Execute follow the failure policy: allow (the default) or deny. A
+// refused token or an absent extension is logged at warn level, at most
+// once per WarnInterval. CIRCUIT_BREAKER_DISABLED=true turns the client
+// off: every call is allowed without asking, and nothing is reported.
 //
-// Do also reports the outcome of each call it makes (success or failure
-// and latency) to the extension, which counts them across the fleet to trip
-// the circuit, and which hands out the fleet's few HALF_OPEN probe calls.
+// Do and Execute also report the outcome of each call they make (success
+// or failure and latency) to the extension, which counts them across the
+// fleet to trip the circuit, and which hands out the fleet's few HALF_OPEN
+// probe calls.
 package client
 
 import (
@@ -21,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -75,7 +79,9 @@ type Client struct {
 	token     string
 	timeout   time.Duration
 	failAllow bool
+	disabled  bool
 	http      *http.Client
+	log       *slog.Logger
 }
 
 // Option configures a Client.
@@ -109,6 +115,10 @@ func failModeAllows(mode string) bool {
 	return false
 }
 
+// WithLogger sets the logger of the client's warnings (default:
+// slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
 // WithHTTPClient replaces the HTTP client (default: a client with its own
 // keep-alive transport and no proxy).
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
@@ -128,6 +138,8 @@ func New(opts ...Option) *Client {
 		token:     api.Token(os.Getenv),
 		timeout:   timeout,
 		failAllow: failModeAllows(os.Getenv(api.EnvFailMode)),
+		disabled:  disabledFromEnv(),
+		log:       slog.Default(),
 		http: &http.Client{Transport: &http.Transport{
 			Proxy:               nil, // loopback: never through HTTP_PROXY
 			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
@@ -137,6 +149,9 @@ func New(opts ...Option) *Client {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.disabled {
+		logDisabled(c.log)
 	}
 	return c
 }
@@ -159,6 +174,9 @@ func (e *Error) Error() string {
 // make the caller one of the fleet's probes (Circuit.Probe): then make the
 // call and report its outcome with Report and Circuit.ProbeToken.
 func (c *Client) State(ctx context.Context, id string) (Circuit, error) {
+	if c.disabled {
+		return disabledCircuit(id), nil
+	}
 	var out Circuit
 	err := c.get(ctx, "/circuits/"+url.PathEscape(id), &out)
 	return out, err
@@ -166,6 +184,13 @@ func (c *Client) State(ctx context.Context, id string) (Circuit, error) {
 
 // States asks for several circuits at once, in the order of ids.
 func (c *Client) States(ctx context.Context, ids ...string) ([]Circuit, error) {
+	if c.disabled {
+		out := make([]Circuit, len(ids))
+		for i, id := range ids {
+			out[i] = disabledCircuit(id)
+		}
+		return out, nil
+	}
 	var out api.Circuits
 	err := c.get(ctx, "/circuits?ids="+url.QueryEscape(strings.Join(ids, ",")), &out)
 	return out.Circuits, err
@@ -192,7 +217,8 @@ func (c *Client) Allow(ctx context.Context, id string) (allowed bool, err error)
 // otherwise it runs fallback with an *OpenError (errors.Is ErrOpen). When
 // call fails, fallback runs with call's error. A nil fallback returns the
 // error instead. When the extension cannot answer, the failure policy
-// decides.
+// decides. Execute does the same for a call that returns a value; see it
+// for what counts as a failure and for opts.
 //
 // After call returns, Do reports its outcome to the extension: success
 // when call returned nil, and its latency. An ordinary report is one
@@ -201,26 +227,13 @@ func (c *Client) Allow(ctx context.Context, id string) (allowed bool, err error)
 // (Circuit.Probe), Do waits for the extension to apply the outcome to the
 // circuit, at most ProbeReportTimeout. Reports are best effort: a failed
 // report never changes what Do returns.
-func (c *Client) Do(ctx context.Context, id string, call func(ctx context.Context) error, fallback func(ctx context.Context, err error) error) error {
-	st, err := c.State(ctx, id)
-	allowed, answered := c.failAllow, err == nil
-	if answered {
-		allowed = st.Allowed
-	} else {
-		st = Circuit{ID: id, State: "OPEN", FailMode: true, Reason: "extension unavailable: " + err.Error()}
+func (c *Client) Do(ctx context.Context, id string, call func(ctx context.Context) error, fallback func(ctx context.Context, err error) error, opts ...CallOption) error {
+	var fb func(context.Context, error) (struct{}, error)
+	if fallback != nil {
+		fb = func(ctx context.Context, err error) (struct{}, error) { return struct{}{}, fallback(ctx, err) }
 	}
-	if !allowed {
-		return runFallback(ctx, fallback, &OpenError{Circuit: st})
-	}
-	start := time.Now()
-	callErr := call(ctx)
-	if answered {
-		_, _ = c.Report(ctx, id, callErr == nil, time.Since(start), st.ProbeToken)
-	}
-	if callErr != nil {
-		return runFallback(ctx, fallback, callErr)
-	}
-	return nil
+	_, err := Execute(ctx, c, id, func(ctx context.Context) (struct{}, error) { return struct{}{}, call(ctx) }, fb, opts...)
+	return err
 }
 
 // Report tells the extension the outcome of one call to service id: its
@@ -228,6 +241,9 @@ func (c *Client) Do(ctx context.Context, id string, call func(ctx context.Contex
 // (Circuit.ProbeToken; empty otherwise). It is not cancelled with ctx, so
 // that the outcome of a call cut short by ctx is still counted.
 func (c *Client) Report(ctx context.Context, id string, success bool, latency time.Duration, probeToken string) (api.Accepted, error) {
+	if c.disabled {
+		return api.Accepted{}, nil
+	}
 	body, err := json.Marshal(api.Outcome{Success: &success, LatencyMs: latency.Milliseconds(), ProbeToken: probeToken})
 	if err != nil {
 		return api.Accepted{}, fmt.Errorf("circuit breaker extension: %w", err)
@@ -241,11 +257,9 @@ func (c *Client) Report(ctx context.Context, id string, success bool, latency ti
 	return out, err
 }
 
-func runFallback(ctx context.Context, fallback func(context.Context, error) error, err error) error {
-	if fallback == nil {
-		return err
-	}
-	return fallback(ctx, err)
+// disabledCircuit is the answer while the kill switch is on.
+func disabledCircuit(id string) Circuit {
+	return Circuit{ID: id, State: "CLOSED", Allowed: true, AgeMs: -1, Reason: "circuit breaker disabled (" + EnvDisabled + "=true)"}
 }
 
 // Health checks that the extension answers.
@@ -280,6 +294,7 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, tim
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.warnMisconfigured(err)
 		return fmt.Errorf("circuit breaker extension: %w", err)
 	}
 	defer resp.Body.Close()
@@ -290,7 +305,9 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, tim
 	if resp.StatusCode != want {
 		var e api.Error
 		_ = json.Unmarshal(data, &e)
-		return &Error{StatusCode: resp.StatusCode, Message: e.Message}
+		err := &Error{StatusCode: resp.StatusCode, Message: e.Message}
+		c.warnMisconfigured(err)
+		return err
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("circuit breaker extension: decode answer: %w", err)

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -71,4 +72,25 @@ func ExampleClient_Allow() {
 	if allowed {
 		fmt.Println("call search")
 	}
+}
+
+func ExampleExecute() {
+	ext := fakeExtension()
+	defer ext.Close()
+	cb := client.New(client.WithBaseURL(ext.URL), client.WithTimeout(time.Second))
+	errNotFound := errors.New("no such item")
+
+	// The call's value comes back: no variable captured in a closure.
+	price, err := client.Execute(context.Background(), cb, "search",
+		func(ctx context.Context) (int, error) {
+			return 1299, nil // the downstream call, honouring ctx
+		},
+		func(ctx context.Context, err error) (int, error) {
+			return 0, fmt.Errorf("search unavailable: %w", err)
+		},
+		// A missing item is an answer, not a failure of the service.
+		client.IsFailure(func(err error) bool { return !errors.Is(err, errNotFound) }),
+		client.WithCallTimeout(2*time.Second))
+	fmt.Println(price, err)
+	// Output: 1299 <nil>
 }

@@ -17,10 +17,11 @@ import (
 // recordingExtension answers lookups with the given circuit JSON and
 // records reported outcomes.
 type recordingExtension struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	got    []api.Outcome
-	status int
+	srv     *httptest.Server
+	mu      sync.Mutex
+	got     []api.Outcome
+	status  int
+	lookups int
 }
 
 func newRecordingExtension(t *testing.T, answer string) *recordingExtension {
@@ -44,6 +45,9 @@ func newRecordingExtension(t *testing.T, answer string) *recordingExtension {
 			_, _ = w.Write([]byte(`{"accepted":1}`))
 			return
 		}
+		x.mu.Lock()
+		x.lookups++
+		x.mu.Unlock()
 		_, _ = w.Write([]byte(answer))
 	}))
 	t.Cleanup(x.srv.Close)

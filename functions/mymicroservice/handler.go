@@ -21,10 +21,14 @@ const maxBody = 64 << 10
 var errTooLarge = fmt.Errorf("downstream answer larger than %d bytes", maxBody)
 
 // statusError is a downstream answer outside 2xx: it counts as a failed
-// call, and the answer is still passed on.
-type statusError struct{ status int }
+// call, and the answer it carries is still passed on.
+type statusError struct {
+	resp events.APIGatewayProxyResponse
+}
 
-func (e *statusError) Error() string { return fmt.Sprintf("downstream answered status %d", e.status) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("downstream answered status %d", e.resp.StatusCode)
+}
 
 type handler struct {
 	cfg  config
@@ -53,32 +57,26 @@ type fallbackBody struct {
 	Message string `json:"message"`
 }
 
-// handle never returns an error: every outcome is an HTTP answer.
+// handle never returns an error: every outcome is an HTTP answer. The
+// downstream call is bounded by the configured timeout, and a call cut off
+// by it counts as a failed call.
 func (h *handler) handle(ctx context.Context, _ events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-	var out events.APIGatewayProxyResponse
-	_ = h.cb.Do(ctx, h.cfg.serviceID,
-		func(ctx context.Context) error {
-			var err error
-			out, err = h.callDownstream(ctx)
-			return err
-		},
-		func(ctx context.Context, err error) error {
+	out, _ := client.Execute(ctx, h.cb, h.cfg.serviceID, h.callDownstream,
+		func(ctx context.Context, err error) (events.APIGatewayProxyResponse, error) {
 			var se *statusError
 			if errors.As(err, &se) {
-				return nil // the service's own answer, counted as a failure
+				return se.resp, nil // the service's own answer, counted as a failure
 			}
-			out = h.fallback(ctx, err)
-			return nil
-		})
+			return h.fallback(ctx, err), nil
+		},
+		client.WithCallTimeout(h.cfg.timeout))
 	return out, nil
 }
 
-// callDownstream GETs API_URL within the timeout and returns its answer;
-// the error is non-nil for transport errors, timeouts, oversized answers
-// and statuses outside 2xx.
+// callDownstream GETs API_URL and returns its answer; the error is non-nil
+// for transport errors, timeouts (ctx), oversized answers and statuses
+// outside 2xx.
 func (h *handler) callDownstream(ctx context.Context) (events.APIGatewayProxyResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.cfg.apiURL, nil)
 	if err != nil {
 		return events.APIGatewayProxyResponse{}, fmt.Errorf("build request: %w", err)
@@ -101,7 +99,7 @@ func (h *handler) callDownstream(ctx context.Context) (events.APIGatewayProxyRes
 	}
 	out := events.APIGatewayProxyResponse{StatusCode: resp.StatusCode, Body: string(body), Headers: map[string]string{"Content-Type": ct}}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return out, &statusError{status: resp.StatusCode}
+		return out, &statusError{resp: out}
 	}
 	return out, nil
 }
