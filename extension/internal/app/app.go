@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -107,12 +108,14 @@ func Run(ctx context.Context, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	if o.NewDynamoDB == nil {
-		getenv := o.Getenv
-		o.NewDynamoDB = func(context.Context) (store.API, error) { return EnvDynamoDB(getenv) }
-	}
-
 	cfg, cfgErr := config.Load(o.Getenv)
+	if o.NewDynamoDB == nil {
+		// No network call: missing credentials fail the init here rather
+		// than every read later.
+		api, err := EnvDynamoDB(o.Getenv)
+		cfgErr = errors.Join(cfgErr, err)
+		o.NewDynamoDB = func(context.Context) (store.API, error) { return api, err }
+	}
 	emf := metrics.NewWriter(o.Stdout, cfg.Table)
 	level, _ := config.ParseLogLevel(o.Getenv(config.EnvLogLevel))
 	log := slog.New(slog.NewJSONHandler(o.Stderr, &slog.HandlerOptions{Level: level})).With("extension", o.Name)
@@ -152,7 +155,7 @@ func Run(ctx context.Context, o Options) int {
 		return 1
 	}
 	if cfg.Token == "" {
-		log.Warn(config.EnvToken + " is unset: the " + "X-Circuit-Breaker-Token check is disabled (local run)")
+		log.Warn("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set: the X-Circuit-Breaker-Token check is disabled (local run)")
 	}
 
 	// One knob bounds every wait of a lookup on the table: the first read of

@@ -230,6 +230,8 @@ func TestInitErrors(t *testing.T) {
 		{"bad fail mode", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_FAIL_MODE": "maybe"}, ErrTypeConfig, "want allow or deny"},
 		{"bad duration", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_REFRESH_INTERVAL": "soon"}, ErrTypeConfig, "CIRCUIT_BREAKER_REFRESH_INTERVAL"},
 		{"bad service", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_SERVICES": "ok,not ok"}, ErrTypeConfig, "may hold only"},
+		{"no credentials", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "AWS_REGION": "us-east-1"}, ErrTypeConfig, "neither AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set"},
+		{"no token inside Lambda", map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "AWS_REGION": "us-east-1", "AWS_LAMBDA_FUNCTION_NAME": "f", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds"}, ErrTypeConfig, "neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set inside Lambda"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,7 +256,7 @@ func TestListenFailureIsInitError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	r := start(t, map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_PORT": portOf(ln)})
+	r := start(t, map[string]string{"CIRCUIT_BREAKER_TABLE": "t", "CIRCUIT_BREAKER_PORT": portOf(ln), "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
 	if code := r.exitCode(t); code == 0 {
 		t.Fatal("exit code 0")
 	}

@@ -1,8 +1,8 @@
 package app
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,35 +13,30 @@ import (
 
 // EnvDynamoDB builds a DynamoDB client from the environment Lambda gives
 // every extension: AWS_REGION (or AWS_DEFAULT_REGION) and the function's
-// credentials in AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-// AWS_SESSION_TOKEN. AWS_ENDPOINT_URL_DYNAMODB, then AWS_ENDPOINT_URL,
-// override the endpoint unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true,
-// as in the SDK's shared configuration.
+// credentials (EnvCredentials: the keys in the environment, otherwise the
+// container credentials endpoint). AWS_ENDPOINT_URL_DYNAMODB, then
+// AWS_ENDPOINT_URL, override the endpoint unless
+// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true, as in the SDK's shared
+// configuration. It makes no network call; the error names what is
+// missing.
 //
 // It does not use the SDK's config.LoadDefaultConfig: that chain (shared
 // files, SSO, STS, IMDS) is of no use inside Lambda and would add about
 // 4.5 MB to the binary, which must stay under 8 MB.
 func EnvDynamoDB(getenv func(string) string) (store.API, error) {
 	region := firstNonEmpty(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
+	var errs []error
 	if region == "" {
-		return nil, errors.New("AWS_REGION is not set")
+		errs = append(errs, errors.New("AWS_REGION is not set"))
 	}
-	key, secret := getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY")
-	if key == "" || secret == "" {
-		return nil, errors.New("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")
+	creds, _, err := EnvCredentials(getenv)
+	if err != nil {
+		errs = append(errs, err)
 	}
-	creds := aws.Credentials{
-		AccessKeyID:     key,
-		SecretAccessKey: secret,
-		SessionToken:    getenv("AWS_SESSION_TOKEN"),
-		Source:          "EnvironmentVariables",
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("table client: %w", errors.Join(errs...))
 	}
-	o := dynamodb.Options{
-		Region: region,
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return creds, nil
-		}),
-	}
+	o := dynamodb.Options{Region: region, Credentials: creds}
 	if !strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
 		if ep := firstNonEmpty(getenv("AWS_ENDPOINT_URL_DYNAMODB"), getenv("AWS_ENDPOINT_URL")); ep != "" {
 			o.BaseEndpoint = aws.String(ep)

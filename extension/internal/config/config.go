@@ -30,9 +30,10 @@ const (
 	EnvLogLevel        = api.EnvLogLevel
 	// EnvPolicies holds the per-service policies as JSON (policy.Policies).
 	EnvPolicies = api.EnvPolicies
-	// EnvToken is the environment variable whose value callers must send
-	// in the X-Circuit-Breaker-Token header.
-	EnvToken = "AWS_SESSION_TOKEN"
+	// EnvToken is the first environment variable whose value callers must
+	// send in the X-Circuit-Breaker-Token header; see api.Token for the
+	// whole rule.
+	EnvToken = api.EnvSessionToken
 	// EnvFunctionName is set by Lambda in every execution environment; its
 	// presence tells a real sandbox from a local run.
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
@@ -100,8 +101,9 @@ type Config struct {
 	// Policies are the per-service breaker policies; services without an
 	// entry get the defaults.
 	Policies policy.Policies
-	// Token is the expected X-Circuit-Breaker-Token; empty disables the
-	// check (AWS_SESSION_TOKEN unset, as in local runs).
+	// Token is the expected X-Circuit-Breaker-Token (api.Token); empty
+	// disables the check (a local run: neither AWS_SESSION_TOKEN nor
+	// AWS_CONTAINER_AUTHORIZATION_TOKEN is set).
 	Token string
 }
 
@@ -110,17 +112,16 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		Table: strings.TrimSpace(getenv(EnvTable)),
-		Token: getenv(EnvToken),
+		Token: api.Token(getenv),
 	}
 	var errs []error
 	if c.Table == "" {
 		errs = append(errs, fmt.Errorf("%s is required: the name of the circuit state table", EnvTable))
 	}
-	if c.Token == "" && getenv(EnvFunctionName) != "" {
-		// Inside Lambda the token is always set, except for functions
-		// without session credentials (SnapStart), which are not
-		// supported: without it, any local process could forge requests.
-		errs = append(errs, fmt.Errorf("%s is unset inside Lambda (%s is set): the local API would accept forged requests; the extension needs functions with session credentials", EnvToken, EnvFunctionName))
+	if c.Token == "" && InsideLambda(getenv) {
+		// Lambda gives every sandbox one of the two: without either, the
+		// check would be off and any local process could forge requests.
+		errs = append(errs, fmt.Errorf("neither %s nor %s is set inside Lambda (%s is set): the local API would accept forged requests", api.EnvSessionToken, api.EnvContainerAuthToken, EnvFunctionName))
 	}
 	var err error
 	if c.Port, err = parseInt(getenv, EnvPort, DefaultPort, 0, 65535); err != nil {
@@ -173,6 +174,11 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// InsideLambda reports whether the process runs in a Lambda execution
+// environment rather than a local run: Lambda sets AWS_LAMBDA_FUNCTION_NAME
+// in every one, whatever its execution model.
+func InsideLambda(getenv func(string) string) bool { return getenv(EnvFunctionName) != "" }
 
 // ParseServices splits a comma-separated list of service IDs, trimming
 // spaces, dropping empty items and duplicates, and validating each ID.

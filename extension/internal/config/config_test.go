@@ -95,7 +95,8 @@ func TestLoadErrors(t *testing.T) {
 		{"policies not JSON", map[string]string{EnvTable: "t", EnvPolicies: "payments"}, EnvPolicies + ": want a JSON object"},
 		{"policy out of range", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"halfOpenProbes":0.5}}`}, EnvPolicies},
 		{"policy field", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"minimumCalls":0,"failureRateThreshold":150}}`}, `service "payments": failureRateThreshold 150`},
-		{"no token inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout"}, EnvToken + " is unset inside Lambda"},
+		{"no token inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout"}, "neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set inside Lambda"},
+		{"empty tokens inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout", "AWS_SESSION_TOKEN": "", "AWS_CONTAINER_AUTHORIZATION_TOKEN": ""}, "neither AWS_SESSION_TOKEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,16 +109,27 @@ func TestLoadErrors(t *testing.T) {
 }
 
 // Outside Lambda (no AWS_LAMBDA_FUNCTION_NAME) a missing token only turns
-// the check off; inside, a token is enough.
+// the check off; inside, either token is enough, the session token first
+// (the rule of api.Token, which the clients follow too).
 func TestTokenRequiredOnlyInsideLambda(t *testing.T) {
-	for _, e := range []map[string]string{
-		{EnvTable: "t"},
-		{EnvTable: "t", EnvFunctionName: "checkout", EnvToken: "session"},
-	} {
-		c, err := Load(env(e))
-		if err != nil || c.Token != e[EnvToken] {
-			t.Errorf("Load(%v) = %+v, %v; want no error", e, c, err)
-		}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"local run, no token: check off", map[string]string{EnvTable: "t"}, ""},
+		{"on-demand: session token", map[string]string{EnvTable: "t", EnvFunctionName: "checkout", "AWS_SESSION_TOKEN": "session"}, "session"},
+		{"SnapStart: container token", map[string]string{EnvTable: "t", EnvFunctionName: "checkout", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container"}, "container"},
+		{"both: session token", map[string]string{EnvTable: "t", EnvFunctionName: "checkout", "AWS_SESSION_TOKEN": "session", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container"}, "session"},
+		{"local run, container token", map[string]string{EnvTable: "t", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container"}, "container"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(env(tt.env))
+			if err != nil || c.Token != tt.want {
+				t.Errorf("Load = token %q, %v; want %q and no error", c.Token, err, tt.want)
+			}
+		})
 	}
 }
 
