@@ -188,16 +188,28 @@ func newClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 
 // status prints the circuits as a table.
 func status(ctx context.Context, st *store.Store, ids []string, now time.Time, out io.Writer) error {
-	got, err := st.GetMany(ctx, ids)
+	got, err := st.ReadMany(ctx, ids)
 	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tEFFECTIVE\tSTATE\tOVERRIDE\tUNTIL\tVERSION\tUPDATED\tREASON")
 	for _, id := range ids {
-		c, ok := got[id]
+		r, ok := got[id]
+		c := r.Circuit
 		if !ok {
 			c = circuit.New(id)
+		}
+		effective, state := string(c.EffectiveState(now)), string(c.State)
+		if r.Unreadable != nil {
+			// The item cannot be decoded: its state is unknown, and
+			// extensions apply their failure policy unless an override
+			// is in force. The next check of the updater rewrites it.
+			state = "UNREADABLE"
+			if c.ActiveOverride(now) == circuit.NoOverride {
+				effective = "FAILURE_POLICY"
+			}
+			c.Reason = r.Unreadable.Error()
 		}
 		override, until := "-", "-"
 		if o := c.ActiveOverride(now); o != circuit.NoOverride {
@@ -212,6 +224,10 @@ func status(ctx context.Context, st *store.Store, ids []string, now time.Time, o
 			}
 		} else if c.Override != circuit.NoOverride {
 			override = "expired " + string(c.Override)
+		} else if r.DroppedOverride != "" {
+			// A legacy override attribute that is no override: ignored,
+			// never migrated; clear removes it.
+			override = "unknown " + r.DroppedOverride + " (ignored)"
 		}
 		updated, reason := "never", c.Reason
 		if !c.UpdatedAt.IsZero() {
@@ -222,7 +238,7 @@ func status(ctx context.Context, st *store.Store, ids []string, now time.Time, o
 		}
 		// Reasons and overrides come from the table, which attached
 		// functions can write: every field is escaped.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", clean(id), clean(string(c.EffectiveState(now))), clean(string(c.State)), clean(override), until, c.Version, updated, clean(reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", clean(id), clean(effective), clean(state), clean(override), until, c.Version, updated, clean(reason))
 	}
 	if err := tw.Flush(); err != nil {
 		return errors.Join(errors.New("write status"), err)

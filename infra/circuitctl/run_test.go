@@ -162,3 +162,68 @@ func TestClean(t *testing.T) {
 		}
 	}
 }
+
+// TestCircuitctlOnBrokenCircuitItems checks that every command works on a
+// circuit whose item an attached function made undecodable, and on one
+// with a legacy override attribute that holds no valid override.
+func TestCircuitctlOnBrokenCircuitItems(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	db := srv.Client()
+	env := map[string]string{"CIRCUIT_BREAKER_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": srv.Endpoint}
+	ctl := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, &out, &errOut, func(k string) string { return env[k] }, nil)
+		return code, out.String(), errOut.String()
+	}
+	put := func(item map[string]types.AttributeValue) {
+		t.Helper()
+		if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "bogus"}, "state": &types.AttributeValueMemberS{Value: "BOGUS"}, "version": &types.AttributeValueMemberN{Value: "4"}})
+	put(map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "legacy"}, "state": &types.AttributeValueMemberS{Value: "OPEN"}, "version": &types.AttributeValueMemberN{Value: "1"},
+		"override": &types.AttributeValueMemberS{Value: "WHATEVER"}, "overrideReason": &types.AttributeValueMemberS{Value: "forged"}})
+	st := store.New(db, table)
+
+	steps := []struct {
+		args       []string
+		wantInLine []string // in the status line of the circuit
+	}{
+		{[]string{"status", "bogus", "legacy"}, nil},
+		{[]string{"open", "bogus", "--reason", "incident"}, []string{"OPEN", "UNREADABLE", "FORCED_OPEN (incident)", "unknown state"}},
+		{[]string{"close", "bogus", "--reason", "false alarm"}, []string{"CLOSED", "UNREADABLE", "FORCED_CLOSED (false alarm)"}},
+		{[]string{"clear", "bogus"}, []string{"FAILURE_POLICY", "UNREADABLE"}},
+		{[]string{"status", "legacy"}, []string{"OPEN", "unknown WHATEVER (ignored)"}},
+		{[]string{"clear", "legacy"}, []string{"OPEN"}},
+	}
+	for _, s := range steps {
+		code, out, errOut := ctl(s.args...)
+		if code != 0 {
+			t.Fatalf("circuitctl %q = %d: %s", s.args, code, errOut)
+		}
+		for _, want := range s.wantInLine {
+			if line := lineOf(out, s.args[1]); !strings.Contains(line, want) {
+				t.Errorf("circuitctl %q: status line %q lacks %q", s.args, line, want)
+			}
+		}
+	}
+	if c, _, err := st.Get(ctx, "legacy"); err != nil || c.Override != circuit.NoOverride || c.State != circuit.Open {
+		t.Errorf("legacy after clear = %+v, %v", c, err)
+	}
+	if _, out, _ := ctl("status", "legacy"); strings.Contains(out, "WHATEVER") {
+		t.Errorf("status after clear still shows the invalid override:\n%s", out)
+	}
+}
+
+// lineOf returns the line of out that starts with id.
+func lineOf(out, id string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, id+" ") {
+			return l
+		}
+	}
+	return ""
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -37,6 +38,9 @@ type Applied struct {
 	// Reads and Writes count the DynamoDB calls made, including lost
 	// conditional writes.
 	Reads, Writes int
+	// Rewritten is why the circuit item could not be decoded, when Apply
+	// rewrote it (see Apply); nil otherwise.
+	Rewritten error
 }
 
 // After is the record as it is stored once Apply returns.
@@ -49,6 +53,13 @@ func (a Applied) After() circuit.Circuit { return a.Decision.Next }
 //
 // A NoChange decision costs one read and no write. A transition is logged
 // as one JSON line by the writer that won it, and only by that writer.
+//
+// A circuit item that cannot be decoded (see Read.Unreadable) is decided
+// on what could be salvaged from it and rewritten whatever the decision,
+// a NoChange becoming a CounterUpdate: every attribute of the state
+// machine is written, on the condition that the item still holds what was
+// read. The writer that rewrote it logs MsgItemRewritten (a warning) and
+// reports it in Applied.Rewritten.
 func (s *Store) Apply(ctx context.Context, id string, decide Decider) (Applied, error) {
 	var a Applied
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
@@ -59,13 +70,25 @@ func (s *Store) Apply(ctx context.Context, id string, decide Decider) (Applied, 
 		}
 		cur := r.Circuit
 		d := decide(cur)
+		if r.Unreadable != nil && d.Change == circuit.NoChange {
+			d.Change = circuit.CounterUpdate
+		}
 		a.Before, a.Decision, a.Found, a.OverrideStored = cur, d, r.Found, r.OverrideStored
 		if d.Change == circuit.NoChange {
 			return a, nil
 		}
 		a.Writes++
-		err = s.Write(ctx, cur, d.Next, d.Change)
+		err = s.write(ctx, cur, d.Next, d.Change, r.raw)
 		if err == nil {
+			if r.Unreadable != nil {
+				a.Rewritten = r.Unreadable
+				s.log().LogAttrs(ctx, slog.LevelWarn, MsgItemRewritten,
+					slog.String("service", id),
+					slog.String("error", r.Unreadable.Error()),
+					slog.String("state", string(d.Next.State)),
+					slog.Int64("version", d.Next.Version),
+				)
+			}
 			s.logDecision(ctx, cur, d)
 			return a, nil
 		}

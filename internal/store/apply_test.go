@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,8 +11,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbfault"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
 var t0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -399,5 +403,152 @@ func TestApplyCountsARetriedWriteOnce(t *testing.T) {
 					tt.name, got.State, got.Version, got.ConsecutiveFailures, got.ConsecutiveSuccesses, a.Reads, a.Writes, tt.desc)
 			}
 		})
+	}
+}
+
+// TestApplyRewritesUnreadableItem checks that Apply decides on what can be
+// salvaged from a circuit item that cannot be decoded and rewrites the
+// item through the conditional write, whatever the decision, logging it
+// once; and that the rewrite loses to a writer that changed the item after
+// it was read.
+func TestApplyRewritesUnreadableItem(t *testing.T) {
+	tests := []struct {
+		name      string
+		attrs     map[string]types.AttributeValue
+		override  circuit.Override
+		result    circuit.CheckResult
+		wantState circuit.State
+		wantVer   int64
+		wantFail  int
+	}{
+		{"unknown state, healthy check", map[string]types.AttributeValue{"state": strAV("BOGUS")}, "", circuit.Success("ok"), circuit.Closed, 2, 0},
+		{"unknown state, failed check", map[string]types.AttributeValue{"state": strAV("BOGUS")}, "", circuit.Failure("status 500"), circuit.Closed, 2, 1},
+		{"unknown state under FORCED_OPEN, failed trial", map[string]types.AttributeValue{"state": strAV("BOGUS")}, circuit.ForcedOpen, circuit.Failure("status 500"), circuit.Open, 2, 0},
+		{"counters of the wrong type", map[string]types.AttributeValue{"failures": strAV("x"), "reason": num(3), "updatedAt": strAV("y")}, "", circuit.Success("ok"), circuit.Closed, 2, 0},
+		{"legacy override of the wrong type", map[string]types.AttributeValue{"state": strAV("BOGUS"), "overrideUntil": strAV("soon"), "override": strAV("FORCED_CLOSED")}, "", circuit.Success("ok"), circuit.Closed, 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, api, logs := newTestStore(t)
+			ctx := context.Background()
+			setAttrs(t, s, "svc", map[string]types.AttributeValue{"state": strAV("CLOSED"), "version": num(2)})
+			if tt.override != "" {
+				if _, err := s.SetOverride(ctx, "svc", tt.override, "operator", time.Time{}, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setAttrs(t, s, "svc", tt.attrs)
+			w0 := api.Writes.Load()
+			a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{}, tt.result, t0)
+			})
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if a.Rewritten == nil || a.Writes != 1 || api.Writes.Load()-w0 != 1 || a.Decision.Change == circuit.NoChange {
+				t.Errorf("Apply = %+v, %d UpdateItem calls; want one rewrite reported", a, api.Writes.Load()-w0)
+			}
+			item := rawItem(t, s, "svc")
+			c, err := Decode(item)
+			if err != nil {
+				t.Fatalf("rewritten item does not decode: %v: %v", err, item)
+			}
+			if c.State != tt.wantState || c.Version != tt.wantVer || c.ConsecutiveFailures != tt.wantFail {
+				t.Errorf("rewritten circuit %+v; want %s v%d with %d failures", c, tt.wantState, tt.wantVer, tt.wantFail)
+			}
+			if _, ok := item["overrideUntil"]; ok {
+				t.Errorf("a legacy attribute that does not decode is still there: %v", item)
+			}
+			lines := withMsg(logs.Lines(t), MsgItemRewritten)
+			if len(lines) != 1 || lines[0]["service"] != "svc" || lines[0]["level"] != "WARN" || lines[0]["error"] == "" {
+				t.Errorf("rewrite log lines = %v; want one warning", lines)
+			}
+			if _, _, err := s.Get(ctx, "svc"); err != nil {
+				t.Errorf("Get after the rewrite: %v", err)
+			}
+			if a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{}, circuit.Success("ok"), t0)
+			}); err != nil || a.Rewritten != nil {
+				t.Errorf("next Apply = %+v, %v; want an ordinary one", a, err)
+			}
+		})
+	}
+
+	t.Run("loses to a writer that changed the item", func(t *testing.T) {
+		s, _, logs := newTestStore(t)
+		ctx := context.Background()
+		setAttrs(t, s, "svc", map[string]types.AttributeValue{"state": strAV("BOGUS"), "version": num(4)})
+		rounds := 0
+		a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+			rounds++
+			if rounds == 1 {
+				setAttrs(t, s, "svc", map[string]types.AttributeValue{"state": strAV("OPEN"), "retryAt": num(toMillis(t0.Add(time.Hour)))})
+			}
+			return circuit.Decide(c, circuit.Settings{}, circuit.Failure("x"), t0)
+		})
+		if err != nil || rounds != 2 || a.Rewritten != nil || a.Decision.Change != circuit.NoChange {
+			t.Fatalf("Apply = %+v, %v after %d rounds; want the rewrite lost and an OPEN circuit left alone", a, err, rounds)
+		}
+		if c, _, err := s.Get(ctx, "svc"); err != nil || c.State != circuit.Open || c.Version != 4 {
+			t.Errorf("stored %+v, %v; want the other writer's OPEN v4", c, err)
+		}
+		if n := len(withMsg(logs.Lines(t), MsgItemRewritten)); n != 0 {
+			t.Errorf("%d rewrite lines for a lost rewrite", n)
+		}
+	})
+}
+
+// TestApplyCountsAWriteOverlaidBeforeItsRetry loses the answer of Apply's
+// applied trip, and lands another writer's write on top of it before the
+// SDK retries the trip. The retry's condition fails on an item whose last
+// token is the other writer's: the trip still counts as Apply's own, once,
+// and is logged, rather than taken for a lost race.
+func TestApplyCountsAWriteOverlaidBeforeItsRetry(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	other := New(srv.Client(), table).WithLogger(slog.New(slog.NewJSONHandler(&logBuffer{}, nil)))
+	var updates atomic.Int32
+	tr := &dbfault.Transport{Fault: func(op string, _ []byte) dbfault.Action {
+		if op != "UpdateItem" {
+			return dbfault.Pass
+		}
+		switch updates.Add(1) {
+		case 1:
+			return dbfault.LoseAnswer
+		case 2:
+			// Before the SDK's retry: a later check finds the circuit
+			// OPEN past its cool-down and records a failed trial.
+			if _, err := other.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{}, circuit.Failure("status 500"), t0.Add(time.Hour))
+			}); err != nil {
+				t.Errorf("other writer: %v", err)
+			}
+		}
+		return dbfault.Pass
+	}}
+	logs := &logBuffer{}
+	s := New(tr.Wrap(srv.Client()), table).WithLogger(slog.New(slog.NewJSONHandler(logs, nil)))
+	start := circuit.Circuit{ID: "svc", State: circuit.Closed, ConsecutiveFailures: 2}
+	if err := other.Write(ctx, circuit.New("svc"), start, circuit.CounterUpdate); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+		return circuit.Decide(c, circuit.Settings{}, circuit.Failure("status 500"), t0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := updates.Load(); n != 2 {
+		t.Fatalf("%d UpdateItem requests through the fault, want 2 (the trip, the SDK's retry)", n)
+	}
+	if !a.Decision.Transitioned() || a.After().State != circuit.Open || a.Reads != 1 || a.Writes != 1 {
+		t.Errorf("Apply = %s to %s, %d reads %d writes; want the trip to OPEN, 1 read, 1 write", a.Decision.Change, a.After().State, a.Reads, a.Writes)
+	}
+	if n := len(withMsg(logs.Lines(t), MsgTransition)); n != 1 {
+		t.Errorf("%d transition lines, want the trip logged once", n)
+	}
+	if c, _, err := other.Get(ctx, "svc"); err != nil || c.State != circuit.Open || c.Version != 1 || c.OpenCount != 2 {
+		t.Errorf("stored %+v, %v; want OPEN v1 after the trip and the failed trial", c, err)
 	}
 }

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"context"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbcount"
@@ -63,5 +66,25 @@ func loseFirst(op string, armed *atomic.Bool) func(string, []byte) dbfault.Actio
 			return dbfault.LoseAnswer
 		}
 		return dbfault.Pass
+	}
+}
+
+// setAttrs sets attributes of item k with UpdateItem, as an attached
+// function's role may on its circuit item.
+func setAttrs(t *testing.T, s *Store, k string, attrs map[string]types.AttributeValue) {
+	t.Helper()
+	e := newExpr()
+	for a, v := range attrs {
+		e.set(a, v)
+	}
+	tbl := s.Table()
+	if _, err := s.db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
+		TableName:                 &tbl,
+		Key:                       key(k),
+		UpdateExpression:          aws.String(e.update()),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

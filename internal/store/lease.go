@@ -123,7 +123,7 @@ func (s *Store) ClaimLease(ctx context.Context, id string, slots, first int, hol
 			}
 			return Lease{}, &UncertainClaimError{Lease: l, Err: err}
 		}
-		if s.holdsToken(ctx, ccf, LeaseKey(id, slot), "token", token) {
+		if s.holdsToken(ctx, ccf, LeaseKey(id, slot), token, "token") {
 			return l, nil
 		}
 		var held struct {

@@ -22,6 +22,17 @@ const (
 	// MsgOverrideMigrated is logged when a legacy override on a circuit
 	// item moves to the circuit's override item.
 	MsgOverrideMigrated = "circuit override migrated"
+	// MsgLegacyOverrideDropped is logged (a warning) when a circuit item
+	// without an override item holds a legacy override attribute that is
+	// no valid override: it is ignored, and never migrated.
+	MsgLegacyOverrideDropped = "invalid legacy override dropped"
+	// MsgUnreadableOverridden is logged (a warning) when a circuit item
+	// cannot be decoded and its active override decides the circuit.
+	MsgUnreadableOverridden = "circuit item unreadable; override decides"
+	// MsgItemRewritten is logged (a warning) by the writer that rewrote a
+	// circuit item that could not be decoded, with the attributes
+	// service, error, state and version.
+	MsgItemRewritten = "unreadable circuit item rewritten"
 )
 
 func (s *Store) logDecision(ctx context.Context, cur circuit.Circuit, d circuit.Decision) {

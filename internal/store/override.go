@@ -176,6 +176,19 @@ func (s *Store) ClearOverride(ctx context.Context, id string, now time.Time) (c 
 	}
 	c = cur.Circuit
 	if !cur.OverrideStored {
+		if cur.DroppedOverride != "" {
+			// An invalid legacy override: create the override item, so
+			// that the attributes are never read again, and remove them.
+			if _, err := s.migrate(ctx, c, true, now); err != nil {
+				return circuit.Circuit{}, false, err
+			}
+			s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideCleared,
+				slog.String("service", id),
+				slog.String("override", cur.DroppedOverride),
+				slog.Time("at", now),
+			)
+			return c, true, nil
+		}
 		if c.Override == circuit.NoOverride {
 			return c, false, nil
 		}
@@ -226,7 +239,18 @@ func (s *Store) ClearOverride(ctx context.Context, id string, now time.Time) (c 
 // then on the circuit item's override attributes are ignored, whoever
 // writes them. It reports whether it created the item; when another
 // writer created it first, it changes nothing.
+//
+// A legacy override attribute that holds no valid override is not
+// migrated: c, as read, has no override, and the item is created without
+// one (see Read.DroppedOverride).
 func (s *Store) MigrateOverride(ctx context.Context, c circuit.Circuit, now time.Time) (bool, error) {
+	return s.migrate(ctx, c, c.Override != circuit.NoOverride, now)
+}
+
+// migrate is MigrateOverride; it removes the legacy override attributes
+// from the circuit item after creating the override item when
+// removeLegacy is set.
+func (s *Store) migrate(ctx context.Context, c circuit.Circuit, removeLegacy bool, now time.Time) (bool, error) {
 	item, err := EncodeOverride(c)
 	if err != nil {
 		return false, err
@@ -258,7 +282,7 @@ func (s *Store) MigrateOverride(ctx context.Context, c circuit.Circuit, now time
 		}
 		return false, fmt.Errorf("store: create override item of %q: %w", c.ID, err)
 	}
-	if c.Override == circuit.NoOverride {
+	if !removeLegacy {
 		return true, nil
 	}
 	e = newExpr()
@@ -275,6 +299,9 @@ func (s *Store) MigrateOverride(ctx context.Context, c circuit.Circuit, now time
 	var ccf *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &ccf) {
 		return true, fmt.Errorf("store: remove legacy override attributes of %q: %w", c.ID, err)
+	}
+	if c.Override == circuit.NoOverride {
+		return true, nil
 	}
 	s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideMigrated,
 		slog.String("service", c.ID),

@@ -160,3 +160,83 @@ func TestUnreadableOverrideItem(t *testing.T) {
 		t.Errorf("GetMany = %+v", got)
 	}
 }
+
+// TestInvalidLegacyOverride checks that a legacy override attribute that
+// holds no valid override is dropped with a warning: the circuit reads
+// without an override, the migration creates an override item without
+// one, and ClearOverride removes the attribute.
+func TestInvalidLegacyOverride(t *testing.T) {
+	s, _, logs := newTestStore(t)
+	ctx := context.Background()
+	for _, id := range []string{"migrated", "cleared"} {
+		putLegacy(t, s, circuit.Circuit{ID: id, State: circuit.Open, Version: 2, Override: "WHATEVER", OverrideReason: "forged", OverrideAt: t0})
+	}
+
+	c, _, err := s.Get(ctx, "migrated")
+	if err != nil || c.Override != circuit.NoOverride || c.OverrideReason != "" || c.State != circuit.Open {
+		t.Fatalf("Get = %+v, %v; want OPEN without an override", c, err)
+	}
+	lines := withMsg(logs.Lines(t), MsgLegacyOverrideDropped)
+	if len(lines) != 1 || lines[0]["override"] != "WHATEVER" || lines[0]["level"] != "WARN" {
+		t.Errorf("drop log lines = %v; want one warning", lines)
+	}
+
+	// The updater's first check migrates: nothing to move.
+	a, err := s.Apply(ctx, "migrated", func(c circuit.Circuit) circuit.Decision {
+		return circuit.Decide(c, circuit.Settings{}, circuit.Failure("x"), t0)
+	})
+	if err != nil || a.OverrideStored {
+		t.Fatalf("Apply = %+v, %v", a, err)
+	}
+	if _, err := s.MigrateOverride(ctx, a.After(), t0); err != nil {
+		t.Fatal(err)
+	}
+	ov, err := DecodeOverride(rawItem(t, s, OverrideKey("migrated")))
+	if err != nil || ov.Override != circuit.NoOverride {
+		t.Errorf("override item after the migration = %+v, %v; want one without an override", ov, err)
+	}
+	if c, _, err := s.Get(ctx, "migrated"); err != nil || c.Override != circuit.NoOverride {
+		t.Errorf("Get after the migration = %+v, %v", c, err)
+	}
+	if n := len(withMsg(logs.Lines(t), MsgOverrideMigrated)); n != 0 {
+		t.Errorf("%d migration lines for an override that was not moved", n)
+	}
+
+	// circuitctl clear's path.
+	c, cleared, err := s.ClearOverride(ctx, "cleared", t0)
+	if err != nil || !cleared || c.Override != circuit.NoOverride {
+		t.Fatalf("ClearOverride = %+v, %v, %v", c, cleared, err)
+	}
+	for _, a := range legacyOverrideAttributes {
+		if _, ok := rawItem(t, s, "cleared")[a]; ok {
+			t.Errorf("circuit item keeps %s after clear", a)
+		}
+	}
+	if r, err := s.ReadCircuit(ctx, "cleared"); err != nil || !r.OverrideStored || r.Circuit.Override != circuit.NoOverride || r.DroppedOverride != "" {
+		t.Errorf("after clear: %+v, %v", r, err)
+	}
+	if _, err := s.SetOverride(ctx, "cleared", circuit.ForcedOpen, "real", time.Time{}, t0); err != nil {
+		t.Errorf("SetOverride after clear: %v", err)
+	}
+}
+
+// TestOverridesOnUnreadableCircuit checks that an operator can set and
+// clear overrides of a circuit whose item cannot be decoded.
+func TestOverridesOnUnreadableCircuit(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	setAttrs(t, s, "svc", map[string]typesAV{"state": strAV("BOGUS"), "version": num(3)})
+	c, err := s.SetOverride(ctx, "svc", circuit.ForcedOpen, "incident", time.Time{}, t0)
+	if err != nil || c.ActiveOverride(t0) != circuit.ForcedOpen {
+		t.Fatalf("SetOverride = %+v, %v", c, err)
+	}
+	if got, _, err := s.Get(ctx, "svc"); err != nil || got.Allowed(t0) || got.Version != 3 {
+		t.Errorf("Get under the override = %+v, %v; want FORCED_OPEN at version 3", got, err)
+	}
+	if _, cleared, err := s.ClearOverride(ctx, "svc", t0); err != nil || !cleared {
+		t.Fatalf("ClearOverride = %v, %v", cleared, err)
+	}
+	if _, _, err := s.Get(ctx, "svc"); err == nil {
+		t.Error("Get of the unreadable circuit without an override succeeded")
+	}
+}

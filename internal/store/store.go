@@ -38,6 +38,7 @@ type Store struct {
 	table       string
 	logger      *slog.Logger
 	maxAttempts int
+	clock       func() time.Time
 	// callOpts are passed to every read of one circuit (Get) and every
 	// conditional write.
 	callOpts []func(*dynamodb.Options)
@@ -68,6 +69,21 @@ func (s *Store) WithMaxAttempts(n int) *Store {
 	return &c
 }
 
+// WithClock returns a copy of s that tells whether an override is in
+// force by now (default time.Now). Only reads consult it: see GetMany.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	c := *s
+	c.clock = now
+	return &c
+}
+
+func (s *Store) now() time.Time {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return time.Now()
+}
+
 func (s *Store) log() *slog.Logger {
 	if s.logger != nil {
 		return s.logger
@@ -81,15 +97,33 @@ func (s *Store) Table() string { return s.table }
 // Get reads one circuit and its override item with one strongly
 // consistent BatchGetItem. A circuit that was never written comes back as
 // circuit.New(id) with found false (with its override, if an operator set
-// one). See GetMany for how the override is found.
+// one). See GetMany for how the override is found, and for a circuit item
+// that cannot be decoded.
 func (s *Store) Get(ctx context.Context, id string) (c circuit.Circuit, found bool, err error) {
-	r, err := s.read(ctx, id)
-	return r.Circuit, r.Found, err
+	got, err := s.readMany(ctx, []string{id}, s.callOpts...)
+	if err != nil {
+		var bad ItemErrors
+		if errors.As(err, &bad) {
+			return circuit.Circuit{}, false, bad[id]
+		}
+		return circuit.Circuit{}, false, fmt.Errorf("store: get circuit %q: %w", id, err)
+	}
+	r, ok := got[id]
+	if !ok {
+		return circuit.New(id), false, nil
+	}
+	return r.Circuit, r.Found, nil
 }
+
+// UnreadableReason is the Reason of a circuit whose item cannot be decoded
+// and which is served because an active override decides it (see
+// GetMany): the circuit's own state, counters and reason are unknown.
+const UnreadableReason = "circuit item unreadable; the operator override decides"
 
 // Read is a circuit as read from the table, with what was found there.
 type Read struct {
-	// Circuit is the circuit, its override applied.
+	// Circuit is the circuit, its override applied. When Unreadable is
+	// set it is what could be salvaged from the item (see Unreadable).
 	Circuit circuit.Circuit
 	// Found reports whether the circuit item exists.
 	Found bool
@@ -97,23 +131,55 @@ type Read struct {
 	// does not, the override (if any) came from legacy attributes of the
 	// circuit item, and MigrateOverride should move it.
 	OverrideStored bool
+	// Unreadable is why the circuit item, which exists, cannot be decoded
+	// (an attribute of the wrong type, an unknown state); nil when it was
+	// decoded. Circuit then holds the attributes that could be decoded,
+	// the others zero; an unknown state reads as the state an active
+	// override forces, otherwise as CLOSED. Apply rewrites such an item.
+	Unreadable error
+	// DroppedOverride is a legacy override attribute of the circuit item
+	// that holds no valid override (neither FORCED_OPEN nor FORCED_CLOSED):
+	// it is ignored, and never migrated. Empty when there is none, or when
+	// the override item exists (legacy attributes are then not read).
+	DroppedOverride string
+
+	// raw is the circuit item as read, kept when Unreadable is set: a
+	// rewrite is conditioned on it.
+	raw map[string]types.AttributeValue
 }
 
 // ReadCircuit reads one circuit and its override item with one strongly
-// consistent BatchGetItem, and tells which of the two items exist.
+// consistent BatchGetItem, and tells which of the two items exist. A
+// circuit item that cannot be decoded is no error here: Read.Unreadable
+// says why, and Read.Circuit holds what could be salvaged. An override
+// item that cannot be decoded is an error.
 func (s *Store) ReadCircuit(ctx context.Context, id string) (Read, error) {
 	return s.read(ctx, id)
 }
 
-// read reads one circuit and its override item.
-func (s *Store) read(ctx context.Context, id string) (Read, error) {
-	got, err := s.readMany(ctx, []string{id}, s.callOpts...)
+// ReadMany is ReadCircuit for several circuits, with one BatchGetItem per
+// 100 keys. Circuits with neither item are absent from the result. Override
+// items that cannot be decoded fail their circuits in an ItemErrors.
+func (s *Store) ReadMany(ctx context.Context, ids []string) (map[string]Read, error) {
+	got, bad, err := s.readAll(ctx, unique(ids))
 	if err != nil {
-		var bad ItemErrors
-		if errors.As(err, &bad) {
-			return Read{}, bad[id]
-		}
+		return got, fmt.Errorf("store: read %d circuits: %w", len(ids), err)
+	}
+	if len(bad) > 0 {
+		return got, bad
+	}
+	return got, nil
+}
+
+// read reads one circuit and its override item; a circuit item that cannot
+// be decoded comes back salvaged, with Read.Unreadable set.
+func (s *Store) read(ctx context.Context, id string) (Read, error) {
+	got, bad, err := s.readAll(ctx, []string{id}, s.callOpts...)
+	if err != nil {
 		return Read{}, fmt.Errorf("store: get circuit %q: %w", id, err)
+	}
+	if e, ok := bad[id]; ok {
+		return Read{}, e
 	}
 	r, ok := got[id]
 	if !ok {
@@ -122,12 +188,13 @@ func (s *Store) read(ctx context.Context, id string) (Read, error) {
 	return r, nil
 }
 
-// readMany reads the circuit and override items of ids (unique, valid)
+// readAll reads the circuit and override items of ids (unique, valid)
 // with BatchGetItem. Circuits with neither item are absent from the
-// result. Items that cannot be decoded fail their circuit in ItemErrors.
-// When the read fails part-way, the result holds only the circuits both
-// of whose items were read.
-func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
+// result. A circuit item that cannot be decoded is salvaged (see
+// Read.Unreadable); an override item that cannot be decoded fails its
+// circuit in bad. When the read fails part-way, the result holds only the
+// circuits both of whose items were read.
+func (s *Store) readAll(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
 	keys := make([]string, 0, 2*len(ids))
 	for _, id := range ids {
 		keys = append(keys, id, OverrideKey(id))
@@ -147,13 +214,15 @@ func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamo
 		}
 		switch kind {
 		case KindCircuit:
-			c, derr := Decode(item)
-			if derr != nil {
-				bad[id] = derr
-				continue
-			}
 			r := result[id]
-			r.Circuit, r.Found = c, true
+			var dropped circuit.Override
+			r.Circuit, dropped, r.Unreadable = decode(item)
+			if r.Unreadable != nil {
+				r.Circuit, dropped = salvage(id, item)
+				r.raw = item
+			}
+			r.DroppedOverride = string(dropped)
+			r.Found = true
 			result[id] = r
 		case KindOverride:
 			o, derr := DecodeOverride(item)
@@ -173,7 +242,21 @@ func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamo
 		// (legacy, writable by attached functions) are then ignored.
 		o.applyTo(&r.Circuit)
 		r.OverrideStored = true
+		r.DroppedOverride = ""
 		result[id] = r
+	}
+	now := s.now()
+	for id, r := range result {
+		if r.Unreadable != nil && r.Circuit.State == "" {
+			r.Circuit.State = circuit.Closed
+			switch r.Circuit.ActiveOverride(now) {
+			case circuit.ForcedOpen:
+				r.Circuit.State = circuit.Open
+			case circuit.ForcedClosed:
+				r.Circuit.State = circuit.Closed
+			}
+			result[id] = r
+		}
 	}
 	for id := range bad {
 		delete(result, id)
@@ -187,6 +270,44 @@ func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamo
 				delete(result, id)
 			}
 		}
+		return result, bad, err
+	}
+	for id, r := range result {
+		if r.DroppedOverride != "" {
+			s.log().LogAttrs(ctx, slog.LevelWarn, MsgLegacyOverrideDropped,
+				slog.String("service", id),
+				slog.String("override", r.DroppedOverride))
+		}
+	}
+	return result, bad, nil
+}
+
+// readMany is readAll for the readers that serve circuits (Get, GetMany):
+// a circuit item that cannot be decoded fails its circuit in ItemErrors,
+// unless an active override decides the circuit. Such a circuit is served
+// with its override, in the state the override forces (unless the item's
+// own state could be read), with UnreadableReason as its reason, and the
+// item is logged (MsgUnreadableOverridden).
+func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
+	result, bad, err := s.readAll(ctx, ids, opts...)
+	now := s.now()
+	for id, r := range result {
+		if r.Unreadable == nil {
+			continue
+		}
+		if r.Circuit.ActiveOverride(now) == circuit.NoOverride {
+			bad[id] = r.Unreadable
+			delete(result, id)
+			continue
+		}
+		r.Circuit.Reason = UnreadableReason
+		result[id] = r
+		s.log().LogAttrs(ctx, slog.LevelWarn, MsgUnreadableOverridden,
+			slog.String("service", id),
+			slog.String("override", string(r.Circuit.Override)),
+			slog.String("error", r.Unreadable.Error()))
+	}
+	if err != nil {
 		return result, err
 	}
 	if len(bad) > 0 {
@@ -201,16 +322,17 @@ func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamo
 // versions, are read only while the override item does not exist.
 // Circuits that were never written (and have no override) are absent from
 // the result; duplicate IDs are read once.
+//
+// A circuit item that cannot be decoded fails its circuit in an
+// ItemErrors, unless the circuit has an active override: the override
+// then decides, as it would for a readable item. Such a circuit is in the
+// result, with its override, the state the override forces (unless the
+// item's own state could be read) and UnreadableReason as its reason; the
+// store logs it (MsgUnreadableOverridden). ReadMany tells such circuits
+// apart.
 func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error) {
-	seen := make(map[string]bool, len(ids))
-	unique := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			unique = append(unique, id)
-		}
-	}
-	got, err := s.readMany(ctx, unique)
+	ids = unique(ids)
+	got, err := s.readMany(ctx, ids)
 	result := make(map[string]circuit.Circuit, len(got))
 	for id, r := range got {
 		result[id] = r.Circuit
@@ -220,9 +342,22 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]circuit.C
 		if errors.As(err, &bad) {
 			return result, err
 		}
-		return result, fmt.Errorf("store: batch get %d circuits: %w", len(unique), err)
+		return result, fmt.Errorf("store: batch get %d circuits: %w", len(ids), err)
 	}
 	return result, nil
+}
+
+// unique returns ids without duplicates, in their first order.
+func unique(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ItemErrors is GetMany's error when every key was read but some items
@@ -282,12 +417,56 @@ func fromMillis(ms int64) time.Time {
 
 // Decode turns a circuit item into a Circuit. Override attributes on it
 // (the legacy layout) are decoded too; readers replace them with the
-// override item's when it exists.
+// override item's when it exists. A legacy override attribute that holds
+// no valid override is dropped: the circuit comes back without one.
 func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
+	c, _, err := decode(item)
+	return c, err
+}
+
+// decode is Decode, also returning a legacy override value it dropped.
+func decode(item map[string]types.AttributeValue) (circuit.Circuit, circuit.Override, error) {
 	var r record
 	if err := attributevalue.UnmarshalMap(item, &r); err != nil {
-		return circuit.Circuit{}, fmt.Errorf("store: decode circuit item: %w", err)
+		return circuit.Circuit{}, "", fmt.Errorf("store: decode circuit item: %w", err)
 	}
+	c, dropped := r.circuit()
+	if c.ID == "" {
+		return circuit.Circuit{}, "", errors.New("store: decode circuit item: missing id")
+	}
+	if c.State == "" {
+		c.State = circuit.Closed
+	}
+	if !c.State.Valid() {
+		return circuit.Circuit{}, "", fmt.Errorf("store: circuit %q has unknown state %q", c.ID, c.State)
+	}
+	return c, dropped, nil
+}
+
+// salvage decodes what it can of the item of circuit id that decode
+// refused: every attribute that does not decode is left out (zero), and an
+// unknown state is left empty for the caller to fill in.
+func salvage(id string, item map[string]types.AttributeValue) (circuit.Circuit, circuit.Override) {
+	clean := make(map[string]types.AttributeValue, len(item))
+	for name, v := range item {
+		var probe record
+		if attributevalue.UnmarshalMap(map[string]types.AttributeValue{name: v}, &probe) == nil {
+			clean[name] = v
+		}
+	}
+	var r record
+	_ = attributevalue.UnmarshalMap(clean, &r) // every attribute decodes alone
+	c, dropped := r.circuit()
+	c.ID = id
+	if c.State != "" && !c.State.Valid() {
+		c.State = ""
+	}
+	return c, dropped
+}
+
+// circuit converts r; a legacy override that is not a valid override is
+// dropped with its reason and times, and returned.
+func (r record) circuit() (circuit.Circuit, circuit.Override) {
 	c := circuit.Circuit{
 		ID:                   r.ID,
 		State:                circuit.State(r.State),
@@ -304,16 +483,12 @@ func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
 		OverrideUntil:        fromMillis(r.OverrideUntil),
 		OverrideAt:           fromMillis(r.OverrideAt),
 	}
-	if c.ID == "" {
-		return circuit.Circuit{}, errors.New("store: decode circuit item: missing id")
+	if c.Override != circuit.NoOverride && !c.Override.Valid() {
+		dropped := c.Override
+		c.Override, c.OverrideReason, c.OverrideUntil, c.OverrideAt = circuit.NoOverride, "", time.Time{}, time.Time{}
+		return c, dropped
 	}
-	if c.State == "" {
-		c.State = circuit.Closed
-	}
-	if !c.State.Valid() {
-		return circuit.Circuit{}, fmt.Errorf("store: circuit %q has unknown state %q", c.ID, c.State)
-	}
-	return c, nil
+	return c, ""
 }
 
 // Encode turns a Circuit into its circuit item. The override fields are

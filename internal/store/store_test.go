@@ -233,3 +233,91 @@ func TestPartialReadNeverDropsAnOverride(t *testing.T) {
 		t.Error("Get succeeded with the override key unread")
 	}
 }
+
+// TestUnreadableCircuitWithOverride checks that a circuit item an attached
+// function made undecodable does not void an operator override: while one
+// is in force it decides, in Get and GetMany as for a readable item; only
+// without one does the circuit fail in an ItemErrors. ReadCircuit and
+// ReadMany return the circuit with Unreadable set.
+func TestUnreadableCircuitWithOverride(t *testing.T) {
+	tests := []struct {
+		name     string
+		override circuit.Override
+		until    time.Duration // from now; 0: never expires
+		attrs    map[string]types.AttributeValue
+		// wantServed: Get and GetMany serve the circuit in wantState.
+		wantServed bool
+		wantState  circuit.State
+	}{
+		{"unknown state, FORCED_OPEN", circuit.ForcedOpen, 0, map[string]types.AttributeValue{"state": strAV("BOGUS")}, true, circuit.Open},
+		{"unknown state, FORCED_CLOSED", circuit.ForcedClosed, time.Hour, map[string]types.AttributeValue{"state": strAV("BOGUS")}, true, circuit.Closed},
+		{"version of the wrong type, FORCED_OPEN", circuit.ForcedOpen, 0, map[string]types.AttributeValue{"version": strAV("many")}, true, circuit.HalfOpen},
+		{"state of the wrong type, FORCED_OPEN", circuit.ForcedOpen, 0, map[string]types.AttributeValue{"state": num(7)}, true, circuit.Open},
+		{"unknown state, override expired", circuit.ForcedOpen, -time.Minute, map[string]types.AttributeValue{"state": strAV("BOGUS")}, false, ""},
+		{"unknown state, no override", "", 0, map[string]types.AttributeValue{"state": strAV("BOGUS")}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _, logs := newTestStore(t)
+			ctx := context.Background()
+			now := time.Now()
+			if err := s.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1, ConsecutiveSuccesses: 1}, circuit.Transition); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(ctx, circuit.New("ok"), circuit.Circuit{ID: "ok", State: circuit.Open, Version: 1}, circuit.Transition); err != nil {
+				t.Fatal(err)
+			}
+			if tt.override != "" {
+				at := now.Add(-time.Hour)
+				var until time.Time
+				if tt.until != 0 {
+					until = now.Add(tt.until)
+				}
+				if _, err := s.WithClock(func() time.Time { return at }).SetOverride(ctx, "svc", tt.override, "operator", until, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setAttrs(t, s, "svc", tt.attrs)
+
+			got, err := s.GetMany(ctx, []string{"svc", "ok", "never-written"})
+			var ie ItemErrors
+			if errors.As(err, &ie) != !tt.wantServed || (!tt.wantServed && (len(ie) != 1 || ie["svc"] == nil)) || (tt.wantServed && err != nil) {
+				t.Fatalf("GetMany error = %v; want ItemErrors naming svc: %v", err, !tt.wantServed)
+			}
+			if got["ok"].State != circuit.Open {
+				t.Errorf("the readable circuit = %+v", got["ok"])
+			}
+			c, served := got["svc"]
+			one, _, gerr := s.Get(ctx, "svc")
+			if served != tt.wantServed || (gerr == nil) != tt.wantServed {
+				t.Fatalf("GetMany served svc: %v, Get error %v; want served %v", served, gerr, tt.wantServed)
+			}
+			if tt.wantServed {
+				for _, c := range []circuit.Circuit{c, one} {
+					if c.ActiveOverride(now) != tt.override || c.EffectiveState(now) != effective(tt.override) || c.State != tt.wantState || c.Reason != UnreadableReason {
+						t.Errorf("served %+v; want %s in force, state %s, reason %q", c, tt.override, tt.wantState, UnreadableReason)
+					}
+				}
+				if n := len(withMsg(logs.Lines(t), MsgUnreadableOverridden)); n != 2 {
+					t.Errorf("%d %q lines, want one per read", n, MsgUnreadableOverridden)
+				}
+			}
+
+			r, err := s.ReadCircuit(ctx, "svc")
+			if err != nil || r.Unreadable == nil || !r.Found || r.OverrideStored != (tt.override != "") {
+				t.Errorf("ReadCircuit = %+v, %v; want the circuit marked unreadable", r, err)
+			}
+			many, err := s.ReadMany(ctx, []string{"svc", "ok"})
+			if err != nil || many["svc"].Unreadable == nil || many["ok"].Unreadable != nil || many["ok"].Circuit.State != circuit.Open {
+				t.Errorf("ReadMany = %+v, %v", many, err)
+			}
+		})
+	}
+}
+
+func effective(o circuit.Override) circuit.State {
+	if o == circuit.ForcedOpen {
+		return circuit.Open
+	}
+	return circuit.Closed
+}

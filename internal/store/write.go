@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -24,6 +25,14 @@ var ErrConflict = errors.New("store: circuit changed since it was read")
 // token, read back from the failed check, shows the write as ours.
 const WriteTokenAttribute = "writeToken"
 
+// PriorWriteTokenAttribute holds the token of the write before the last
+// one, so that a write is still recognised as ours when another writer's
+// write landed on top of it before the SDK's retry.
+const PriorWriteTokenAttribute = "priorWriteToken"
+
+// noToken stands for "no earlier token" in PriorWriteTokenAttribute.
+const noToken = "-"
+
 // Write stores the state-machine part of next, on the condition that the
 // item still holds what cur holds: the same version, counters, open count
 // and retry time (a missing attribute counts as zero, so a circuit that was
@@ -36,12 +45,22 @@ const WriteTokenAttribute = "writeToken"
 // updates never bump the version. Override attributes are never touched,
 // so a concurrent SetOverride is not lost.
 //
-// Every write carries a fresh token (WriteTokenAttribute). When the
-// condition fails on an item that holds that token, an earlier attempt of
-// this same write was applied (the SDK retried it after losing the
-// answer), so Write reports success rather than a conflict: the decision
-// counts once.
+// Every write carries a fresh token (WriteTokenAttribute) and keeps the
+// previous write's (PriorWriteTokenAttribute). When the condition fails on
+// an item that holds that token in either, an earlier attempt of this same
+// write was applied (the SDK retried it after losing the answer; another
+// write may have landed on top of it since), so Write reports success
+// rather than a conflict: the decision counts once.
 func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change) error {
+	return s.write(ctx, cur, next, change, nil)
+}
+
+// write is Write. With raw, the circuit item as read when it could not be
+// decoded (cur is then what was salvaged from it), the write rewrites
+// every attribute of the state machine, removes legacy override attributes
+// that do not decode or hold no valid override, and is conditioned on the
+// item still holding the raw values read, rather than on cur's.
+func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change, raw map[string]types.AttributeValue) error {
 	switch change {
 	case circuit.Transition:
 		if next.Version != cur.Version+1 {
@@ -67,26 +86,37 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 	}
 	e := newExpr()
 	e.set(WriteTokenAttribute, &types.AttributeValueMemberS{Value: token})
+	e.setCopy(PriorWriteTokenAttribute, WriteTokenAttribute, &types.AttributeValueMemberS{Value: noToken})
 	e.set("state", &types.AttributeValueMemberS{Value: string(next.State)})
 	e.set("version", num(next.Version))
 	e.set("failures", num(int64(next.ConsecutiveFailures)))
 	e.set("successes", num(int64(next.ConsecutiveSuccesses)))
 	e.set("openCount", num(int64(next.OpenCount)))
 	e.setOrRemove("retryAt", toMillis(next.RetryAt))
-	if change == circuit.Transition {
+	switch {
+	case change == circuit.Transition:
 		e.set("updatedAt", num(toMillis(next.UpdatedAt)))
 		e.set("previousState", &types.AttributeValueMemberS{Value: string(cur.State)})
-		if next.Reason != "" {
-			e.set("reason", &types.AttributeValueMemberS{Value: next.Reason})
-		} else {
-			e.remove("reason")
-		}
+		e.setOrRemoveString("reason", next.Reason)
+	case raw != nil:
+		e.setOrRemove("updatedAt", toMillis(next.UpdatedAt))
+		e.setOrRemoveString("previousState", string(next.PreviousState))
+		e.setOrRemoveString("reason", next.Reason)
 	}
-	e.guard("version", cur.Version)
-	e.guard("failures", int64(cur.ConsecutiveFailures))
-	e.guard("successes", int64(cur.ConsecutiveSuccesses))
-	e.guard("openCount", int64(cur.OpenCount))
-	e.guard("retryAt", toMillis(cur.RetryAt))
+	if raw != nil {
+		for _, a := range brokenLegacyAttributes(raw) {
+			e.remove(a)
+		}
+		for _, a := range []string{"state", "version", "failures", "successes", "openCount", "retryAt", WriteTokenAttribute} {
+			e.guardRaw(a, raw[a])
+		}
+	} else {
+		e.guard("version", cur.Version)
+		e.guard("failures", int64(cur.ConsecutiveFailures))
+		e.guard("successes", int64(cur.ConsecutiveSuccesses))
+		e.guard("openCount", int64(cur.OpenCount))
+		e.guard("retryAt", toMillis(cur.RetryAt))
+	}
 
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                           aws.String(s.table),
@@ -100,7 +130,7 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
-			if s.holdsToken(ctx, ccf, cur.ID, WriteTokenAttribute, token) {
+			if s.holdsToken(ctx, ccf, cur.ID, token, WriteTokenAttribute, PriorWriteTokenAttribute) {
 				return nil
 			}
 			return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, ErrConflict)
@@ -110,12 +140,33 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 	return nil
 }
 
+// brokenLegacyAttributes lists the legacy override attributes of a circuit
+// item that do not decode, or all of them when the override they hold is
+// no valid override.
+func brokenLegacyAttributes(item map[string]types.AttributeValue) []string {
+	var out []string
+	for _, a := range legacyOverrideAttributes {
+		v, ok := item[a]
+		if !ok {
+			continue
+		}
+		var probe record
+		if attributevalue.UnmarshalMap(map[string]types.AttributeValue{a: v}, &probe) != nil {
+			out = append(out, a)
+		}
+	}
+	if o, ok := item["override"].(*types.AttributeValueMemberS); ok && !circuit.Override(o.Value).Valid() {
+		return legacyOverrideAttributes
+	}
+	return out
+}
+
 // holdsToken reports whether the item a failed condition check was made
-// on (item id) holds token in attribute attr. DynamoDB returns that item
-// with the failure; when it is missing (an emulator without
-// ReturnValuesOnConditionCheckFailure), the attribute is read back
+// on (item id) holds token in one of the attributes attrs. DynamoDB
+// returns that item with the failure; when it is missing (an emulator
+// without ReturnValuesOnConditionCheckFailure), the item is read back
 // instead. A failed read counts as not holding it.
-func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFailedException, id, attr, token string) bool {
+func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFailedException, id, token string, attrs ...string) bool {
 	item := ccf.Item
 	if len(item) == 0 {
 		out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
@@ -129,8 +180,12 @@ func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFaile
 		item = out.Item
 		ccf.Item = item
 	}
-	v, ok := item[attr].(*types.AttributeValueMemberS)
-	return ok && token != "" && v.Value == token
+	for _, attr := range attrs {
+		if v, ok := item[attr].(*types.AttributeValueMemberS); ok && token != "" && v.Value == token {
+			return true
+		}
+	}
+	return false
 }
 
 // expr builds an update and a condition expression with placeholder names
@@ -167,6 +222,58 @@ func (e *expr) set(attr string, v types.AttributeValue) {
 func (e *expr) setIfAbsent(attr string, v types.AttributeValue) {
 	n := e.name(attr)
 	e.sets = append(e.sets, n+" = if_not_exists("+n+", "+e.value(v)+")")
+}
+
+// setCopy sets attr to the value attribute from holds before the update,
+// or to def when the item has no such attribute.
+func (e *expr) setCopy(attr, from string, def types.AttributeValue) {
+	e.sets = append(e.sets, e.name(attr)+" = if_not_exists("+e.name(from)+", "+e.value(def)+")")
+}
+
+// setOrRemoveString sets a string attribute, or removes it when v is
+// empty.
+func (e *expr) setOrRemoveString(attr, v string) {
+	if v == "" {
+		e.remove(attr)
+		return
+	}
+	e.set(attr, &types.AttributeValueMemberS{Value: v})
+}
+
+// guardRaw adds "attr = v" to the condition when v is a string, number or
+// binary value, "attr has v's type" for other values, and "attr does not
+// exist" when v is nil.
+func (e *expr) guardRaw(attr string, v types.AttributeValue) {
+	n := e.name(attr)
+	switch v.(type) {
+	case nil:
+		e.conds = append(e.conds, "attribute_not_exists("+n+")")
+	case *types.AttributeValueMemberS, *types.AttributeValueMemberN, *types.AttributeValueMemberB:
+		e.conds = append(e.conds, n+" = "+e.value(v))
+	default:
+		e.conds = append(e.conds, "attribute_type("+n+", "+e.value(&types.AttributeValueMemberS{Value: attributeType(v)})+")")
+	}
+}
+
+// attributeType is the DynamoDB type name of v, as attribute_type wants it.
+func attributeType(v types.AttributeValue) string {
+	switch v.(type) {
+	case *types.AttributeValueMemberBOOL:
+		return "BOOL"
+	case *types.AttributeValueMemberNULL:
+		return "NULL"
+	case *types.AttributeValueMemberL:
+		return "L"
+	case *types.AttributeValueMemberM:
+		return "M"
+	case *types.AttributeValueMemberSS:
+		return "SS"
+	case *types.AttributeValueMemberNS:
+		return "NS"
+	case *types.AttributeValueMemberBS:
+		return "BS"
+	}
+	return "S"
 }
 
 func (e *expr) remove(attr string) {

@@ -312,7 +312,7 @@ func (r *run) check(ctx context.Context, timeout time.Duration) (store.Applied, 
 		LatencyMs: res.Latency.Milliseconds(),
 		Detail:    res.Detail,
 	}
-	u.logger().LogAttrs(ctx, slog.LevelInfo, "check",
+	attrs := []slog.Attr{
 		slog.String("service", cfg.ID),
 		slog.String("outcome", string(res.Outcome)),
 		slog.Int("status", res.StatusCode),
@@ -321,7 +321,13 @@ func (r *run) check(ctx context.Context, timeout time.Duration) (store.Applied, 
 		slog.String("change", applied.Decision.Change.String()),
 		slog.Int("reads", applied.Reads),
 		slog.Int("writes", applied.Writes),
-	)
+	}
+	if applied.Rewritten != nil {
+		// The circuit item could not be decoded (an attached function
+		// may write it): the check's write replaced it.
+		attrs = append(attrs, slog.String("rewritten", applied.Rewritten.Error()))
+	}
+	u.logger().LogAttrs(ctx, slog.LevelInfo, "check", attrs...)
 	u.emit(ctx, Output{ID: cfg.ID, State: after.State, EffectiveState: out.EffectiveState, Version: after.Version,
 		Transitioned: applied.Decision.Transitioned(), Check: out.Check})
 	return applied, nil

@@ -320,6 +320,70 @@ func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
 	}
 }
 
+// TestUnreadableCircuitItemRewritten checks that a circuit item an
+// attached function made undecodable (its role may write the item) is
+// rewritten by the next check, through the conditional write, and logged;
+// an operator's FORCED_OPEN keeps deciding throughout.
+func TestUnreadableCircuitItemRewritten(t *testing.T) {
+	tests := []struct {
+		name      string
+		mode      string
+		override  bool
+		wantState circuit.State
+		wantEff   circuit.State
+	}{
+		{"healthy service", healthy, false, circuit.Closed, circuit.Closed},
+		{"failing service", fail500, false, circuit.Closed, circuit.Closed},
+		{"under FORCED_OPEN", healthy, true, circuit.HalfOpen, circuit.Open},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			svc := newService(t, 0)
+			now := time.Now()
+			u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: func() time.Time { return now }, Logger: e.logger}
+			ctx := context.Background()
+			if tt.override {
+				if _, err := e.store.SetOverride(ctx, "a", circuit.ForcedOpen, "incident", time.Time{}, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expr := "SET #s = :s, #v = :v"
+			tbl := e.store.Table()
+			if _, err := e.api.API.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl, Key: map[string]typesAV{"id": strAV("a")},
+				UpdateExpression: &expr, ExpressionAttributeNames: map[string]string{"#s": "state", "#v": "version"},
+				ExpressionAttributeValues: map[string]typesAV{":s": strAV("BOGUS"), ":v": &types.AttributeValueMemberN{Value: "5"}}}); err != nil {
+				t.Fatal(err)
+			}
+			in, _ := json.Marshal(Input{ID: "a", URL: svc.url(tt.mode), ConfirmInterval: "0s"})
+			out, err := u.Handle(ctx, in)
+			if err != nil {
+				t.Fatalf("check of an unreadable circuit: %v", err)
+			}
+			if out.State != tt.wantState || out.EffectiveState != tt.wantEff || out.Writes != 1 {
+				t.Errorf("output = %+v; want state %s, effective %s, one write", out, tt.wantState, tt.wantEff)
+			}
+			c, _, err := e.store.Get(ctx, "a")
+			if err != nil || c.State != tt.wantState || c.Version < 5 || c.Reason == store.UnreadableReason {
+				t.Errorf("stored %+v, %v; want a readable %s circuit from version 5 on", c, err, tt.wantState)
+			}
+			lines := e.logs.Lines(t)
+			var rewritten, checks int
+			for _, l := range lines {
+				switch {
+				case l["msg"] == store.MsgItemRewritten && l["service"] == "a":
+					rewritten++
+				case l["msg"] == "check" && l["rewritten"] != nil:
+					checks++
+				}
+			}
+			if rewritten != 1 || checks != 1 {
+				t.Errorf("%d rewrite lines, %d check lines naming the rewrite; want 1 each:\n%v", rewritten, checks, lines)
+			}
+		})
+	}
+}
+
 // TestReasonHoldsNoErrorText checks that a connection error leaves only
 // its fixed class in the circuit's reason, which attached functions and
 // events can read, while the output keeps the detail.
