@@ -155,15 +155,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	pols := policy.Policies{cfg.Service: cfg.Policy}
 	envs := make([]*env, cfg.Envs)
 	for i := range envs {
-		b := breaker.New(stf, breaker.Options{
-			Policies: pols, Now: clock, Logger: cfg.Logger, EveryFlush: cfg.EveryFlush,
-			ClaimTimeout: 5 * time.Second, Holder: fmt.Sprintf("env-%d", i),
-		})
 		c := cache.New(st, cache.Options{
 			RefreshInterval: cfg.RefreshInterval, MaxAge: cfg.MaxAge, MissTimeout: 5 * time.Second, FetchTimeout: 5 * time.Second,
-			FailAllow: true, Admitter: b, Now: clock, Logger: cfg.Logger,
+			Now: clock, Logger: cfg.Logger,
 		})
-		b.SetCache(c)
+		b := breaker.New(stf, c, breaker.Options{
+			Policies: pols, FailAllow: true, Now: clock, Logger: cfg.Logger, EveryFlush: cfg.EveryFlush,
+			ClaimTimeout: 5 * time.Second, Holder: fmt.Sprintf("env-%d", i),
+		})
 		envs[i] = &env{b: b, c: c}
 	}
 
@@ -272,7 +271,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					}
 				}
 			}
-			d := e.c.Lookup(ctx, cfg.Service)
+			d := e.b.Lookup(ctx, cfg.Service)
 			if isInvoke && cfg.LookupDuringRead {
 				if err := invoke(); err != nil {
 					return res, err

@@ -161,18 +161,21 @@ func Run(ctx context.Context, o Options) int {
 	// One knob bounds every wait of a lookup on the table: the first read of
 	// an uncached circuit, and the writes that end a cool-down or claim a
 	// probe lease.
-	brk := breaker.New(db.get, breaker.Options{Policies: cfg.Policies, Logger: log, ClaimTimeout: cfg.MissTimeout, MaxCircuits: cfg.MaxCircuits})
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
 		MaxAge:          cfg.MaxAge,
 		MissTimeout:     cfg.MissTimeout,
 		MaxCircuits:     cfg.MaxCircuits,
-		FailAllow:       cfg.FailMode.Allows(),
-		Admitter:        brk,
 		Logger:          log,
 	})
-	brk.SetCache(c)
+	brk := breaker.New(db.get, c, breaker.Options{
+		Policies:     cfg.Policies,
+		FailAllow:    cfg.FailMode.Allows(),
+		Logger:       log,
+		ClaimTimeout: cfg.MissTimeout,
+		MaxCircuits:  cfg.MaxCircuits,
+	})
 	ln, err := server.Listen(cfg.Port)
 	if err != nil {
 		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
@@ -180,7 +183,7 @@ func Run(ctx context.Context, o Options) int {
 		reportInit(ctx, ext, log, ErrTypeListen, err)
 		return 1
 	}
-	srv := server.New(server.NewHandler(c, server.Options{Token: cfg.Token, Logger: log, Reporter: brk, Services: cfg.Services}), log)
+	srv := server.New(server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Services: cfg.Services}), log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -227,7 +230,7 @@ func Run(ctx context.Context, o Options) int {
 			// function's first lookup arrives.
 			c.RefreshDue()
 			log.Debug("invoke", "requestId", ev.RequestID)
-			emitLookupMetrics(c, emf, log)
+			emitLookupMetrics(brk, emf, log)
 			emitRefused(brk, emf, log)
 			// Flush the outcome counts that are due while the function
 			// runs, within a small budget, and finish before the next
@@ -242,7 +245,7 @@ func Run(ctx context.Context, o Options) int {
 			}
 			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
 			shutdown(srv, c, brk, log, deadline, ev.ShutdownReason)
-			emitLookupMetrics(c, emf, log)
+			emitLookupMetrics(brk, emf, log)
 			emitRefused(brk, emf, log)
 			return 0
 		default:
@@ -289,8 +292,8 @@ func emitRefused(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
 // and refused calls, and the state of the last answer (CircuitState,
 // CircuitOpen), so an OPEN alarm fires from the fleet's traffic without
 // waiting for the next health check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
-func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
-	stats := c.TakeStats()
+func emitLookupMetrics(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
+	stats := brk.TakeLookupStats()
 	ids := make([]string, 0, len(stats))
 	for id, s := range stats {
 		if !s.IsZero() {
@@ -311,7 +314,7 @@ func emitLookupMetrics(c *cache.Cache, w *metrics.Writer, log *slog.Logger) {
 			{Name: metrics.CacheMisses, Unit: metrics.Count, Value: float64(s.Misses)},
 			{Name: metrics.CacheWaits, Unit: metrics.Count, Value: float64(s.Waits)},
 			{Name: metrics.StaleAnswers, Unit: metrics.Count, Value: float64(s.Stale)},
-			{Name: metrics.CallsRefused, Unit: metrics.Count, Value: float64(s.Refused)},
+			{Name: metrics.CallsRefused, Unit: metrics.Count, Value: float64(s.Denied)},
 		}, nil)
 		if err != nil {
 			log.Warn("metrics not written", "error", err.Error())

@@ -36,14 +36,13 @@ func startShutdownFixture(t *testing.T) shutdownFixture {
 	t.Helper()
 	db := dynalite.Start(t)
 	f := shutdownFixture{st: store.New(db.Client(), db.NewTable(t)), log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
-	f.brk = breaker.New(func(context.Context) (*store.Store, error) { return f.st, nil }, breaker.Options{Logger: f.log})
-	f.c = cache.New(f.st, cache.Options{Admitter: f.brk, Logger: f.log})
-	f.brk.SetCache(f.c)
+	f.c = cache.New(f.st, cache.Options{Logger: f.log})
+	f.brk = breaker.New(func(context.Context) (*store.Store, error) { return f.st, nil }, f.c, breaker.Options{Logger: f.log})
 	var err error
 	if f.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = server.New(server.NewHandler(f.c, server.Options{Reporter: f.brk, Logger: f.log}), f.log)
+	f.srv = server.New(server.NewHandler(f.brk, server.Options{Logger: f.log}), f.log)
 	go func() { _ = f.srv.Serve(f.ln) }()
 	return f
 }

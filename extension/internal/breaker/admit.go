@@ -6,54 +6,54 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
-// Admit implements cache.Admitter:
-//
-//   - an active override decides (FORCED_CLOSED allows, FORCED_OPEN denies);
-//   - CLOSED allows;
-//   - OPEN denies until retryAt; after it, a single-circuit lookup moves
-//     the circuit to HALF_OPEN with a conditional transition (the first
-//     such lookup in the fleet wins) and goes on as for HALF_OPEN;
-//   - HALF_OPEN allows only a single-circuit lookup that claims one of the
-//     service's HalfOpenProbes lease slots; the answer then carries the
-//     lease's token. Everyone else is denied.
-//
-// All table calls of one Admit share one deadline, the claim timeout;
-// when they fail or time out the caller is denied (the circuit is not
-// CLOSED, so denying is safe), and lookups leave that circuit's items alone
-// for BusyRetry: at most one write attempt per circuit per interval, each
-// a single request without SDK retries. A claim whose answer was lost is
-// given back by its token in the background. After Stop, lookups write
-// nothing and claim no lease.
-func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) cache.Admission {
-	if probe && c.ActiveOverride(now) == circuit.NoOverride && (c.State == circuit.Open || c.State == circuit.HalfOpen) {
+// admission is the decision of admit.
+type admission struct {
+	// Allowed says whether the caller may call the service.
+	Allowed bool
+	// Probe, when set, is the token of the probe lease the caller was
+	// given.
+	Probe string
+	// Circuit, when its ID is set, is the circuit as stored after admit
+	// moved it (such as OPEN to HALF_OPEN), or re-read it.
+	Circuit circuit.Circuit
+}
+
+// admit decides for one caller of the known circuit c, at now, as Lookup
+// describes. When the table writes fail or time out the caller is denied
+// (the circuit is not CLOSED, so denying is safe), and lookups leave that
+// circuit's items alone for BusyRetry: at most one write attempt per
+// circuit per interval, each a single request without SDK retries. A
+// claim whose answer was lost is given back by its token in the
+// background. After Stop, lookups write nothing and claim no lease.
+func (b *Breaker) admit(ctx context.Context, c circuit.Circuit, now time.Time) admission {
+	if c.ActiveOverride(now) == circuit.NoOverride && (c.State == circuit.Open || c.State == circuit.HalfOpen) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
 		defer cancel()
 	}
 	switch c.ActiveOverride(now) {
 	case circuit.ForcedClosed:
-		return cache.Admission{Allowed: true}
+		return admission{Allowed: true}
 	case circuit.ForcedOpen:
-		return cache.Admission{}
+		return admission{}
 	}
 	switch c.State {
 	case circuit.Open:
-		if !probe || c.RetryAt.IsZero() || now.Before(c.RetryAt) || b.stopped.Load() {
-			return cache.Admission{}
+		if c.RetryAt.IsZero() || now.Before(c.RetryAt) || b.stopped.Load() {
+			return admission{}
 		}
 		next, ok := b.endCooldown(ctx, c, now)
 		if !ok {
-			return cache.Admission{}
+			return admission{}
 		}
 		if next.State != circuit.HalfOpen || next.ActiveOverride(now) != circuit.NoOverride {
 			// Someone else moved it on, or an operator override came in
 			// meanwhile: the stored circuit decides.
-			return cache.Admission{Allowed: next.EffectiveState(now) == circuit.Closed, Circuit: next}
+			return admission{Allowed: next.EffectiveState(now) == circuit.Closed, Circuit: next}
 		}
 		a := b.claim(ctx, next, now)
 		if a.Circuit.ID == "" {
@@ -61,12 +61,9 @@ func (b *Breaker) Admit(ctx context.Context, c circuit.Circuit, now time.Time, p
 		}
 		return a
 	case circuit.HalfOpen:
-		if !probe {
-			return cache.Admission{}
-		}
 		return b.claim(ctx, c, now)
 	default:
-		return cache.Admission{Allowed: true}
+		return admission{Allowed: true}
 	}
 }
 
@@ -117,7 +114,7 @@ func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.T
 }
 
 // claim tries to take a probe lease of the HALF_OPEN circuit c.
-func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) cache.Admission {
+func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) admission {
 	b.mu.Lock()
 	for tok, l := range b.leases {
 		if !now.Before(l.Until) {
@@ -126,17 +123,17 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 	}
 	b.mu.Unlock()
 	if b.stopped.Load() {
-		return cache.Admission{}
+		return admission{}
 	}
 	if !b.begin(c.ID, now) {
-		return cache.Admission{}
+		return admission{}
 	}
 	defer b.end(c.ID)
 	st, err := b.lookupStore(ctx)
 	if err != nil {
 		b.pause(c.ID, now.Add(b.o.BusyRetry))
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
-		return cache.Admission{}
+		return admission{}
 	}
 	pol := b.o.Policies.For(c.ID)
 	k, ttl := pol.HalfOpenProbes, b.o.LeaseTTL
@@ -161,7 +158,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		if !errors.Is(err, store.ErrLeaseBusy) {
 			b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		}
-		return cache.Admission{}
+		return admission{}
 	}
 	// The cached HALF_OPEN may be behind the table: a probe elsewhere may
 	// have reopened or closed the circuit since it was read. The lease
@@ -180,11 +177,11 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		// sandbox freeze first, the lease simply expires.
 		b.bg.Go(func() { b.release(ctx, l) })
 		if err != nil {
-			return cache.Admission{}
+			return admission{}
 		}
 		// Only a CLOSED circuit admits without a lease; a newer
 		// HALF_OPEN is left to the next lookup's claim.
-		return cache.Admission{Allowed: cur.EffectiveState(now) == circuit.Closed, Circuit: cur}
+		return admission{Allowed: cur.EffectiveState(now) == circuit.Closed, Circuit: cur}
 	}
 	b.mu.Lock()
 	if b.stopped.Load() {
@@ -192,13 +189,13 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) c
 		// left to expire.
 		b.mu.Unlock()
 		b.bg.Go(func() { b.release(ctx, l) })
-		return cache.Admission{}
+		return admission{}
 	}
 	b.leases[l.Token] = l
 	delete(b.busy, c.ID)
 	b.mu.Unlock()
 	b.o.Logger.Info("probe lease claimed", "service", c.ID, "slot", l.Slot, "version", l.Version, "until", l.Until)
-	return cache.Admission{Allowed: true, Probe: l.Token}
+	return admission{Allowed: true, Probe: l.Token}
 }
 
 // takeLease removes and returns the lease with token tok held for id.

@@ -56,8 +56,8 @@ func TestLostClaimIsGivenBack(t *testing.T) {
 
 	// The claim timeout also bounds the release: generous, for a loaded
 	// machine.
-	a := New(func(context.Context) (*store.Store, error) { return stA, nil }, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
-	if got := a.Admit(ctx, half, time.Now(), true); got.Allowed || got.Probe != "" {
+	a := newBreaker(stA, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
+	if got := a.admit(ctx, half, time.Now()); got.Allowed || got.Probe != "" {
 		t.Fatalf("extension A's lost claim: %+v, want its caller denied", got)
 	}
 	if !lossy.lost.Load() {
@@ -69,8 +69,8 @@ func TestLostClaimIsGivenBack(t *testing.T) {
 		t.Fatalf("giving back the lost claim: %v", err)
 	}
 
-	b := New(func(context.Context) (*store.Store, error) { return stB, nil }, Options{Logger: quiet(), ClaimTimeout: time.Second})
-	if got := b.Admit(ctx, half, time.Now(), true); !got.Allowed || got.Probe == "" {
+	b := newBreaker(stB, Options{Logger: quiet(), ClaimTimeout: time.Second})
+	if got := b.admit(ctx, half, time.Now()); !got.Allowed || got.Probe == "" {
 		t.Errorf("extension B right after A's lost claim: %+v, want a probe (the slot is held by a claim nobody holds)", got)
 	}
 }
@@ -104,7 +104,7 @@ func TestCooldownEndBacksOffOnAThrottledTable(t *testing.T) {
 	}
 
 	const interval = 200 * time.Millisecond
-	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), BusyRetry: interval, ClaimTimeout: 100 * time.Millisecond})
+	b := newBreaker(st, Options{Logger: quiet(), BusyRetry: interval, ClaimTimeout: 100 * time.Millisecond})
 	throttle.Store(true)
 	before := tr.Count("UpdateItem")
 	start := time.Now()
@@ -115,7 +115,7 @@ func TestCooldownEndBacksOffOnAThrottledTable(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Since(start) < time.Second {
-				if b.Admit(ctx, open, time.Now(), true).Allowed {
+				if b.admit(ctx, open, time.Now()).Allowed {
 					allowed.Add(1)
 				}
 			}
@@ -147,10 +147,10 @@ func TestLeaseLastsTheProbeTimeout(t *testing.T) {
 		f.put(t, circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1})
 	}
 	ps := policy.Policies{"slow": {ProbeTimeout: policy.Duration(45 * time.Second)}}
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	b := newBreaker(f.st, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	now := time.Now()
 	for id, want := range map[string]time.Duration{"default": policy.DefaultProbeTimeout, "slow": 45 * time.Second} {
-		a := b.Admit(ctx, f.get(t, id), now, true)
+		a := b.admit(ctx, f.get(t, id), now)
 		l, ok := b.leases[a.Probe]
 		if !ok {
 			t.Fatalf("%s: no lease held: %+v", id, a)
@@ -174,8 +174,8 @@ func TestCooldownEndHonoursOverrideFoundInTable(t *testing.T) {
 	if _, err := f.st.SetOverride(ctx, "svc", circuit.ForcedOpen, "bad deploy", time.Time{}, now); err != nil {
 		t.Fatal(err)
 	}
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	a := b.Admit(ctx, stale, time.Now(), true)
+	b := newBreaker(f.st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	a := b.admit(ctx, stale, time.Now())
 	if a.Allowed || a.Probe != "" || a.Circuit.Override != circuit.ForcedOpen || a.Circuit.EffectiveState(time.Now()) != circuit.Open {
 		t.Errorf("admission %+v: want a denial answered from the FORCED_OPEN circuit", a)
 	}
@@ -203,7 +203,7 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 			if tt.probe {
 				// Extension A probes and reports a failure.
 				a := f.breaker()
-				first := a.Admit(ctx, stale, time.Now(), true)
+				first := a.admit(ctx, stale, time.Now())
 				if !first.Allowed || first.Probe == "" {
 					t.Fatalf("first claim: %+v, want a probe", first)
 				}
@@ -220,7 +220,7 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 
 			// Extension B still caches HALF_OPEN v1.
 			b := f.breaker()
-			got := b.Admit(ctx, stale, time.Now(), true)
+			got := b.admit(ctx, stale, time.Now())
 			if got.Allowed != tt.wantAllowed || got.Probe != "" {
 				t.Errorf("claim on the stale HALF_OPEN: allowed=%v probe=%q, want allowed=%v and no probe", got.Allowed, got.Probe, tt.wantAllowed)
 			}
@@ -237,7 +237,7 @@ func TestClaimOnStaleHalfOpenIsGivenBack(t *testing.T) {
 			// The release runs beside the answer; allow it a moment.
 			deadline := time.Now().Add(2 * time.Second)
 			for {
-				again := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true)
+				again := f.breaker().admit(ctx, f.get(t, "svc"), time.Now())
 				if again.Allowed && again.Probe != "" {
 					break
 				}
@@ -256,7 +256,7 @@ func TestAbandonFreesTheSlot(t *testing.T) {
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
 	b := f.breaker()
-	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	a := b.admit(ctx, f.get(t, "svc"), time.Now())
 	if a.Probe == "" {
 		t.Fatalf("no probe: %+v", a)
 	}
@@ -269,7 +269,7 @@ func TestAbandonFreesTheSlot(t *testing.T) {
 	if b.Abandon(ctx, "svc", a.Probe) {
 		t.Error("Abandon gave the same lease back twice")
 	}
-	if again := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); again.Probe == "" {
+	if again := f.breaker().admit(ctx, f.get(t, "svc"), time.Now()); again.Probe == "" {
 		t.Errorf("slot still held after Abandon: %+v", again)
 	}
 }

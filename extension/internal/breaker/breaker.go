@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/inflight"
@@ -39,13 +40,6 @@ const (
 // until ctx ends.
 type StoreFunc func(ctx context.Context) (*store.Store, error)
 
-// Cache is the part of the extension's cache the breaker updates with
-// circuits it wrote.
-type Cache interface {
-	Put(c circuit.Circuit)
-	Peek(id string) (circuit.Circuit, bool)
-}
-
 // Options configure a Breaker.
 type Options struct {
 	// Policies are the per-service policies (defaults for absent services).
@@ -60,6 +54,9 @@ type Options struct {
 	// a failed write to end a cool-down or claim a lease, before the
 	// circuit is written again from a lookup (default DefaultBusyRetry).
 	BusyRetry time.Duration
+	// FailAllow is the failure policy: true lets calls through when the
+	// cached state expired or none could be read, false denies them.
+	FailAllow bool
 	// MaxCircuits bounds the circuits whose counts are kept in memory
 	// (default outcomes.DefaultMaxCircuits); outcomes for more are
 	// refused with outcomes.ErrFull.
@@ -79,8 +76,12 @@ type Options struct {
 // Breaker is safe for concurrent use.
 type Breaker struct {
 	store StoreFunc
+	cache *cache.Cache
 	o     Options
 	agg   *outcomes.Aggregator
+
+	statsMu sync.Mutex
+	stats   map[string]LookupStats
 
 	// flushMu serializes flushes: two must never offer the same counts.
 	flushMu sync.Mutex
@@ -88,7 +89,6 @@ type Breaker struct {
 	writes sync.WaitGroup
 
 	mu          sync.Mutex
-	cache       Cache
 	unevaluated map[string]bool         // circuits with failures written but not yet evaluated
 	trips       map[string]outcomes.Run // fast trips not yet applied
 	leases      map[string]store.Lease  // by token
@@ -104,8 +104,9 @@ type Breaker struct {
 	bg inflight.Counter
 }
 
-// New returns a Breaker over the store returned by st.
-func New(st StoreFunc, o Options) *Breaker {
+// New returns a Breaker that decides from what cache c holds, and writes
+// through the store returned by st. Circuits it writes are put into c.
+func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 	if o.ClaimTimeout <= 0 {
 		o.ClaimTimeout = DefaultClaimTimeout
 	}
@@ -125,7 +126,9 @@ func New(st StoreFunc, o Options) *Breaker {
 	}
 	return &Breaker{
 		store: st,
+		cache: c,
 		o:     o,
+		stats: map[string]LookupStats{},
 		agg: outcomes.New(outcomes.Options{
 			Bucket:      policy.BucketSize,
 			MaxCircuits: o.MaxCircuits,
@@ -138,14 +141,6 @@ func New(st StoreFunc, o Options) *Breaker {
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
 	}
-}
-
-// SetCache connects the cache that circuits written by the breaker are put
-// into. Call it once, before serving.
-func (b *Breaker) SetCache(c Cache) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.cache = c
 }
 
 // Holder returns the identifier this extension writes into lease items.
@@ -183,21 +178,12 @@ func (b *Breaker) Counted(id string) circuit.Counts { return b.agg.Counted(id) }
 // since the last call because memory held MaxCircuits circuits.
 func (b *Breaker) TakeRefused() int64 { return b.agg.TakeRefused() }
 
+// put stores c, just read or written, in the cache.
 func (b *Breaker) put(c circuit.Circuit) {
-	b.mu.Lock()
-	cache := b.cache
-	b.mu.Unlock()
-	if cache != nil && c.ID != "" {
-		cache.Put(c)
+	if c.ID != "" {
+		b.cache.Put(c)
 	}
 }
 
-func (b *Breaker) peek(id string) (circuit.Circuit, bool) {
-	b.mu.Lock()
-	cache := b.cache
-	b.mu.Unlock()
-	if cache == nil {
-		return circuit.Circuit{}, false
-	}
-	return cache.Peek(id)
-}
+// peek returns the cached record of id.
+func (b *Breaker) peek(id string) (circuit.Circuit, bool) { return b.cache.Peek(id) }

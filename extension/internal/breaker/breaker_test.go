@@ -37,19 +37,18 @@ func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)
 // extension returns a breaker as one extension would hold it, with its
 // own cache.
 func (f *fixture) extension(ps policy.Policies) (*Breaker, *cache.Cache) {
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	// A generous miss timeout: a first read on a loaded machine under
 	// -race can take longer than the production 100 ms, and these tests
 	// check decisions, not latency.
-	c := cache.New(f.st, cache.Options{Admitter: b, RefreshInterval: time.Millisecond, MissTimeout: 5 * time.Second, Logger: quiet()})
-	b.SetCache(c)
+	c := cache.New(f.st, cache.Options{RefreshInterval: time.Millisecond, MissTimeout: 5 * time.Second, Logger: quiet()})
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	return b, c
 }
 
 // breaker returns a breaker over the fixture's table with default
 // policies and a generous claim timeout.
 func (f *fixture) breaker() *Breaker {
-	return New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	return newBreaker(f.st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
 }
 
 func (f *fixture) put(t *testing.T, c circuit.Circuit) {
@@ -84,12 +83,12 @@ func TestLeaseAdmitsExactlyKProbes(t *testing.T) {
 		var allowed, probes atomic.Int64
 		var wg sync.WaitGroup
 		for range 5 {
-			_, c := f.extension(ps)
+			b, _ := f.extension(ps)
 			for range 4 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					d := c.Lookup(context.Background(), id)
+					d := b.Lookup(context.Background(), id)
 					if d.Allowed {
 						allowed.Add(1)
 					}
@@ -112,14 +111,14 @@ func TestProbeOutcomeClosesOrReopens(t *testing.T) {
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1, OpenCount: 1})
 	b, c := f.extension(ps)
-	other, oc := f.extension(ps)
+	other, _ := f.extension(ps)
 
 	for i, want := range []circuit.State{circuit.HalfOpen, circuit.Closed} {
-		d := c.Lookup(ctx, "svc")
+		d := b.Lookup(ctx, "svc")
 		if !d.Allowed || d.Probe == "" {
 			t.Fatalf("probe %d: %+v, want a probe lease", i, d)
 		}
-		if d2 := oc.Lookup(ctx, "svc"); d2.Allowed {
+		if d2 := other.Lookup(ctx, "svc"); d2.Allowed {
 			t.Fatalf("second extension admitted while the lease is held: %+v", d2)
 		}
 		res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 5, ProbeToken: d.Probe}})
@@ -140,7 +139,7 @@ func TestProbeOutcomeClosesOrReopens(t *testing.T) {
 	// A failed probe reopens.
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: f.get(t, "svc").Version + 1, OpenCount: 1})
 	b, c = f.extension(ps) // a fresh extension reads the new state
-	d := c.Lookup(ctx, "svc")
+	d := b.Lookup(ctx, "svc")
 	if !d.Allowed || d.Probe == "" {
 		t.Fatalf("after reopening half-open: %+v", d)
 	}
@@ -161,17 +160,17 @@ func TestExpiredLeaseDoesNotBlock(t *testing.T) {
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
 	// An extension claims and vanishes (never reports).
-	gone := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{LeaseTTL: 200 * time.Millisecond, Logger: quiet()})
-	if a := gone.Admit(ctx, f.get(t, "svc"), time.Now(), true); !a.Allowed {
+	gone := newBreaker(f.st, Options{LeaseTTL: 200 * time.Millisecond, Logger: quiet()})
+	if a := gone.admit(ctx, f.get(t, "svc"), time.Now()); !a.Allowed {
 		t.Fatalf("first claim: %+v", a)
 	}
 	b, _ := f.extension(nil)
 	b.o.BusyRetry = 50 * time.Millisecond
-	if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+	if a := b.admit(ctx, f.get(t, "svc"), time.Now()); a.Allowed {
 		t.Fatalf("claimed while held: %+v", a)
 	}
 	time.Sleep(300 * time.Millisecond)
-	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	a := b.admit(ctx, f.get(t, "svc"), time.Now())
 	if !a.Allowed || a.Probe == "" {
 		t.Fatalf("after expiry: %+v, want a probe lease", a)
 	}
@@ -187,12 +186,12 @@ func TestCooldownEndsOnLookup(t *testing.T) {
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
 	for range 3 {
-		_, c := f.extension(nil)
+		b, _ := f.extension(nil)
 		for range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if d := c.Lookup(ctx, "svc"); d.Allowed {
+				if d := b.Lookup(ctx, "svc"); d.Allowed {
 					allowed.Add(1)
 				}
 			}()
@@ -208,11 +207,11 @@ func TestCooldownEndsOnLookup(t *testing.T) {
 	}
 	// Batch lookups never probe; an OPEN circuit in its cool-down denies.
 	f.put(t, circuit.Circuit{ID: "cool", State: circuit.Open, Version: 1, RetryAt: time.Now().Add(time.Minute)})
-	_, c := f.extension(nil)
-	if d := c.Lookup(ctx, "cool"); d.Allowed {
+	b, _ := f.extension(nil)
+	if d := b.Lookup(ctx, "cool"); d.Allowed {
 		t.Fatalf("cooling down: %+v", d)
 	}
-	if ds := c.LookupMany(ctx, []string{"svc"}); ds[0].Allowed {
+	if ds := b.LookupMany(ctx, []string{"svc"}); ds[0].Allowed {
 		t.Fatalf("batch lookup admitted a half-open circuit: %+v", ds[0])
 	}
 }
@@ -220,7 +219,7 @@ func TestCooldownEndsOnLookup(t *testing.T) {
 func TestFlushCountsAndTrips(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, c := f.extension(policy.Policies{"svc": {FastTripFailures: 100}}) // the rate alone
+	b, _ := f.extension(policy.Policies{"svc": {FastTripFailures: 100}}) // the rate alone
 	for range 4 {
 		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 1}}); err != nil {
 			t.Fatal(err)
@@ -245,7 +244,7 @@ func TestFlushCountsAndTrips(t *testing.T) {
 	if got.State != circuit.Open || got.Version != 1 || got.Reason != "failure rate 69% over 30s (13 calls)" {
 		t.Fatalf("after trip: %+v", got)
 	}
-	if d := c.Lookup(ctx, "svc"); d.Allowed || d.State != circuit.Open {
+	if d := b.Lookup(ctx, "svc"); d.Allowed || d.State != circuit.Open {
 		t.Fatalf("lookup after trip: %+v", d)
 	}
 }
@@ -266,7 +265,7 @@ func TestFailedFlushKeepsCounts(t *testing.T) {
 	srv := dynalite.Start(t)
 	api0 := &failingAPI{API: srv.Client()}
 	st := store.New(api0, srv.NewTable(t)).WithLogger(quiet())
-	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet()})
+	b := newBreaker(st, Options{Logger: quiet()})
 	ctx := context.Background()
 	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
 	api0.fail.Store(true)
@@ -342,7 +341,7 @@ func TestOverrideItemDecidesForTheExtension(t *testing.T) {
 	}
 
 	for _, batch := range [][]string{{"forced"}, {"legacy"}, {"overridden-only"}, {"forced", "legacy", "overridden-only"}} {
-		_, fresh := f.extension(nil)
+		fresh, _ := f.extension(nil)
 		for i, d := range fresh.LookupMany(ctx, batch) {
 			if !d.Known || d.Stale || d.Allowed || d.State != circuit.Open {
 				t.Errorf("lookup of %s (batch %v) = %+v; want a denial, state OPEN", batch[i], batch, d)

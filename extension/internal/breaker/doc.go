@@ -1,7 +1,9 @@
-// Package breaker is the extension's active part: it counts the outcomes
-// of real calls, flushes them to the table, trips circuits on the
-// fleet-wide failure or slow-call rate, ends cool-downs when callers ask,
-// and hands out the fleet-wide probe leases of HALF_OPEN circuits.
+// Package breaker makes the extension's decisions. It answers lookups from
+// what the cache holds (package cache, a read-through store that decides
+// nothing), applying the failure policy when that has expired; it counts
+// the outcomes of real calls, flushes them to the table, trips circuits on
+// the fleet-wide failure or slow-call rate, ends cool-downs when callers
+// ask, and hands out the fleet-wide probe leases of HALF_OPEN circuits.
 //
 // Every change of a circuit goes through store.Apply, the same conditional
 // read-decide-write loop as the health-check updater's, so the two never

@@ -22,7 +22,7 @@ func TestFlushErrorStaysSmall(t *testing.T) {
 	srv := dynalite.Start(t)
 	api0 := &failingAPI{API: srv.Client()}
 	st := store.New(api0, srv.NewTable(t)).WithLogger(quiet())
-	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet()})
+	b := newBreaker(st, Options{Logger: quiet()})
 	ctx := context.Background()
 	const circuits = 200
 	for i := range circuits {
@@ -51,10 +51,9 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: time.Now().Add(time.Hour)})
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	c := cache.New(f.st, cache.Options{Admitter: b, RefreshInterval: time.Hour, Logger: quiet()})
-	b.SetCache(c)
-	if d := c.Lookup(ctx, "svc"); d.State != circuit.Open {
+	c := cache.New(f.st, cache.Options{RefreshInterval: time.Hour, Logger: quiet()})
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	if d := b.Lookup(ctx, "svc"); d.State != circuit.Open {
 		t.Fatalf("cached %s, want OPEN", d.State)
 	}
 	// Elsewhere: HALF_OPEN, then closed by its probes, a minute ago.
@@ -96,7 +95,7 @@ func TestFlushDropsWhatCanNeverCount(t *testing.T) {
 	t.Run("older than the window", func(t *testing.T) {
 		clk := &clock{now: time.Now()}
 		st := store.New(api0, table).WithLogger(quiet())
-		b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), Now: clk.Now,
+		b := newBreaker(st, Options{Logger: quiet(), Now: clk.Now,
 			Policies: policy.Policies{"svc": {Window: policy.Duration(10 * time.Second)}}})
 		_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false)}})
 		api0.fail.Store(true)
@@ -116,7 +115,7 @@ func TestFlushDropsWhatCanNeverCount(t *testing.T) {
 
 	t.Run("refused by the table", func(t *testing.T) {
 		st := store.New(api0, "no-such-table").WithLogger(quiet())
-		b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet()})
+		b := newBreaker(st, Options{Logger: quiet()})
 		_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
 		res, err := b.Flush(ctx)
 		if err == nil || !store.Permanent(err) || res.Dropped != 1 || res.Failed != 0 || b.Pending() != 0 {

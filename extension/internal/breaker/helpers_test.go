@@ -32,8 +32,14 @@ func (c *clock) Add(d time.Duration) {
 }
 
 func (f *fixture) extensionDefaultRefresh(ps policy.Policies) (*Breaker, *cache.Cache) {
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	c := cache.New(f.st, cache.Options{Admitter: b, Logger: quiet()}) // RefreshInterval 1s default
-	b.SetCache(c)
+	c := cache.New(f.st, cache.Options{Logger: quiet()}) // RefreshInterval 1s default
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	return b, c
+}
+
+// newBreaker returns a breaker writing to st, with a cache of its own
+// reading st.
+func newBreaker(st *store.Store, o Options) *Breaker {
+	c := cache.New(st, cache.Options{Logger: quiet()})
+	return New(func(context.Context) (*store.Store, error) { return st, nil }, c, o)
 }

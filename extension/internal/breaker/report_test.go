@@ -33,10 +33,10 @@ func TestStopRefusesOutcomesAndClaims(t *testing.T) {
 	if b.Pending() != 1 {
 		t.Errorf("%d buckets pending, want the 1 reported before Stop", b.Pending())
 	}
-	if a := b.Admit(ctx, f.get(t, "half"), time.Now(), true); a.Allowed || a.Probe != "" {
+	if a := b.admit(ctx, f.get(t, "half"), time.Now()); a.Allowed || a.Probe != "" {
 		t.Errorf("lookup after Stop: %+v, want no probe", a)
 	}
-	if a := f.breaker().Admit(ctx, f.get(t, "half"), time.Now(), true); a.Probe == "" {
+	if a := f.breaker().admit(ctx, f.get(t, "half"), time.Now()); a.Probe == "" {
 		t.Errorf("the slot is held after a stopped breaker's lookup: %+v", a)
 	}
 }
@@ -67,7 +67,7 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 	slow := &slowWrites{API: db.Client(), delay: 300 * time.Millisecond}
 	st := store.New(slow, db.NewTable(t)).WithLogger(quiet())
 	ctx := context.Background()
-	b := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	b := newBreaker(st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	var ids []string
 	for i := range 4 {
 		id := fmt.Sprintf("svc%d", i)
@@ -79,7 +79,7 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := b.Admit(ctx, c, time.Now(), true); a.Probe == "" {
+		if a := b.admit(ctx, c, time.Now()); a.Probe == "" {
 			t.Fatalf("%s: no lease: %+v", id, a)
 		}
 	}
@@ -90,13 +90,13 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 		t.Fatalf("EndProbes settled %d leases, want 4", n)
 	}
 	slow.on.Store(false)
-	other := New(func(context.Context) (*store.Store, error) { return st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	other := newBreaker(st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	for _, id := range ids {
 		c, _, err := st.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := other.Admit(ctx, c, time.Now(), true); a.Probe == "" {
+		if a := other.admit(ctx, c, time.Now()); a.Probe == "" {
 			t.Errorf("%s: slot still held after EndProbes within its share: %+v", id, a)
 		}
 	}
@@ -106,15 +106,15 @@ func TestExpiredTokenCountsAsOrdinaryOutcome(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
-	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{LeaseTTL: 100 * time.Millisecond, Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	b := newBreaker(f.st, Options{LeaseTTL: 100 * time.Millisecond, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	a := b.admit(ctx, f.get(t, "svc"), time.Now())
 	if a.Probe == "" {
 		t.Fatal(a)
 	}
 	time.Sleep(300 * time.Millisecond)
 	// Someone else claims the expired slot.
-	other := New(func(context.Context) (*store.Store, error) { return f.st, nil }, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
-	o := other.Admit(ctx, f.get(t, "svc"), time.Now(), true)
+	other := newBreaker(f.st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	o := other.admit(ctx, f.get(t, "svc"), time.Now())
 	t.Logf("other claim after expiry: allowed=%v", o.Allowed)
 	res, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 5000, ProbeToken: a.Probe}})
 	t.Logf("late report of expired lease: %+v %v counted=%+v table=%+v", res, err, b.Counted("svc"), f.get(t, "svc"))
@@ -141,10 +141,10 @@ func TestEndProbesAtShutdown(t *testing.T) {
 			ctx := context.Background()
 			f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
 			b := f.breaker()
-			if a := b.Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Probe == "" {
+			if a := b.admit(ctx, f.get(t, "svc"), time.Now()); a.Probe == "" {
 				t.Fatalf("no probe lease: %+v", a)
 			}
-			if a := f.breaker().Admit(ctx, f.get(t, "svc"), time.Now(), true); a.Allowed {
+			if a := f.breaker().admit(ctx, f.get(t, "svc"), time.Now()); a.Allowed {
 				t.Fatalf("a second sandbox got a probe while the lease is held: %+v", a)
 			}
 
@@ -160,7 +160,7 @@ func TestEndProbesAtShutdown(t *testing.T) {
 			}
 			if tt.wantState == circuit.HalfOpen {
 				// The slot is free at once, not after the lease's TTL.
-				if a := f.breaker().Admit(ctx, after, time.Now(), true); a.Probe == "" {
+				if a := f.breaker().admit(ctx, after, time.Now()); a.Probe == "" {
 					t.Errorf("another sandbox could not probe after the release: %+v", a)
 				}
 			} else if after.Version != 2 || after.Reason == "" {

@@ -24,40 +24,6 @@ type Reader interface {
 	GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error)
 }
 
-// Admission is an Admitter's answer.
-type Admission struct {
-	// Allowed says whether the caller may call the service.
-	Allowed bool
-	// Probe, when set, is the token of the probe lease the caller was
-	// given: its call is a trial of a HALF_OPEN circuit.
-	Probe string
-	// Circuit, when its ID is set, replaces the cached record in the
-	// answer (the Admitter moved the circuit, such as OPEN to HALF_OPEN).
-	Circuit circuit.Circuit
-}
-
-// Admitter makes the final decision for a circuit whose state is known.
-type Admitter interface {
-	// Admit decides whether a caller may call the service now. probe says
-	// whether the caller may be given a probe lease (a single-circuit
-	// lookup); batch lookups never are.
-	Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission
-}
-
-// AdmitFunc adapts a function to Admitter.
-type AdmitFunc func(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission
-
-// Admit calls f.
-func (f AdmitFunc) Admit(ctx context.Context, c circuit.Circuit, now time.Time, probe bool) Admission {
-	return f(ctx, c, now, probe)
-}
-
-// StateAdmitter admits by state alone (circuit.Circuit.Allowed): OPEN
-// denies, CLOSED and HALF_OPEN allow.
-var StateAdmitter Admitter = AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time, _ bool) Admission {
-	return Admission{Allowed: c.Allowed(now)}
-})
-
 // Options configure a Cache. Zero durations and sizes take the defaults
 // noted on each field.
 type Options struct {
@@ -68,14 +34,14 @@ type Options struct {
 	// the first failed read, before the failure policy takes over
 	// (default 30s).
 	MaxStaleness time.Duration
-	// MaxAge is the oldest value a lookup answers from without waiting: a
-	// lookup whose value is older waits for the refresh already in flight
+	// MaxAge is the oldest value a Get returns without waiting: a Get
+	// whose value is older waits for the refresh already in flight
 	// (or starts it), at most MissTimeout, and shares that read with every
 	// other caller. Zero means no maximum: old values are answered at once
 	// while the refresh runs. A MaxAge shorter than RefreshInterval is
 	// raised to it.
 	MaxAge time.Duration
-	// MissTimeout bounds the wait of a lookup for a circuit with no value,
+	// MissTimeout bounds the wait of a Get for a circuit with no value,
 	// or with a value older than MaxAge (default 100ms).
 	MissTimeout time.Duration
 	// FetchTimeout bounds one read from the table, in the background
@@ -83,11 +49,6 @@ type Options struct {
 	FetchTimeout time.Duration
 	// MaxCircuits caps the number of cached circuits (default 1000).
 	MaxCircuits int
-	// FailAllow is the failure policy: true lets calls through when the
-	// state is unknown, false denies them.
-	FailAllow bool
-	// Admitter decides for known states (default StateAdmitter).
-	Admitter Admitter
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives read failures (default slog.Default()).
@@ -113,9 +74,6 @@ func (o *Options) defaults() {
 	if o.MaxCircuits <= 0 {
 		o.MaxCircuits = 1000
 	}
-	if o.Admitter == nil {
-		o.Admitter = StateAdmitter
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -124,35 +82,31 @@ func (o *Options) defaults() {
 	}
 }
 
-// Decision is the answer of a lookup.
-type Decision struct {
+// Value is what the cache knows of one circuit when a Get returns.
+type Value struct {
 	// ID is the service ID.
 	ID string
 	// Circuit is the cached record; circuit.New(ID) when nothing is known.
 	Circuit circuit.Circuit
-	// State is the effective state at the time of the lookup. When the
-	// failure policy decided with nothing known it is CLOSED for allow
-	// and OPEN for deny.
-	State circuit.State
-	// Allowed says whether the caller may call the service.
-	Allowed bool
 	// Known is true when a value was read from the table at some point.
 	Known bool
 	// Stale is true when the last read failed, a read has been pending
 	// longer than the miss timeout, or the value is older than the
 	// maximum age.
 	Stale bool
-	// FailMode is true when the failure policy decided Allowed.
-	FailMode bool
+	// Expired is true when the value must not decide: nothing was ever
+	// read, or reads have kept failing for longer than the maximum
+	// staleness, counted from the first failure.
+	Expired bool
 	// Age is the time since the value was read; 0 when not Known.
 	Age time.Duration
-	// At is when the decision was made.
+	// At is the clock's time when the Get returned.
 	At time.Time
-	// Probe is the token of the probe lease given to the caller, if any.
-	Probe string
-	// Waited is true when the lookup waited for a refresh because its
-	// value was older than the maximum age. Age and Stale then say
-	// whether a fresh value came in time.
+	// Missed is true when the cache held no value when the Get started.
+	Missed bool
+	// Waited is true when the Get waited for a refresh because its value
+	// was older than the maximum age. Age and Stale then say whether a
+	// fresh value came in time.
 	Waited bool
 }
 
@@ -166,8 +120,6 @@ type Cache struct {
 	seq     uint64 // orders reads and Puts: bumped by each
 	entries map[string]*entry
 	lru     list.List // of *entry, most recently used at the front
-	statsMu sync.Mutex
-	stats   map[string]Stats
 }
 
 type entry struct {
@@ -182,7 +134,7 @@ type entry struct {
 	err       error     // error of the last read, nil after a success
 	failingAt time.Time // first failed read since the last success
 	attemptAt time.Time // when the last read started; zero: due at once
-	usedAt    time.Time // when the last lookup happened
+	usedAt    time.Time // when the last Get asked for it
 
 	inflight      chan struct{} // closed when the pending read ends
 	inflightSince time.Time
@@ -192,7 +144,7 @@ type entry struct {
 // New returns an empty cache reading through r.
 func New(r Reader, o Options) *Cache {
 	o.defaults()
-	return &Cache{r: r, o: o, entries: make(map[string]*entry), stats: make(map[string]Stats)}
+	return &Cache{r: r, o: o, entries: make(map[string]*entry)}
 }
 
 // Len returns the number of cached circuits.
@@ -251,9 +203,9 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 
 // RefreshDue starts a background read of every pinned or recently used
 // circuit whose value is older than the refresh interval, in one batch.
-// A circuit counts as recently used when a lookup asked for it at or after
+// A circuit counts as recently used when a Get asked for it at or after
 // the start of its last read, so a function that asks for a circuit once
-// per invocation finds the read already running when its lookup arrives.
+// per invocation finds the read already running when its Get arrives.
 // The extension calls it first thing on each INVOKE event. It does not
 // wait.
 func (c *Cache) RefreshDue() {
@@ -287,26 +239,27 @@ func (c *Cache) Wait(ctx context.Context) error {
 	}
 }
 
-// Lookup answers for one circuit. It waits on the table only when the
-// circuit has no value yet, or a value older than the maximum age, at most
-// the miss timeout or until ctx ends.
-func (c *Cache) Lookup(ctx context.Context, id string) Decision {
+// Get returns what the cache knows of circuit id, and counts the circuit
+// as used: a read is started when one is due. It waits on the table only
+// when the circuit has no value yet, or a value older than the maximum
+// age, at most the miss timeout or until ctx ends.
+func (c *Cache) Get(ctx context.Context, id string) Value {
 	var one [1]string
 	one[0] = id
-	var out [1]Decision
-	c.lookup(ctx, one[:], out[:], true)
+	var out [1]Value
+	c.get(ctx, one[:], out[:])
 	return out[0]
 }
 
-// LookupMany answers for several circuits, in the order of ids; circuits
-// with no value are read together in one batch.
-func (c *Cache) LookupMany(ctx context.Context, ids []string) []Decision {
-	out := make([]Decision, len(ids))
-	c.lookup(ctx, ids, out, false)
+// GetMany is Get for several circuits, in the order of ids; the reads due
+// are made together in one batch.
+func (c *Cache) GetMany(ctx context.Context, ids []string) []Value {
+	out := make([]Value, len(ids))
+	c.get(ctx, ids, out)
 	return out
 }
 
-func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe bool) {
+func (c *Cache) get(ctx context.Context, ids []string, out []Value) {
 	now := c.o.Now()
 	entries := make([]*entry, len(ids))
 	missed := make([]bool, len(ids))
@@ -345,14 +298,11 @@ func (c *Cache) lookup(ctx context.Context, ids []string, out []Decision, probe 
 	}
 
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i, e := range entries {
-		out[i] = c.snapshotLocked(e, now)
+		out[i] = c.valueLocked(e, now)
+		out[i].Missed = missed[i]
 		out[i].Waited = needs[i] && !missed[i]
-	}
-	c.mu.Unlock()
-	for i := range out {
-		c.decide(ctx, &out[i], now, probe)
-		c.count(out[i], missed[i])
 	}
 }
 
@@ -392,46 +342,24 @@ func (c *Cache) tooOldLocked(e *entry, now time.Time) bool {
 	return c.o.MaxAge > 0 && e.loaded && now.Sub(e.fetchedAt) > c.o.MaxAge
 }
 
-// snapshotLocked copies what a decision needs out of e.
-func (c *Cache) snapshotLocked(e *entry, now time.Time) Decision {
-	d := Decision{ID: e.id, Circuit: e.c, Known: e.loaded, At: now}
+// valueLocked copies what the cache knows out of e.
+func (c *Cache) valueLocked(e *entry, now time.Time) Value {
+	d := Value{ID: e.id, Circuit: e.c, Known: e.loaded, At: now}
 	if !e.loaded {
 		d.Circuit = circuit.New(e.id)
 		d.Stale = true
-		d.FailMode = true
+		d.Expired = true
 		return d
 	}
 	d.Age = now.Sub(e.fetchedAt)
 	d.Stale = e.err != nil ||
 		(e.inflight != nil && now.Sub(e.inflightSince) > c.o.MissTimeout) ||
 		c.tooOldLocked(e, now)
-	// The failure policy takes over only once reads have kept failing for
-	// longer than the maximum staleness, counted from the first failure:
-	// an old value from before a long pause is not a failure.
-	d.FailMode = e.err != nil && now.Sub(e.failingAt) > c.o.MaxStaleness
+	// A value expires only once reads have kept failing for longer than
+	// the maximum staleness, counted from the first failure: an old value
+	// from before a long pause is not a failure.
+	d.Expired = e.err != nil && now.Sub(e.failingAt) > c.o.MaxStaleness
 	return d
-}
-
-// decide fills State and Allowed, outside the lock: the Admitter may do I/O.
-func (c *Cache) decide(ctx context.Context, d *Decision, now time.Time, probe bool) {
-	if d.FailMode {
-		d.Allowed = c.o.FailAllow
-		switch {
-		case d.Known:
-			d.State = d.Circuit.EffectiveState(now)
-		case d.Allowed:
-			d.State = circuit.Closed
-		default:
-			d.State = circuit.Open
-		}
-		return
-	}
-	a := c.o.Admitter.Admit(ctx, d.Circuit, now, probe)
-	if a.Circuit.ID != "" {
-		d.Circuit = a.Circuit
-	}
-	d.State = d.Circuit.EffectiveState(now)
-	d.Allowed, d.Probe = a.Allowed, a.Probe
 }
 
 // Put stores v, read or written by this extension just now, unless the
@@ -464,7 +392,8 @@ func Newer(a, b circuit.Circuit) bool {
 	return !a.OverrideAt.IsZero() && !b.OverrideAt.IsZero() && a.OverrideAt.After(b.OverrideAt)
 }
 
-// Peek returns the cached record of id without counting it as used.
+// Peek returns the cached record of id without counting it as used, and
+// without reading the table.
 func (c *Cache) Peek(id string) (circuit.Circuit, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -525,8 +454,8 @@ func (c *Cache) startLocked(batch []*entry, now time.Time) []chan struct{} {
 // within milliseconds, a frozen one's only when it is thawed.
 const freezeSlack = 250 * time.Millisecond
 
-// fetch reads batch from the table, detached from any request: a lookup
-// that stops waiting does not cancel the read, so the next lookup hits.
+// fetch reads batch from the table, detached from any request: a Get
+// that stops waiting does not cancel the read, so the next Get hits.
 // start is when the read was started (the clock's time), which a freeze
 // may separate from when this goroutine first runs.
 func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {

@@ -170,8 +170,8 @@ func TestPrefetchThenHitWithoutReads(t *testing.T) {
 		{"b", circuit.Closed, true, 0}, // never written: CLOSED
 	}
 	for _, tt := range tests {
-		d := c.Lookup(context.Background(), tt.id)
-		if d.State != tt.state || d.Allowed != tt.allowed || d.Circuit.Version != tt.version || !d.Known || d.Stale || d.FailMode {
+		d := c.Get(context.Background(), tt.id)
+		if state(d) != tt.state || allowed(d) != tt.allowed || d.Circuit.Version != tt.version || !d.Known || d.Stale || d.Expired {
 			t.Errorf("Lookup(%s) = %+v, want state %s allowed %v version %d, known and fresh", tt.id, d, tt.state, tt.allowed, tt.version)
 		}
 	}
@@ -190,18 +190,18 @@ func TestRefreshInBackgroundAfterInterval(t *testing.T) {
 	r.set(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 2})
 
 	clk.Advance(500 * time.Millisecond)
-	if d := c.Lookup(context.Background(), "a"); d.Circuit.Version != 1 {
+	if d := c.Get(context.Background(), "a"); d.Circuit.Version != 1 {
 		t.Fatalf("refreshed before the interval: %+v", d)
 	}
 	clk.Advance(600 * time.Millisecond)
 	// Due: this lookup answers from the cache and starts a refresh.
-	if d := c.Lookup(context.Background(), "a"); d.Circuit.Version != 1 || d.Allowed {
+	if d := c.Get(context.Background(), "a"); d.Circuit.Version != 1 || allowed(d) {
 		t.Fatalf("lookup waited for the refresh: %+v", d)
 	}
 	if err := c.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Lookup(context.Background(), "a"); d.Circuit.Version != 2 || !d.Allowed {
+	if d := c.Get(context.Background(), "a"); d.Circuit.Version != 2 || !allowed(d) {
 		t.Fatalf("after refresh: %+v", d)
 	}
 }
@@ -212,12 +212,12 @@ func TestSingleFlightPerCircuit(t *testing.T) {
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{MissTimeout: 5 * time.Second})
 	var wg sync.WaitGroup
-	results := make([]Decision, 50)
+	results := make([]Value, 50)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = c.Lookup(context.Background(), "a")
+			results[i] = c.Get(context.Background(), "a")
 		}()
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -227,86 +227,53 @@ func TestSingleFlightPerCircuit(t *testing.T) {
 		t.Errorf("50 concurrent misses made %d reads, want 1", got)
 	}
 	for i, d := range results {
-		if !d.Known || d.Allowed {
+		if !d.Known || allowed(d) {
 			t.Fatalf("result %d = %+v, want the OPEN circuit", i, d)
 		}
-	}
-}
-
-func TestMissTimeoutAppliesFailModeAndReadContinues(t *testing.T) {
-	for _, failAllow := range []bool{true, false} {
-		t.Run(fmt.Sprintf("failAllow=%v", failAllow), func(t *testing.T) {
-			r := newFakeReader(open("a", 7))
-			r.gate = make(chan struct{})
-			clk := newClock()
-			c := newTestCache(t, r, clk, Options{MissTimeout: 10 * time.Millisecond, FailAllow: failAllow})
-			start := time.Now()
-			d := c.Lookup(context.Background(), "a")
-			if waited := time.Since(start); waited > time.Second {
-				t.Fatalf("lookup waited %s", waited)
-			}
-			if d.Known || !d.FailMode || !d.Stale || d.Allowed != failAllow {
-				t.Fatalf("miss past timeout = %+v, want fail mode allowed=%v", d, failAllow)
-			}
-			wantState := circuit.Open
-			if failAllow {
-				wantState = circuit.Closed
-			}
-			if d.State != wantState {
-				t.Errorf("state = %s, want %s", d.State, wantState)
-			}
-			close(r.gate)
-			if err := c.Wait(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if d := c.Lookup(context.Background(), "a"); !d.Known || d.Circuit.Version != 7 {
-				t.Fatalf("the abandoned read did not fill the cache: %+v", d)
-			}
-		})
 	}
 }
 
 func TestFailureServesStaleThenFailMode(t *testing.T) {
 	r := newFakeReader(open("a", 4))
 	clk := newClock()
-	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxStaleness: 10 * time.Second, FailAllow: true})
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxStaleness: 10 * time.Second})
 	if err := c.Prefetch(context.Background(), []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 	r.fail(errors.New("throttled"))
 
 	clk.Advance(2 * time.Second)
-	c.Lookup(context.Background(), "a") // starts a refresh, which fails
+	c.Get(context.Background(), "a") // starts a refresh, which fails
 	_ = c.Wait(context.Background())
-	d := c.Lookup(context.Background(), "a")
-	if !d.Stale || d.FailMode || d.Allowed || d.State != circuit.Open {
+	d := c.Get(context.Background(), "a")
+	if !d.Stale || d.Expired || allowed(d) || state(d) != circuit.Open {
 		t.Fatalf("within max staleness = %+v, want the stale OPEN value", d)
 	}
 
 	// The value is now 11 s old, past the maximum staleness, but reads
 	// have failed for 9 s only: still the stale value.
 	clk.Advance(9 * time.Second)
-	c.Lookup(context.Background(), "a")
+	c.Get(context.Background(), "a")
 	_ = c.Wait(context.Background())
-	d = c.Lookup(context.Background(), "a")
-	if !d.Stale || d.FailMode || d.Allowed {
+	d = c.Get(context.Background(), "a")
+	if !d.Stale || d.Expired || allowed(d) {
 		t.Fatalf("reads failing for 9s of 10s = %+v, want the stale OPEN value", d)
 	}
 
 	clk.Advance(2 * time.Second)
-	c.Lookup(context.Background(), "a")
+	c.Get(context.Background(), "a")
 	_ = c.Wait(context.Background())
-	d = c.Lookup(context.Background(), "a")
-	if !d.Stale || !d.FailMode || !d.Allowed || d.State != circuit.Open {
-		t.Fatalf("past max staleness = %+v, want fail mode (allow) with last state OPEN", d)
+	d = c.Get(context.Background(), "a")
+	if !d.Stale || !d.Expired || state(d) != circuit.Open {
+		t.Fatalf("past max staleness = %+v, want the last state OPEN, expired", d)
 	}
 
 	r.fail(nil)
 	clk.Advance(2 * time.Second)
-	c.Lookup(context.Background(), "a")
+	c.Get(context.Background(), "a")
 	_ = c.Wait(context.Background())
-	d = c.Lookup(context.Background(), "a")
-	if d.Stale || d.FailMode || d.Allowed {
+	d = c.Get(context.Background(), "a")
+	if d.Stale || d.Expired || allowed(d) {
 		t.Fatalf("after recovery = %+v, want fresh OPEN", d)
 	}
 }
@@ -326,8 +293,8 @@ func TestOldValueAfterFreezeIsServedWhileRefreshing(t *testing.T) {
 	r.gate = gate
 	r.mu.Unlock()
 	defer close(gate)
-	d := c.Lookup(context.Background(), "a")
-	if d.FailMode || d.Allowed || d.Age != 10*time.Minute {
+	d := c.Get(context.Background(), "a")
+	if d.Expired || allowed(d) || d.Age != 10*time.Minute {
 		t.Fatalf("after a freeze = %+v, want the cached OPEN value with its age", d)
 	}
 }
@@ -338,7 +305,7 @@ func TestFailedMissIsNotRetriedWithinInterval(t *testing.T) {
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second})
 	for range 5 {
-		if d := c.Lookup(context.Background(), "a"); !d.FailMode {
+		if d := c.Get(context.Background(), "a"); !d.Expired {
 			t.Fatalf("lookup = %+v, want fail mode", d)
 		}
 	}
@@ -346,7 +313,7 @@ func TestFailedMissIsNotRetriedWithinInterval(t *testing.T) {
 		t.Errorf("%d reads within one interval, want 1", got)
 	}
 	clk.Advance(time.Second)
-	c.Lookup(context.Background(), "a")
+	c.Get(context.Background(), "a")
 	if got := r.gets.Load(); got != 2 {
 		t.Errorf("%d reads after the interval, want 2", got)
 	}
@@ -377,13 +344,13 @@ func TestRefreshDueBatchesPinnedAndUsedCircuits(t *testing.T) {
 		}
 		return ids
 	}
-	c.Lookup(ctx, "b") // b's lookup starts its read
-	c.Lookup(ctx, "c")
+	c.Get(ctx, "b") // b's lookup starts its read
+	c.Get(ctx, "c")
 	if got := refreshed(); len(got) != 0 {
 		t.Fatalf("RefreshDue within the interval read %v", got)
 	}
 	clk.Advance(2 * time.Second)
-	c.Lookup(ctx, "c") // due: this lookup reads c again
+	c.Get(ctx, "c") // due: this lookup reads c again
 	// a is pinned; b was last looked up when its read started, so it is
 	// still in use; c was just read.
 	if got := fmt.Sprint(refreshed()); got != "[a b]" {
@@ -391,7 +358,7 @@ func TestRefreshDueBatchesPinnedAndUsedCircuits(t *testing.T) {
 	}
 
 	clk.Advance(2 * time.Second)
-	c.Lookup(ctx, "b") // refreshes b itself
+	c.Get(ctx, "b") // refreshes b itself
 	// a is pinned; b was just read; c was looked up when its last read
 	// started.
 	if got := fmt.Sprint(refreshed()); got != "[a c]" {
@@ -418,21 +385,21 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{MaxCircuits: 3})
 	for _, id := range []string{"a", "b", "c"} {
-		c.Lookup(context.Background(), id)
+		c.Get(context.Background(), id)
 	}
-	c.Lookup(context.Background(), "a") // a is now the most recent
-	c.Lookup(context.Background(), "d") // evicts b
+	c.Get(context.Background(), "a") // a is now the most recent
+	c.Get(context.Background(), "d") // evicts b
 	if got := c.Len(); got != 3 {
 		t.Fatalf("Len = %d, want 3", got)
 	}
 	_ = c.Wait(context.Background())
 	gets := r.gets.Load()
-	c.Lookup(context.Background(), "a")
-	c.Lookup(context.Background(), "c")
+	c.Get(context.Background(), "a")
+	c.Get(context.Background(), "c")
 	if r.gets.Load() != gets {
 		t.Error("a or c was evicted")
 	}
-	c.Lookup(context.Background(), "b")
+	c.Get(context.Background(), "b")
 	if r.gets.Load() != gets+1 {
 		t.Error("b was not evicted")
 	}
@@ -442,7 +409,7 @@ func TestLookupManyReadsMissesInOneBatch(t *testing.T) {
 	r := newFakeReader(open("a", 1), open("c", 2))
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{})
-	ds := c.LookupMany(context.Background(), []string{"a", "b", "c"})
+	ds := c.GetMany(context.Background(), []string{"a", "b", "c"})
 	if got := r.batches.Load(); got != 1 {
 		t.Errorf("%d batch reads, want 1", got)
 	}
@@ -451,57 +418,9 @@ func TestLookupManyReadsMissesInOneBatch(t *testing.T) {
 		allowed bool
 	}{{"a", false}, {"b", true}, {"c", false}}
 	for i, w := range want {
-		if ds[i].ID != w.id || ds[i].Allowed != w.allowed || !ds[i].Known {
+		if ds[i].ID != w.id || allowed(ds[i]) != w.allowed || !ds[i].Known {
 			t.Errorf("decision %d = %+v, want %s allowed=%v", i, ds[i], w.id, w.allowed)
 		}
-	}
-}
-
-func TestAdmitterDecidesKnownStates(t *testing.T) {
-	r := newFakeReader(circuit.Circuit{ID: "h", State: circuit.HalfOpen, Version: 1})
-	clk := newClock()
-	var asked atomic.Int64
-	var probes atomic.Int64
-	c := newTestCache(t, r, clk, Options{Admitter: AdmitFunc(func(_ context.Context, c circuit.Circuit, now time.Time, probe bool) Admission {
-		asked.Add(1)
-		if probe {
-			probes.Add(1)
-		}
-		return Admission{Allowed: c.EffectiveState(now) == circuit.Closed} // e.g. no probe lease available
-	})})
-	if d := c.Lookup(context.Background(), "h"); d.Allowed || d.State != circuit.HalfOpen {
-		t.Fatalf("decision = %+v, want HALF_OPEN denied by the admitter", d)
-	}
-	if ds := c.LookupMany(context.Background(), []string{"h"}); ds[0].Allowed {
-		t.Fatalf("batch decision = %+v, want denied", ds[0])
-	}
-	if asked.Load() != 2 || probes.Load() != 1 {
-		t.Errorf("admitter asked %d times (%d may probe), want 2 (1)", asked.Load(), probes.Load())
-	}
-}
-
-func TestAdmitterReplacesCircuitAndPut(t *testing.T) {
-	r := newFakeReader(circuit.Circuit{ID: "o", State: circuit.Open, Version: 1})
-	clk := newClock()
-	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Hour, Admitter: AdmitFunc(func(_ context.Context, cur circuit.Circuit, now time.Time, probe bool) Admission {
-		next := cur
-		next.State, next.Version = circuit.HalfOpen, cur.Version+1
-		return Admission{Allowed: true, Probe: "tok", Circuit: next}
-	})})
-	d := c.Lookup(context.Background(), "o")
-	if !d.Allowed || d.State != circuit.HalfOpen || d.Probe != "tok" || d.Circuit.Version != 2 {
-		t.Fatalf("decision = %+v", d)
-	}
-	c.Put(circuit.Circuit{ID: "o", State: circuit.Closed, Version: 3})
-	if got, ok := c.Peek("o"); !ok || got.Version != 3 {
-		t.Fatalf("Peek after Put = %+v %v", got, ok)
-	}
-	c.Put(circuit.Circuit{ID: "o", State: circuit.Open, Version: 2}) // older: ignored
-	if got, _ := c.Peek("o"); got.Version != 3 {
-		t.Fatalf("older Put replaced version 3: %+v", got)
-	}
-	if _, ok := c.Peek("none"); ok {
-		t.Fatal("Peek of an unknown circuit")
 	}
 }
 
@@ -509,11 +428,11 @@ func TestOverrideApplied(t *testing.T) {
 	clk := newClock()
 	r := newFakeReader(circuit.Circuit{ID: "o", State: circuit.Closed, Override: circuit.ForcedOpen, OverrideUntil: clk.Now().Add(time.Minute)})
 	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Hour})
-	if d := c.Lookup(context.Background(), "o"); d.Allowed || d.State != circuit.Open {
+	if d := c.Get(context.Background(), "o"); allowed(d) || state(d) != circuit.Open {
 		t.Fatalf("forced open = %+v", d)
 	}
 	clk.Advance(2 * time.Minute)
-	if d := c.Lookup(context.Background(), "o"); !d.Allowed || d.State != circuit.Closed {
+	if d := c.Get(context.Background(), "o"); !allowed(d) || state(d) != circuit.Closed {
 		t.Fatalf("expired override = %+v", d)
 	}
 }
@@ -530,11 +449,11 @@ func TestConcurrentUse(t *testing.T) {
 				id := fmt.Sprintf("c%d", (g*7+i)%12)
 				switch i % 4 {
 				case 0:
-					c.LookupMany(context.Background(), []string{id, "a"})
+					c.GetMany(context.Background(), []string{id, "a"})
 				case 1:
 					c.RefreshDue()
 				default:
-					c.Lookup(context.Background(), id)
+					c.Get(context.Background(), id)
 				}
 				if i%50 == 0 {
 					r.set(open("a", int64(i)))
@@ -558,28 +477,28 @@ func TestMaxAge(t *testing.T) {
 		pause   time.Duration // since the value was read
 		invoke  bool          // an INVOKE starts the refresh before the lookup
 		release time.Duration // when the held read ends; <0: after the lookup
-		want    func(t *testing.T, d Decision, waited time.Duration)
+		want    func(t *testing.T, d Value, waited time.Duration)
 	}{
 		{
 			name: "older than the maximum age: waits for the refresh started by INVOKE", pause: 10 * time.Second, invoke: true, release: 20 * time.Millisecond,
-			want: func(t *testing.T, d Decision, waited time.Duration) {
-				if d.Circuit.Version != 2 || d.State != circuit.Open || d.Allowed || d.Stale || d.FailMode || !d.Waited || d.Age != 0 {
+			want: func(t *testing.T, d Value, waited time.Duration) {
+				if d.Circuit.Version != 2 || state(d) != circuit.Open || allowed(d) || d.Stale || d.Expired || !d.Waited || d.Age != 0 {
 					t.Errorf("decision = %+v, want the fresh OPEN v2, waited for, age 0", d)
 				}
 			},
 		},
 		{
 			name: "older than the maximum age: the lookup starts the refresh and waits", pause: 10 * time.Second, release: 20 * time.Millisecond,
-			want: func(t *testing.T, d Decision, waited time.Duration) {
-				if d.Circuit.Version != 2 || d.Allowed || d.Stale || !d.Waited {
+			want: func(t *testing.T, d Value, waited time.Duration) {
+				if d.Circuit.Version != 2 || allowed(d) || d.Stale || !d.Waited {
 					t.Errorf("decision = %+v, want the fresh OPEN v2", d)
 				}
 			},
 		},
 		{
 			name: "refresh slower than the miss timeout: the old value, marked stale", pause: 10 * time.Second, invoke: true, release: -1,
-			want: func(t *testing.T, d Decision, waited time.Duration) {
-				if d.Circuit.Version != 1 || !d.Allowed || !d.Stale || d.FailMode || !d.Waited || d.Age != 10*time.Second {
+			want: func(t *testing.T, d Value, waited time.Duration) {
+				if d.Circuit.Version != 1 || !allowed(d) || !d.Stale || d.Expired || !d.Waited || d.Age != 10*time.Second {
 					t.Errorf("decision = %+v, want the old CLOSED v1, stale, age 10s", d)
 				}
 				if waited < 50*time.Millisecond || waited > 4*time.Second {
@@ -589,8 +508,8 @@ func TestMaxAge(t *testing.T) {
 		},
 		{
 			name: "younger than the maximum age: answers at once while the refresh runs", pause: 1500 * time.Millisecond, invoke: true, release: -1,
-			want: func(t *testing.T, d Decision, waited time.Duration) {
-				if d.Circuit.Version != 1 || !d.Allowed || d.Stale || d.Waited {
+			want: func(t *testing.T, d Value, waited time.Duration) {
+				if d.Circuit.Version != 1 || !allowed(d) || d.Stale || d.Waited {
 					t.Errorf("decision = %+v, want the cached CLOSED v1 as a plain hit", d)
 				}
 			},
@@ -622,7 +541,7 @@ func TestMaxAge(t *testing.T) {
 				time.AfterFunc(tt.release, func() { close(gate) })
 			}
 			start := time.Now()
-			d := c.Lookup(ctx, "a")
+			d := c.Get(ctx, "a")
 			waited := time.Since(start)
 			if tt.release < 0 {
 				close(gate)
@@ -670,7 +589,7 @@ func TestMaxAgeWaitsByInvocationGap(t *testing.T) {
 				// The lookup starts the refresh when due, as the INVOKE
 				// would a moment earlier (leaving that out keeps the count
 				// free of the race between the two).
-				if d := c.Lookup(ctx, "a"); d.Waited {
+				if d := c.Get(ctx, "a"); d.Waited {
 					waits++
 				}
 				_ = c.Wait(ctx) // the sandbox freezes once the reads are done
@@ -688,26 +607,26 @@ func TestMaxAgeWaitsByInvocationGap(t *testing.T) {
 func TestMaxAgeFailedRefresh(t *testing.T) {
 	r := newFakeReader(open("a", 1))
 	clk := newClock()
-	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, MaxStaleness: 5 * time.Second, FailAllow: true, MissTimeout: 5 * time.Second})
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, MaxStaleness: 5 * time.Second, MissTimeout: 5 * time.Second})
 	ctx := context.Background()
 	if err := c.Prefetch(ctx, []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 	r.fail(errors.New("throttled"))
 	clk.Advance(time.Minute)
-	if d := c.Lookup(ctx, "a"); !d.Waited || !d.Stale || d.FailMode || d.Allowed || d.Age != time.Minute {
+	if d := c.Get(ctx, "a"); !d.Waited || !d.Stale || d.Expired || allowed(d) || d.Age != time.Minute {
 		t.Fatalf("failed refresh = %+v, want the stale OPEN value after waiting", d)
 	}
-	if d := c.Lookup(ctx, "a"); d.Waited || !d.Stale || d.FailMode || d.Allowed {
+	if d := c.Get(ctx, "a"); d.Waited || !d.Stale || d.Expired || allowed(d) {
 		t.Fatalf("next lookup = %+v, want the stale OPEN value at once", d)
 	}
 	if got := r.gets.Load(); got != 2 {
 		t.Errorf("%d reads, want 2", got)
 	}
 	clk.Advance(6 * time.Second)
-	c.Lookup(ctx, "a") // due again: waits for a read that fails too
-	if d := c.Lookup(ctx, "a"); !d.FailMode || !d.Allowed {
-		t.Errorf("reads failing for 6s of 5s = %+v, want the failure policy", d)
+	c.Get(ctx, "a") // due again: waits for a read that fails too
+	if d := c.Get(ctx, "a"); !d.Expired {
+		t.Errorf("reads failing for 6s of 5s = %+v, want it expired (the failure policy decides)", d)
 	}
 }
 
@@ -726,16 +645,16 @@ func TestMaxAgeConcurrentLookupsShareOneRead(t *testing.T) {
 	r.setGate(gate)
 	clk.Advance(time.Minute)
 	before := r.gets.Load() + r.batches.Load()
-	results := make([]Decision, 40)
+	results := make([]Value, 40)
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if i%2 == 0 {
-				results[i] = c.Lookup(ctx, "a")
+				results[i] = c.Get(ctx, "a")
 			} else {
-				results[i] = c.LookupMany(ctx, []string{"a"})[0]
+				results[i] = c.GetMany(ctx, []string{"a"})[0]
 			}
 		}()
 	}
@@ -748,12 +667,23 @@ func TestMaxAgeConcurrentLookupsShareOneRead(t *testing.T) {
 	// A goroutine scheduled only after the read ended finds the fresh
 	// value: a plain hit.
 	for i, d := range results {
-		if d.Circuit.Version != 2 || d.Allowed || d.Stale {
+		if d.Circuit.Version != 2 || allowed(d) || d.Stale {
 			t.Fatalf("result %d = %+v, want the fresh OPEN v2", i, d)
 		}
 	}
-	if s := c.TakeStats()["a"]; s.Waits+s.Hits != 40 || s.Waits == 0 || s.Stale != 0 {
-		t.Errorf("stats = %+v, want 40 waits or hits, and waits", s)
+	var waits, hits, stale int
+	for _, d := range results {
+		switch {
+		case d.Stale:
+			stale++
+		case d.Waited:
+			waits++
+		case !d.Missed:
+			hits++
+		}
+	}
+	if waits+hits != 40 || waits == 0 || stale != 0 {
+		t.Errorf("%d waits, %d hits, %d stale; want 40 waits or hits, and waits", waits, hits, stale)
 	}
 }
 
@@ -768,7 +698,7 @@ func TestReadCutByFreeze(t *testing.T) {
 			clk := newClock()
 			c := newTestCache(t, r, clk, Options{
 				RefreshInterval: time.Second, MaxStaleness: 30 * time.Second, MaxAge: maxAge,
-				FetchTimeout: 200 * time.Millisecond, FailAllow: true, MissTimeout: 5 * time.Second,
+				FetchTimeout: 200 * time.Millisecond, MissTimeout: 5 * time.Second,
 			})
 			ctx := context.Background()
 			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
@@ -779,15 +709,15 @@ func TestReadCutByFreeze(t *testing.T) {
 			r.hold.Store(1)
 			c.RefreshDue()           // the INVOKE's read; the function ends and the sandbox freezes
 			clk.Advance(time.Minute) // frozen for 60 s: the read's deadline passes meanwhile
-			d := c.Lookup(ctx, "a")  // the next invocation, on thaw
-			if d.FailMode || d.Allowed || d.State != circuit.Open || !d.Known {
+			d := c.Get(ctx, "a")     // the next invocation, on thaw
+			if d.Expired || allowed(d) || state(d) != circuit.Open || !d.Known {
 				t.Fatalf("after a freeze = %+v, want the known OPEN state", d)
 			}
 			if maxAge > 0 && (d.Circuit.Version != 2 || d.Stale || !d.Waited) {
 				t.Errorf("with a maximum age = %+v, want the fresh v2 from the read made again", d)
 			}
 			_ = c.Wait(ctx)
-			if d := c.Lookup(ctx, "a"); d.FailMode || d.Stale || d.Circuit.Version != 2 {
+			if d := c.Get(ctx, "a"); d.Expired || d.Stale || d.Circuit.Version != 2 {
 				t.Errorf("after the read made again = %+v, want the fresh OPEN v2", d)
 			}
 			if got := r.gets.Load() - 1; got != 2 {
@@ -811,8 +741,8 @@ func TestReadDeadlineWithoutFreezeIsAFailure(t *testing.T) {
 	r.hold.Store(1)
 	c.RefreshDue()
 	_ = c.Wait(ctx)
-	d := c.Lookup(ctx, "a")
-	if !d.Stale || d.FailMode || d.Allowed {
+	d := c.Get(ctx, "a")
+	if !d.Stale || d.Expired || allowed(d) {
 		t.Fatalf("after a slow read = %+v, want the stale OPEN value", d)
 	}
 	if got := r.gets.Load() - 1; got != 1 {
@@ -862,8 +792,8 @@ func TestCacheNeverGoesBackwards(t *testing.T) {
 			close(gate)
 			_ = c.Wait(ctx)
 			got, _ := c.Peek("a")
-			if d := c.Lookup(ctx, "a"); got.Version != tt.wantVer || d.State != tt.wantState {
-				t.Errorf("cached v%d, answer %s; want v%d %s", got.Version, d.State, tt.wantVer, tt.wantState)
+			if d := c.Get(ctx, "a"); got.Version != tt.wantVer || state(d) != tt.wantState {
+				t.Errorf("cached v%d, answer %s; want v%d %s", got.Version, state(d), tt.wantVer, tt.wantState)
 			}
 		})
 	}
@@ -875,9 +805,9 @@ func TestCacheNeverGoesBackwards(t *testing.T) {
 		ctx := context.Background()
 		c.Put(forced)
 		clk.Advance(2 * time.Second)
-		c.Lookup(ctx, "a") // due: starts a read
+		c.Get(ctx, "a") // due: starts a read
 		_ = c.Wait(ctx)
-		if d := c.Lookup(ctx, "a"); d.State != circuit.Closed || !d.Allowed {
+		if d := c.Get(ctx, "a"); state(d) != circuit.Closed || !allowed(d) {
 			t.Errorf("after the read = %+v, want CLOSED with the override gone", d)
 		}
 	})
@@ -905,7 +835,7 @@ func BenchmarkLookupHit(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if d := c.Lookup(ctx, "a"); d.Allowed {
+				if d := c.Get(ctx, "a"); allowed(d) {
 					b.Fatal(d)
 				}
 			}
@@ -934,22 +864,29 @@ func TestUnreadableItemFailsOnlyItsCircuit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := New(st, Options{FailAllow: false, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	got := c.LookupMany(ctx, []string{"a", "b", "bad", "never-written"})
+	c := New(st, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	got := c.GetMany(ctx, []string{"a", "b", "bad", "never-written"})
 	for _, d := range got {
 		switch d.ID {
 		case "a", "b":
-			if d.Stale || d.FailMode || d.State != circuit.Open || d.Allowed {
+			if d.Stale || d.Expired || state(d) != circuit.Open || allowed(d) {
 				t.Errorf("%s: %+v, want a fresh OPEN answer", d.ID, d)
 			}
 		case "never-written":
-			if d.Stale || d.FailMode || d.State != circuit.Closed || !d.Allowed {
+			if d.Stale || d.Expired || state(d) != circuit.Closed || !allowed(d) {
 				t.Errorf("%s: %+v, want a fresh CLOSED answer", d.ID, d)
 			}
 		case "bad":
-			if !d.FailMode || d.Allowed {
-				t.Errorf("%s: %+v, want the failure policy (deny)", d.ID, d)
+			if !d.Expired {
+				t.Errorf("%s: %+v, want it expired: the failure policy decides", d.ID, d)
 			}
 		}
 	}
 }
+
+// allowed and state read a value as a caller deciding by its state alone
+// would: OPEN denies, CLOSED and HALF_OPEN allow, an active override
+// decides.
+func allowed(v Value) bool { return v.Circuit.Allowed(v.At) }
+
+func state(v Value) circuit.State { return v.Circuit.EffectiveState(v.At) }

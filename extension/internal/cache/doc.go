@@ -1,30 +1,27 @@
-// Package cache keeps the circuits a function asks about in memory and
-// decides whether a call is allowed, waiting on DynamoDB only when the
-// cached answer is missing or too old.
+// Package cache keeps the circuits a function asks about in memory, read
+// through from DynamoDB: it stores values and says how old and how stale
+// they are, waiting on the table only when a value is missing or too old.
+// It makes no decision: the breaker decides from what it returns.
 //
 // Rules:
 //
 //   - Circuits listed at start are read with one batched read (Prefetch).
 //   - A cached value older than the refresh interval is re-read in the
-//     background; the re-read is started by a lookup or by an INVOKE event
+//     background; the re-read is started by a Get or by an INVOKE event
 //     (RefreshDue), since the sandbox is frozen between invocations and a
 //     timer would not fire. At most one read per circuit is in flight.
-//   - A lookup answers from the cache at once when its value is younger
-//     than the maximum age (Options.MaxAge). Otherwise, or with no value at
-//     all, it waits for the read in flight, at most the miss timeout, with
-//     every other caller of the circuit.
-//   - When a read fails the last value is served marked stale. With no
+//   - A Get returns the cached value at once when it is younger than the
+//     maximum age (Options.MaxAge). Otherwise, or with no value at all, it
+//     waits for the read in flight, at most the miss timeout, with every
+//     other caller of the circuit.
+//   - When a read fails the last value is returned marked stale. With no
 //     value, or after reads have kept failing for longer than the maximum
-//     staleness (from the first failed read), the failure policy decides.
-//     A read whose deadline passed while the sandbox was frozen is no
-//     answer, not a failure: it is made again at once.
+//     staleness (from the first failed read), it is marked expired: it
+//     must not decide. A read whose deadline passed while the sandbox was
+//     frozen is no answer, not a failure: it is made again at once.
 //   - A cached value is only replaced by a newer one: a higher version, the
 //     same version with a later override, or a read that started after the
 //     value came in (Put).
 //   - At most MaxCircuits circuits are kept; the least recently used one
 //     is evicted.
-//
-// The final allow decision for a known state goes through an Admitter:
-// the extension's breaker, which hands out the fleet-wide probe leases of
-// HALF_OPEN circuits and ends cool-downs (package breaker).
 package cache

@@ -26,10 +26,6 @@ func (h *handler) outcomes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 		return
 	}
-	if h.reporter == nil {
-		writeError(w, http.StatusNotFound, "outcome reporting is not enabled")
-		return
-	}
 	id := r.PathValue("id")
 	if err := circuit.ValidateID(id); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -44,7 +40,7 @@ func (h *handler) outcomes(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	res, err := h.reporter.Report(r.Context(), id, outs)
+	res, err := h.brk.Report(r.Context(), id, outs)
 	if err != nil && res.Accepted == 0 {
 		// None was taken (the extension is shutting down, or memory holds
 		// the counts of the most circuits it keeps): the caller must know

@@ -82,7 +82,7 @@ func TestOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rep := &stubReporter{}
-			h := NewHandler(&stubLooker{}, Options{Token: token, Reporter: rep})
+			h := NewHandler(join(&stubLooker{}, rep), Options{Token: token})
 			req := httptest.NewRequest(tt.method, tt.target, strings.NewReader(tt.body))
 			for k, v := range tt.header {
 				req.Header.Set(k, v)
@@ -114,7 +114,7 @@ func (f *fullReporter) Report(context.Context, string, []api.Outcome) (api.Accep
 func TestOutcomesNotTaken(t *testing.T) {
 	tests := []struct {
 		name     string
-		rep      Reporter
+		rep      reporter
 		services []string
 		id       string
 		status   int
@@ -127,7 +127,7 @@ func TestOutcomesNotTaken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := NewHandler(&stubLooker{}, Options{Token: token, Reporter: tt.rep, Services: tt.services})
+			h := NewHandler(join(&stubLooker{}, tt.rep), Options{Token: token, Services: tt.services})
 			req := httptest.NewRequest("POST", "/circuits/"+tt.id+"/outcomes", strings.NewReader(`{"success":false}`))
 			req.Header.Set(api.HeaderToken, token)
 			rec := httptest.NewRecorder()
@@ -139,17 +139,6 @@ func TestOutcomesNotTaken(t *testing.T) {
 				t.Errorf("refused outcomes reached the reporter")
 			}
 		})
-	}
-}
-
-func TestOutcomesDisabled(t *testing.T) {
-	h := NewHandler(&stubLooker{}, Options{Token: token})
-	req := httptest.NewRequest("POST", "/circuits/svc/outcomes", strings.NewReader(`{"success":true}`))
-	req.Header.Set(api.HeaderToken, token)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 404 {
-		t.Fatalf("status = %d, want 404", rec.Code)
 	}
 }
 
@@ -172,7 +161,7 @@ func (refusingReporter) Report(context.Context, string, []api.Outcome) (api.Acce
 
 // Outcomes the reporter refused are answered 503, never 202.
 func TestOutcomesRefused(t *testing.T) {
-	h := NewHandler(&stubLooker{}, Options{Token: token, Reporter: refusingReporter{}})
+	h := NewHandler(join(&stubLooker{}, refusingReporter{}), Options{Token: token})
 	req := httptest.NewRequest("POST", "/circuits/svc/outcomes", strings.NewReader(`{"success":false}`))
 	req.Header.Set(api.HeaderToken, token)
 	rec := httptest.NewRecorder()

@@ -1,6 +1,6 @@
 // Package server is the extension's local HTTP API: it checks each request
 // (no forwarding, session token, size, method, path and ID) and answers
-// from the cache in JSON.
+// with the breaker's decisions in JSON.
 package server
 
 import (
@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
@@ -36,23 +36,19 @@ const (
 	MaxQueryBytes = 4 << 10
 )
 
-// Looker answers lookups; *cache.Cache implements it.
-type Looker interface {
-	Lookup(ctx context.Context, id string) cache.Decision
-	LookupMany(ctx context.Context, ids []string) []cache.Decision
-}
-
-// Reporter takes the outcomes of calls; *breaker.Breaker implements it.
-// An error with no outcome accepted means none was taken (the extension is
-// shutting down): the answer is then 503, not 202.
-type Reporter interface {
+// Breaker answers lookups and takes the outcomes of calls;
+// *breaker.Breaker implements it.
+type Breaker interface {
+	// Lookup answers for one circuit; its answer may carry a probe lease.
+	Lookup(ctx context.Context, id string) breaker.Answer
+	// LookupMany answers for several circuits and never hands out a
+	// probe lease.
+	LookupMany(ctx context.Context, ids []string) []breaker.Answer
+	// Report takes outcomes. An error with no outcome accepted means none
+	// was taken (the extension is shutting down): the answer is then 503,
+	// not 202.
 	Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error)
-}
-
-// ProbeAbandoner takes back a probe lease whose caller stopped waiting;
-// *breaker.Breaker implements it. A Reporter that also implements it gets
-// such leases back.
-type ProbeAbandoner interface {
+	// Abandon takes back a probe lease whose caller stopped waiting.
 	Abandon(ctx context.Context, id, token string) bool
 }
 
@@ -65,8 +61,6 @@ type Options struct {
 	// Logger receives refused requests at debug level (default
 	// slog.Default()).
 	Logger *slog.Logger
-	// Reporter takes reported outcomes; nil answers 404 to them.
-	Reporter Reporter
 	// Services, when not empty, are the only service IDs whose outcomes
 	// are taken (CIRCUIT_BREAKER_SERVICES: the services the function is
 	// attached to); outcomes for any other ID are refused with 403, so
@@ -75,20 +69,19 @@ type Options struct {
 }
 
 type handler struct {
-	looker   Looker
-	reporter Reporter
+	brk      Breaker
 	services map[string]bool
 	token    []byte
 	log      *slog.Logger
 	mux      *http.ServeMux
 }
 
-// NewHandler returns the API's handler.
-func NewHandler(l Looker, o Options) http.Handler {
+// NewHandler returns the API's handler, answering from b.
+func NewHandler(b Breaker, o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{looker: l, reporter: o.Reporter, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
+	h := &handler{brk: b, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
 	if len(o.Services) > 0 {
 		h.services = make(map[string]bool, len(o.Services))
 		for _, id := range o.Services {
@@ -204,19 +197,17 @@ func (h *handler) circuit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var d cache.Decision
+	var d breaker.Answer
 	if r.Method == http.MethodHead {
 		// HEAD carries no body, so it could not hand a probe token to
 		// the caller: answer as a batch lookup, which never claims one.
-		d = h.looker.LookupMany(r.Context(), []string{id})[0]
+		d = h.brk.LookupMany(r.Context(), []string{id})[0]
 	} else {
-		d = h.looker.Lookup(r.Context(), id)
+		d = h.brk.Lookup(r.Context(), id)
 		if d.Probe != "" && r.Context().Err() != nil {
 			// The caller gave up (its client timed out) and would follow
 			// its failure policy, not this answer: give the probe back.
-			if a, ok := h.reporter.(ProbeAbandoner); ok {
-				a.Abandon(context.WithoutCancel(r.Context()), id, d.Probe)
-			}
+			h.brk.Abandon(context.WithoutCancel(r.Context()), id, d.Probe)
 			return
 		}
 	}
@@ -256,7 +247,7 @@ func (h *handler) circuits(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "too many ids: at most "+strconv.Itoa(api.MaxIDs))
 		return
 	}
-	ds := h.looker.LookupMany(r.Context(), ids)
+	ds := h.brk.LookupMany(r.Context(), ids)
 	out := api.Circuits{Circuits: make([]api.Circuit, len(ds))}
 	for i, d := range ds {
 		out.Circuits[i] = Render(d)
@@ -264,8 +255,8 @@ func (h *handler) circuits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// Render converts a cache decision into its wire form.
-func Render(d cache.Decision) api.Circuit {
+// Render converts a breaker's answer into its wire form.
+func Render(d breaker.Answer) api.Circuit {
 	c := api.Circuit{
 		ID:       d.ID,
 		State:    string(d.State),
@@ -273,7 +264,7 @@ func Render(d cache.Decision) api.Circuit {
 		Version:  d.Circuit.Version,
 		Stale:    d.Stale,
 		AgeMs:    -1,
-		FailMode: d.FailMode,
+		FailMode: d.FailModeApplied,
 		Reason:   d.Circuit.Reason,
 	}
 	if d.Known {

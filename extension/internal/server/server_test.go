@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
@@ -21,18 +23,18 @@ const token = "session-token"
 // stubLooker answers OPEN for IDs starting with "open", CLOSED otherwise.
 type stubLooker struct{ calls atomic.Int64 }
 
-func (s *stubLooker) Lookup(_ context.Context, id string) cache.Decision {
+func (s *stubLooker) Lookup(_ context.Context, id string) breaker.Answer {
 	s.calls.Add(1)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	c := circuit.New(id)
 	if strings.HasPrefix(id, "open") {
 		c = circuit.Circuit{ID: id, State: circuit.Open, Version: 2, UpdatedAt: now, Reason: "3 failed checks", RetryAt: now.Add(time.Minute)}
 	}
-	return cache.Decision{ID: id, Circuit: c, State: c.EffectiveState(now), Allowed: c.Allowed(now), Known: true, Age: 1500 * time.Millisecond, At: now}
+	return breaker.Answer{Value: cache.Value{ID: id, Circuit: c, Known: true, Age: 1500 * time.Millisecond, At: now}, State: c.EffectiveState(now), Allowed: c.Allowed(now)}
 }
 
-func (s *stubLooker) LookupMany(ctx context.Context, ids []string) []cache.Decision {
-	out := make([]cache.Decision, len(ids))
+func (s *stubLooker) LookupMany(ctx context.Context, ids []string) []breaker.Answer {
+	out := make([]breaker.Answer, len(ids))
 	for i, id := range ids {
 		out[i] = s.Lookup(ctx, id)
 	}
@@ -41,7 +43,7 @@ func (s *stubLooker) LookupMany(ctx context.Context, ids []string) []cache.Decis
 
 func newTestHandler(tok string) (http.Handler, *stubLooker) {
 	l := &stubLooker{}
-	return NewHandler(l, Options{Token: tok}), l
+	return NewHandler(join(l, nil), Options{Token: tok}), l
 }
 
 func TestHandler(t *testing.T) {
@@ -229,12 +231,13 @@ func BenchmarkHandlerCircuits(b *testing.B) {
 // through the real server, cache and a keep-alive client, in one process.
 func BenchmarkCachedLookupOverLoopback(b *testing.B) {
 	c := cache.New(nopReader{}, cache.Options{RefreshInterval: time.Hour})
-	c.Lookup(context.Background(), "svc")
+	brk := breaker.New(nil, c, breaker.Options{}) // CLOSED circuits: no table writes
+	brk.Lookup(context.Background(), "svc")
 	ln, err := Listen(0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := New(NewHandler(c, Options{Token: token}), nil)
+	srv := New(NewHandler(brk, Options{Token: token}), nil)
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	url := "http://" + ln.Addr().String() + "/circuits/svc"
@@ -271,12 +274,12 @@ type probeCounter struct {
 	probing, batch int
 }
 
-func (p *probeCounter) Lookup(ctx context.Context, id string) cache.Decision {
+func (p *probeCounter) Lookup(ctx context.Context, id string) breaker.Answer {
 	p.probing++
 	return p.stubLooker.Lookup(ctx, id)
 }
 
-func (p *probeCounter) LookupMany(ctx context.Context, ids []string) []cache.Decision {
+func (p *probeCounter) LookupMany(ctx context.Context, ids []string) []breaker.Answer {
 	p.batch++
 	return p.stubLooker.LookupMany(ctx, ids)
 }
@@ -296,7 +299,7 @@ func TestOnlyGetOfOneCircuitMayProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			l := &probeCounter{}
-			h := NewHandler(l, Options{Token: token})
+			h := NewHandler(join(l, nil), Options{Token: token})
 			req := httptest.NewRequest(tt.method, tt.target, nil)
 			req.Header.Set(api.HeaderToken, token)
 			rec := httptest.NewRecorder()
@@ -318,7 +321,7 @@ type probeLooker struct {
 	cancel context.CancelFunc
 }
 
-func (p *probeLooker) Lookup(ctx context.Context, id string) cache.Decision {
+func (p *probeLooker) Lookup(ctx context.Context, id string) breaker.Answer {
 	d := p.stubLooker.Lookup(ctx, id)
 	d.Probe = "probe-token"
 	p.cancel()
@@ -342,7 +345,7 @@ func TestProbeOfGoneCallerIsAbandoned(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &probeLooker{cancel: cancel}
 	rep := &abandonRecorder{}
-	h := NewHandler(l, Options{Token: token, Reporter: rep})
+	h := NewHandler(join(l, rep), Options{Token: token})
 	req := httptest.NewRequest(http.MethodGet, "/circuits/svc", nil).WithContext(ctx)
 	req.Header.Set(api.HeaderToken, token)
 	rec := httptest.NewRecorder()
@@ -353,4 +356,40 @@ func TestProbeOfGoneCallerIsAbandoned(t *testing.T) {
 	if rec.Body.Len() != 0 {
 		t.Errorf("answer written to a caller that left: %s", rec.Body)
 	}
+}
+
+// looker and reporter are the halves of a Breaker that tests stub apart.
+type looker interface {
+	Lookup(ctx context.Context, id string) breaker.Answer
+	LookupMany(ctx context.Context, ids []string) []breaker.Answer
+}
+
+type reporter interface {
+	Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error)
+}
+
+// joined is a test's Breaker: lookups go to looker, outcomes to reporter
+// (none taken when it is nil), abandoned probes to reporter when it
+// records them.
+type joined struct {
+	looker
+	r reporter
+}
+
+func join(l looker, r reporter) Breaker { return joined{looker: l, r: r} }
+
+func (j joined) Report(ctx context.Context, id string, outs []api.Outcome) (api.Accepted, error) {
+	if j.r == nil {
+		return api.Accepted{}, errors.New("no reporter in this test")
+	}
+	return j.r.Report(ctx, id, outs)
+}
+
+func (j joined) Abandon(ctx context.Context, id, token string) bool {
+	if a, ok := j.r.(interface {
+		Abandon(ctx context.Context, id, token string) bool
+	}); ok {
+		return a.Abandon(ctx, id, token)
+	}
+	return false
 }

@@ -1,0 +1,95 @@
+package breaker
+
+import (
+	"context"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+)
+
+// Answer is the breaker's answer to a lookup: what the cache holds of the
+// circuit, and the decision made from it.
+type Answer struct {
+	// Value is what the cache returned; Value.Circuit is replaced by the
+	// circuit as stored when the lookup moved it (such as OPEN to
+	// HALF_OPEN).
+	cache.Value
+	// State is the effective state at the time of the lookup. When the
+	// failure policy decided with nothing known it is CLOSED for allow
+	// and OPEN for deny.
+	State circuit.State
+	// Allowed says whether the caller may call the service.
+	Allowed bool
+	// FailModeApplied is true when the failure policy (Options.FailAllow)
+	// decided Allowed, since the cached value expired or there was none.
+	FailModeApplied bool
+	// Probe is the token of the probe lease given to the caller, if any:
+	// its call is a trial of a HALF_OPEN circuit.
+	Probe string
+}
+
+// Lookup answers whether a caller may call service id now, from the
+// cache (see cache.Cache.Get for when it waits on the table):
+//
+//   - when the cached value expired, or none could be read, the failure
+//     policy decides;
+//   - otherwise an active override decides (FORCED_CLOSED allows,
+//     FORCED_OPEN denies); CLOSED allows;
+//   - OPEN denies until retryAt; after it, the lookup moves the circuit to
+//     HALF_OPEN with a conditional transition (the first such lookup in
+//     the fleet wins) and goes on as for HALF_OPEN;
+//   - HALF_OPEN allows only a lookup that claims one of the service's
+//     HalfOpenProbes lease slots; the answer then carries the lease's
+//     token (Answer.Probe). Everyone else is denied.
+//
+// The table writes of one lookup share one deadline, the claim timeout;
+// see admit for what happens when they fail.
+func (b *Breaker) Lookup(ctx context.Context, id string) Answer {
+	a := b.answer(b.cache.Get(ctx, id))
+	if !a.FailModeApplied {
+		ad := b.admit(ctx, a.Circuit, a.At)
+		if ad.Circuit.ID != "" {
+			a.Circuit = ad.Circuit
+		}
+		a.State = a.Circuit.EffectiveState(a.At)
+		a.Allowed, a.Probe = ad.Allowed, ad.Probe
+	}
+	b.count(a)
+	return a
+}
+
+// LookupMany answers for several circuits, in the order of ids, as Lookup
+// does by the cached state alone: it never writes to the table, so it
+// neither ends a cool-down nor claims a probe lease, and denies OPEN and
+// HALF_OPEN circuits.
+func (b *Breaker) LookupMany(ctx context.Context, ids []string) []Answer {
+	vs := b.cache.GetMany(ctx, ids)
+	out := make([]Answer, len(vs))
+	for i, v := range vs {
+		out[i] = b.answer(v)
+		b.count(out[i])
+	}
+	return out
+}
+
+// answer decides from v alone: the failure policy when v expired,
+// otherwise the effective state (only CLOSED allows).
+func (b *Breaker) answer(v cache.Value) Answer {
+	a := Answer{Value: v}
+	if v.Expired {
+		a.FailModeApplied = true
+		a.Allowed = b.o.FailAllow
+		switch {
+		case v.Known:
+			a.State = v.Circuit.EffectiveState(v.At)
+		case a.Allowed:
+			a.State = circuit.Closed
+		default:
+			a.State = circuit.Open
+		}
+		return a
+	}
+	a.State = v.Circuit.EffectiveState(v.At)
+	a.Allowed = a.State == circuit.Closed
+	return a
+}
