@@ -13,6 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
 // The README and the topic pages under docs/ are checked against the code:
@@ -390,6 +395,27 @@ func structFields(t *testing.T, file, typeName string, json, expand bool) []stri
 	return fields(typeName, "")
 }
 
+// goFields returns the exported fields of struct type typ by Go name; with
+// expand, fields whose type is a struct (the groups of settings, declared
+// in other packages) are expanded as Field.Sub.
+func goFields(typ reflect.Type, expand bool) []string {
+	var out []string
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if expand && f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+			for _, sub := range goFields(f.Type, false) {
+				out = append(out, f.Name+"."+sub)
+			}
+			continue
+		}
+		out = append(out, f.Name)
+	}
+	return out
+}
+
 func unquoteTag(s string) string {
 	v, err := strconv.Unquote(s)
 	if err != nil {
@@ -423,12 +449,12 @@ func TestDocsProps(t *testing.T) {
 	props := "constructs/circuitbreaker/props.go"
 	sameNames(t, "CircuitBreakedServiceProps", structFields(t, props, "CircuitBreakedServiceProps", false, false),
 		firstColumn(t, construct, "| property | type | default |"))
-	sameNames(t, "MonitoredService", structFields(t, props, "MonitoredService", false, true),
+	sameNames(t, "MonitoredService", goFields(reflect.TypeFor[circuitbreaker.MonitoredService](), true),
 		firstColumn(t, construct, "| field | default | rule |"))
-	sameNames(t, "ExtensionSettings", structFields(t, props, "ExtensionSettings", false, false),
+	sameNames(t, "ExtensionSettings", goFields(reflect.TypeFor[circuitbreaker.ExtensionSettings](), false),
 		firstColumn(t, construct, "| field | variable | default |"))
 
-	keys := regexp.MustCompile("(?s)\nKeys: (.*?) \\(durations")
+	keys := regexp.MustCompile("(?s)\nKeys: (.*?)\\s\\(durations")
 	m := keys.FindStringSubmatch(construct)
 	if m == nil {
 		t.Fatal("docs/construct.md lists no keys of infra/services.json")
@@ -437,11 +463,11 @@ func TestDocsProps(t *testing.T) {
 	for _, k := range backticked.FindAllStringSubmatch(m[1], -1) {
 		listed = append(listed, k[1])
 	}
-	sameNames(t, "infra/services.json keys", structFields(t, "internal/appconfig/appconfig.go", "Service", true, false), listed)
+	sameNames(t, "infra/services.json keys", policy.FlatKeys(appconfig.Service{}), listed)
 
 	sameNames(t, "updater input", structFields(t, "internal/updater/input.go", "Input", true, false),
 		firstColumn(t, page(t, "docs/updater.md"), "| Key | Type | Required | Default | Accepted |"))
-	sameNames(t, "CIRCUIT_BREAKER_POLICIES", structFields(t, "internal/policy/policy.go", "Policy", true, false),
+	sameNames(t, "CIRCUIT_BREAKER_POLICIES", policy.FlatKeys(policy.Policy{}),
 		firstColumn(t, page(t, "docs/extension.md"), "| Key | Default | Range |"))
 }
 

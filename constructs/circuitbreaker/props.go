@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
@@ -113,78 +113,19 @@ type MonitoredService struct {
 }
 
 // PassiveDetection tunes how the extension trips a circuit from the
-// outcomes of real calls, aggregated across every execution environment.
-// Zero fields keep the defaults.
-type PassiveDetection struct {
-	// FailureRateThreshold is the failure rate, in percent (1..100), at or
-	// above which a CLOSED circuit opens. Default: 50.
-	FailureRateThreshold float64
-	// MinimumCalls is the fewest calls in the window for the rates to
-	// count. Default: 10.
-	MinimumCalls int
-	// Window is the sliding window of the rates: 5s..5m, a multiple of 5s.
-	// Default: 30s.
-	Window time.Duration
-	// SlowCallRateThreshold is the slow-call rate, in percent, at or above
-	// which a CLOSED circuit opens. Default: 100.
-	SlowCallRateThreshold float64
-	// SlowCallDuration is the latency from which a call counts as slow.
-	// Default: 3s.
-	SlowCallDuration time.Duration
-	// FastTripFailures is the number of consecutive failed calls, seen by
-	// one execution environment, that open a CLOSED circuit for the whole
-	// fleet at once, beside the rates (1..1000). Default: 10.
-	FastTripFailures int
-	// HalfOpenProbes is the most concurrent trial calls across the fleet
-	// while HALF_OPEN (1..10). Default: 1.
-	HalfOpenProbes int
-	// ProbeTimeout is how long a probe lease lasts (1s..15m): the probe
-	// call's outcome must be reported within it, and an unreported lease
-	// frees its slot after it. Set it to at least the timeout of the calls
-	// to the service. Default: 10s.
-	ProbeTimeout time.Duration
-}
+// outcomes of real calls, aggregated across every execution environment,
+// and how many trial calls a HALF_OPEN circuit lets through. Zero fields
+// keep the defaults; each field documents its default and range.
+type PassiveDetection = circuit.RateSettings
 
 // HealthCheck tunes the updater's check of one service. Zero fields keep
-// the updater's defaults.
-type HealthCheck struct {
-	// Timeout bounds the whole check. Default: 4s.
-	Timeout time.Duration
-	// SlowCallThreshold marks a response slower than this as failed.
-	// Default: 3s.
-	SlowCallThreshold time.Duration
-	// ExpectedStatus lists the statuses that count as healthy, as codes and
-	// ranges such as "200-299,304". Default: "200-299".
-	ExpectedStatus string
-	// ConfirmInterval spaces the confirmation checks that follow a failed
-	// check of a CLOSED circuit in the same invocation: up to
-	// FailureThreshold-1 more checks, stopping at the first success
-	// (1ms..30s). Default: 5s.
-	ConfirmInterval time.Duration
-	// DisableConfirmation turns the confirmation checks off: the circuit
-	// then opens after FailureThreshold scheduled checks. Default: false.
-	DisableConfirmation bool
-	// CheckInterval makes each scheduled invocation check every interval
-	// for up to 55s, instead of once (1s..30s; only with the schedule
-	// rate(1 minute)). Default: one check per scheduled run.
-	CheckInterval time.Duration
-}
+// the updater's defaults; each field documents its default and range.
+type HealthCheck = appconfig.HealthCheck
 
-// BreakerSettings tunes the state machine of one circuit. Zero fields keep
-// the updater's defaults.
-type BreakerSettings struct {
-	// FailureThreshold is the number of consecutive failed checks that
-	// opens a CLOSED circuit. Default: 3.
-	FailureThreshold int
-	// SuccessThreshold is the number of consecutive successful trials (checks or probe calls) that
-	// closes a HALF_OPEN circuit. Default: 2.
-	SuccessThreshold int
-	// OpenCooldown is how long a circuit stays OPEN before trial calls.
-	// Default: 30s, doubling with each reopening.
-	OpenCooldown time.Duration
-	// MaxOpenCooldown caps the growing cool-down. Default: 5m.
-	MaxOpenCooldown time.Duration
-}
+// BreakerSettings tunes the state machine of one circuit, for the updater
+// and the extension alike. Zero fields keep the defaults; each field
+// documents its default and range.
+type BreakerSettings = circuit.Settings
 
 // ExtensionSettings tune the extension through environment variables of
 // the functions passed to AttachTo. Zero fields keep the extension's
@@ -261,15 +202,6 @@ func validateDuration(name string, d, lo, hi time.Duration) error {
 	}
 	return nil
 }
-
-func validateCount(name string, n int) error {
-	if n != 0 && (n < 1 || n > 100) {
-		return fmt.Errorf("%s %d is outside 1..100", name, n)
-	}
-	return nil
-}
-
-var statusPattern = regexp.MustCompile(`^[1-5]\d\d(-[1-5]\d\d)?(,[1-5]\d\d(-[1-5]\d\d)?)*$`)
 
 // validate checks the props and fills in defaults. It returns the services
 // to monitor, or one error that names every problem at once: the props' own
@@ -379,54 +311,22 @@ func (s MonitoredService) problems(mockAPIDisabled bool) []string {
 	}
 	addErr(validateSchedule(*s.Schedule.ExpressionString()))
 
-	hc, br, pa := s.HealthCheck, s.Breaker, s.Passive
-	addErr(validateDuration("HealthCheck.Timeout", hc.Timeout, healthcheck.MinTimeout, healthcheck.MaxTimeout))
-	addErr(validateDuration("HealthCheck.SlowCallThreshold", hc.SlowCallThreshold, healthcheck.MinTimeout, healthcheck.MaxTimeout))
-	if timeout := cmp.Or(hc.Timeout, healthcheck.DefaultTimeout); hc.SlowCallThreshold > timeout && hc.SlowCallThreshold <= healthcheck.MaxTimeout {
-		add("HealthCheck.SlowCallThreshold %v: want at most HealthCheck.Timeout (%v)", hc.SlowCallThreshold, timeout)
-	}
-	if hc.ExpectedStatus != "" && !statusPattern.MatchString(hc.ExpectedStatus) {
-		add("HealthCheck.ExpectedStatus %q: want codes and ranges such as \"200-299,304\"", hc.ExpectedStatus)
-	}
-	addErr(validateDuration("HealthCheck.ConfirmInterval", hc.ConfirmInterval, time.Millisecond, updater.MaxConfirmInterval))
-	addErr(validateDuration("HealthCheck.CheckInterval", hc.CheckInterval, updater.MinCheckInterval, updater.MaxCheckInterval))
-	if hc.DisableConfirmation && hc.ConfirmInterval != 0 {
-		add("HealthCheck.ConfirmInterval is set but DisableConfirmation is true: remove one")
-	}
-	if expr := *s.Schedule.ExpressionString(); hc.CheckInterval != 0 && expr != everyMinute {
-		add("HealthCheck.CheckInterval needs the schedule %s (the default), not %s: each run checks for up to a minute", everyMinute, expr)
-	}
-	addErr(validateCount("Breaker.FailureThreshold", br.FailureThreshold))
-	addErr(validateCount("Breaker.SuccessThreshold", br.SuccessThreshold))
-	addErr(validateDuration("Breaker.OpenCooldown", br.OpenCooldown, circuit.MinOpenCooldown, circuit.MaxOpenCooldown))
-	addErr(validateDuration("Breaker.MaxOpenCooldown", br.MaxOpenCooldown, circuit.MinOpenCooldown, circuit.MaxOpenCooldown))
-	if br.OpenCooldown != 0 && br.MaxOpenCooldown != 0 && br.MaxOpenCooldown < br.OpenCooldown {
-		add("Breaker.MaxOpenCooldown %v is shorter than OpenCooldown %v: want at least OpenCooldown", br.MaxOpenCooldown, br.OpenCooldown)
-	}
-	percent := func(name string, v float64) {
-		if v != 0 && (v < 1 || v > 100) {
-			add("%s %g: want 1..100 (percent)", name, v)
+	group := func(name string, err error) {
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				bad = append(bad, name+"."+line)
+			}
 		}
 	}
-	percent("Passive.FailureRateThreshold", pa.FailureRateThreshold)
-	percent("Passive.SlowCallRateThreshold", pa.SlowCallRateThreshold)
-	if n := pa.MinimumCalls; n != 0 && (n < 1 || n > policy.MaxMinimumCalls) {
-		add("Passive.MinimumCalls %d: want 1..%d", n, policy.MaxMinimumCalls)
+	group("HealthCheck", s.HealthCheck.Validate())
+	if expr := *s.Schedule.ExpressionString(); s.HealthCheck.CheckInterval != 0 && expr != everyMinute {
+		add("HealthCheck.CheckInterval needs the schedule %s (the default), not %s: each run checks for up to a minute", everyMinute, expr)
 	}
-	if w := pa.Window; w != 0 && (w < policy.MinWindow || w > policy.MaxWindow || w%policy.BucketSize != 0) {
-		add("Passive.Window %v: want %v..%v in steps of %v", w, policy.MinWindow, policy.MaxWindow, policy.BucketSize)
-	}
-	addErr(validateDuration("Passive.SlowCallDuration", pa.SlowCallDuration, policy.MinSlowCallDuration, policy.MaxSlowCallDuration))
-	if n := pa.HalfOpenProbes; n != 0 && (n < 1 || n > policy.MaxHalfOpenProbes) {
-		add("Passive.HalfOpenProbes %d: want 1..%d", n, policy.MaxHalfOpenProbes)
-	}
-	addErr(validateDuration("Passive.ProbeTimeout", pa.ProbeTimeout, policy.MinProbeTimeout, policy.MaxProbeTimeout))
+	pol := s.policy().WithDefaults()
+	group("Breaker", pol.Breaker.Validate())
+	group("Passive", pol.Passive.Validate())
 	if len(bad) > 0 {
 		return bad
-	}
-
-	if err := s.policy().Validate(); err != nil {
-		add("Passive or Breaker: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	if err := s.checkRuleInput(); err != nil {
 		add("%v", err)
@@ -473,20 +373,7 @@ func updaterTimeout(services []MonitoredService) time.Duration {
 // policy is the extension's view of the service's settings: the state
 // machine's and passive detection's, zero fields meaning defaults.
 func (s MonitoredService) policy() policy.Policy {
-	return policy.Policy{
-		FailureRateThreshold:  s.Passive.FailureRateThreshold,
-		MinimumCalls:          s.Passive.MinimumCalls,
-		Window:                policy.Duration(s.Passive.Window),
-		SlowCallRateThreshold: s.Passive.SlowCallRateThreshold,
-		SlowCallDuration:      policy.Duration(s.Passive.SlowCallDuration),
-		FastTripFailures:      s.Passive.FastTripFailures,
-		HalfOpenProbes:        s.Passive.HalfOpenProbes,
-		ProbeTimeout:          policy.Duration(s.Passive.ProbeTimeout),
-		SuccessThreshold:      s.Breaker.SuccessThreshold,
-		FailureThreshold:      s.Breaker.FailureThreshold,
-		OpenCooldown:          policy.Duration(s.Breaker.OpenCooldown),
-		MaxOpenCooldown:       policy.Duration(s.Breaker.MaxOpenCooldown),
-	}
+	return policy.Policy{Passive: s.Passive, Breaker: s.Breaker}
 }
 
 // ruleInput is the updater's input for one service: the keys ID and URL of

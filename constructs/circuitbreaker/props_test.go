@@ -47,15 +47,15 @@ func TestPropsValidation(t *testing.T) {
 		{"short cron", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("cron(* * * *)")}}}, "neither rate"},
 		{"timeout range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: time.Minute}}}}, "HealthCheck.Timeout"},
 		{"threshold range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{FailureThreshold: 101}}}}, "FailureThreshold"},
-		{"cooldown order", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{OpenCooldown: time.Minute, MaxOpenCooldown: time.Second * 10}}}}, "shorter than"},
+		{"cooldown order", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Breaker: BreakerSettings{OpenCooldown: time.Minute, MaxOpenCooldown: time.Second * 10}}}}, "Breaker.MaxOpenCooldown 10s is out of range OpenCooldown (1m0s)"},
 		{"status list", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "2xx"}}}}, "ExpectedStatus"},
 		{"slow above timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second, SlowCallThreshold: 3 * time.Second}}}}, "SlowCallThreshold"},
 		{"timeout below default slow", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{Timeout: 2 * time.Second}}}}, ""},
 		{"backwards range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ExpectedStatus: "299-200"}}}}, "ExpectedStatus"},
-		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, `service "a": Passive.Window 7s: want 5s..5m0s in steps of 5s`},
-		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, `service "a": Passive.FailureRateThreshold 150: want 1..100`},
+		{"passive window", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{Window: 7 * time.Second}}}}, `service "a": Passive.Window 7s is out of range 5s..5m0s in steps of 5s`},
+		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, `service "a": Passive.FailureRateThreshold 150 is out of range 1..100 (percent)`},
 		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2, ProbeTimeout: 30 * time.Second}}}}, ""},
-		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "Passive.ProbeTimeout 20m0s is outside 1s..15m0s"},
+		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "Passive.ProbeTimeout 20m0s is out of range 1s..15m0s"},
 		{"confirm interval", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: 2 * time.Second}}}}, ""},
 		{"confirm interval range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Minute}}}}, "HealthCheck.ConfirmInterval"},
 		{"confirmation off and on", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Second, DisableConfirmation: true}}}}, "DisableConfirmation"},
@@ -109,8 +109,8 @@ func TestPropsErrorNamesEveryProblemOnce(t *testing.T) {
 	msg := err.Error()
 	want := "circuitbreaker: invalid props:\n" +
 		"  Extension.Port 80: want 1024..65535\n" +
-		`  service "a": Breaker.FailureThreshold 200 is outside 1..100; Passive.FailureRateThreshold 150: want 1..100 (percent); Passive.Window 7s: want 5s..5m0s in steps of 5s` + "\n" +
-		`  service "c": URL "ftp://c/health": want an absolute http:// or https:// URL; HealthCheck.SlowCallThreshold 3s: want at most HealthCheck.Timeout (2s)` + "\n" +
+		`  service "a": Breaker.FailureThreshold 200 is out of range 1..100; Passive.FailureRateThreshold 150 is out of range 1..100 (percent); Passive.Window 7s is out of range 5s..5m0s in steps of 5s` + "\n" +
+		`  service "c": URL "ftp://c/health": want an absolute http:// or https:// URL; HealthCheck.SlowCallThreshold 3s: want at most Timeout (2s)` + "\n" +
 		`  Services[3]: duplicate service ID "a": IDs must be unique`
 	if msg != want {
 		t.Errorf("validate() =\n%s\nwant\n%s", msg, want)

@@ -14,7 +14,7 @@ import (
 )
 
 func TestPlan(t *testing.T) {
-	f, err := appconfig.Parse([]byte(`{"services":[{"id":"mock-api"},{"id":"payments","url":"https://pay.example/health","timeout":"3s","openCooldown":"2s","failureThreshold":5,"confirmInterval":"0s","checkInterval":"10s"}]}`))
+	f, err := appconfig.Parse([]byte(`{"services":[{"id":"mock-api"},{"id":"payments","url":"https://pay.example/health","timeout":"3s","openCooldown":"2s","failureThreshold":5,"disableConfirmation":true,"checkInterval":"10s"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +50,8 @@ func TestPlan(t *testing.T) {
 	// The extension's policies agree with the updater's inputs and carry
 	// the passive settings from the same file.
 	pols := []policy.Policy{
-		{OpenCooldown: policy.Duration(5 * time.Second), MaxOpenCooldown: policy.Duration(20 * time.Second)},
-		{OpenCooldown: policy.Duration(2 * time.Second), MaxOpenCooldown: policy.Duration(20 * time.Second), FailureThreshold: 5},
+		{Breaker: circuit.Settings{OpenCooldown: 5 * time.Second, MaxOpenCooldown: 20 * time.Second}},
+		{Breaker: circuit.Settings{OpenCooldown: 2 * time.Second, MaxOpenCooldown: 20 * time.Second, FailureThreshold: 5}},
 	}
 	for i, want := range pols {
 		if checks[i].Policy != want {
@@ -66,15 +66,12 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := checks[0].Policy; time.Duration(p.Window) != 10*time.Second || p.HalfOpenProbes != 2 || time.Duration(p.ProbeTimeout) != 20*time.Second {
+	if p := checks[0].Policy.Passive; p.Window != 10*time.Second || p.HalfOpenProbes != 2 || p.ProbeTimeout != 20*time.Second {
 		t.Errorf("passive settings not carried: %+v", p)
 	}
-	bad, err := appconfig.Parse([]byte(`{"services":[{"id":"a","window":"7s"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plan(bad, "http://x", 5*time.Second); err == nil || !strings.Contains(err.Error(), "window") {
-		t.Errorf("plan with a 7s window: %v, want the policy's error", err)
+	// A window out of range is refused as services.json is read.
+	if _, err := appconfig.Parse([]byte(`{"services":[{"id":"a","window":"7s"}]}`)); err == nil || !strings.Contains(err.Error(), "Window 7s") {
+		t.Errorf("a 7s window: %v, want the range error", err)
 	}
 }
 

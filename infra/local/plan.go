@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -40,75 +41,52 @@ func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, 
 	}
 	var out []check
 	for _, s := range f.Services {
+		hc := s.HealthCheck
+		str := func(d time.Duration) string {
+			if d == 0 {
+				return ""
+			}
+			return d.String()
+		}
 		in := updater.Input{
 			ID:                s.ID,
-			URL:               s.URL,
-			Timeout:           s.Timeout,
-			SlowCallThreshold: s.SlowCallThreshold,
-			ExpectedStatus:    s.ExpectedStatus,
-			FailureThreshold:  s.FailureThreshold,
-			SuccessThreshold:  s.SuccessThreshold,
+			URL:               cmp.Or(s.URL, healthURL),
+			Timeout:           cmp.Or(str(hc.Timeout), localTimeout),
+			SlowCallThreshold: str(hc.SlowCallThreshold),
+			ExpectedStatus:    hc.ExpectedStatus,
+			FailureThreshold:  s.Breaker.FailureThreshold,
+			SuccessThreshold:  s.Breaker.SuccessThreshold,
 			OpenCooldown:      cooldown.String(),
 			MaxOpenCooldown:   (maxCooldownScale * cooldown).String(),
-			ConfirmInterval:   s.ConfirmInterval,
+			ConfirmInterval:   cmp.Or(str(hc.ConfirmInterval), localConfirm),
 			// No CheckInterval: the local loop already checks every
 			// -interval, and one invocation would hold it for 55s.
 		}
-		if in.ConfirmInterval == "" {
-			in.ConfirmInterval = localConfirm
+		if hc.DisableConfirmation {
+			in.ConfirmInterval = "0s"
 		}
-		if in.URL == "" {
-			in.URL = healthURL
+		if hc.Timeout == 0 && hc.SlowCallThreshold == 0 {
+			in.SlowCallThreshold = localSlowCall
 		}
-		if in.Timeout == "" {
-			in.Timeout = localTimeout
-			if in.SlowCallThreshold == "" {
-				in.SlowCallThreshold = localSlowCall
-			}
-		}
-		if d, _ := appconfig.Duration(s.OpenCooldown); d > 0 && d < cooldown {
-			in.OpenCooldown = s.OpenCooldown
+		if d := s.Breaker.OpenCooldown; d > 0 && d < cooldown {
+			in.OpenCooldown = d.String()
 		}
 		data, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.ID, err)
 		}
-		if _, err := updater.ParseInput(data); err != nil {
+		cfg, err := updater.ParseInput(data)
+		if err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.ID, err)
 		}
-		pol, err := servicePolicy(s, in)
-		if err != nil {
+		// The extension's policy uses the cool-downs the local updater
+		// uses, so that the two agree.
+		pol := policy.Policy{Passive: s.Passive, Breaker: s.Breaker}
+		pol.Breaker.OpenCooldown, pol.Breaker.MaxOpenCooldown = cfg.Settings.OpenCooldown, cfg.Settings.MaxOpenCooldown
+		if err := pol.Validate(); err != nil {
 			return nil, fmt.Errorf("service %q: %w", s.ID, err)
 		}
 		out = append(out, check{ID: s.ID, Input: data, Policy: pol})
 	}
 	return out, nil
-}
-
-// servicePolicy is the extension's policy of service s, with the
-// cool-downs the local updater uses (in), so that the two agree.
-func servicePolicy(s appconfig.Service, in updater.Input) (policy.Policy, error) {
-	var d [5]time.Duration
-	for i, v := range []string{s.Window, s.SlowCallDuration, s.ProbeTimeout, in.OpenCooldown, in.MaxOpenCooldown} {
-		parsed, err := appconfig.Duration(v)
-		if err != nil {
-			return policy.Policy{}, err
-		}
-		d[i] = parsed
-	}
-	p := policy.Policy{
-		FailureRateThreshold:  s.FailureRateThreshold,
-		MinimumCalls:          s.MinimumCalls,
-		Window:                policy.Duration(d[0]),
-		SlowCallRateThreshold: s.SlowCallRateThreshold,
-		SlowCallDuration:      policy.Duration(d[1]),
-		HalfOpenProbes:        s.HalfOpenProbes,
-		FastTripFailures:      s.FastTripFailures,
-		ProbeTimeout:          policy.Duration(d[2]),
-		SuccessThreshold:      s.SuccessThreshold,
-		FailureThreshold:      s.FailureThreshold,
-		OpenCooldown:          policy.Duration(d[3]),
-		MaxOpenCooldown:       policy.Duration(d[4]),
-	}
-	return p, p.Validate()
 }

@@ -4,9 +4,6 @@
 package stack
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -29,10 +26,7 @@ type Props struct {
 // New creates the stack.
 func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 	st := awscdk.NewStack(scope, &id, &props.StackProps)
-	services, err := MonitoredServices(props.Config)
-	if err != nil {
-		panic(err.Error())
-	}
+	services := MonitoredServices(props.Config)
 	cb := circuitbreaker.NewCircuitBreakedService(st, "CircuitBreaker", &circuitbreaker.CircuitBreakedServiceProps{
 		Services:           services,
 		TableRemovalPolicy: awscdk.RemovalPolicy_RETAIN,
@@ -66,39 +60,22 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 	return st
 }
 
-// MonitoredServices converts the app configuration into construct props.
-func MonitoredServices(cfg appconfig.File) ([]circuitbreaker.MonitoredService, error) {
-	var out []circuitbreaker.MonitoredService
+// MonitoredServices converts the app configuration into construct props:
+// the groups of settings are the same types on both sides.
+func MonitoredServices(cfg appconfig.File) []circuitbreaker.MonitoredService {
+	out := make([]circuitbreaker.MonitoredService, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
-		var d [8]time.Duration
-		for i, v := range []string{s.Timeout, s.SlowCallThreshold, s.OpenCooldown, s.MaxOpenCooldown, s.Window, s.SlowCallDuration, s.ProbeTimeout, s.CheckInterval} {
-			parsed, err := appconfig.Duration(v)
-			if err != nil {
-				return nil, fmt.Errorf("service %q: %w", s.ID, err)
-			}
-			d[i] = parsed
-		}
-		confirm, noConfirm, err := s.Confirmation()
-		if err != nil {
-			return nil, fmt.Errorf("service %q: confirmInterval: %w", s.ID, err)
-		}
 		ms := circuitbreaker.MonitoredService{
-			ID:  s.ID,
-			URL: s.URL,
-			HealthCheck: circuitbreaker.HealthCheck{Timeout: d[0], SlowCallThreshold: d[1], ExpectedStatus: s.ExpectedStatus,
-				ConfirmInterval: confirm, DisableConfirmation: noConfirm, CheckInterval: d[7]},
-			Breaker: circuitbreaker.BreakerSettings{FailureThreshold: s.FailureThreshold, SuccessThreshold: s.SuccessThreshold, OpenCooldown: d[2], MaxOpenCooldown: d[3]},
-			Passive: circuitbreaker.PassiveDetection{
-				FailureRateThreshold: s.FailureRateThreshold, MinimumCalls: s.MinimumCalls, Window: d[4],
-				SlowCallRateThreshold: s.SlowCallRateThreshold, SlowCallDuration: d[5], HalfOpenProbes: s.HalfOpenProbes,
-				FastTripFailures: s.FastTripFailures,
-				ProbeTimeout:     d[6],
-			},
+			ID:          s.ID,
+			URL:         s.URL,
+			HealthCheck: s.HealthCheck,
+			Breaker:     s.Breaker,
+			Passive:     s.Passive,
 		}
 		if s.Schedule != "" {
 			ms.Schedule = awsevents.Schedule_Expression(jsii.String(s.Schedule))
 		}
 		out = append(out, ms)
 	}
-	return out, nil
+	return out
 }

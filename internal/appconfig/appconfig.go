@@ -1,16 +1,25 @@
 // Package appconfig reads the monitored services of the CDK app from
 // infra/services.json, the one file that both the deployed stack and the
 // local stack read, so the two do not drift.
+//
+// A service's settings come in three groups, each declared once:
+// HealthCheck here, and circuit.Settings and circuit.RateSettings. Their
+// JSON form is flat (see policy.UnmarshalFlat):
+//
+//	{"services": [{"id": "orders", "url": "https://orders.example.com/health",
+//	  "schedule": "rate(1 minute)", "timeout": "2s", "disableConfirmation": true,
+//	  "failureThreshold": 5, "openCooldown": "1m", "failureRateThreshold": 25}]}
 package appconfig
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
 // DefaultPath is the configuration file, relative to the repository root.
@@ -22,55 +31,29 @@ type File struct {
 	Services []Service `json:"services"`
 }
 
-// Service is one monitored service. Durations are Go duration strings
-// ("4s", "5m"); empty or zero fields keep the defaults.
+// Service is one monitored service. Durations are positive Go duration
+// strings ("4s", "5m"); a key left out keeps its default.
 type Service struct {
 	// ID names the circuit.
 	ID string `json:"id"`
 	// URL is the health-check URL; empty means the mock API's health path.
-	URL string `json:"url,omitempty"`
+	URL string `json:"url"`
 	// Schedule is an EventBridge schedule expression; default rate(1 minute).
-	Schedule string `json:"schedule,omitempty"`
-	// Timeout bounds one check.
-	Timeout string `json:"timeout,omitempty"`
-	// SlowCallThreshold marks slower responses as failed.
-	SlowCallThreshold string `json:"slowCallThreshold,omitempty"`
-	// ExpectedStatus lists healthy statuses, such as "200-299".
-	ExpectedStatus string `json:"expectedStatus,omitempty"`
-	// FailureThreshold is the consecutive failures that open the circuit.
-	FailureThreshold int `json:"failureThreshold,omitempty"`
-	// SuccessThreshold is the consecutive successes that close it.
-	SuccessThreshold int `json:"successThreshold,omitempty"`
-	// OpenCooldown is the first cool-down of an open circuit.
-	OpenCooldown string `json:"openCooldown,omitempty"`
-	// MaxOpenCooldown caps the cool-down.
-	MaxOpenCooldown string `json:"maxOpenCooldown,omitempty"`
-	// ConfirmInterval spaces the checks that confirm a failure within one
-	// invocation; "0s" turns them off.
-	ConfirmInterval string `json:"confirmInterval,omitempty"`
-	// CheckInterval makes each scheduled run check every interval for up
-	// to 55s.
-	CheckInterval string `json:"checkInterval,omitempty"`
-	// FailureRateThreshold is the failure rate of real calls, in percent,
-	// that opens the circuit.
-	FailureRateThreshold float64 `json:"failureRateThreshold,omitempty"`
-	// MinimumCalls is the fewest calls in the window for the rates to count.
-	MinimumCalls int `json:"minimumCalls,omitempty"`
-	// Window is the sliding window of the rates, a multiple of 5s.
-	Window string `json:"window,omitempty"`
-	// SlowCallRateThreshold is the slow-call rate, in percent, that opens
-	// the circuit.
-	SlowCallRateThreshold float64 `json:"slowCallRateThreshold,omitempty"`
-	// SlowCallDuration is the latency from which a call counts as slow.
-	SlowCallDuration string `json:"slowCallDuration,omitempty"`
-	// FastTripFailures is the number of consecutive failed calls in one
-	// execution environment that open the circuit at once.
-	FastTripFailures int `json:"fastTripFailures,omitempty"`
-	// HalfOpenProbes is the most concurrent trial calls while HALF_OPEN.
-	HalfOpenProbes int `json:"halfOpenProbes,omitempty"`
-	// ProbeTimeout is how long a probe lease lasts.
-	ProbeTimeout string `json:"probeTimeout,omitempty"`
+	Schedule string `json:"schedule"`
+	// HealthCheck tunes the updater's check.
+	HealthCheck HealthCheck `json:",inline"`
+	// Breaker tunes the state machine, for the updater and the extension.
+	Breaker circuit.Settings `json:",inline"`
+	// Passive tunes detection from the calls that attached functions
+	// report.
+	Passive circuit.RateSettings `json:",inline"`
 }
+
+// UnmarshalJSON reads one flat object; unknown keys are an error.
+func (s *Service) UnmarshalJSON(b []byte) error { return policy.UnmarshalFlat(b, s) }
+
+// MarshalJSON writes one flat object, zero fields left out.
+func (s Service) MarshalJSON() ([]byte, error) { return policy.MarshalFlat(s) }
 
 // Load reads and validates the configuration file at path.
 func Load(path string) (File, error) {
@@ -81,7 +64,8 @@ func Load(path string) (File, error) {
 	return Parse(data)
 }
 
-// Parse decodes and validates a configuration, rejecting unknown keys.
+// Parse decodes and validates a configuration, rejecting unknown keys and
+// settings out of range.
 func Parse(data []byte) (File, error) {
 	var f File
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -96,45 +80,14 @@ func Parse(data []byte) (File, error) {
 		if err := circuit.ValidateID(s.ID); err != nil {
 			return File{}, fmt.Errorf("appconfig: services[%d]: %w", i, err)
 		}
-		if _, _, err := s.Confirmation(); err != nil {
-			return File{}, fmt.Errorf("appconfig: service %q: confirmInterval: %w", s.ID, err)
-		}
-		for name, v := range map[string]string{"checkInterval": s.CheckInterval, "timeout": s.Timeout, "slowCallThreshold": s.SlowCallThreshold, "openCooldown": s.OpenCooldown, "maxOpenCooldown": s.MaxOpenCooldown, "window": s.Window, "slowCallDuration": s.SlowCallDuration, "probeTimeout": s.ProbeTimeout} {
-			if _, err := Duration(v); err != nil {
-				return File{}, fmt.Errorf("appconfig: service %q: %s: %w", s.ID, name, err)
-			}
+		if err := s.Validate(); err != nil {
+			return File{}, fmt.Errorf("appconfig: service %q: %w", s.ID, err)
 		}
 	}
 	return f, nil
 }
 
-// Duration parses an optional Go duration string; "" is zero.
-func Duration(v string) (time.Duration, error) {
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, err
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("duration %q must be positive", v)
-	}
-	return d, nil
-}
-
-// Confirmation reads ConfirmInterval: the interval (zero for the default)
-// and whether confirmation is off ("0s").
-func (s Service) Confirmation() (interval time.Duration, off bool, err error) {
-	if s.ConfirmInterval == "" {
-		return 0, false, nil
-	}
-	d, err := time.ParseDuration(s.ConfirmInterval)
-	if err != nil {
-		return 0, false, err
-	}
-	if d < 0 {
-		return 0, false, fmt.Errorf("duration %q must not be negative", s.ConfirmInterval)
-	}
-	return d, d == 0, nil
+// Validate checks the three groups of settings, defaults applied.
+func (s Service) Validate() error {
+	return errors.Join(s.HealthCheck.Validate(), s.Breaker.WithDefaults().Validate(), s.Passive.WithDefaults().Validate())
 }

@@ -1,10 +1,13 @@
 package appconfig
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
 func TestParse(t *testing.T) {
@@ -19,9 +22,16 @@ func TestParse(t *testing.T) {
 		{"bad duration", `{"services":[{"id":"a","timeout":"soon"}]}`, "timeout"},
 		{"negative duration", `{"services":[{"id":"a","openCooldown":"-1s"}]}`, "positive"},
 		{"intervals", `{"services":[{"id":"a","confirmInterval":"2s","checkInterval":"10s"}]}`, ""},
-		{"confirmation off", `{"services":[{"id":"a","confirmInterval":"0s"}]}`, ""},
+		{"confirmation off", `{"services":[{"id":"a","disableConfirmation":true}]}`, ""},
+		{"zero confirm interval", `{"services":[{"id":"a","confirmInterval":"0s"}]}`, `confirmInterval: duration "0s" must be positive`},
+		{"both confirmation keys", `{"services":[{"id":"a","confirmInterval":"2s","disableConfirmation":true}]}`, "DisableConfirmation"},
 		{"negative confirm interval", `{"services":[{"id":"a","confirmInterval":"-2s"}]}`, "confirmInterval"},
 		{"bad check interval", `{"services":[{"id":"a","checkInterval":"0s"}]}`, "checkInterval"},
+		{"check interval out of range", `{"services":[{"id":"a","checkInterval":"31s"}]}`, "CheckInterval 31s is out of range"},
+		{"breaker out of range", `{"services":[{"id":"a","failureThreshold":101}]}`, "FailureThreshold 101"},
+		{"passive out of range", `{"services":[{"id":"a","window":"12s"}]}`, "Window 12s"},
+		{"slow above timeout", `{"services":[{"id":"a","timeout":"1s","slowCallThreshold":"2s"}]}`, "SlowCallThreshold 2s: want at most Timeout (1s)"},
+		{"bad status", `{"services":[{"id":"a","expectedStatus":"2xx"}]}`, "ExpectedStatus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,21 +46,26 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestConfirmation(t *testing.T) {
-	tests := []struct {
-		in       string
-		interval time.Duration
-		off      bool
-	}{
-		{"", 0, false},
-		{"2s", 2 * time.Second, false},
-		{"0s", 0, true},
+// Every group's settings reach the same typed fields, and the flat form
+// writes back what it read.
+func TestServiceRoundTrip(t *testing.T) {
+	in := `{"services":[{"id":"orders","url":"https://x/health","timeout":"2s","disableConfirmation":true,` +
+		`"failureThreshold":5,"openCooldown":"1m0s","failureRateThreshold":25,"window":"10s","probeTimeout":"45s"}]}`
+	f, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		d, off, err := Service{ConfirmInterval: tt.in}.Confirmation()
-		if err != nil || d != tt.interval || off != tt.off {
-			t.Errorf("Confirmation(%q) = %s, %v, %v; want %s, %v", tt.in, d, off, err, tt.interval, tt.off)
-		}
+	s := f.Services[0]
+	want := Service{ID: "orders", URL: "https://x/health",
+		HealthCheck: HealthCheck{Timeout: 2 * time.Second, DisableConfirmation: true},
+		Breaker:     circuit.Settings{FailureThreshold: 5, OpenCooldown: time.Minute},
+		Passive:     circuit.RateSettings{FailureRateThreshold: 25, Window: 10 * time.Second, ProbeTimeout: 45 * time.Second}}
+	if s != want {
+		t.Fatalf("Parse = %+v, want %+v", s, want)
+	}
+	back, err := json.Marshal(f)
+	if err != nil || string(back) != in {
+		t.Fatalf("Marshal = %s, %v; want %s", back, err, in)
 	}
 }
 

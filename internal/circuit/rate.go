@@ -1,54 +1,9 @@
 package circuit
 
 import (
-	"cmp"
 	"fmt"
 	"time"
 )
-
-// Defaults of passive detection (RateSettings).
-const (
-	DefaultFailureRateThreshold  = 50.0
-	DefaultMinimumCalls          = 10
-	DefaultWindow                = 30 * time.Second
-	DefaultSlowCallRateThreshold = 100.0
-	DefaultSlowCallDuration      = 3 * time.Second
-	DefaultFastTripFailures      = 10
-)
-
-// RateSettings tune passive detection: the failure and slow-call rates of
-// real calls over a sliding window. Zero fields take the defaults above
-// (see WithDefaults).
-type RateSettings struct {
-	// FailureRateThreshold is the failure rate, in percent, at or above
-	// which a CLOSED circuit opens.
-	FailureRateThreshold float64
-	// MinimumCalls is the fewest calls in the window for either rate to
-	// count.
-	MinimumCalls int
-	// Window is the length of the sliding window.
-	Window time.Duration
-	// SlowCallRateThreshold is the slow-call rate, in percent, at or above
-	// which a CLOSED circuit opens.
-	SlowCallRateThreshold float64
-	// SlowCallDuration is the latency from which a call counts as slow.
-	SlowCallDuration time.Duration
-	// FastTripFailures is the number of consecutive failed calls, seen by
-	// one execution environment, that open a CLOSED circuit at once,
-	// whatever the rates.
-	FastTripFailures int
-}
-
-// WithDefaults fills zero fields with the defaults.
-func (r RateSettings) WithDefaults() RateSettings {
-	r.FailureRateThreshold = cmp.Or(r.FailureRateThreshold, DefaultFailureRateThreshold)
-	r.MinimumCalls = cmp.Or(r.MinimumCalls, DefaultMinimumCalls)
-	r.Window = cmp.Or(r.Window, DefaultWindow)
-	r.SlowCallRateThreshold = cmp.Or(r.SlowCallRateThreshold, DefaultSlowCallRateThreshold)
-	r.SlowCallDuration = cmp.Or(r.SlowCallDuration, DefaultSlowCallDuration)
-	r.FastTripFailures = cmp.Or(r.FastTripFailures, DefaultFastTripFailures)
-	return r
-}
 
 // Counts are the outcomes of calls, summed over the fleet.
 type Counts struct {

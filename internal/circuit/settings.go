@@ -31,9 +31,12 @@ const (
 	MaxOpenCooldown = 24 * time.Hour
 )
 
-// Settings are the breaker rules of one monitored service. The zero value
-// means "all defaults"; use WithDefaults to fill zero fields and Validate
-// to check ranges.
+// Settings are the breaker rules of one monitored service, shared by the
+// updater's health checks and the extension's passive detection. Each
+// setting of a service is declared once, in Settings or RateSettings: the
+// construct's props, the extension's policy and the app's services.json
+// all use these two types. The zero value means "all defaults"; use
+// WithDefaults to fill zero fields and Validate to check ranges.
 type Settings struct {
 	// FailureThreshold is how many consecutive failed checks move CLOSED to
 	// OPEN (1..100, default 3).
@@ -82,8 +85,9 @@ func (s Settings) WithDefaults() Settings {
 	return s
 }
 
-// Validate checks that every field is in range. It does not apply
-// defaults: call WithDefaults first when zero fields mean "default".
+// Validate checks that every field is in range, naming each one that is
+// not, one per line. It does not apply defaults: call WithDefaults first
+// when zero fields mean "default".
 func (s Settings) Validate() error {
 	var errs []error
 	if s.FailureThreshold < MinThreshold || s.FailureThreshold > MaxThreshold {
@@ -98,10 +102,7 @@ func (s Settings) Validate() error {
 	if s.MaxOpenCooldown < s.OpenCooldown || s.MaxOpenCooldown > MaxOpenCooldown {
 		errs = append(errs, fmt.Errorf("MaxOpenCooldown %s is out of range OpenCooldown (%s)..%s", s.MaxOpenCooldown, s.OpenCooldown, MaxOpenCooldown))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("circuit: invalid settings: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Cooldown is how long the openCount-th opening since the last full
@@ -116,4 +117,117 @@ func (s Settings) Cooldown(openCount int) time.Duration {
 		d *= 2
 	}
 	return min(d, s.MaxOpenCooldown)
+}
+
+// BucketSize is the length of one counter bucket of call outcomes: the
+// window of the rates is a whole number of buckets.
+const BucketSize = 5 * time.Second
+
+// Defaults of passive detection, used for every zero field of
+// RateSettings.
+const (
+	DefaultFailureRateThreshold  = 50.0
+	DefaultMinimumCalls          = 10
+	DefaultWindow                = 30 * time.Second
+	DefaultSlowCallRateThreshold = 100.0
+	DefaultSlowCallDuration      = 3 * time.Second
+	DefaultFastTripFailures      = 10
+	DefaultHalfOpenProbes        = 1
+	DefaultProbeTimeout          = 10 * time.Second
+)
+
+// Ranges accepted by RateSettings.Validate.
+const (
+	MinRate             = 1.0
+	MaxRate             = 100.0
+	MaxMinimumCalls     = 100000
+	MinWindow           = 5 * time.Second
+	MaxWindow           = 5 * time.Minute
+	MinSlowCallDuration = time.Millisecond
+	MaxSlowCallDuration = 5 * time.Minute
+	MaxFastTripFailures = 1000
+	MaxHalfOpenProbes   = 10
+	MinProbeTimeout     = time.Second
+	MaxProbeTimeout     = 15 * time.Minute
+)
+
+// RateSettings tune passive detection: how the outcomes of real calls,
+// aggregated across every execution environment, open a CLOSED circuit,
+// and how many trial calls a HALF_OPEN circuit lets through. The zero
+// value means "all defaults"; use WithDefaults to fill zero fields and
+// Validate to check ranges.
+type RateSettings struct {
+	// FailureRateThreshold is the failure rate of real calls, in percent
+	// (1..100), at or above which a CLOSED circuit opens. Default: 50.
+	FailureRateThreshold float64
+	// MinimumCalls is the fewest calls in the window for either rate to
+	// count (1..100000). Default: 10.
+	MinimumCalls int
+	// Window is the sliding window of the rates (5s..5m, a whole multiple
+	// of the 5 s BucketSize). Default: 30s.
+	Window time.Duration
+	// SlowCallRateThreshold is the slow-call rate, in percent (1..100), at
+	// or above which a CLOSED circuit opens. Default: 100.
+	SlowCallRateThreshold float64
+	// SlowCallDuration is the latency from which a call counts as slow
+	// (1ms..5m). Default: 3s.
+	SlowCallDuration time.Duration
+	// FastTripFailures is the number of consecutive failed calls, seen by
+	// one execution environment, that open a CLOSED circuit for the whole
+	// fleet at once, whatever the rates (1..1000). Default: 10.
+	FastTripFailures int
+	// HalfOpenProbes is the most concurrent trial calls across the fleet
+	// while HALF_OPEN (1..10). Default: 1.
+	HalfOpenProbes int
+	// ProbeTimeout is how long a probe lease lasts (1s..15m): a probe
+	// call's outcome must be reported within it, and a lease whose outcome
+	// never comes frees its slot after it. Set it to at least the timeout
+	// of the calls to the service. Default: 10s.
+	ProbeTimeout time.Duration
+}
+
+// WithDefaults fills zero fields with the defaults.
+func (r RateSettings) WithDefaults() RateSettings {
+	r.FailureRateThreshold = cmp.Or(r.FailureRateThreshold, DefaultFailureRateThreshold)
+	r.MinimumCalls = cmp.Or(r.MinimumCalls, DefaultMinimumCalls)
+	r.Window = cmp.Or(r.Window, DefaultWindow)
+	r.SlowCallRateThreshold = cmp.Or(r.SlowCallRateThreshold, DefaultSlowCallRateThreshold)
+	r.SlowCallDuration = cmp.Or(r.SlowCallDuration, DefaultSlowCallDuration)
+	r.FastTripFailures = cmp.Or(r.FastTripFailures, DefaultFastTripFailures)
+	r.HalfOpenProbes = cmp.Or(r.HalfOpenProbes, DefaultHalfOpenProbes)
+	r.ProbeTimeout = cmp.Or(r.ProbeTimeout, DefaultProbeTimeout)
+	return r
+}
+
+// Validate checks that every field is in range, naming each one that is
+// not, one per line. It does not apply defaults: call WithDefaults first
+// when zero fields mean "default".
+func (r RateSettings) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if r.FailureRateThreshold < MinRate || r.FailureRateThreshold > MaxRate {
+		bad("FailureRateThreshold %g is out of range %g..%g (percent)", r.FailureRateThreshold, MinRate, MaxRate)
+	}
+	if r.MinimumCalls < 1 || r.MinimumCalls > MaxMinimumCalls {
+		bad("MinimumCalls %d is out of range 1..%d", r.MinimumCalls, MaxMinimumCalls)
+	}
+	if r.Window < MinWindow || r.Window > MaxWindow || r.Window%BucketSize != 0 {
+		bad("Window %s is out of range %s..%s in steps of %s", r.Window, MinWindow, MaxWindow, BucketSize)
+	}
+	if r.SlowCallRateThreshold < MinRate || r.SlowCallRateThreshold > MaxRate {
+		bad("SlowCallRateThreshold %g is out of range %g..%g (percent)", r.SlowCallRateThreshold, MinRate, MaxRate)
+	}
+	if r.SlowCallDuration < MinSlowCallDuration || r.SlowCallDuration > MaxSlowCallDuration {
+		bad("SlowCallDuration %s is out of range %s..%s", r.SlowCallDuration, MinSlowCallDuration, MaxSlowCallDuration)
+	}
+	if r.FastTripFailures < 1 || r.FastTripFailures > MaxFastTripFailures {
+		bad("FastTripFailures %d is out of range 1..%d", r.FastTripFailures, MaxFastTripFailures)
+	}
+	if r.HalfOpenProbes < 1 || r.HalfOpenProbes > MaxHalfOpenProbes {
+		bad("HalfOpenProbes %d is out of range 1..%d", r.HalfOpenProbes, MaxHalfOpenProbes)
+	}
+	if r.ProbeTimeout < MinProbeTimeout || r.ProbeTimeout > MaxProbeTimeout {
+		bad("ProbeTimeout %s is out of range %s..%s", r.ProbeTimeout, MinProbeTimeout, MaxProbeTimeout)
+	}
+	return errors.Join(errs...)
 }

@@ -5,7 +5,10 @@
 //
 //	{"payments":{"failureRateThreshold":50,"minimumCalls":10,"window":"30s",
 //	  "slowCallRateThreshold":100,"slowCallDuration":"3s","halfOpenProbes":1,
-//	  "successThreshold":2,"failureThreshold":3,"openCooldown":"30s","maxOpenCooldown":"5m"}}
+//	  "failureThreshold":3,"successThreshold":2,"openCooldown":"30s","maxOpenCooldown":"5m"}}
 //
 // Every field is optional; an absent service or field takes the defaults.
+// A Policy holds the two groups of settings declared in package circuit;
+// MarshalFlat and UnmarshalFlat give those groups, and every struct that
+// holds them (such as the app's services.json), one JSON form.
 package policy

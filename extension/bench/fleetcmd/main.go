@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/fleetsim"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
@@ -140,7 +141,7 @@ func simulate(j *job, rate float64, perInvoke int, seed uint64) (time.Duration, 
 	}
 	if j.baseline {
 		cfg.EveryFlush = true
-		cfg.Policy = policy.Policy{FastTripFailures: policy.MaxFastTripFailures}
+		cfg.Policy = policy.Policy{Passive: circuit.RateSettings{FastTripFailures: circuit.MaxFastTripFailures}}
 	}
 	j.res, err = fleetsim.Run(ctx, cfg)
 	return time.Since(start), err

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
@@ -29,7 +30,7 @@ func simulate(t *testing.T, cfg Config) Result {
 
 // today is the extension before healthy circuits became write-free: a
 // flush per invocation and no fast trip.
-var today = policy.Policy{FastTripFailures: policy.MaxFastTripFailures}
+var today = policy.Policy{Passive: circuit.RateSettings{FastTripFailures: circuit.MaxFastTripFailures}}
 
 // A healthy fleet writes nothing, however often it flushes; the flush
 // per invocation wrote once per invocation.
@@ -88,7 +89,7 @@ func TestTripsAtSixtyPercent(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pol  policy.Policy
-	}{{"defaults", policy.Policy{}}, {"rate alone", policy.Policy{FastTripFailures: policy.MaxFastTripFailures}}} {
+	}{{"defaults", policy.Policy{}}, {"rate alone", policy.Policy{Passive: circuit.RateSettings{FastTripFailures: circuit.MaxFastTripFailures}}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := simulate(t, Config{Envs: 5, Rate: 20, CallsPerInvoke: 5, Seed: 7, Policy: tc.pol,
 				Phases: []Phase{

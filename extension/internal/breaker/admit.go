@@ -136,9 +136,9 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 		return admission{}
 	}
 	pol := b.o.Policies.For(c.ID)
-	k, ttl := pol.HalfOpenProbes, b.o.LeaseTTL
+	k, ttl := pol.Passive.HalfOpenProbes, b.o.LeaseTTL
 	if ttl <= 0 {
-		ttl = time.Duration(pol.ProbeTimeout)
+		ttl = pol.Passive.ProbeTimeout
 	}
 	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, ttl, now)
 	if err != nil {

@@ -146,7 +146,7 @@ func TestLeaseLastsTheProbeTimeout(t *testing.T) {
 	for _, id := range []string{"default", "slow"} {
 		f.put(t, circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1})
 	}
-	ps := policy.Policies{"slow": {ProbeTimeout: policy.Duration(45 * time.Second)}}
+	ps := policy.Policies{"slow": {Passive: circuit.RateSettings{ProbeTimeout: 45 * time.Second}}}
 	b := newBreaker(f.st, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	now := time.Now()
 	for id, want := range map[string]time.Duration{"default": policy.DefaultProbeTimeout, "slow": 45 * time.Second} {

@@ -77,7 +77,7 @@ func TestLeaseAdmitsExactlyKProbes(t *testing.T) {
 	f := newFixture(t)
 	for _, k := range []int{1, 2} {
 		id := map[int]string{1: "one", 2: "two"}[k]
-		ps := policy.Policies{id: {HalfOpenProbes: k}}
+		ps := policy.Policies{id: {Passive: circuit.RateSettings{HalfOpenProbes: k}}}
 		f.put(t, circuit.Circuit{ID: id, State: circuit.HalfOpen, Version: 1})
 		// 20 callers in 5 extensions ask at once.
 		var allowed, probes atomic.Int64
@@ -107,7 +107,7 @@ func TestLeaseAdmitsExactlyKProbes(t *testing.T) {
 
 func TestProbeOutcomeClosesOrReopens(t *testing.T) {
 	f := newFixture(t)
-	ps := policy.Policies{"svc": {SuccessThreshold: 2}}
+	ps := policy.Policies{"svc": {Breaker: circuit.Settings{SuccessThreshold: 2}}}
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1, OpenCount: 1})
 	b, c := f.extension(ps)
@@ -219,7 +219,7 @@ func TestCooldownEndsOnLookup(t *testing.T) {
 func TestFlushCountsAndTrips(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, _ := f.extension(policy.Policies{"svc": {FastTripFailures: 100}}) // the rate alone
+	b, _ := f.extension(policy.Policies{"svc": {Passive: circuit.RateSettings{FastTripFailures: 100}}}) // the rate alone
 	for range 4 {
 		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 1}}); err != nil {
 			t.Fatal(err)

@@ -96,7 +96,7 @@ func TestFlushDropsWhatCanNeverCount(t *testing.T) {
 		clk := &clock{now: time.Now()}
 		st := store.New(api0, table).WithLogger(quiet())
 		b := newBreaker(st, Options{Logger: quiet(), Now: clk.Now,
-			Policies: policy.Policies{"svc": {Window: policy.Duration(10 * time.Second)}}})
+			Policies: policy.Policies{"svc": {Passive: circuit.RateSettings{Window: 10 * time.Second}}}})
 		_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false)}})
 		api0.fail.Store(true)
 		defer api0.fail.Store(false)

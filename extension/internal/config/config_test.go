@@ -62,10 +62,10 @@ func TestLoadPolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Policies.For("payments"); p.HalfOpenProbes != 2 || time.Duration(p.Window) != 10*time.Second {
+	if p := c.Policies.For("payments"); p.Passive.HalfOpenProbes != 2 || p.Passive.Window != 10*time.Second {
 		t.Errorf("payments policy = %+v", p)
 	}
-	if p := c.Policies.For("other"); p.HalfOpenProbes != 1 || p.MinimumCalls != 10 {
+	if p := c.Policies.For("other"); p.Passive.HalfOpenProbes != 1 || p.Passive.MinimumCalls != 10 {
 		t.Errorf("default policy = %+v", p)
 	}
 }
@@ -94,7 +94,7 @@ func TestLoadErrors(t *testing.T) {
 		{"service id", map[string]string{EnvTable: "t", EnvServices: "a/b"}, EnvServices},
 		{"policies not JSON", map[string]string{EnvTable: "t", EnvPolicies: "payments"}, EnvPolicies + ": want a JSON object"},
 		{"policy out of range", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"halfOpenProbes":0.5}}`}, EnvPolicies},
-		{"policy field", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"minimumCalls":0,"failureRateThreshold":150}}`}, `service "payments": failureRateThreshold 150`},
+		{"policy field", map[string]string{EnvTable: "t", EnvPolicies: `{"payments":{"minimumCalls":0,"failureRateThreshold":150}}`}, `service "payments": FailureRateThreshold 150`},
 		{"no token inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout"}, "neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set inside Lambda"},
 		{"empty tokens inside Lambda", map[string]string{EnvTable: "t", EnvFunctionName: "checkout", "AWS_SESSION_TOKEN": "", "AWS_CONTAINER_AUTHORIZATION_TOKEN": ""}, "neither AWS_SESSION_TOKEN"},
 	}
