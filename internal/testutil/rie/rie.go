@@ -8,6 +8,15 @@
 // "unshare -m", as a user with "unshare -rm". When neither works the test
 // is skipped, or fails when CI=true.
 //
+// Beside the on-demand model, Config gives the timing and environment of
+// Lambda's other execution models: MaxConcurrency runs the emulator in
+// Lambda Managed Instances mode, HoldInit holds the function's init until
+// ReleaseInit (the gap of provisioned concurrency between INIT and the
+// first invocation), and StartCredentialsEndpoint with
+// CredentialsEndpoint.SnapStartEnv gives a SnapStart sandbox's
+// credentials: a container endpoint on 127.0.0.1 instead of keys in the
+// environment.
+//
 // Typical use:
 //
 //	fn := rie.Build(t, "./internal/testutil/rie/probefn")
@@ -33,6 +42,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,6 +206,21 @@ type Config struct {
 	// Output, when set, also receives everything the emulator, the
 	// function and the extensions write (Logs keeps its copy too).
 	Output io.Writer
+	// MaxConcurrency, when above 0, runs the emulator in Lambda Managed
+	// Instances mode with that many runtime workers (it sets
+	// AWS_LAMBDA_MAX_CONCURRENCY, which the emulator dispatches on). In
+	// that mode the emulator initialises at start rather than on the first
+	// Invoke, sets AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances,
+	// refuses an external extension's registration for INVOKE (403
+	// Extension.InvalidEventType), runs up to MaxConcurrency invocations at
+	// once and never freezes anything.
+	MaxConcurrency int
+	// HoldInit, when set, holds the function's init until ReleaseInit: the
+	// extensions start, prefetch and wait for their first event, while
+	// the runtime has not asked for its first invocation yet. It gives the
+	// timing of provisioned concurrency, where INIT runs long before the
+	// first invocation. An Invoke sent meanwhile waits.
+	HoldInit bool
 }
 
 // Emulator is a running emulator.
@@ -208,6 +233,10 @@ type Emulator struct {
 	logs *logBuffer
 	done chan struct{}
 	err  error
+	// gate is the write end of the init gate (Config.HoldInit), and
+	// workers the number of runtime processes that may wait on it.
+	gate    *os.File
+	workers int
 }
 
 // logBuffer collects output from several goroutines.
@@ -257,7 +286,8 @@ func namespaceArgs() ([]string, error) {
 
 // Start starts the emulator for cfg and stops it when the test ends. The
 // function is initialised (and the extensions started) on the first
-// Invoke, as in Lambda. When the test fails, the emulator's output (its
+// Invoke, as in Lambda, or at start in Managed Instances mode
+// (Config.MaxConcurrency). When the test fails, the emulator's output (its
 // own logs, the function's and the extensions') goes to t.Log.
 func Start(tb testing.TB, cfg Config) *Emulator {
 	tb.Helper()
@@ -315,6 +345,33 @@ func Launch(cfg Config) (*Emulator, error) {
 			return fail(fmt.Errorf("install extension %s: %w", name, err))
 		}
 	}
+	function, workDir := cfg.Function, filepath.Dir(cfg.Function)
+	if cfg.MaxConcurrency > 0 {
+		// In this mode the emulator runs the function and the extensions
+		// as uid 993, gid 990, as Lambda does: /opt and the function must
+		// be readable by them, and the private temporary directories are
+		// not.
+		if slices.Contains(nsArgs, "-r") {
+			return fail(fmt.Errorf("%w: Managed Instances mode runs the function as uid 993, which needs root", ErrUnavailable))
+		}
+		if err := os.Chmod(opt, 0o755); err != nil {
+			return fail(err)
+		}
+		workDir = filepath.Join(opt, ".task")
+		if err := os.Mkdir(workDir, 0o755); err != nil {
+			return fail(err)
+		}
+		function = filepath.Join(workDir, filepath.Base(cfg.Function))
+		if err := copyFile(cfg.Function, function); err != nil {
+			return fail(fmt.Errorf("install function: %w", err))
+		}
+	}
+	var gate *os.File
+	if cfg.HoldInit {
+		if function, gate, err = holdInit(opt, cfg.Function); err != nil {
+			return fail(fmt.Errorf("init gate: %w", err))
+		}
+	}
 	invokePort, err := freePortErr()
 	if err != nil {
 		return fail(err)
@@ -333,18 +390,25 @@ func Launch(cfg Config) (*Emulator, error) {
 	for k, v := range cfg.Env {
 		env = append(env, k+"="+v)
 	}
+	if cfg.MaxConcurrency > 0 {
+		env = append(env, "AWS_LAMBDA_MAX_CONCURRENCY="+strconv.Itoa(cfg.MaxConcurrency))
+	}
 	args := append(nsArgs, "sh", "-c", `mount --bind "$0" /opt && exec "$@"`, opt,
 		rieBin,
 		"--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(invokePort),
 		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort),
-		cfg.Function)
+		function)
 	cmd := exec.Command("unshare", args...)
-	cmd.Dir = filepath.Dir(cfg.Function)
+	cmd.Dir = workDir // the function's working directory
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	e := &Emulator{URL: "http://127.0.0.1:" + strconv.Itoa(invokePort), cmd: cmd, opt: opt, logs: &logBuffer{tee: cfg.Output}, done: make(chan struct{})}
+	e := &Emulator{URL: "http://127.0.0.1:" + strconv.Itoa(invokePort), cmd: cmd, opt: opt, logs: &logBuffer{tee: cfg.Output}, done: make(chan struct{}),
+		gate: gate, workers: max(1, cfg.MaxConcurrency)}
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	if err := cmd.Start(); err != nil {
+		if gate != nil {
+			gate.Close()
+		}
 		return fail(fmt.Errorf("start emulator: %w", err))
 	}
 	go func() {
@@ -440,6 +504,9 @@ func (e *Emulator) Shutdown(limit time.Duration) (time.Duration, error) {
 // temporary /opt directory. It is safe to call more than once.
 func (e *Emulator) Close() {
 	e.kill()
+	if e.gate != nil {
+		_ = e.gate.Close()
+	}
 	_ = os.RemoveAll(e.opt)
 }
 
