@@ -97,7 +97,9 @@ func New(runtimeAPI string) *Client {
 func (c *Client) Identifier() string { return c.id }
 
 // Register registers the extension under name for the given events. The
-// name must equal the extension's file name under /opt/extensions.
+// name must equal the extension's file name under /opt/extensions. An
+// error that wraps *StatusError is a refusal; the extension may register
+// again, for other events.
 func (c *Client) Register(ctx context.Context, name string, events ...EventType) error {
 	body, err := json.Marshal(struct {
 		Events []EventType `json:"events"`
@@ -197,7 +199,33 @@ func (c *Client) doRaw(req *http.Request) (*http.Response, error) {
 	return c.http.Do(req)
 }
 
+// StatusError is an answer of the Extensions API whose status is not 2xx:
+// the API refused the call, as opposed to an error that left no answer.
+// Lambda Managed Instances, for example, refuse an external extension's
+// registration for INVOKE with 403 and Extension.InvalidEventType.
+type StatusError struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// ErrorType is the body's errorType, such as
+	// "Extension.InvalidEventType", when the body is a JSON error.
+	ErrorType string
+	// Body is the start of the body (at most 4 KiB), trimmed.
+	Body string
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("status %d: %s", e.StatusCode, e.Body)
+}
+
 func statusError(resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	e := &StatusError{StatusCode: resp.StatusCode, Body: string(bytes.TrimSpace(msg))}
+	var body struct {
+		ErrorType string `json:"errorType"`
+	}
+	if json.Unmarshal(msg, &body) == nil {
+		e.ErrorType = body.ErrorType
+	}
+	return e
 }

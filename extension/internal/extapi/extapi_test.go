@@ -76,3 +76,24 @@ func TestRegisterRefused(t *testing.T) {
 		t.Fatal("Register succeeded without an API")
 	}
 }
+
+func TestRegisterRefusalIsAStatusError(t *testing.T) {
+	fake := extapitest.Start()
+	defer fake.Close()
+	fake.Refuse(extapi.Invoke, 403, "Extension.InvalidEventType")
+	c := extapi.New(fake.Addr)
+	err := c.Register(context.Background(), "x", extapi.Invoke, extapi.Shutdown)
+	var se *extapi.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 403 || se.ErrorType != "Extension.InvalidEventType" {
+		t.Fatalf("Register = %v, want a 403 StatusError with the error type", err)
+	}
+	// A refusal leaves the extension free to register for other events.
+	if err := c.Register(context.Background(), "x", extapi.Shutdown); err != nil || c.Identifier() != extapitest.Identifier {
+		t.Fatalf("second Register = %v, identifier %q", err, c.Identifier())
+	}
+	// No answer at all is not a refusal.
+	err = extapi.New("127.0.0.1:1").Register(context.Background(), "x", extapi.Shutdown)
+	if err == nil || errors.As(err, &se) {
+		t.Fatalf("Register without an API = %v, want an error that is no StatusError", err)
+	}
+}

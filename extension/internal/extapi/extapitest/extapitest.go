@@ -43,6 +43,7 @@ type Server struct {
 	errs      chan ErrorReport
 
 	mu            sync.Mutex
+	refused       map[extapi.EventType]refusal
 	registrations []Registration
 	reports       []ErrorReport
 	nextCalls     int
@@ -70,6 +71,24 @@ func Start() *Server {
 func (s *Server) Close() {
 	s.srv.CloseClientConnections()
 	s.srv.Close()
+}
+
+type refusal struct {
+	status    int
+	errorType string
+}
+
+// Refuse makes registrations that ask for ev fail with status and a JSON
+// body whose errorType is errorType, as Lambda Managed Instances refuse
+// INVOKE (403, "Extension.InvalidEventType"). Refused registrations are
+// recorded too.
+func (s *Server) Refuse(ev extapi.EventType, status int, errorType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil {
+		s.refused = map[extapi.EventType]refusal{}
+	}
+	s.refused[ev] = refusal{status, errorType}
 }
 
 // Send queues an event for the next event/next call.
@@ -130,6 +149,15 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.registrations = append(s.registrations, Registration{Name: name, Events: body.Events})
+	for _, ev := range body.Events {
+		if ref, ok := s.refused[ev]; ok {
+			s.mu.Unlock()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(ref.status)
+			_ = json.NewEncoder(w).Encode(map[string]string{"errorMessage": string(ev) + ": refused", "errorType": ref.errorType})
+			return
+		}
+	}
 	s.mu.Unlock()
 	w.Header().Set(extapi.HeaderIdentifier, Identifier)
 	w.Header().Set("Content-Type", "application/json")
