@@ -9,6 +9,14 @@
 //     service, that health-checks the service and moves its circuit;
 //   - optionally a mock REST API to monitor while trying the pattern.
 //
+// Errors: NewCircuitBreakedService and every method panic on invalid
+// input, with one message that starts with "circuitbreaker:" and names
+// every problem, as CDK constructs do in every language; `cdk synth` then
+// stops with that message. No method returns an error.
+//
+// Off-switches: a zero value always means the default; a feature or limit
+// is turned off by a Disable... bool, never by a negative or zero number.
+//
 // The Go programs are compiled at synth time with the local Go toolchain
 // (no Docker), by import path, so the construct works when imported from
 // another Go module.

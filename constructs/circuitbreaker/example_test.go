@@ -4,9 +4,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
@@ -45,9 +48,7 @@ func ExampleCircuitBreakedService_AttachTo() {
 		Handler: jsii.String("app.handler"),
 		Code:    awslambda.Code_FromAsset(jsii.String("checkout"), nil),
 	})
-	if err := cb.AttachTo(fn, "payments"); err != nil {
-		panic(err)
-	}
+	cb.AttachTo(fn, "payments")
 	app.Synth(nil)
 }
 
@@ -62,5 +63,32 @@ func ExampleCircuitBreakedService_GrantOperate() {
 		AssumedBy: awsiam.NewAccountRootPrincipal(),
 	})
 	cb.GrantOperate(operators)
+	app.Synth(nil)
+}
+
+// Alarm on a metric that has no named method: lookups of the mock API's
+// circuit answered from a value that could not be refreshed.
+func ExampleCircuitBreakedService_Metric() {
+	app := awscdk.NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("Stale"), nil)
+	cb := circuitbreaker.NewCircuitBreakedService(stack, "CircuitBreaker", nil)
+	stale := cb.Metric("StaleAnswers", circuitbreaker.DefaultServiceID, &awscloudwatch.MetricOptions{
+		Statistic: jsii.String("Sum"),
+		Period:    awscdk.Duration_Minutes(jsii.Number(5)),
+	})
+	stale.CreateAlarm(stack, jsii.String("StaleAnswers"), &awscloudwatch.CreateAlarmOptions{
+		Threshold:         jsii.Number(1),
+		EvaluationPeriods: jsii.Number(1),
+	})
+	app.Synth(nil)
+}
+
+// Send every state change of the monitored circuits to an SNS topic.
+func ExampleCircuitBreakedService_OnStateChange() {
+	app := awscdk.NewApp(nil)
+	stack := awscdk.NewStack(app, jsii.String("Notify"), nil)
+	cb := circuitbreaker.NewCircuitBreakedService(stack, "CircuitBreaker", nil)
+	topic := awssns.NewTopic(stack, jsii.String("CircuitChanges"), nil)
+	cb.OnStateChange("ToTopic", awseventstargets.NewSnsTopic(topic, nil))
 	app.Synth(nil)
 }

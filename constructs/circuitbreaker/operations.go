@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
@@ -75,11 +76,19 @@ func (s *circuitBreakedService) newEventsFunction() awslambda.Function {
 	return fn
 }
 
-// metric returns one of the breaker's metrics for a service. The table's
+// Metric returns one of the breaker's metrics for a service. The table's
 // name is a dimension, so two breakers that monitor the same service ID
 // read only their own data.
+func (s *circuitBreakedService) Metric(name, serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
+	return s.metric(name, serviceID, "Average", opts)
+}
+
+// metric is Metric with a default statistic.
 func (s *circuitBreakedService) metric(name, serviceID, statistic string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
-	props := &awscloudwatch.MetricProps{
+	if name == "" || serviceID == "" {
+		panic(fmt.Sprintf("circuitbreaker: Metric(%q, %q): want a metric name and a service ID", name, serviceID))
+	}
+	m := awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 		Namespace:  jsii.String(metrics.Namespace),
 		MetricName: jsii.String(name),
 		DimensionsMap: &map[string]*string{
@@ -88,22 +97,11 @@ func (s *circuitBreakedService) metric(name, serviceID, statistic string, opts *
 		},
 		Statistic: jsii.String(statistic),
 		Period:    awscdk.Duration_Minutes(jsii.Number(1)),
-	}
+	})
 	if opts != nil {
-		if opts.Statistic != nil {
-			props.Statistic = opts.Statistic
-		}
-		if opts.Period != nil {
-			props.Period = opts.Period
-		}
-		if opts.Label != nil {
-			props.Label = opts.Label
-		}
-		if opts.Color != nil {
-			props.Color = opts.Color
-		}
+		m = m.With(opts)
 	}
-	return awscloudwatch.NewMetric(props)
+	return m
 }
 
 func (s *circuitBreakedService) MetricCircuitOpen(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
@@ -120,6 +118,29 @@ func (s *circuitBreakedService) MetricHealthCheckLatency(serviceID string, opts 
 
 func (s *circuitBreakedService) MetricCallsRefused(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric {
 	return s.metric(metrics.CallsRefused, serviceID, "Sum", opts)
+}
+
+func (s *circuitBreakedService) OnStateChange(id string, target awsevents.IRuleTarget) awsevents.Rule {
+	if s.props.DisableEvents {
+		panic(fmt.Sprintf("circuitbreaker: OnStateChange %q: DisableEvents is set, so no state-change events are sent", id))
+	}
+	ids := make([]*string, 0, len(s.services))
+	for _, svc := range s.services {
+		ids = append(ids, jsii.String(svc.ID))
+	}
+	rule := awsevents.NewRule(s.Construct, jsii.String(id), &awsevents.RuleProps{
+		Description: jsii.String("State changes of the circuits of " + *s.Node().Path()),
+		EventBus:    s.props.EventBus,
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings(EventSource),
+			DetailType: jsii.Strings(EventDetailStateChanged),
+			Detail:     &map[string]interface{}{"serviceId": ids},
+		},
+	})
+	if target != nil {
+		rule.AddTarget(target)
+	}
+	return rule
 }
 
 // newAlarm alarms while the service's circuit is OPEN. CircuitOpen arrives

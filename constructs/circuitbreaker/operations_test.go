@@ -7,6 +7,10 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/jsii-runtime-go"
 )
 
@@ -118,4 +122,94 @@ func TestOpenAlarmHoldsBetweenSparseChecks(t *testing.T) {
 			t.Errorf("%s: alarm %v, want ALARM at CircuitOpen ≥ 1 with missing data ignored (the last state holds)", id, p)
 		}
 	}
+}
+
+// Metric gives any of the breaker's metrics with the named methods'
+// dimensions; the named ones are Metric with their own statistic, and
+// opts override any field.
+func TestMetric(t *testing.T) {
+	st := newTestStack()
+	cb := NewCircuitBreakedService(st, "CB", nil)
+	tests := []struct {
+		name              string
+		m                 awscloudwatch.Metric
+		metric, statistic string
+		period            float64
+	}{
+		{"generic", cb.Metric("CacheHits", "mock-api", nil), "CacheHits", "Average", 60},
+		{"generic with options", cb.Metric("StaleAnswers", "mock-api", &awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5))}), "StaleAnswers", "Sum", 300},
+		{"named", cb.MetricCallsRefused("mock-api", nil), "CallsRefused", "Sum", 60},
+		{"named with options", cb.MetricHealthCheckLatency("mock-api", &awscloudwatch.MetricOptions{Statistic: jsii.String("p50")}), "HealthCheckLatency", "p50", 60},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := *tt.m.MetricName(); got != tt.metric {
+				t.Errorf("name %s, want %s", got, tt.metric)
+			}
+			if got := *tt.m.Statistic(); got != tt.statistic {
+				t.Errorf("statistic %s, want %s", got, tt.statistic)
+			}
+			if got := *tt.m.Period().ToSeconds(nil); got != tt.period {
+				t.Errorf("period %vs, want %vs", got, tt.period)
+			}
+			if got := *tt.m.Namespace(); got != "LambdaCircuitBreaker" {
+				t.Errorf("namespace %s", got)
+			}
+			dims := *tt.m.Dimensions()
+			if dims["ServiceId"] != "mock-api" || dims["Table"] == nil {
+				t.Errorf("dimensions %v, want ServiceId mock-api and Table", dims)
+			}
+		})
+	}
+	if msg := mustPanic(t, func() { cb.Metric("", "mock-api", nil) }); !strings.HasPrefix(msg, "circuitbreaker: Metric") {
+		t.Errorf("Metric without a name: panic %q", msg)
+	}
+}
+
+// OnStateChange matches the state-change events of this breaker's
+// services on its bus and sends them to the target; without events it
+// panics.
+func TestOnStateChange(t *testing.T) {
+	st := newTestStack()
+	bus := awsevents.NewEventBus(st, jsii.String("Bus"), nil)
+	cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{
+		EventBus: bus,
+		Services: []MonitoredService{{ID: "orders"}, {ID: "payments"}},
+	})
+	queue := awssqs.NewQueue(st, jsii.String("Subscriber"), nil)
+	rule := cb.OnStateChange("StateChanges", awseventstargets.NewSqsQueue(queue, nil))
+	if got := *rule.Node().Path(); got != "S/CB/StateChanges" {
+		t.Errorf("rule path %s", got)
+	}
+	template := assertions.Template_FromStack(st, nil)
+	assertTemplate(t, func() {
+		template.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{
+			"EventBusName": map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^Bus"))},
+			"EventPattern": map[string]any{
+				"source":      []any{EventSource},
+				"detail-type": []any{EventDetailStateChanged},
+				"detail":      map[string]any{"serviceId": []any{"orders", "payments"}},
+			},
+			"Targets": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{
+				"Arn": map[string]any{"Fn::GetAtt": []any{assertions.Match_StringLikeRegexp(jsii.String("^Subscriber")), "Arn"}},
+			})}),
+		})
+	})
+
+	off := NewCircuitBreakedService(newTestStack(), "CB", &CircuitBreakedServiceProps{DisableEvents: true})
+	if msg := mustPanic(t, func() { off.OnStateChange("X", nil) }); !strings.Contains(msg, "DisableEvents is set") {
+		t.Errorf("OnStateChange without events: panic %q", msg)
+	}
+}
+
+// assertTemplate turns an assertions failure, which panics through jsii,
+// into a test failure.
+func assertTemplate(t *testing.T, f func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("template assertion: %v", r)
+		}
+	}()
+	f()
 }

@@ -143,10 +143,12 @@ type ExtensionSettings struct {
 	// the first lookup after a longer pause waits (at most the miss
 	// timeout) for the refresh its INVOKE already started, so a sandbox
 	// that was idle never acts on an old state. At least RefreshInterval
-	// (1s when unset). Default: twice RefreshInterval. A negative value
-	// turns the maximum off: old values are answered at once while the
-	// refresh runs.
+	// (1s when unset), at most 24h. Default: twice RefreshInterval.
 	MaxAge time.Duration
+	// DisableMaxAge turns the maximum age off: old values are answered at
+	// once while the refresh runs. An error together with MaxAge.
+	// Default: false.
+	DisableMaxAge bool
 	// FailMode is "allow" or "deny": what callers are told when the state
 	// cannot be known.
 	FailMode string
@@ -244,9 +246,14 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	if staleness := cmp.Or(p.Extension.MaxStaleness, 30*time.Second); p.Extension.MaxStaleness >= 0 && staleness < interval {
 		add("Extension.MaxStaleness %s: want at least the refresh interval %s", staleness, interval)
 	}
-	if age := p.Extension.MaxAge; age > 0 {
+	switch age := p.Extension.MaxAge; {
+	case p.Extension.DisableMaxAge && age != 0:
+		add("Extension.MaxAge is set but DisableMaxAge is true: remove one")
+	case age < 0:
+		add("Extension.MaxAge %v is negative: set DisableMaxAge to turn the maximum off", age)
+	case age > 0:
 		if err := validateDuration("Extension.MaxAge", age, interval, 24*time.Hour); err != nil {
-			add("%v (at least the refresh interval; negative turns it off)", err)
+			add("%v (at least the refresh interval)", err)
 		}
 	}
 

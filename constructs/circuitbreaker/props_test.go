@@ -2,6 +2,7 @@ package circuitbreaker
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -68,7 +69,9 @@ func TestPropsValidation(t *testing.T) {
 		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is outside 1s..24h0m0s"},
 		{"max age below interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxAge: 2 * time.Second}}, "Extension.MaxAge"},
 		{"max age with short interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 100 * time.Millisecond, MaxAge: 500 * time.Millisecond}}, ""},
-		{"max age off", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: -1}}, ""},
+		{"max age off", CircuitBreakedServiceProps{Extension: ExtensionSettings{DisableMaxAge: true}}, ""},
+		{"negative max age", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: -1}}, "Extension.MaxAge -1ns is negative: set DisableMaxAge"},
+		{"max age off and set", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 5 * time.Second, DisableMaxAge: true}}, "Extension.MaxAge is set but DisableMaxAge is true"},
 		{"staleness under a long interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: time.Minute}}, "Extension.MaxStaleness 30s: want at least the refresh interval 1m0s"},
 		{"staleness under the interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxStaleness: 2 * time.Second}}, "Extension.MaxStaleness 2s: want at least the refresh interval 5s"},
 		{"staleness equal to the interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxStaleness: 5 * time.Second}}, ""},
@@ -146,6 +149,23 @@ func TestTableAndRemovalPolicyConflict(t *testing.T) {
 	}
 }
 
+// mustPanic runs f and returns the message it panicked with, failing the
+// test when it returns normally.
+func mustPanic(t *testing.T, f func()) (msg string) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		if r == nil {
+			t.Fatal("no panic, want one")
+		}
+		msg = fmt.Sprint(r)
+	}()
+	f()
+	return ""
+}
+
+// Every error of the construct is a panic whose message starts with
+// "circuitbreaker:", from the constructor and the methods alike.
 func TestAttachToErrors(t *testing.T) {
 	app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
 	st := awscdk.NewStack(app, jsii.String("S"), nil)
@@ -157,14 +177,23 @@ func TestAttachToErrors(t *testing.T) {
 		Handler: jsii.String("index.handler"),
 		Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
 	})
-	if err := cb.AttachTo(fn, "inventory"); err == nil || !strings.Contains(err.Error(), `service "inventory" is not monitored (monitored: orders, payments)`) {
-		t.Fatalf("AttachTo(unknown) = %v", err)
+	tests := []struct {
+		name string
+		ids  []string
+		want string // "" for no panic
+	}{
+		{"unknown service", []string{"inventory"}, `circuitbreaker: AttachTo S/Fn: service "inventory" is not monitored (monitored: orders, payments)`},
+		{"first attach", []string{"payments"}, ""},
+		{"second attach", nil, "circuitbreaker: AttachTo S/Fn: already attached"},
 	}
-	if err := cb.AttachTo(fn, "payments"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cb.AttachTo(fn); err == nil || !strings.Contains(err.Error(), "already attached") {
-		t.Fatalf("second AttachTo = %v, want already attached", err)
+	for _, tt := range tests {
+		if tt.want == "" {
+			cb.AttachTo(fn, tt.ids...)
+			continue
+		}
+		if msg := mustPanic(t, func() { cb.AttachTo(fn, tt.ids...) }); msg != tt.want {
+			t.Errorf("%s: panic %q, want %q", tt.name, msg, tt.want)
+		}
 	}
 	if got := len(cb.Rules()); got != 2 {
 		t.Errorf("%d rules, want 2", got)
@@ -196,27 +225,25 @@ func TestRuleInputCarriesOnlySetSettings(t *testing.T) {
 
 func TestAttachToSetsMaxAge(t *testing.T) {
 	tests := []struct {
-		maxAge time.Duration
-		want   any // nil: unset, the extension's default
+		ext  ExtensionSettings
+		want any // nil: unset, the extension's default
 	}{
-		{0, nil},
-		{5 * time.Second, "5s"},
-		{-1, "0"},
+		{ExtensionSettings{}, nil},
+		{ExtensionSettings{MaxAge: 5 * time.Second}, "5s"},
+		{ExtensionSettings{DisableMaxAge: true}, "0"},
 	}
 	for _, tt := range tests {
 		app := awscdk.NewApp(&awscdk.AppProps{Context: &map[string]interface{}{"aws:cdk:bundling-stacks": []interface{}{}}})
 		st := awscdk.NewStack(app, jsii.String("S"), nil)
-		cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: tt.maxAge}})
+		cb := NewCircuitBreakedService(st, "CB", &CircuitBreakedServiceProps{Extension: tt.ext})
 		fn := awslambda.NewFunction(st, jsii.String("Fn"), &awslambda.FunctionProps{
 			Runtime: awslambda.Runtime_NODEJS_22_X(),
 			Handler: jsii.String("index.handler"),
 			Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
 		})
-		if err := cb.AttachTo(fn); err != nil {
-			t.Fatal(err)
-		}
+		cb.AttachTo(fn)
 		if got := functionEnv(t, st, "Fn")[EnvMaxAge]; got != tt.want {
-			t.Errorf("MaxAge %s: %s = %v, want %v", tt.maxAge, EnvMaxAge, got, tt.want)
+			t.Errorf("%+v: %s = %v, want %v", tt.ext, EnvMaxAge, got, tt.want)
 		}
 	}
 }
@@ -318,9 +345,7 @@ func TestAttachToSetsPoliciesOfAttachedServices(t *testing.T) {
 		Handler: jsii.String("index.handler"),
 		Code:    awslambda.Code_FromInline(jsii.String("exports.handler = async () => 1")),
 	})
-	if err := cb.AttachTo(fn, "orders", "plain"); err != nil {
-		t.Fatal(err)
-	}
+	cb.AttachTo(fn, "orders", "plain")
 	got, _ := functionEnv(t, st, "Fn")["CIRCUIT_BREAKER_POLICIES"].(string)
 	want := `{"orders":{"failureRateThreshold":25,"window":"1m0s","successThreshold":3}}`
 	if got != want {

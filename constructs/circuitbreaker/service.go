@@ -77,8 +77,17 @@ type CircuitBreakedService interface {
 	// dynamodb:LeadingKeys condition to those services' circuit, outcome
 	// bucket and probe lease items. The override items "<id>#override"
 	// stay out of reach: the function's code cannot undo an operator's
-	// override. It returns an error for a service ID that is not monitored.
-	AttachTo(fn awslambda.Function, serviceIDs ...string) error
+	// override. It works alike for on-demand, provisioned-concurrency,
+	// SnapStart and Managed Instances functions. It panics, as the
+	// constructor does, for a service ID that is not monitored and for a
+	// function attached twice.
+	AttachTo(fn awslambda.Function, serviceIDs ...string)
+	// OnStateChange creates an EventBridge rule, with construct ID id in
+	// this construct, that matches the "Circuit State Changed" events of
+	// the monitored services on the breaker's event bus, and sends them to
+	// target (none when target is nil; add targets to the returned rule).
+	// It panics when DisableEvents is set.
+	OnStateChange(id string, target awsevents.IRuleTarget) awsevents.Rule
 	// GrantRead lets grantee read circuits (GetItem and BatchGetItem, no
 	// Scan or Query).
 	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
@@ -95,6 +104,12 @@ type CircuitBreakedService interface {
 	Alarms() map[string]awscloudwatch.Alarm
 	// Dashboard is the breaker's dashboard, or nil when disabled.
 	Dashboard() awscloudwatch.Dashboard
+	// Metric returns the breaker's metric name (one of the names in the
+	// metrics table of docs/operations.md, such as "CacheHits") for
+	// serviceID, with the dimensions Table and ServiceId: the average per
+	// minute unless opts (which may be nil) says otherwise. The named
+	// metric methods below are this with their own statistic.
+	Metric(name, serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
 	// MetricCircuitOpen is 1 while the circuit is OPEN (maximum per minute).
 	MetricCircuitOpen(serviceID string, opts *awscloudwatch.MetricOptions) awscloudwatch.Metric
 	// MetricCircuitState is the circuit's state: 0 CLOSED, 1 HALF_OPEN,
@@ -124,8 +139,9 @@ type circuitBreakedService struct {
 	dashboard awscloudwatch.Dashboard
 }
 
-// NewCircuitBreakedService creates the breaker. It panics with a clear
-// message on invalid props, as CDK constructs do.
+// NewCircuitBreakedService creates the breaker. It panics with one message
+// that names every problem of invalid props, as CDK constructs do (see
+// the package documentation on errors).
 func NewCircuitBreakedService(scope constructs.Construct, id string, props *CircuitBreakedServiceProps) CircuitBreakedService {
 	if props == nil {
 		props = &CircuitBreakedServiceProps{}
@@ -269,7 +285,7 @@ func (s *circuitBreakedService) newRule(svc MonitoredService) awsevents.Rule {
 	return rule
 }
 
-func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...string) error {
+func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...string) {
 	if len(serviceIDs) == 0 {
 		serviceIDs = s.ServiceIDs()
 	}
@@ -279,12 +295,12 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 	}
 	for _, id := range serviceIDs {
 		if !known[id] {
-			return fmt.Errorf("circuitbreaker: AttachTo %s: service %q is not monitored (monitored: %s)", *fn.Node().Path(), id, strings.Join(s.ServiceIDs(), ", "))
+			panic(fmt.Sprintf("circuitbreaker: AttachTo %s: service %q is not monitored (monitored: %s)", *fn.Node().Path(), id, strings.Join(s.ServiceIDs(), ", ")))
 		}
 	}
 	path := *fn.Node().Path()
 	if _, done := s.attached[path]; done {
-		return fmt.Errorf("circuitbreaker: AttachTo %s: already attached", path)
+		panic(fmt.Sprintf("circuitbreaker: AttachTo %s: already attached", path))
 	}
 	s.attached[path] = serviceIDs
 	fn.AddLayers(s.LayerFor(fn.Architecture()))
@@ -303,10 +319,10 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 		env[EnvMaxStaleness] = ext.MaxStaleness.String()
 	}
 	switch {
+	case ext.DisableMaxAge:
+		env[EnvMaxAge] = "0"
 	case ext.MaxAge > 0:
 		env[EnvMaxAge] = ext.MaxAge.String()
-	case ext.MaxAge < 0:
-		env[EnvMaxAge] = "0"
 	}
 	if ext.FailMode != "" {
 		env[EnvFailMode] = ext.FailMode
@@ -330,7 +346,6 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 	}
 	s.GrantRead(fn)
 	s.grantReport(fn, serviceIDs)
-	return nil
 }
 
 // grantReport lets grantee record call outcomes and probe leases, and move

@@ -45,9 +45,7 @@ func New(scope constructs.Construct, id string, props *Props) awscdk.Stack {
 			"API_URL":    *cb.MockAPI().UrlForPath(jsii.String(circuitbreaker.MockResourcePath)),
 		},
 	})
-	if err := cb.AttachTo(fn, guarded); err != nil {
-		panic(err.Error())
-	}
+	cb.AttachTo(fn, guarded)
 
 	out := func(id, value, desc string) {
 		awscdk.NewCfnOutput(st, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(desc)})
