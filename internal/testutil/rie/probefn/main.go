@@ -29,6 +29,9 @@ type Event struct {
 	// AllowTimeoutMs is the Go client's timeout for the Allow question,
 	// in milliseconds; 0 means 2000.
 	AllowTimeoutMs int `json:"allowTimeoutMs,omitempty"`
+	// Failures, after the questions, reports that many failed calls for
+	// each circuit it names, one report each.
+	Failures map[string]int `json:"failures,omitempty"`
 }
 
 // Answer is one circuit's answer, or the client's error.
@@ -57,6 +60,10 @@ type Result struct {
 	Tag string `json:"tag,omitempty"`
 	// BeforeStatus is the status of the GET of Event.Before.
 	BeforeStatus int `json:"beforeStatus,omitempty"`
+	// Reported is how many of Event.Failures the extension accepted, and
+	// ReportErrors the errors of the others.
+	Reported     int      `json:"reported,omitempty"`
+	ReportErrors []string `json:"reportErrors,omitempty"`
 }
 
 func main() {
@@ -90,6 +97,16 @@ func main() {
 				a.AllowError = err.Error()
 			}
 			res.Answers = append(res.Answers, a)
+		}
+		for id, n := range ev.Failures {
+			for range n {
+				acc, err := cb.Report(ctx, id, false, 5*time.Millisecond, "")
+				if err != nil {
+					res.ReportErrors = append(res.ReportErrors, err.Error())
+					continue
+				}
+				res.Reported += acc.Accepted
+			}
 		}
 		res.NoTokenStatus = status(ctx, base+"/circuits/x", nil)
 		res.ForwardedStatus = status(ctx, base+"/health", map[string]string{"X-Forwarded-For": "203.0.113.9"})
