@@ -42,6 +42,7 @@ var docPages = map[string][]string{
 		"## Grants",
 		"## Metrics",
 		"## Attach the layer to a function",
+		"## Execution models",
 		"## Add a monitored service",
 	},
 	"docs/clients.md": {
