@@ -88,14 +88,39 @@ func checkLayerClients(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"python/lambda_circuit_breaker.py", "nodejs/node_modules/lambda-circuit-breaker/index.js", "nodejs/node_modules/lambda-circuit-breaker/index.d.ts", "nodejs/node_modules/lambda-circuit-breaker/package.json"} {
+	for _, want := range []string{"python/lambda_circuit_breaker/__init__.py", "python/lambda_circuit_breaker/py.typed", "nodejs/node_modules/lambda-circuit-breaker/index.js", "nodejs/node_modules/lambda-circuit-breaker/index.d.ts", "nodejs/node_modules/lambda-circuit-breaker/middy.js", "nodejs/node_modules/lambda-circuit-breaker/middy.d.ts", "nodejs/node_modules/lambda-circuit-breaker/package.json"} {
+		if _, ok := files[want]; !ok {
+			t.Errorf("package clients does not embed %s", want)
+		}
+	}
+	// python/ and nodejs/ hold exactly the embedded client files.
+	shipped := map[string]bool{}
+	for _, root := range []string{"python", "nodejs"} {
+		err := filepath.WalkDir(filepath.Join(dir, root), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			shipped[filepath.ToSlash(rel)] = true
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want, data := range files {
 		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(want)))
 		if err != nil {
 			t.Errorf("layer lacks %s: %v", want, err)
 			continue
 		}
-		if string(got) != string(files[want]) || len(got) == 0 {
+		if string(got) != string(data) {
 			t.Errorf("layer's %s differs from the embedded client", want)
+		}
+	}
+	for p := range shipped {
+		if _, ok := files[p]; !ok {
+			t.Errorf("layer ships %s, which is no client file", p)
 		}
 	}
 }

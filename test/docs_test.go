@@ -46,7 +46,9 @@ var docPages = map[string][]string{
 		"## Add a monitored service",
 	},
 	"docs/clients.md": {
-		"## What both clients do",
+		"## Which errors count",
+		"## Kill switch",
+		"## What the clients do",
 		"## Python",
 		"## Node.js",
 		"## Migrating from the original sample",

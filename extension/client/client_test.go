@@ -20,7 +20,11 @@ import (
 func fakeExtension(t *testing.T, delay time.Duration) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done(): // the client gave up
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if r.Header.Get(api.HeaderToken) != "tok" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -87,7 +91,7 @@ func TestErrorAnswer(t *testing.T) {
 }
 
 func TestUnreachableFollowsFailMode(t *testing.T) {
-	slow := fakeExtension(t, 200*time.Millisecond)
+	slow := fakeExtension(t, 10*time.Second) // far past the 20 ms timeout, even on a loaded machine
 	tests := []struct {
 		name    string
 		base    string

@@ -1,8 +1,8 @@
 // Package clients holds the extension's Python and Node.js clients and
 // places them in a layer directory as Lambda expects them:
 //
-//	python/lambda_circuit_breaker.py                     (Lambda adds /opt/python to sys.path)
-//	nodejs/node_modules/lambda-circuit-breaker/index.js  (and index.d.ts, package.json)
+//	python/lambda_circuit_breaker/__init__.py            (and py.typed; Lambda adds /opt/python to sys.path)
+//	nodejs/node_modules/lambda-circuit-breaker/index.js  (and index.d.ts, middy.js, middy.d.ts, package.json)
 //
 // The clients use only their language's standard library. Their tests
 // (python/test_lambda_circuit_breaker.py and nodejs/test/) run from this
@@ -21,7 +21,9 @@ import (
 	"sort"
 )
 
-//go:embed python/lambda_circuit_breaker.py nodejs/lambda-circuit-breaker/index.js nodejs/lambda-circuit-breaker/index.d.ts nodejs/lambda-circuit-breaker/package.json
+//go:embed python/lambda_circuit_breaker/__init__.py python/lambda_circuit_breaker/py.typed
+//go:embed nodejs/lambda-circuit-breaker/index.js nodejs/lambda-circuit-breaker/index.d.ts nodejs/lambda-circuit-breaker/package.json
+//go:embed nodejs/lambda-circuit-breaker/middy.js nodejs/lambda-circuit-breaker/middy.d.ts
 var sources embed.FS
 
 // PythonModule and NodePackage are the names functions import.
@@ -31,7 +33,7 @@ const (
 )
 
 // Files maps each client file's path inside the layer (slash-separated,
-// such as "python/lambda_circuit_breaker.py") to its content.
+// such as "python/lambda_circuit_breaker/__init__.py") to its content.
 func Files() (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := fs.WalkDir(sources, ".", func(p string, d fs.DirEntry, err error) error {

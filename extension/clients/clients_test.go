@@ -42,8 +42,11 @@ func TestFilesLayout(t *testing.T) {
 	want := []string{
 		"nodejs/node_modules/lambda-circuit-breaker/index.d.ts",
 		"nodejs/node_modules/lambda-circuit-breaker/index.js",
+		"nodejs/node_modules/lambda-circuit-breaker/middy.d.ts",
+		"nodejs/node_modules/lambda-circuit-breaker/middy.js",
 		"nodejs/node_modules/lambda-circuit-breaker/package.json",
-		"python/lambda_circuit_breaker.py",
+		"python/lambda_circuit_breaker/__init__.py",
+		"python/lambda_circuit_breaker/py.typed",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("layer files = %v, want %v", names, want)
@@ -80,7 +83,7 @@ func TestClientsMatchTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"python/lambda_circuit_breaker.py", "nodejs/node_modules/lambda-circuit-breaker/index.js"} {
+	for _, p := range []string{"python/lambda_circuit_breaker/__init__.py", "nodejs/node_modules/lambda-circuit-breaker/index.js"} {
 		src := string(files[p])
 		for _, want := range []string{
 			"X-Circuit-Breaker-Token", "CIRCUIT_BREAKER_PORT", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
@@ -464,7 +467,7 @@ func TestHandlersUnderEmulator(t *testing.T) {
 	tests := []struct {
 		lang, interpreter, module string
 	}{
-		{"python", "python3", "/opt/python/lambda_circuit_breaker.py"},
+		{"python", "python3", "/opt/python/lambda_circuit_breaker/__init__.py"},
 		{"nodejs", "node", "/opt/nodejs/node_modules/lambda-circuit-breaker/index.js"},
 	}
 	for _, tt := range tests {
@@ -635,5 +638,179 @@ report("payments", "yes", 12);
 	}
 	if !strings.Contains(string(out), "bad.ts(2,") || !strings.Contains(string(out), "bad.ts(3,") {
 		t.Errorf("tsc did not flag both misuses:\n%s", out)
+	}
+}
+
+// The Node.js client loads by name from an ES module and from CommonJS, as
+// a named and as a default import, and its Middy middleware too; run in the
+// layer's nodejs/ directory (where node_modules/ resolves it), against the
+// real extension.
+func TestNodeModuleImports(t *testing.T) {
+	node := interpreter(t, "node")
+	h := startHarness(t)
+	dir := filepath.Join(h.layer, "nodejs")
+	check := `const h = wrap("imports-check", async (x) => x * 2, () => -1);
+const st = await cb.defaultClient().state("imports-check");
+console.log(JSON.stringify({ v: await h(21), wrap: typeof cb.wrap, execute: typeof execute,
+  middy: typeof circuitBreaker, middyDefault: typeof mw, failMode: st.failMode ?? false }));`
+	tests := []struct {
+		name string
+		args []string
+		src  string
+	}{
+		{"ESM", []string{"--input-type=module", "-e"}, `import { wrap, execute } from "lambda-circuit-breaker";
+import cb from "lambda-circuit-breaker";
+import { circuitBreaker } from "lambda-circuit-breaker/middy";
+import mw from "lambda-circuit-breaker/middy";
+` + check},
+		{"CommonJS", []string{"-e"}, `const { wrap, execute } = require("lambda-circuit-breaker");
+const cb = require("lambda-circuit-breaker").default;
+const { circuitBreaker } = require("lambda-circuit-breaker/middy");
+const mw = require("lambda-circuit-breaker/middy").default;
+(async () => {
+` + check + `
+})();`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(node, append(tt.args, tt.src)...)
+			cmd.Dir, cmd.Env = dir, h.env()
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("node: %v\n%s", err, out)
+			}
+			want := `{"v":42,"wrap":"function","execute":"function","middy":"function","middyDefault":"function","failMode":false}`
+			if got := strings.TrimSpace(string(out)); got != want {
+				t.Errorf("got %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// A TypeScript project installs the Node.js client as docs/clients.md says,
+// from a packed tarball or from the repository's directory, and compiles
+// with the pinned tsc, as an ES module and as CommonJS; the compiled ES
+// module runs.
+func TestTypeScriptProjectInstall(t *testing.T) {
+	node := interpreter(t, "node")
+	npm := interpreter(t, "npm")
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsc := filepath.Join(root, "node_modules", "typescript", "bin", "tsc")
+	if _, err := os.Stat(tsc); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs typescript from npm ci: %v", err)
+		}
+		t.Skipf("skipping: %v (run npm ci)", err)
+	}
+	pkgDir, err := filepath.Abs(filepath.Join("nodejs", "lambda-circuit-breaker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarballs := t.TempDir()
+	run := func(dir string, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "npm_config_update_notifier=false", "CIRCUIT_BREAKER_PORT=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(tarballs, npm, "pack", "--pack-destination", tarballs, pkgDir)
+	tgz := filepath.Join(tarballs, "lambda-circuit-breaker-1.0.0.tgz")
+	esm := `import { wrap, execute, Client, CircuitOpenError, CallTimeoutError, type Circuit } from "lambda-circuit-breaker";
+import cb from "lambda-circuit-breaker";
+import middy from "@middy/core";
+import { circuitBreaker } from "lambda-circuit-breaker/middy";
+
+const double = wrap("svc", async (x: number) => x * 2, {
+  fallback: (err, x) => (err instanceof CircuitOpenError || err instanceof CallTimeoutError ? -x : 0),
+  isFailure: (err) => !(err instanceof RangeError),
+  timeoutMs: 500,
+  onStateChange: (id: string, from: string, to: string) => void [id, from, to],
+  onFallback: (id: string, err: unknown) => void [id, err],
+});
+const n: number = await double(21);
+const s: string = await execute("svc", async (signal: AbortSignal) => (signal.aborted ? "aborted" : "ok"), { timeoutMs: 100, fallback: () => "fb" });
+const d: number = await cb.wrap("svc", async () => 1)();
+const c: Circuit = await new Client({ timeoutMs: 100 }).state("svc");
+export const handler = middy(async (event: { n: number }) => ({ statusCode: 200, body: String(event.n) }))
+  .use(circuitBreaker("svc", { fallback: (err, request) => ({ statusCode: 503, body: String(request.event.n) }) }));
+console.log(JSON.stringify({ n, s, d, failMode: c.failMode }));
+`
+	cjs := `import { wrap, type Fallback } from "lambda-circuit-breaker";
+import cb from "lambda-circuit-breaker";
+import circuitBreaker from "lambda-circuit-breaker/middy";
+const fb: Fallback<[number], number> = () => 0;
+export const handler = wrap("svc", async (x: number) => x + 1, fb);
+export const viaDefault = cb.execute("svc", async () => 2);
+export const mw = circuitBreaker("svc");
+`
+	bad := `import { wrap } from "lambda-circuit-breaker";
+wrap("svc", async (x: number) => x, { isFailure: "yes" });
+`
+	for _, source := range []struct{ name, spec string }{{"tarball", tgz}, {"directory", pkgDir}} {
+		for _, mod := range []struct {
+			name, typ, src string
+			runs           bool
+		}{{"esm", `"type":"module",`, esm, true}, {"cjs", "", cjs, false}} {
+			t.Run(source.name+"/"+mod.name, func(t *testing.T) {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"name":"app","private":true,`+mod.typ+`"version":"1.0.0"}`), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				run(dir, npm, "install", "--offline", "--no-audit", "--no-fund", "--save-dev", source.spec)
+				if err := os.Symlink(filepath.Join(root, "node_modules", "@middy"), filepath.Join(dir, "node_modules", "@middy")); err != nil {
+					t.Fatal(err)
+				}
+				cfg := `{"compilerOptions":{"strict":true,"target":"es2022","module":"nodenext","moduleResolution":"nodenext",` +
+					`"skipLibCheck":true,"types":[],"lib":["es2022","dom"],"outDir":"out"},"files":["app.ts"]}`
+				for name, data := range map[string]string{"tsconfig.json": cfg, "app.ts": mod.src} {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				run(dir, node, tsc, "-p", "tsconfig.json")
+				if mod.runs {
+					// No extension listens on port 1: the failure policy (allow) lets the calls through.
+					out := run(dir, node, filepath.Join("out", "app.js"))
+					if !strings.Contains(out, `{"n":42,"s":"ok","d":1,"failMode":true}`) {
+						t.Errorf("compiled module printed %s", out)
+					}
+				}
+				if err := os.WriteFile(filepath.Join(dir, "app.ts"), []byte(bad), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command(node, tsc, "-p", "tsconfig.json")
+				cmd.Dir = dir
+				if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "app.ts(2,") {
+					t.Errorf("tsc accepted isFailure: \"yes\": %v\n%s", err, out)
+				}
+			})
+		}
+	}
+}
+
+// docs/clients.md says which errors count before its reference: the
+// operations table and the per-language sections.
+func TestDocsWhichErrorsCountComesFirst(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "clients.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	order := []string{"\n## Which errors count\n", "\n## What the clients do\n", "\n| Operation | Python | Node.js (async) |", "\n## Python\n", "\n## Node.js\n"}
+	last := -1
+	for _, h := range order {
+		i := strings.Index(doc, h)
+		if i <= last {
+			t.Errorf("%q is missing or out of order (at %d, after %d)", strings.TrimSpace(h), i, last)
+		}
+		last = i
 	}
 }

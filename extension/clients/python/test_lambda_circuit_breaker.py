@@ -7,12 +7,15 @@ PYTHONPATH (the layer's python/ directory) and CB_TEST_CONTROL_URL, a control
 API that writes circuits into the table and reads what the extension wrote.
 """
 
+import asyncio
 import http.server
 import json
+import logging
 import os
 import socket
 import threading
 import time
+import typing
 import unittest
 import urllib.request
 import uuid
@@ -345,6 +348,307 @@ class TestKeptAliveConnectionsClosedByTheExtension(Harness):
         counts = control("GET", "/buckets/%s?failures=2" % sid)
         self.assertEqual(counts["failures"], 2)
         c.close()
+
+
+class Rejected(ValueError):
+    """Bad input, found before the service is called."""
+
+
+class TestWhichErrorsCount(Harness):
+    def test_ignored_errors_propagate_and_report_nothing(self):
+        sid = new_id("ignore")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+        cases = [
+            ("ignore", dict(ignore=Rejected)),
+            ("failure_on classes", dict(failure_on=(ConnectionError, TimeoutError))),
+            ("failure_on predicate", dict(failure_on=lambda e: not isinstance(e, Rejected))),
+        ]
+        for name, opts in cases:
+            with self.subTest(name):
+                fallbacks = []
+
+                @cb.circuit_breaker(sid, fallback=lambda err, x: fallbacks.append(err) or "fallback", **opts)
+                def work(x):
+                    if x == "bad":
+                        raise Rejected("amount must be positive")
+                    raise ConnectionError("downstream reset")
+
+                for _ in range(12):  # past the fast trip's run of failures
+                    with self.assertRaises(Rejected):
+                        work("bad")
+                self.assertEqual(fallbacks, [])
+                self.assertEqual(work("down"), "fallback")
+        # The context manager: an ignored error reports nothing either.
+        with self.assertRaises(Rejected):
+            with cb.circuit_breaker(sid, ignore=Rejected) as guard:
+                self.assertTrue(guard.allowed)
+                raise Rejected("bad input")
+        self.assertIsNone(guard.result)
+        # Only the three ConnectionErrors reached the table; the circuit never opened.
+        counts = control("GET", "/buckets/%s?failures=3" % sid)
+        self.assertEqual(counts["failures"], 3)
+        self.assertEqual(control("GET", "/circuits/" + sid)["state"], "CLOSED")
+
+    def test_options_are_checked(self):
+        for opts in (dict(failure_on="ValueError"), dict(ignore=(ValueError, 3)), dict(timeout=0), dict(on_fallback=1)):
+            with self.subTest(opts=opts):
+                with self.assertRaises((TypeError, ValueError)):
+                    cb.circuit_breaker("x", **opts)
+
+
+class TestFallbackCheckedWhenDecorated(Harness):
+    def test_a_fallback_that_cannot_take_the_arguments_is_refused(self):
+        with self.assertRaises(TypeError) as ctx:
+
+            @cb.circuit_breaker("payments", fallback=lambda err: {"statusCode": 503})
+            def handler(event, context):
+                return "called"
+
+        self.assertIn("(err, event, context)", str(ctx.exception))
+
+        async def afb(err, event, context):
+            return {}
+
+        with self.assertRaises(TypeError):
+
+            @cb.circuit_breaker("payments", fallback=afb)
+            def sync_handler(event, context):
+                return "called"
+
+        with self.assertRaises(TypeError):
+
+            @cb.circuit_breaker("payments", fallback="not callable")
+            def other(event, context):
+                return "called"
+
+    def test_fallbacks_that_fit_are_accepted(self):
+        for fb in (lambda err, event, context: 1, lambda err, *a: 1, lambda err, event, context=None, extra=None: 1, print):
+
+            @cb.circuit_breaker("payments", fallback=fb)
+            def handler(event, context):
+                return "called"
+
+            self.assertTrue(callable(handler))
+
+
+class TestAsync(Harness):
+    def test_decorated_coroutine_reports_after_the_await(self):
+        sid = new_id("async")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+
+        async def fallback(err, x):
+            await asyncio.sleep(0)
+            return {"fallback": type(err).__name__}
+
+        @cb.circuit_breaker(sid, fallback=fallback)
+        async def work(x):
+            await asyncio.sleep(0.001)
+            if x == "bad":
+                raise ConnectionError("downstream reset")
+            return {"ok": x}
+
+        async def main():
+            self.assertEqual(await work("good"), {"ok": "good"})
+            return [(await work("bad"))["fallback"] for _ in range(12)]
+
+        got = asyncio.run(main())
+        # The failures, reported after the await, trip the circuit (the fast
+        # trip's run of consecutive failures); later calls are refused.
+        self.assertEqual(got[0], "ConnectionError")
+        self.assertEqual(got[-1], "CircuitOpenError")
+        self.assertEqual(control("GET", "/circuits/" + sid)["state"], "OPEN")
+
+    def test_open_circuit_awaits_the_async_fallback(self):
+        sid = new_id("async-open")
+        control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 2, "openCount": 1, "retryInMs": 600000})
+        calls = []
+
+        async def fallback(err, event, context):
+            return {"statusCode": 503, "state": err.circuit["state"]}
+
+        @cb.circuit_breaker(sid, fallback=fallback)
+        async def handler(event, context):
+            calls.append(event)
+            return {"statusCode": 200}
+
+        self.assertEqual(asyncio.run(handler({}, None)), {"statusCode": 503, "state": "OPEN"})
+        self.assertEqual(calls, [])
+
+    def test_async_with(self):
+        sid = new_id("async-with")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+
+        async def one(fail):
+            async with cb.circuit_breaker(sid) as guard:
+                self.assertTrue(guard.allowed)
+                await asyncio.sleep(0.01)
+                if fail:
+                    guard.failed()
+            return guard.result
+
+        async def main():
+            # Two blocks interleaved in one thread: each reports its own outcome.
+            return await asyncio.gather(one(True), one(False), one(True))
+
+        self.assertEqual(asyncio.run(main()), [{"accepted": 1}] * 3)
+        self.assertEqual(control("GET", "/buckets/%s?failures=2" % sid)["failures"], 2)
+
+    def test_timeout_is_a_failure_with_the_fallback(self):
+        sid = new_id("timeout")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+        cancelled = []
+
+        @cb.circuit_breaker(sid, fallback=lambda err, x: ("fallback", type(err).__name__, err.timeout), timeout=0.2)
+        async def hang(x):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(x)
+                raise
+
+        start = time.monotonic()
+        self.assertEqual(asyncio.run(hang(1)), ("fallback", "CallTimeoutError", 0.2))
+        took = time.monotonic() - start
+        self.assertGreaterEqual(took, 0.19)
+        self.assertLess(took, 5)
+        self.assertEqual(cancelled, [1])
+        # A timeout counts even when failure_on would not take the error.
+        @cb.circuit_breaker(sid, timeout=0.1, failure_on=ConnectionError)
+        async def strict():
+            await asyncio.sleep(30)
+
+        with self.assertRaises(cb.CallTimeoutError):
+            asyncio.run(strict())
+        self.assertEqual(control("GET", "/buckets/%s?failures=2" % sid)["failures"], 2)
+        with self.assertRaises(TypeError):  # sync code: documented, not enforced
+
+            @cb.circuit_breaker(sid, timeout=1)
+            def sync_call():
+                pass
+
+    def test_cancelled_call_is_not_a_failure(self):
+        sid = new_id("cancel")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+
+        @cb.circuit_breaker(sid)
+        async def slow():
+            await asyncio.sleep(30)
+
+        async def main():
+            task = asyncio.ensure_future(slow())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            # A failure reported afterwards is the only one counted.
+            cb.report(sid, False, 1)
+
+        asyncio.run(main())
+        counts = control("GET", "/buckets/%s?failures=1" % sid)
+        self.assertEqual((counts["calls"], counts["failures"]), (1, 1))
+
+
+class TestHooks(Harness):
+    def test_state_changes_fallbacks_and_debug_lines(self):
+        sid = new_id("hooks")
+        control("PUT", "/circuits/" + sid, {"state": "CLOSED", "version": 1})
+        changes, fallbacks = [], []
+        breaker = cb.circuit_breaker(sid, fallback=lambda err: "fallback",
+                                     on_state_change=lambda i, old, new: changes.append((i, old, new)),
+                                     on_fallback=lambda i, err: fallbacks.append((i, type(err).__name__)))
+        guarded = breaker(lambda: "called")
+        self.assertEqual(guarded(), "called")
+        self.assertEqual(changes, [])  # CLOSED, as a circuit never seen reads
+        control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 2, "openCount": 1, "retryInMs": 600000})
+        with self.assertLogs("lambda_circuit_breaker", logging.DEBUG) as logs:
+            for _ in range(100):  # the extension's cache refreshes within its max age
+                if guarded() == "fallback":
+                    break
+                time.sleep(0.05)
+        self.assertEqual(changes, [(sid, "CLOSED", "OPEN")])
+        self.assertEqual(fallbacks[-1], (sid, "CircuitOpenError"))
+        self.assertTrue(any("state=OPEN allowed=False" in line for line in logs.output), logs.output)
+        self.assertEqual(guarded(), "fallback")
+        self.assertEqual(len(changes), 1)  # the same state again is no change
+
+    def test_a_raising_hook_never_reaches_the_handler(self):
+        sid = new_id("hook-raise")
+
+        def boom(*a):
+            raise RuntimeError("hook bug")
+
+        guarded = cb.circuit_breaker(sid, fallback=lambda err: "fallback", on_fallback=boom)(lambda: 1 / 0)
+        with self.assertLogs("lambda_circuit_breaker", logging.ERROR):
+            self.assertEqual(guarded(), "fallback")
+
+
+class TestLoudOnMisconfiguration(Harness):
+    def setUp(self):
+        cb._last_misconfig_warning = None
+
+    def test_wrong_token_warns_once(self):
+        c = client(token="wrong")
+        with self.assertLogs("lambda_circuit_breaker", logging.WARNING) as logs:
+            for _ in range(5):
+                self.assertTrue(c.allowed(new_id("tok")))  # the failure policy: allow
+        self.assertEqual(len(logs.output), 1, logs.output)
+        self.assertIn("wrong token", logs.output[0])
+        self.assertIn("failure policy (allow)", logs.output[0])
+        cb._last_misconfig_warning -= cb.WARN_INTERVAL
+        with self.assertLogs("lambda_circuit_breaker", logging.WARNING) as logs:
+            c.allowed("x")
+        self.assertEqual(len(logs.output), 1)
+
+    def test_absent_extension_warns_once(self):
+        c = cb.Client(base_url="http://127.0.0.1:%d" % closed_port(), fail_mode="deny")
+        with self.assertLogs("lambda_circuit_breaker", logging.WARNING) as logs:
+            for _ in range(5):
+                self.assertFalse(c.allowed("payments"))
+        self.assertEqual(len(logs.output), 1, logs.output)
+        self.assertIn("extension absent", logs.output[0])
+        self.assertIn("failure policy (deny)", logs.output[0])
+
+
+class TestKillSwitch(Harness):
+    def test_disabled_allows_every_call_and_reports_nothing(self):
+        sid = new_id("disabled")
+        control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 2, "openCount": 1, "retryInMs": 600000})
+        saved = dict(os.environ)
+        cb._warned_disabled = False
+        try:
+            os.environ["CIRCUIT_BREAKER_DISABLED"] = "true"
+            with self.assertLogs("lambda_circuit_breaker", logging.WARNING) as logs:
+                c = cb.Client()
+                cb.Client()
+            self.assertEqual(len(logs.output), 1)
+            self.assertIn("disabled", logs.output[0])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self.assertTrue(c.allowed(sid))
+        calls = []
+
+        @c.circuit_breaker(sid, fallback=lambda err: "fallback")
+        def work():
+            calls.append(1)
+            raise ConnectionError("down")
+
+        with self.assertRaises(ConnectionError):  # the call's own error, no fallback
+            work()
+        self.assertEqual(calls, [1])
+        self.assertIsNone(c.report(sid, False, 1))
+        # The extension was never told: its counts stay empty.
+        self.assertEqual(control("GET", "/buckets/%s?failures=0" % sid)["failures"], 0)
+
+
+class TestTypes(Harness):
+    def test_public_api_has_type_hints_and_py_typed(self):
+        for fn in (cb.circuit_breaker, cb.allowed, cb.state, cb.report, cb.Client.__init__, cb.Client.call):
+            with self.subTest(fn=fn.__qualname__):
+                hints = typing.get_type_hints(fn)
+                self.assertIn("return", hints)
+        pkg = os.path.dirname(cb.__file__)
+        self.assertTrue(os.path.exists(os.path.join(pkg, "py.typed")))
 
 
 class TestExtensionMissingOrHanging(Harness):

@@ -49,6 +49,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** "allow" or "deny" (default: CIRCUIT_BREAKER_FAIL_MODE, else allow); any other value denies. */
   failMode?: string;
+  /** The kill switch: allow every call without asking, report nothing (default: CIRCUIT_BREAKER_DISABLED=true). */
+  disabled?: boolean;
 }
 
 /** The extension could not be reached in time or refused the request. */
@@ -64,14 +66,51 @@ export class CircuitOpenError extends Error {
   circuit: Circuit;
 }
 
-/** Called instead of the function: with a CircuitOpenError, or with the function's error. */
+/** The part of an AbortSignal used here, for projects without the DOM or Node.js types. */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: () => void): void;
+}
+/** The global AbortSignal when the project's types declare one (Node.js, DOM), else AbortSignalLike. */
+export type Signal = typeof globalThis extends { AbortSignal: { prototype: infer S } } ? S : AbortSignalLike;
+
+/** Passed to the fallback (or thrown without one) when a call ran past its timeoutMs; it counts as a failure. */
+export class CallTimeoutError extends Error {
+  constructor(serviceId: string, timeoutMs: number);
+  readonly serviceId: string;
+  readonly timeoutMs: number;
+}
+
+/** Called instead of the function: with a CircuitOpenError, a CallTimeoutError, or the function's error. */
 export type Fallback<A extends unknown[], R> = (err: unknown, ...args: A) => R | Promise<R>;
+
+/** Options of a guarded call (wrap, execute). */
+export interface CallOptions<A extends unknown[], R> {
+  /** Runs instead of the function when the circuit denies the call, or when the call fails. */
+  fallback?: Fallback<A, R>;
+  /**
+   * Does the error count as a failure of the service (default: every error)? An error for
+   * which it returns false is thrown unchanged: no fallback, nothing reported.
+   */
+  isFailure?: (err: unknown) => boolean;
+  /**
+   * Bounds the call: past it the call counts as a failure (latency: timeoutMs), and the
+   * fallback gets a CallTimeoutError. execute() passes an AbortSignal that aborts then.
+   */
+  timeoutMs?: number;
+  /** When the state this wrapper sees differs from the one it saw last (first: CLOSED). */
+  onStateChange?: (id: string, from: string, to: string) => void;
+  /** Before the fallback runs. */
+  onFallback?: (id: string, err: unknown) => void;
+}
 
 export class Client {
   constructor(opts?: ClientOptions);
   readonly token: string;
   readonly timeoutMs: number;
   readonly failAllow: boolean;
+  readonly disabled: boolean;
   /** One circuit; may hand out a probe. Never rejects for the extension: the failure policy decides. */
   state(id: string): Promise<Circuit>;
   /** Like state(), but rejects with ExtensionError instead of applying the failure policy. */
@@ -88,8 +127,10 @@ export class Client {
   health(): Promise<boolean>;
   /** Asks, runs fn or the fallback, reports the outcome (the Go client's Do). */
   call<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R>, ...args: A): Promise<R>;
-  /** Returns fn guarded by call(). */
-  wrap<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R>): (...args: A) => Promise<R>;
+  /** Returns fn guarded: the third argument is the fallback or the options. */
+  wrap<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R> | CallOptions<A, R>, options?: CallOptions<A, R>): (...args: A) => Promise<R>;
+  /** Asks, runs fn(signal) or the fallback, reports the outcome (the Go client's Execute). */
+  execute<R>(id: string, fn: (signal: Signal) => R | Promise<R>, options?: CallOptions<[], R>): Promise<R>;
   /** Closes the kept-alive connections. */
   close(): void;
 }
@@ -110,4 +151,31 @@ export function states(...ids: string[]): Promise<Circuit[]>;
 export function allowed(id: string): Promise<boolean>;
 export function report(id: string, success: boolean, latencyMs: number, probeToken?: string): Promise<Accepted | null>;
 export function call<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R>, ...args: A): Promise<R>;
-export function wrap<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R>): (...args: A) => Promise<R>;
+export function wrap<A extends unknown[], R>(id: string, fn: (...args: A) => R | Promise<R>, fallback?: Fallback<A, R> | CallOptions<A, R>, options?: CallOptions<A, R>): (...args: A) => Promise<R>;
+export function execute<R>(id: string, fn: (signal: Signal) => R | Promise<R>, options?: CallOptions<[], R>): Promise<R>;
+/** Least milliseconds between two warnings about a refused token or an absent extension. */
+export const WARN_INTERVAL_MS: number;
+
+declare const client: {
+  Client: typeof Client;
+  CircuitOpenError: typeof CircuitOpenError;
+  CallTimeoutError: typeof CallTimeoutError;
+  ExtensionError: typeof ExtensionError;
+  HEADER_TOKEN: typeof HEADER_TOKEN;
+  DEFAULT_TIMEOUT_MS: number;
+  PROBE_REPORT_TIMEOUT_MS: number;
+  WARN_INTERVAL_MS: number;
+  parseDuration: typeof parseDuration;
+  defaultTimeoutMs: typeof defaultTimeoutMs;
+  tokenFromEnv: typeof tokenFromEnv;
+  defaultClient: typeof defaultClient;
+  state: typeof state;
+  states: typeof states;
+  allowed: typeof allowed;
+  report: typeof report;
+  call: typeof call;
+  wrap: typeof wrap;
+  execute: typeof execute;
+};
+/** The whole module, for a default import. */
+export default client;

@@ -2,10 +2,12 @@
 // Client for the circuit-breaker Lambda extension (Node.js built-ins only).
 //
 // The extension's layer puts this package in /opt/nodejs/node_modules, which
-// Lambda's Node.js runtimes search, so a function requires it as is:
+// Lambda's Node.js runtimes search, so a function requires or imports it as
+// is. Guard the downstream call, not the whole handler, so that only the
+// service's failures count:
 //
-//   const cb = require("lambda-circuit-breaker");
-//   exports.handler = cb.wrap("payments", callPayments, (err, event) => ({ statusCode: 503 }));
+//   const { wrap } = require("lambda-circuit-breaker"); // or: import { wrap } from "lambda-circuit-breaker";
+//   const charge = wrap("payments", callPayments, { fallback: (err, order) => ({ queued: true }), isFailure: (err) => err.status !== 402 });
 //
 // It asks the extension over loopback whether a service may be called,
 // reports the outcome of each call it makes (success and latency) and takes
@@ -17,8 +19,11 @@
 // request, raised to twice CIRCUIT_BREAKER_MISS_TIMEOUT plus 50 ms when that
 // is larger; a probe outcome's report waits up to 1.5 s. One keep-alive
 // connection is reused across invocations; one the extension closed is
-// replaced by a new connection, never by another idle one. When the extension is missing,
-// slow or dead nothing is thrown into the handler: the failure policy decides.
+// replaced by a new connection, never by another idle one. When the extension
+// is missing, slow or dead nothing is thrown into the handler: the failure
+// policy decides, and a refused token or an absent extension is logged as a
+// warning, at most once a minute. CIRCUIT_BREAKER_DISABLED=true turns the
+// client off: every call allowed without asking, nothing reported.
 
 const http = require("node:http");
 
@@ -114,6 +119,9 @@ class Client {
     this.token = opts.token ?? tokenFromEnv(env);
     this.timeoutMs = opts.timeoutMs ?? defaultTimeoutMs(env);
     this.failAllow = failAllows(opts.failMode ?? env.CIRCUIT_BREAKER_FAIL_MODE);
+    /** True when the kill switch is on: every call allowed without asking, nothing reported. */
+    this.disabled = opts.disabled ?? isDisabled(env);
+    if (this.disabled) logDisabled();
     // One keep-alive connection, kept across invocations; idle sockets do
     // not hold the event loop open.
     this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 60000, maxFreeSockets: 4 });
@@ -137,11 +145,13 @@ class Client {
 
   /** Like state(), but rejects with ExtensionError instead of applying the failure policy. */
   stateOrThrow(id) {
+    if (this.disabled) return Promise.resolve(disabledCircuit(id));
     return this.request("GET", `/circuits/${encodeURIComponent(id)}`, undefined, this.timeoutMs, 200);
   }
 
   /** Asks for several circuits at once (never hands out a probe); rejects with ExtensionError. */
   async states(...ids) {
+    if (this.disabled) return ids.map(disabledCircuit);
     const out = await this.request("GET", `/circuits?ids=${encodeURIComponent(ids.join(","))}`, undefined, this.timeoutMs, 200);
     return out.circuits ?? [];
   }
@@ -178,6 +188,7 @@ class Client {
 
   /** Like report(), but rejects with ExtensionError when the report fails. */
   reportOrThrow(id, success, latencyMs, probeToken) {
+    if (this.disabled) return Promise.resolve(null);
     const outcome = { success: Boolean(success), latencyMs: Math.max(0, Math.min(3600000, Math.trunc(Number(latencyMs) || 0))) };
     let timeout = this.timeoutMs;
     if (probeToken) {
@@ -204,48 +215,46 @@ class Client {
    * the error is thrown. After fn, its outcome (success unless it threw, and its
    * latency) is reported, with the probe token when the call was the fleet's
    * probe; reports are best effort, and nothing is reported when the extension
-   * did not answer the lookup.
+   * did not answer the lookup. wrap() and execute() take options (which errors
+   * count, a timeout, hooks).
    */
-  async call(id, fn, fallback, ...args) {
-    let circuit;
-    let answered = true;
-    try {
-      circuit = await this.stateOrThrow(id);
-    } catch (err) {
-      if (!(err instanceof ExtensionError)) throw err;
-      circuit = this.unavailable(id, err, "OPEN");
-      answered = false;
-    }
-    const allowed = answered ? circuit.allowed === true : this.failAllow;
-    if (!allowed) {
-      const err = new CircuitOpenError(circuit);
-      if (!fallback) throw err;
-      return fallback(err, ...args);
-    }
-    const start = performance.now();
-    let result;
-    try {
-      result = await fn(...args);
-    } catch (err) {
-      if (answered) await this.report(id, false, performance.now() - start, circuit.probeToken);
-      if (!fallback) throw err;
-      return fallback(err, ...args);
-    }
-    if (answered) await this.report(id, true, performance.now() - start, circuit.probeToken);
-    return result;
+  call(id, fn, fallback, ...args) {
+    return new Breaker(() => this, id, fallbackOptions(fallback)).run(undefined, (a) => fn(...a), args);
   }
 
-  /** Returns an async function that runs fn through call(id, fn, fallback, ...args). */
-  wrap(id, fn, fallback) {
-    const client = this;
-    return async function wrapped(...args) {
-      return client.call(id, (...a) => fn.apply(this, a), fallback && ((err, ...a) => fallback.call(this, err, ...a)), ...args);
-    };
+  /**
+   * Returns an async function that runs fn(...args) through the breaker.
+   * The third argument is the fallback, or the options ({fallback, isFailure,
+   * timeoutMs, onStateChange, onFallback}); options may also come fourth.
+   */
+  wrap(id, fn, fallbackOrOptions, options) {
+    return wrapWith(() => this, id, fn, fallbackOrOptions, options);
+  }
+
+  /**
+   * Asks, then runs fn(signal) or falls back, and reports the outcome: the Go
+   * client's Execute. With timeoutMs, signal aborts when the time is up, and
+   * the call counts as a failure; pass signal on to the downstream call
+   * (fetch(url, { signal })).
+   */
+  execute(id, fn, options) {
+    return executeWith(() => this, id, fn, options);
   }
 
   /** Closes the kept-alive connections. */
   close() {
     this.agent.destroy();
+  }
+
+  /** The answer for a guarded call: {circuit, answered, allowed}. */
+  async lookup(id) {
+    try {
+      const circuit = await this.stateOrThrow(id);
+      return { circuit, answered: true, allowed: circuit.allowed === true };
+    } catch (err) {
+      if (!(err instanceof ExtensionError)) throw err;
+      return { circuit: this.unavailable(id, err, this.failAllow ? undefined : "OPEN"), answered: false, allowed: this.failAllow };
+    }
   }
 
   unavailable(id, err, deniedState) {
@@ -318,6 +327,12 @@ class Client {
         req.destroy();
       }, timeoutMs);
       req.on("error", (err) => {
+        if (err.code === "ECONNREFUSED") {
+          warnMisconfigured(
+            `extension absent: nothing listens on ${this.host}:${this.port}; is the layer attached, and CIRCUIT_BREAKER_PORT the same for the function and the extension?`,
+            this.failAllow,
+          );
+        }
         const e = new ExtensionError(`circuit breaker extension: ${err.message || err.code}`);
         e.cause = err;
         e.staleSocket = req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE");
@@ -340,6 +355,12 @@ class Client {
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
           if (res.statusCode !== want) {
+            if (res.statusCode === 401) {
+              warnMisconfigured(
+                "wrong token: the extension refused the X-Circuit-Breaker-Token header (401); the client sends AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                this.failAllow,
+              );
+            }
             let message = "";
             try {
               message = JSON.parse(text).message ?? "";
@@ -359,33 +380,266 @@ class Client {
   }
 }
 
-let defaultClient;
-
-/** The module's shared Client, configured from the environment on first use. */
-function getDefaultClient() {
-  defaultClient ??= new Client();
-  return defaultClient;
+/** Passed to the fallback (or thrown without one) when a call ran past its timeoutMs; a failure. */
+class CallTimeoutError extends Error {
+  constructor(id, timeoutMs) {
+    super(`circuit breaker: call to ${id} timed out after ${timeoutMs} ms`);
+    this.name = "CallTimeoutError";
+    this.serviceId = id;
+    this.timeoutMs = timeoutMs;
+  }
 }
 
+/** The kill switch: CIRCUIT_BREAKER_DISABLED=true. */
+function isDisabled(env = process.env) {
+  return String(env.CIRCUIT_BREAKER_DISABLED ?? "").trim().toLowerCase() === "true";
+}
+
+/** Least milliseconds between two warnings of a process about a misconfiguration. */
+const WARN_INTERVAL_MS = 60000;
+const warnings = { disabled: false, lastMisconfig: undefined };
+
+function logDisabled() {
+  if (warnings.disabled) return;
+  warnings.disabled = true;
+  console.warn("circuit breaker disabled: CIRCUIT_BREAKER_DISABLED=true; every call is allowed without asking the extension, and no outcome is reported");
+}
+
+/** Logs a refused token or an absent extension: the first time, then at most once per WARN_INTERVAL_MS. */
+function warnMisconfigured(cause, failAllow) {
+  const now = performance.now();
+  if (warnings.lastMisconfig !== undefined && now - warnings.lastMisconfig < WARN_INTERVAL_MS) return;
+  warnings.lastMisconfig = now;
+  const policy = failAllow ? "allow" : "deny";
+  console.warn(`circuit breaker misconfigured: ${cause}; the failure policy (${policy}) decides every call instead of the circuit`);
+}
+
+function debugEnabled() {
+  return String(process.env.CIRCUIT_BREAKER_LOG_LEVEL ?? "").trim().toLowerCase() === "debug";
+}
+
+function disabledCircuit(id) {
+  return { id, state: "CLOSED", allowed: true, version: 0, updatedAt: null, stale: false, ageMs: -1, reason: "circuit breaker disabled (CIRCUIT_BREAKER_DISABLED=true)" };
+}
+
+const OPTION_NAMES = new Set(["fallback", "isFailure", "timeoutMs", "onStateChange", "onFallback"]);
+
+/** Checks options when a call is wrapped, so that a mistake shows at once, not during an outage. */
+function checkOptions(opts, allowed = OPTION_NAMES) {
+  if (opts === null || typeof opts !== "object") throw new TypeError(`circuit breaker: options must be an object, got ${typeof opts}`);
+  for (const key of Object.keys(opts)) {
+    if (!allowed.has(key)) throw new TypeError(`circuit breaker: unknown option ${key} (known: ${[...allowed].join(", ")})`);
+  }
+  for (const key of ["fallback", "isFailure", "onStateChange", "onFallback"]) {
+    if (opts[key] !== undefined && typeof opts[key] !== "function") {
+      throw new TypeError(`circuit breaker: ${key} must be a function, got ${typeof opts[key]}`);
+    }
+  }
+  if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs > 0)) {
+    throw new TypeError(`circuit breaker: timeoutMs must be a positive number of milliseconds, got ${opts.timeoutMs}`);
+  }
+  return opts;
+}
+
+function fallbackOptions(fallback) {
+  if (fallback !== undefined && fallback !== null && typeof fallback !== "function") {
+    throw new TypeError(`circuit breaker: fallback must be a function, got ${typeof fallback}`);
+  }
+  return fallback ? { fallback } : {};
+}
+
+function normalize(fallbackOrOptions, options) {
+  if (typeof fallbackOrOptions === "function") return checkOptions({ ...(options ?? {}), fallback: fallbackOrOptions });
+  if (fallbackOrOptions === undefined || fallbackOrOptions === null) return checkOptions({ ...(options ?? {}) });
+  if (typeof fallbackOrOptions === "object") return checkOptions({ ...fallbackOrOptions, ...(options ?? {}) });
+  throw new TypeError(`circuit breaker: the third argument must be a fallback function or options, got ${typeof fallbackOrOptions}`);
+}
+
+/**
+ * One guarded service for one wrapped function (or middleware): its options,
+ * and the state it saw last. Internal; shared with the Middy middleware.
+ */
+class Breaker {
+  constructor(getClient, id, opts) {
+    this.client = getClient;
+    this.id = id;
+    this.fallback = opts.fallback;
+    this.isFailure = opts.isFailure;
+    this.timeoutMs = opts.timeoutMs;
+    this.onStateChange = opts.onStateChange;
+    this.onFallback = opts.onFallback;
+    this.lastState = "CLOSED"; // what a circuit never seen reads as
+  }
+
+  /** Does the error count as a failure of the service? A timeout always does. */
+  counts(err) {
+    if (!this.isFailure || err instanceof CallTimeoutError) return true;
+    try {
+      return Boolean(this.isFailure(err));
+    } catch (e) {
+      console.error(`circuit ${this.id}: isFailure threw; the error counts:`, e);
+      return true;
+    }
+  }
+
+  /** Logs the answer at debug level and calls onStateChange when the state changed. */
+  seen(circuit, answered) {
+    if (debugEnabled()) {
+      console.debug(`circuit ${this.id}: state=${circuit.state} allowed=${circuit.allowed} failMode=${Boolean(circuit.failMode)} reason=${circuit.reason ?? ""}`);
+    }
+    if (!answered || circuit.failMode) return;
+    const old = this.lastState;
+    this.lastState = circuit.state;
+    if (old !== circuit.state && this.onStateChange) {
+      try {
+        this.onStateChange(this.id, old, circuit.state);
+      } catch (e) {
+        console.error(`circuit ${this.id}: onStateChange threw:`, e);
+      }
+    }
+  }
+
+  /** Runs the fallback for err (after onFallback). */
+  async takeFallback(thisArg, err, args) {
+    if (debugEnabled()) console.debug(`circuit ${this.id}: fallback for ${err?.name}: ${err?.message}`);
+    if (this.onFallback) {
+      try {
+        this.onFallback(this.id, err);
+      } catch (e) {
+        console.error(`circuit ${this.id}: onFallback threw:`, e);
+      }
+    }
+    return this.fallback.call(thisArg, err, ...args);
+  }
+
+  /** Asks, runs invoke(args, signal) or the fallback, reports the outcome. */
+  async run(thisArg, invoke, args) {
+    const client = this.client();
+    if (client.disabled) return invoke(args, new AbortController().signal);
+    const { circuit, answered, allowed } = await client.lookup(this.id);
+    this.seen(circuit, answered);
+    if (!allowed) {
+      const err = new CircuitOpenError(circuit);
+      if (!this.fallback) throw err;
+      return this.takeFallback(thisArg, err, args);
+    }
+    const start = performance.now();
+    let result;
+    try {
+      result = await this.invoke(invoke, args);
+    } catch (err) {
+      if (!this.counts(err)) throw err;
+      const latency = err instanceof CallTimeoutError ? this.timeoutMs : performance.now() - start;
+      if (answered) await client.report(this.id, false, latency, circuit.probeToken);
+      if (!this.fallback) throw err;
+      return this.takeFallback(thisArg, err, args);
+    }
+    if (answered) await client.report(this.id, true, performance.now() - start, circuit.probeToken);
+    return result;
+  }
+
+  /** invoke(args, signal), bounded by timeoutMs when set. */
+  async invoke(invoke, args) {
+    const controller = new AbortController();
+    const call = Promise.resolve().then(() => invoke(args, controller.signal));
+    if (!this.timeoutMs) return call;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new CallTimeoutError(this.id, this.timeoutMs);
+        controller.abort(err);
+        reject(err);
+      }, this.timeoutMs);
+    });
+    call.catch(() => {}); // an abandoned call's late error is no unhandled rejection
+    try {
+      return await Promise.race([call, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function wrapWith(getClient, id, fn, fallbackOrOptions, options) {
+  if (typeof fn !== "function") throw new TypeError(`circuit breaker: wrap needs a function, got ${typeof fn}`);
+  const breaker = new Breaker(getClient, id, normalize(fallbackOrOptions, options));
+  return async function wrapped(...args) {
+    return breaker.run(this, (a) => fn.apply(this, a), args);
+  };
+}
+
+function executeWith(getClient, id, fn, options) {
+  if (typeof fn !== "function") throw new TypeError(`circuit breaker: execute needs a function, got ${typeof fn}`);
+  return new Breaker(getClient, id, checkOptions({ ...(options ?? {}) })).run(undefined, (_, signal) => fn(signal), []);
+}
+
+let sharedClient;
+
+/** The module's shared Client, configured from the environment on first use. */
+function defaultClient() {
+  sharedClient ??= new Client();
+  return sharedClient;
+}
+
+/** defaultClient().state(id). */
+function state(id) {
+  return defaultClient().state(id);
+}
+
+/** defaultClient().states(...ids). */
+function states(...ids) {
+  return defaultClient().states(...ids);
+}
+
+/** defaultClient().allowed(id). */
+function allowed(id) {
+  return defaultClient().allowed(id);
+}
+
+/** defaultClient().report(...). */
+function report(id, success, latencyMs, probeToken) {
+  return defaultClient().report(id, success, latencyMs, probeToken);
+}
+
+/** defaultClient().call(...). */
+function call(id, fn, fallback, ...args) {
+  return defaultClient().call(id, fn, fallback, ...args);
+}
+
+/** Like Client.wrap, with the shared client, created on the first call. */
+function wrap(id, fn, fallbackOrOptions, options) {
+  return wrapWith(defaultClient, id, fn, fallbackOrOptions, options);
+}
+
+/** Like Client.execute, with the shared client. */
+function execute(id, fn, options) {
+  return executeWith(defaultClient, id, fn, options);
+}
+
+// Plain names only, so that Node's ES module loader finds every named export
+// (import { wrap } from "lambda-circuit-breaker").
 module.exports = {
   Client,
   CircuitOpenError,
+  CallTimeoutError,
   ExtensionError,
   HEADER_TOKEN,
   DEFAULT_TIMEOUT_MS,
   PROBE_REPORT_TIMEOUT_MS,
+  WARN_INTERVAL_MS,
   parseDuration,
   defaultTimeoutMs,
   tokenFromEnv,
-  defaultClient: getDefaultClient,
-  state: (id) => getDefaultClient().state(id),
-  states: (...ids) => getDefaultClient().states(...ids),
-  allowed: (id) => getDefaultClient().allowed(id),
-  report: (id, success, latencyMs, probeToken) => getDefaultClient().report(id, success, latencyMs, probeToken),
-  call: (id, fn, fallback, ...args) => getDefaultClient().call(id, fn, fallback, ...args),
-  wrap: (id, fn, fallback) => {
-    return async function wrapped(...args) {
-      return getDefaultClient().wrap(id, fn, fallback).apply(this, args);
-    };
-  },
+  defaultClient,
+  state,
+  states,
+  allowed,
+  report,
+  call,
+  wrap,
+  execute,
+  Breaker,
+  checkOptions,
+  warnings,
 };
+module.exports.default = module.exports;

@@ -299,6 +299,184 @@ describe("kept-alive connections closed by the extension", () => {
   });
 });
 
+class Rejected extends Error {}
+
+describe("which errors count", () => {
+  test("ignored errors propagate unchanged and report nothing", async () => {
+    const id = newId("ignore");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    const fallbacks = [];
+    const work = cb.wrap(
+      id,
+      async (x) => {
+        if (x === "bad") throw new Rejected("amount must be positive");
+        throw new Error("downstream reset");
+      },
+      { fallback: (err) => fallbacks.push(err) && "fallback", isFailure: (err) => !(err instanceof Rejected) },
+    );
+    for (let i = 0; i < 12; i++) await assert.rejects(work("bad"), Rejected); // past the fast trip's run
+    assert.deepEqual(fallbacks, []);
+    assert.equal(await work("down"), "fallback");
+    assert.equal(await work("down"), "fallback");
+    const counts = await control("GET", `/buckets/${id}?failures=2`);
+    assert.equal(counts.failures, 2);
+    assert.equal((await control("GET", `/circuits/${id}`)).state, "CLOSED");
+  });
+
+  test("options are checked when wrapped", () => {
+    for (const opts of [{ fallback: "x" }, { isFailure: 1 }, { timeoutMs: 0 }, { onfallback: () => {} }]) {
+      assert.throws(() => cb.wrap("x", async () => 1, opts), TypeError, JSON.stringify(Object.keys(opts)));
+    }
+    assert.throws(() => cb.wrap("x", async () => 1, "not a fallback"), TypeError);
+    assert.throws(() => cb.wrap("x", "not a function"), TypeError);
+  });
+});
+
+describe("timeouts", () => {
+  test("execute: a timed-out call aborts its signal, counts as a failure and returns the fallback", async () => {
+    const id = newId("timeout");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    let aborted;
+    const start = performance.now();
+    const out = await cb.execute(
+      id,
+      (signal) =>
+        new Promise((_, reject) => {
+          signal.addEventListener("abort", () => {
+            aborted = signal.reason;
+            reject(signal.reason);
+          });
+        }),
+      { timeoutMs: 200, fallback: (err) => ["fallback", err.name, err.timeoutMs] },
+    );
+    const took = performance.now() - start;
+    assert.deepEqual(out, ["fallback", "CallTimeoutError", 200]);
+    assert.ok(aborted instanceof cb.CallTimeoutError);
+    assert.ok(took >= 190 && took < 5000, `took ${took} ms`);
+    assert.equal((await control("GET", `/buckets/${id}?failures=1`)).failures, 1);
+  });
+
+  test("wrap: a hanging function is given up after timeoutMs", async () => {
+    const id = newId("timeout-wrap");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    const hang = cb.wrap(id, () => new Promise(() => {}), { timeoutMs: 100, fallback: (err, x) => `fallback ${x} ${err.name}` });
+    assert.equal(await hang(7), "fallback 7 CallTimeoutError");
+    // A timeout counts even when isFailure would ignore the error.
+    const hang2 = cb.wrap(id, () => new Promise(() => {}), { timeoutMs: 100, isFailure: () => false });
+    await assert.rejects(hang2(), cb.CallTimeoutError);
+    assert.equal((await control("GET", `/buckets/${id}?failures=2`)).failures, 2);
+  });
+});
+
+describe("hooks", () => {
+  test("state changes, fallbacks and debug lines", async () => {
+    const id = newId("hooks");
+    await control("PUT", `/circuits/${id}`, { state: "CLOSED", version: 1 });
+    const changes = [];
+    const fallbacks = [];
+    const guarded = cb.wrap(id, async () => "called", {
+      fallback: () => "fallback",
+      onStateChange: (i, from, to) => changes.push([i, from, to]),
+      onFallback: (i, err) => fallbacks.push([i, err.name]),
+    });
+    assert.equal(await guarded(), "called");
+    assert.deepEqual(changes, []); // CLOSED, as a circuit never seen reads
+    await control("PUT", `/circuits/${id}`, { state: "OPEN", version: 2, openCount: 1, retryInMs: 600000 });
+    const lines = [];
+    const saved = [console.debug, process.env.CIRCUIT_BREAKER_LOG_LEVEL];
+    console.debug = (line) => lines.push(line);
+    process.env.CIRCUIT_BREAKER_LOG_LEVEL = "debug";
+    try {
+      for (let i = 0; i < 100 && (await guarded()) !== "fallback"; i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      [console.debug, process.env.CIRCUIT_BREAKER_LOG_LEVEL] = saved;
+      if (saved[1] === undefined) delete process.env.CIRCUIT_BREAKER_LOG_LEVEL;
+    }
+    assert.deepEqual(changes, [[id, "CLOSED", "OPEN"]]);
+    assert.deepEqual(fallbacks.at(-1), [id, "CircuitOpenError"]);
+    assert.ok(lines.some((l) => l.includes("state=OPEN allowed=false")), lines.join("\n"));
+    assert.equal(await guarded(), "fallback");
+    assert.equal(changes.length, 1); // the same state again is no change
+  });
+});
+
+describe("misconfiguration is loud", () => {
+  async function warningsOf(fn) {
+    const lines = [];
+    const saved = console.warn;
+    console.warn = (line) => lines.push(line);
+    try {
+      await fn();
+    } finally {
+      console.warn = saved;
+    }
+    return lines;
+  }
+
+  test("a wrong token warns once, then at most once a minute", async () => {
+    cb.warnings.lastMisconfig = undefined;
+    const c = client({ token: "wrong" });
+    let lines = await warningsOf(async () => {
+      for (let i = 0; i < 5; i++) assert.equal(await c.allowed(newId("tok")), true);
+    });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /wrong token/);
+    assert.match(lines[0], /failure policy \(allow\)/);
+    cb.warnings.lastMisconfig -= cb.WARN_INTERVAL_MS;
+    lines = await warningsOf(() => c.allowed("x"));
+    assert.equal(lines.length, 1);
+    c.close();
+  });
+
+  test("an absent extension warns once", async () => {
+    cb.warnings.lastMisconfig = undefined;
+    const c = new cb.Client({ baseUrl: `http://127.0.0.1:${await closedPort()}`, failMode: "deny" });
+    const lines = await warningsOf(async () => {
+      for (let i = 0; i < 5; i++) assert.equal(await c.allowed("payments"), false);
+    });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /extension absent/);
+    assert.match(lines[0], /failure policy \(deny\)/);
+  });
+});
+
+describe("kill switch", () => {
+  test("CIRCUIT_BREAKER_DISABLED=true allows every call and reports nothing", async () => {
+    const id = newId("disabled");
+    await control("PUT", `/circuits/${id}`, { state: "OPEN", version: 2, openCount: 1, retryInMs: 600000 });
+    const saved = { ...process.env };
+    const lines = [];
+    const warn = console.warn;
+    cb.warnings.disabled = false;
+    let c;
+    try {
+      process.env.CIRCUIT_BREAKER_DISABLED = "true";
+      console.warn = (line) => lines.push(line);
+      c = new cb.Client();
+      new cb.Client();
+    } finally {
+      console.warn = warn;
+      process.env = saved;
+    }
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /disabled/);
+    assert.equal(await c.allowed(id), true);
+    let calls = 0;
+    const work = c.wrap(
+      id,
+      async () => {
+        calls++;
+        throw new Error("down");
+      },
+      () => "fallback",
+    );
+    await assert.rejects(work(), /down/); // the call's own error, no fallback
+    assert.equal(calls, 1);
+    assert.equal(await c.report(id, false, 1), null);
+    assert.equal((await control("GET", `/buckets/${id}?failures=0`)).failures, 0);
+  });
+});
+
 describe("extension missing or hanging", () => {
   test("an absent extension follows the fail mode", async () => {
     const port = await closedPort();
