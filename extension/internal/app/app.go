@@ -95,7 +95,14 @@ func NameFromArgs(args []string) string {
 // Run runs the extension until SHUTDOWN or until ctx ends, and returns the
 // process exit code: 0 after a clean shutdown, 1 otherwise.
 func Run(ctx context.Context, o Options) int {
-	start := time.Now()
+	x, ok := setup(ctx, o.withDefaults())
+	if !ok {
+		return 1
+	}
+	return x.loop(ctx)
+}
+
+func (o Options) withDefaults() Options {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
@@ -108,6 +115,27 @@ func Run(ctx context.Context, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
+	return o
+}
+
+// extension is the running extension: what setup wired together, which
+// the event loop hands each event to.
+type extension struct {
+	ext    *extapi.Client
+	log    *slog.Logger
+	emf    *metrics.Writer
+	cache  *cache.Cache
+	brk    *breaker.Breaker
+	srv    *server.Server
+	served chan error // the local API's Serve returned
+}
+
+// setup reads the configuration, registers with the Extensions API, wires
+// the cache, the breaker and the local API together, starts serving and
+// prefetches the listed circuits. It reports false, having logged why and
+// reported an init error where it could, when the extension cannot run.
+func setup(ctx context.Context, o Options) (*extension, bool) {
+	began := time.Now()
 	cfg, cfgErr := config.Load(o.Getenv)
 	if o.NewDynamoDB == nil {
 		// No network call: missing credentials fail the init here rather
@@ -116,14 +144,12 @@ func Run(ctx context.Context, o Options) int {
 		cfgErr = errors.Join(cfgErr, err)
 		o.NewDynamoDB = func(context.Context) (store.API, error) { return api, err }
 	}
-	emf := metrics.NewWriter(o.Stdout, cfg.Table)
 	level, _ := config.ParseLogLevel(o.Getenv(config.EnvLogLevel))
 	log := slog.New(slog.NewJSONHandler(o.Stderr, &slog.HandlerOptions{Level: level})).With("extension", o.Name)
-
 	runtimeAPI := o.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if runtimeAPI == "" {
 		log.Error("AWS_LAMBDA_RUNTIME_API is not set: not running as a Lambda extension")
-		return 1
+		return nil, false
 	}
 
 	// Build the DynamoDB client while registering: loading the SDK
@@ -147,20 +173,46 @@ func Run(ctx context.Context, o Options) int {
 	cancel()
 	if err != nil {
 		log.Error("registration failed", "error", err.Error())
-		return 1
+		return nil, false
 	}
 	if cfgErr != nil {
 		log.Error("invalid configuration", "error", cfgErr.Error())
 		reportInit(ctx, ext, log, ErrTypeConfig, cfgErr)
-		return 1
+		return nil, false
 	}
 	if cfg.Token == "" {
 		log.Warn("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set: the X-Circuit-Breaker-Token check is disabled (local run)")
 	}
 
-	// One knob bounds every wait of a lookup on the table: the first read of
-	// an uncached circuit, and the writes that end a cool-down or claim a
-	// probe lease.
+	x := wire(cfg, db, log)
+	x.ext, x.emf = ext, metrics.NewWriter(o.Stdout, cfg.Table)
+	ln, err := server.Listen(cfg.Port)
+	if err != nil {
+		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
+		log.Error("cannot serve the local API", "error", err.Error())
+		reportInit(ctx, ext, log, ErrTypeListen, err)
+		return nil, false
+	}
+	go func() { x.served <- x.srv.Serve(ln) }()
+
+	if len(cfg.Services) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
+		if err := x.cache.Prefetch(pctx, cfg.Services); err != nil {
+			log.Warn("prefetch failed; lookups will retry", "circuits", len(cfg.Services), "error", err.Error())
+		}
+		cancel()
+	}
+	log.Info("ready", "addr", ln.Addr().String(), "circuits", x.cache.Len(), "startMs", float64(time.Since(began).Microseconds())/1000,
+		"refreshInterval", cfg.RefreshInterval.String(), "maxAge", cfg.MaxAge.String(), "failMode", string(cfg.FailMode))
+	if o.OnReady != nil {
+		o.OnReady(ln.Addr().String())
+	}
+	return x, true
+}
+
+// wire builds the cache reading through db, the breaker deciding from it
+// and the local API's server answering with the breaker, from cfg.
+func wire(cfg config.Config, db *lazyStore, log *slog.Logger) *extension {
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
@@ -169,104 +221,109 @@ func Run(ctx context.Context, o Options) int {
 		MaxCircuits:     cfg.MaxCircuits,
 		Logger:          log,
 	})
+	// One knob bounds every wait of a lookup on the table: the first read
+	// of an uncached circuit, and the writes that end a cool-down or claim
+	// a probe lease.
 	brk := breaker.New(db.get, c, breaker.Options{
 		Policies:     cfg.Policies,
 		FailAllow:    cfg.FailMode.Allows(),
-		Logger:       log,
 		ClaimTimeout: cfg.MissTimeout,
 		MaxCircuits:  cfg.MaxCircuits,
+		Logger:       log,
 	})
-	ln, err := server.Listen(cfg.Port)
-	if err != nil {
-		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
-		log.Error("cannot serve the local API", "error", err.Error())
-		reportInit(ctx, ext, log, ErrTypeListen, err)
-		return 1
-	}
 	srv := server.New(server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Services: cfg.Services}), log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1)}
+}
 
-	if len(cfg.Services) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
-		if err := c.Prefetch(pctx, cfg.Services); err != nil {
-			log.Warn("prefetch failed; lookups will retry", "circuits", len(cfg.Services), "error", err.Error())
-		}
-		cancel()
-	}
-	log.Info("ready", "addr", ln.Addr().String(), "circuits", c.Len(), "startMs", float64(time.Since(start).Microseconds())/1000,
-		"refreshInterval", cfg.RefreshInterval.String(), "maxAge", cfg.MaxAge.String(), "failMode", string(cfg.FailMode))
-	if o.OnReady != nil {
-		o.OnReady(ln.Addr().String())
-	}
-
+// loop follows the lifecycle events until SHUTDOWN, or until ctx ends,
+// handing each to its handler, and returns the exit code.
+func (x *extension) loop(ctx context.Context) int {
 	for {
-		ev, err := ext.Next(ctx)
+		ev, err := x.ext.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				log.Info("stopping", "reason", context.Cause(ctx).Error())
-				shutdown(srv, c, brk, log, time.Now().Add(time.Second), "")
-				return 0
-			}
-			log.Error("event/next failed", "error", err.Error())
-			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			if rerr := ext.ExitError(ectx, ErrTypeEvents, err); rerr != nil {
-				log.Error("reporting exit error failed", "error", rerr.Error())
-			}
-			cancel()
-			shutdown(srv, c, brk, log, time.Now().Add(time.Second), "")
-			return 1
+			return x.onNextFailed(ctx, err)
 		}
 		select {
-		case err := <-served:
-			log.Error("local API stopped", "error", err.Error())
+		case err := <-x.served:
+			x.log.Error("local API stopped", "error", err.Error())
 			return 1
 		default:
 		}
 		switch ev.EventType {
 		case extapi.Invoke:
-			// The runtime got the same event at the same moment: start the
-			// reads first, so they are under way, or done, when the
-			// function's first lookup arrives.
-			c.RefreshDue()
-			log.Debug("invoke", "requestId", ev.RequestID)
-			emitLookupMetrics(brk, emf, log)
-			emitRefused(brk, emf, log)
-			// Flush the outcome counts that are due while the function
-			// runs, within a small budget, and finish before the next
-			// event/next: the sandbox may be frozen right after it.
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushBudget)
-			flush(fctx, brk, log, false)
-			cancel()
+			x.onInvoke(ctx, ev)
 		case extapi.Shutdown:
-			deadline := ev.Deadline()
-			if deadline.IsZero() {
-				deadline = time.Now().Add(time.Second)
-			}
-			log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
-			shutdown(srv, c, brk, log, deadline, ev.ShutdownReason)
-			emitLookupMetrics(brk, emf, log)
-			emitRefused(brk, emf, log)
+			x.onShutdown(ev)
 			return 0
 		default:
-			log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
+			x.log.Warn("ignoring unknown event", "eventType", string(ev.EventType))
 		}
 	}
 }
 
-// flush writes the outcome counts that are due and evaluates the circuits
-// they may trip; final (SHUTDOWN) writes the buckets still filling too.
-func flush(ctx context.Context, brk *breaker.Breaker, log *slog.Logger, final bool) {
-	start := time.Now()
-	do := brk.Flush
-	if final {
-		do = brk.FlushAll
+// onInvoke handles an INVOKE event: the function runs now, and the
+// sandbox may be frozen right after the next event/next.
+func (x *extension) onInvoke(ctx context.Context, ev extapi.Event) {
+	x.log.Debug("invoke", "requestId", ev.RequestID)
+	x.routine(ctx)
+}
+
+// routine is the work due whenever the sandbox runs: what an INVOKE
+// starts, and what a timer's tick would where no INVOKE comes. It starts
+// the reads that are due, first, so they are under way, or done, when the
+// function's first lookup arrives (the runtime got the event at the same
+// moment); it writes the metrics of the lookups and reports since the
+// last call; then it flushes the outcome counts that are due, within
+// flushBudget, and returns: the sandbox may be frozen right after.
+func (x *extension) routine(ctx context.Context) {
+	x.cache.RefreshDue()
+	emitLookupMetrics(x.brk, x.emf, x.log)
+	emitRefused(x.brk, x.emf, x.log)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushBudget)
+	defer cancel()
+	began := time.Now()
+	res, err := x.brk.Flush(fctx)
+	logFlush(x.log, began, res, err)
+}
+
+// onShutdown handles the SHUTDOWN event: everything ends before its
+// deadline (see shutdown).
+func (x *extension) onShutdown(ev extapi.Event) {
+	deadline := ev.Deadline()
+	if deadline.IsZero() {
+		deadline = time.Now().Add(time.Second)
 	}
-	res, err := do(ctx)
+	x.log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
+	shutdown(x.srv, x.cache, x.brk, x.log, deadline, ev.ShutdownReason)
+	emitLookupMetrics(x.brk, x.emf, x.log)
+	emitRefused(x.brk, x.emf, x.log)
+}
+
+// onNextFailed handles the end of the event stream: ctx ended (a local
+// run), or event/next failed, which is reported as an exit error. Either
+// way the extension shuts down within a second, and returns the exit code.
+func (x *extension) onNextFailed(ctx context.Context, err error) int {
+	if ctx.Err() != nil {
+		x.log.Info("stopping", "reason", context.Cause(ctx).Error())
+		shutdown(x.srv, x.cache, x.brk, x.log, time.Now().Add(time.Second), "")
+		return 0
+	}
+	x.log.Error("event/next failed", "error", err.Error())
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	if rerr := x.ext.ExitError(ectx, ErrTypeEvents, err); rerr != nil {
+		x.log.Error("reporting exit error failed", "error", rerr.Error())
+	}
+	cancel()
+	shutdown(x.srv, x.cache, x.brk, x.log, time.Now().Add(time.Second), "")
+	return 1
+}
+
+// logFlush logs what a flush started at began did, when it did anything.
+func logFlush(log *slog.Logger, began time.Time, res breaker.FlushResult, err error) {
 	if res == (breaker.FlushResult{}) && err == nil {
 		return
 	}
-	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(start).Milliseconds()}
+	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(began).Milliseconds()}
 	if err != nil {
 		log.Warn("flushing outcomes failed or ran out of time; failed counts are kept for the next flush", append(attrs, "error", err.Error())...)
 		return
@@ -359,13 +416,14 @@ func shutdown(srv *server.Server, c *cache.Cache, brk *breaker.Breaker, log *slo
 		}
 	}
 	brk.Stop()
-	failed := reason == extapi.ReasonTimeout || reason == extapi.ReasonFailure
 	ectx, ecancel := context.WithTimeout(ctx, time.Until(deadline.Add(-shutdownMargin))/settleShare)
-	if n := brk.EndProbes(ectx, failed, reason); n > 0 {
-		log.Info("probe leases settled at shutdown", "leases", n, "countedAsFailed", failed, "reason", reason)
+	if n := brk.EndProbes(ectx, reason); n > 0 {
+		log.Info("probe leases settled at shutdown", "leases", n, "countedAsFailed", breaker.ProbesFailed(reason), "reason", reason)
 	}
 	ecancel()
-	flush(ctx, brk, log, true)
+	began := time.Now()
+	res, err := brk.FlushAll(ctx)
+	logFlush(log, began, res, err)
 	if !handlersDone {
 		// A handler may still start a read; waiting for reads now could
 		// race it.

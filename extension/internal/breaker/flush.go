@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -45,63 +47,103 @@ const maxLoggedErrors = 3
 // and logged, so they are not retried forever. Work that ctx leaves no
 // time for (the invocation's budget) waits for the next flush. The error,
 // if any, names at most a few of the errors and counts the others.
-func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) { return b.flush(ctx, false) }
-
-// FlushAll is Flush at SHUTDOWN: the buckets still filling are written
-// too, since no later flush will.
-func (b *Breaker) FlushAll(ctx context.Context) (FlushResult, error) { return b.flush(ctx, true) }
-
-func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
+func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
-	if final {
-		b.waitWrites(ctx)
+	due, lost := b.agg.Due(b.o.Now(), b.urgent)
+	return b.flush(ctx, due, lost)
+}
+
+// FlushAll is Flush at SHUTDOWN: the buckets still filling are written
+// too, since no later flush will. It first waits, within ctx, for the
+// bucket writes of earlier flushes that outlived their budget.
+func (b *Breaker) FlushAll(ctx context.Context) (FlushResult, error) {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.waitWrites(ctx)
+	due, lost := b.agg.DueAll(b.o.Now())
+	return b.flush(ctx, due, lost)
+}
+
+// flushRun collects what one flush did; its steps run concurrently.
+type flushRun struct {
+	mu   sync.Mutex
+	res  FlushResult
+	errs []error
+	// sem bounds the concurrent bucket writes, then the concurrent
+	// evaluations and trips.
+	sem chan struct{}
+	// work counts the evaluations and trips in flight.
+	work sync.WaitGroup
+}
+
+// add records a step's effect on the result, and its error if not nil.
+func (r *flushRun) add(err error, f func(res *FlushResult)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.errs = append(r.errs, err)
 	}
-	var res FlushResult
-	entries, lost := b.agg.Due(b.o.Now(), final, b.urgent)
-	for _, e := range lost {
-		res.Dropped++
-		b.o.Logger.Warn("outcome counts dropped: older than the window",
-			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "window", b.o.Policies.For(e.ID).Rates().Window.String())
+	if f != nil {
+		f(&r.res)
 	}
+}
+
+// flush writes due, logs lost, then evaluates the circuits whose written
+// counts held trouble and applies the pending fast trips, in that order.
+// The caller holds flushMu.
+func (b *Breaker) flush(ctx context.Context, due, lost []outcomes.Entry) (FlushResult, error) {
+	run := &flushRun{sem: make(chan struct{}, flushParallelism)}
+	b.dropLost(run, lost)
 	b.mu.Lock()
-	work := len(entries) + len(b.unevaluated) + len(b.trips)
+	work := len(due) + len(b.unevaluated) + len(b.trips)
 	b.mu.Unlock()
 	if work == 0 {
-		return res, nil
+		return run.res, nil
 	}
 	st, err := b.store(ctx)
 	if err != nil {
-		for _, e := range entries {
+		for _, e := range due {
 			b.agg.Failed(e)
 		}
-		res.Failed = len(entries)
-		return res, fmt.Errorf("flush: %w", err)
+		run.res.Failed += len(due)
+		return run.res, fmt.Errorf("flush: %w", err)
 	}
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, flushParallelism)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
+	b.writeBuckets(ctx, st, run, due)
+	b.evaluateWindows(ctx, run)
+	b.applyTrips(ctx, run)
+	// Evaluations and trips whose writes outlive ctx go on in the
+	// background, like bucket writes.
+	waitFor(ctx, &run.work)
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	return run.res, summarize(run.errs)
+}
+
+// dropLost logs the counts given up because their bucket left the window.
+func (b *Breaker) dropLost(run *flushRun, lost []outcomes.Entry) {
+	for _, e := range lost {
+		run.res.Dropped++
+		b.o.Logger.Warn("outcome counts dropped: older than the window",
+			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "window", b.o.Policies.For(e.ID).Rates().Window.String())
 	}
-	// Bucket writes are not cancelled when ctx ends: an atomic ADD whose
-	// request was cut off may still have been applied, and writing it
-	// again would count it twice. A write that outlives ctx goes on in the
-	// background (in Lambda: after the next event/next, or once the sandbox
-	// thaws) within writeTimeout, and its counts are settled when it ends;
-	// FlushAll waits for such writes before it starts.
+}
+
+// writeBuckets adds the counts of due to their bucket items, concurrently,
+// and waits for the writes until ctx ends. Bucket writes are not
+// cancelled when ctx ends: an atomic ADD whose request was cut off may
+// still have been applied, and writing it again would count it twice. A
+// write that outlives ctx goes on in the background (in Lambda: after the
+// next event/next, or once the sandbox thaws) within writeTimeout, and its
+// counts are settled when it ends; FlushAll waits for such writes before
+// it starts. Counts the budget leaves no slot for are kept for the next
+// flush.
+func (b *Breaker) writeBuckets(ctx context.Context, st *store.Store, run *flushRun, due []outcomes.Entry) {
 	var writes sync.WaitGroup
-	for _, e := range entries {
-		if !acquire(ctx, sem) {
+	for _, e := range due {
+		if !acquire(ctx, run.sem) {
 			b.agg.Failed(e) // the budget ran out: kept for the next flush
-			mu.Lock()
-			res.Failed++
-			mu.Unlock()
+			run.add(nil, func(res *FlushResult) { res.Failed++ })
 			continue
 		}
 		writes.Add(1)
@@ -109,87 +151,94 @@ func (b *Breaker) flush(ctx context.Context, final bool) (FlushResult, error) {
 		go func() {
 			defer b.writes.Done()
 			defer writes.Done()
-			defer func() { <-sem }()
-			window := b.o.Policies.For(e.ID).Rates().Window
-			expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-			err := st.AddCounts(wctx, e.ID, e.Start, e.Counts, expires)
-			cancel()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				if store.Permanent(err) {
-					b.agg.GiveUp(e)
-					res.Dropped++
-					b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
-						"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
-					return
-				}
-				b.agg.Failed(e)
-				res.Failed++
-				return
-			}
-			b.agg.Written(e)
-			res.Written++
-			if e.Failures > 0 || e.Slow > 0 {
-				b.mu.Lock()
-				b.unevaluated[e.ID] = true
-				b.mu.Unlock()
-			}
+			defer func() { <-run.sem }()
+			b.writeBucket(ctx, st, run, e)
 		}()
 	}
 	waitFor(ctx, &writes)
-	b.mu.Lock()
-	ids := make([]string, 0, len(b.unevaluated))
-	for id := range b.unevaluated {
-		ids = append(ids, id)
+}
+
+// writeBucket writes the counts of e and settles them: written, kept for
+// the next flush, or given up when the table refuses them for good. A
+// written bucket holding trouble leaves its circuit to evaluate.
+func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRun, e outcomes.Entry) {
+	window := b.o.Policies.For(e.ID).Rates().Window
+	expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	err := st.AddCounts(wctx, e.ID, e.Start, e.Counts, expires)
+	cancel()
+	switch {
+	case err != nil && store.Permanent(err):
+		b.agg.GiveUp(e)
+		run.add(err, func(res *FlushResult) { res.Dropped++ })
+		b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
+			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
+	case err != nil:
+		b.agg.Failed(e)
+		run.add(err, func(res *FlushResult) { res.Failed++ })
+	default:
+		b.agg.Written(e)
+		run.add(nil, func(res *FlushResult) { res.Written++ })
+		if e.Failures > 0 || e.Slow > 0 {
+			b.mu.Lock()
+			b.unevaluated[e.ID] = true
+			b.mu.Unlock()
+		}
 	}
-	trips := maps.Clone(b.trips)
+}
+
+// evaluateWindows starts the evaluation of every circuit whose written
+// counts held trouble, as far as ctx leaves slots; a circuit stays to
+// evaluate until its evaluation succeeds.
+func (b *Breaker) evaluateWindows(ctx context.Context, run *flushRun) {
+	b.mu.Lock()
+	ids := slices.Collect(maps.Keys(b.unevaluated))
 	b.mu.Unlock()
 	for _, id := range ids {
-		if !spawn(ctx, sem, &wg, func() {
+		started := spawn(ctx, run.sem, &run.work, func() {
 			tripped, err := b.evaluate(ctx, id)
 			if err != nil {
-				fail(err)
+				run.add(err, nil)
 				return
 			}
 			b.mu.Lock()
 			delete(b.unevaluated, id)
 			b.mu.Unlock()
-			mu.Lock()
-			res.Evaluated++
-			if tripped {
-				res.Tripped++
-			}
-			mu.Unlock()
-		}) {
-			break
+			run.add(nil, func(res *FlushResult) {
+				res.Evaluated++
+				if tripped {
+					res.Tripped++
+				}
+			})
+		})
+		if !started {
+			return
 		}
 	}
-	for id, run := range trips {
-		if !spawn(ctx, sem, &wg, func() {
+}
+
+// applyTrips starts the fast trips that failed when their outcomes were
+// reported, as far as ctx leaves slots.
+func (b *Breaker) applyTrips(ctx context.Context, run *flushRun) {
+	b.mu.Lock()
+	trips := maps.Clone(b.trips)
+	b.mu.Unlock()
+	for id, r := range trips {
+		started := spawn(ctx, run.sem, &run.work, func() {
 			before, _ := b.peek(id)
-			after, err := b.fastTrip(ctx, id, run)
+			after, err := b.fastTrip(ctx, id, r)
 			if err != nil {
-				fail(err)
+				run.add(err, nil)
 				return
 			}
 			if after.State == circuit.Open && before.State != circuit.Open {
-				mu.Lock()
-				res.Tripped++
-				mu.Unlock()
+				run.add(nil, func(res *FlushResult) { res.Tripped++ })
 			}
-		}) {
-			break
+		})
+		if !started {
+			return
 		}
 	}
-	// Evaluations and trips whose writes outlive ctx go on in the
-	// background, like bucket writes.
-	waitFor(ctx, &wg)
-	mu.Lock()
-	defer mu.Unlock()
-	return res, summarize(errs)
 }
 
 // waitWrites waits until the bucket writes of earlier flushes have ended,

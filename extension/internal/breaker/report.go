@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/outcomes"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -235,15 +236,23 @@ func (b *Breaker) applyProbe(ctx context.Context, l store.Lease, result circuit.
 	return after, nil
 }
 
+// ProbesFailed says whether the probe calls still running when the sandbox
+// shuts down for reason (the SHUTDOWN event's) count as failed: after
+// "timeout" or "failure" a probe call may have hung; after "spindown", or
+// in a local run (""), it may not.
+func ProbesFailed(reason string) bool {
+	return reason == extapi.ReasonTimeout || reason == extapi.ReasonFailure
+}
+
 // EndProbes settles the probe leases this extension still holds when its
-// sandbox shuts down, within ctx, and returns how many it settled. When
-// failed is true (the shutdown reason says the invocation timed out or
-// failed, so a probe call may have hung), each counts as a failed probe
-// and reopens its circuit; otherwise each is released, so that another
-// sandbox may probe at once instead of after the lease expires. Leases are
-// settled concurrently; then EndProbes waits, still within ctx, for leases
-// being given back in the background.
-func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
+// sandbox shuts down for reason, within ctx, and returns how many it
+// settled. When the probes failed (see ProbesFailed), each counts as a
+// failed probe and reopens its circuit; otherwise each is released, so
+// that another sandbox may probe at once instead of after the lease
+// expires. Leases are settled concurrently; then EndProbes waits, still
+// within ctx, for leases being given back in the background.
+func (b *Breaker) EndProbes(ctx context.Context, reason string) int {
+	failed := ProbesFailed(reason)
 	now := b.o.Now()
 	b.mu.Lock()
 	var held []store.Lease
@@ -266,7 +275,7 @@ func (b *Breaker) EndProbes(ctx context.Context, failed bool, why string) int {
 				b.releaseWithin(ctx, l)
 				return
 			}
-			result := circuit.CheckResult{Reason: "probe call did not finish: the sandbox shut down (" + why + ")"}
+			result := circuit.CheckResult{Reason: "probe call did not finish: the sandbox shut down (" + reason + ")"}
 			if _, err := b.applyProbe(ctx, l, result); err != nil {
 				b.o.Logger.Warn("settling a probe at shutdown failed", "service", l.ID, "error", err.Error())
 			}

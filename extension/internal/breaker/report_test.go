@@ -86,7 +86,7 @@ func TestEndProbesSettlesConcurrently(t *testing.T) {
 	slow.on.Store(true)
 	sctx, cancel := context.WithTimeout(ctx, 800*time.Millisecond)
 	defer cancel()
-	if n := b.EndProbes(sctx, false, "spindown"); n != 4 {
+	if n := b.EndProbes(sctx, "spindown"); n != 4 {
 		t.Fatalf("EndProbes settled %d leases, want 4", n)
 	}
 	slow.on.Store(false)
@@ -129,11 +129,12 @@ func TestExpiredTokenCountsAsOrdinaryOutcome(t *testing.T) {
 func TestEndProbesAtShutdown(t *testing.T) {
 	tests := []struct {
 		reason    string
-		failed    bool
 		wantState circuit.State
 	}{
-		{reason: "timeout", failed: true, wantState: circuit.Open},
-		{reason: "spindown", failed: false, wantState: circuit.HalfOpen},
+		{reason: "timeout", wantState: circuit.Open},
+		{reason: "failure", wantState: circuit.Open},
+		{reason: "spindown", wantState: circuit.HalfOpen},
+		{reason: "", wantState: circuit.HalfOpen}, // a local run
 	}
 	for _, tt := range tests {
 		t.Run(tt.reason, func(t *testing.T) {
@@ -148,10 +149,10 @@ func TestEndProbesAtShutdown(t *testing.T) {
 				t.Fatalf("a second sandbox got a probe while the lease is held: %+v", a)
 			}
 
-			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 1 {
+			if n := b.EndProbes(ctx, tt.reason); n != 1 {
 				t.Fatalf("EndProbes settled %d leases, want 1", n)
 			}
-			if n := b.EndProbes(ctx, tt.failed, tt.reason); n != 0 {
+			if n := b.EndProbes(ctx, tt.reason); n != 0 {
 				t.Errorf("a second EndProbes settled %d leases, want 0", n)
 			}
 			after := f.get(t, "svc")

@@ -189,14 +189,33 @@ type Urgent func(id string, w circuit.Counts) bool
 // returned counts as offered. For each circuit whose window (the buckets
 // not yet older than it) holds a failed or slow call, every bucket that
 // has ended is due with the counts not yet written, successes included;
-// the bucket still filling is due too when final is set (SHUTDOWN), when
-// its last offer was not written, or, once per bucket, when urgent says
-// so. A circuit whose window holds only
-// successes has nothing due. Counts that were due but whose bucket has
-// left the window are returned as lost: no window read from now on
-// includes them. Each returned entry is in flight until Written, Failed or
-// GiveUp is called with it; Due does not offer its bucket again before.
-func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []Entry) {
+// the bucket still filling is due too when its last offer was not
+// written, or, once per bucket, when urgent says so. A circuit whose
+// window holds only successes has nothing due. Counts that were due but
+// whose bucket has left the window are returned as lost: no window read
+// from now on includes them. Each returned entry is in flight until
+// Written, Failed or GiveUp is called with it; Due does not offer its
+// bucket again before.
+func (a *Aggregator) Due(now time.Time, urgent Urgent) (due, lost []Entry) {
+	return a.due(now, func(id string, w *window, sum circuit.Counts, current int64) bool {
+		if a.o.EveryFlush {
+			return true
+		}
+		s := w.slots[current]
+		return s != nil && !s.early && urgent != nil && urgent(id, sum)
+	})
+}
+
+// DueAll is Due at SHUTDOWN: the buckets still filling are due too, since
+// no later flush will write them.
+func (a *Aggregator) DueAll(now time.Time) (due, lost []Entry) {
+	return a.due(now, func(string, *window, circuit.Counts, int64) bool { return true })
+}
+
+// due is Due, with filling saying whether the bucket current, still
+// filling, of circuit id with window w summing to sum is due whether or
+// not its last offer was written.
+func (a *Aggregator) due(now time.Time, filling func(id string, w *window, sum circuit.Counts, current int64) bool) (due, lost []Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	lost = append(a.lost, a.pruneLocked(now)...)
@@ -211,21 +230,18 @@ func (a *Aggregator) Due(now time.Time, final bool, urgent Urgent) (due, lost []
 		if !a.o.EveryFlush && sum.Failures == 0 && sum.Slow == 0 {
 			continue
 		}
-		early := false
-		if s := w.slots[current]; s != nil && !s.early && !final && !a.o.EveryFlush && urgent != nil {
-			early = urgent(id, sum)
-		}
+		writeFilling := filling(id, w, sum, current)
 		for start, s := range w.slots {
 			d := s.total.Sub(s.written)
 			if d.IsZero() || s.inflight {
 				continue
 			}
-			filling := start >= current
-			if filling && !final && !a.o.EveryFlush && !s.retry && !early {
+			isFilling := start >= current
+			if isFilling && !writeFilling && !s.retry {
 				continue
 			}
 			s.due, s.retry, s.inflight = true, true, true
-			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d, early: filling})
+			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d, early: isFilling})
 		}
 	}
 	sortEntries(due)

@@ -82,7 +82,10 @@ func TestDue(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAgg(tt.o)
 			tt.record(a)
-			due, lost := a.Due(t0.Add(tt.at), tt.final, tt.urgent)
+			due, lost := a.Due(t0.Add(tt.at), tt.urgent)
+			if tt.final {
+				due, lost = a.DueAll(t0.Add(tt.at))
+			}
 			if got := sum(due); got != tt.want || len(due) != tt.due || len(lost) != 0 {
 				t.Fatalf("Due = %+v (sum %+v), lost %v; want %d entries summing to %+v", due, got, lost, tt.due, tt.want)
 			}
@@ -110,7 +113,7 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 		if _, err := a.Record("svc", at, c, int(c.Failures), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		due, lost := a.Due(at, false, urgent)
+		due, lost := a.Due(at, urgent)
 		if len(lost) > 0 {
 			t.Fatalf("lost %v", lost)
 		}
@@ -118,7 +121,7 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 		table = table.Add(sum(due))
 		writeAll(a, due)
 	}
-	due, _ := a.Due(t0.Add(30*time.Second), true, urgent)
+	due, _ := a.DueAll(t0.Add(30 * time.Second))
 	writes += len(due)
 	table = table.Add(sum(due))
 	writeAll(a, due)
@@ -134,23 +137,23 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 func TestDueKeepsUnwrittenCountsAndDropsExpired(t *testing.T) {
 	a := newAgg(Options{Window: func(string) time.Duration { return 10 * time.Second }})
 	a.Record("svc", t0, fail(2), 2, time.Time{})
-	due, _ := a.Due(t0.Add(5*time.Second), false, nil)
+	due, _ := a.Due(t0.Add(5*time.Second), nil)
 	if len(due) != 1 || a.Pending() != 1 {
 		t.Fatalf("due %v, pending %d", due, a.Pending())
 	}
 	// In flight: not offered twice.
-	if again, _ := a.Due(t0.Add(6*time.Second), false, nil); len(again) != 0 {
+	if again, _ := a.Due(t0.Add(6*time.Second), nil); len(again) != 0 {
 		t.Fatalf("offered again while in flight: %v", again)
 	}
 	// Not written (the table failed): offered again at the next flush.
 	a.Failed(due[0])
-	again, _ := a.Due(t0.Add(6*time.Second), false, nil)
+	again, _ := a.Due(t0.Add(6*time.Second), nil)
 	if len(again) != 1 || again[0].Counts != fail(2) {
 		t.Fatalf("second Due = %v", again)
 	}
 	a.Failed(again[0])
 	// Bucket plus window later it can never count: lost, not offered.
-	due, lost := a.Due(t0.Add(16*time.Second), false, nil)
+	due, lost := a.Due(t0.Add(16*time.Second), nil)
 	if len(due) != 0 || len(lost) != 1 || lost[0].Counts != fail(2) || a.Pending() != 0 || a.Circuits() != 0 {
 		t.Fatalf("past the window: due %v, lost %v, pending %d, circuits %d", due, lost, a.Pending(), a.Circuits())
 	}
@@ -221,7 +224,7 @@ func TestConcurrentRecordsAllCounted(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	due, _ := a.Due(t0.Add(10*time.Second), false, nil)
+	due, _ := a.Due(t0.Add(10*time.Second), nil)
 	if len(due) != 2 || due[0].Calls != 50 || due[1].Calls != 50 || !due[0].Start.Equal(t0) {
 		t.Fatalf("Due = %+v", due)
 	}
