@@ -82,8 +82,10 @@ func (t *ticker) tick(ctx context.Context) {
 		t.cache.RefreshDue()
 	}
 	fctx, cancel := context.WithTimeout(ctx, flushBudget)
-	flush(fctx, t.brk, t.log, false)
+	began := time.Now()
+	res, err := t.brk.Flush(fctx)
 	cancel()
+	logFlush(t.log, began, res, err)
 	if busy {
 		// Lookups and refused outcomes are counted only by requests.
 		emitLookupMetrics(t.brk, t.emf, t.log)
