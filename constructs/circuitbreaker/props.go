@@ -1,7 +1,6 @@
 package circuitbreaker
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -128,31 +127,10 @@ type HealthCheck = appconfig.HealthCheck
 type BreakerSettings = circuit.Settings
 
 // ExtensionSettings tune the extension through environment variables of
-// the functions passed to AttachTo. Zero fields keep the extension's
-// defaults.
-type ExtensionSettings struct {
-	// Port is the extension's port on 127.0.0.1. Default: 4243.
-	Port int
-	// RefreshInterval is the age after which a cached circuit is refreshed
-	// in the background.
-	RefreshInterval time.Duration
-	// MaxStaleness is how long refreshes of a cached circuit may keep
-	// failing, from the first failure, before FailMode applies.
-	MaxStaleness time.Duration
-	// MaxAge is the oldest cached circuit a lookup answers from at once:
-	// the first lookup after a longer pause waits (at most the miss
-	// timeout) for the refresh its INVOKE already started, so a sandbox
-	// that was idle never acts on an old state. At least RefreshInterval
-	// (1s when unset), at most 24h. Default: twice RefreshInterval.
-	MaxAge time.Duration
-	// DisableMaxAge turns the maximum age off: old values are answered at
-	// once while the refresh runs. An error together with MaxAge.
-	// Default: false.
-	DisableMaxAge bool
-	// FailMode is "allow" or "deny": what callers are told when the state
-	// cannot be known.
-	FailMode string
-}
+// the functions passed to AttachTo: the same type the extension reads
+// them into. Zero fields keep the extension's defaults; each field
+// documents its default, range and variable.
+type ExtensionSettings = policy.Extension
 
 // everyMinute is the default schedule, and the only one CheckInterval
 // works with.
@@ -195,16 +173,6 @@ func validateURL(raw string) error {
 	return nil
 }
 
-func validateDuration(name string, d, lo, hi time.Duration) error {
-	if d == 0 {
-		return nil
-	}
-	if d < lo || d > hi {
-		return fmt.Errorf("%s %v is outside %v..%v", name, d, lo, hi)
-	}
-	return nil
-}
-
 // validate checks the props and fills in defaults. It returns the services
 // to monitor, or one error that names every problem at once: the props' own
 // first, then each service's on one line that names the service once. Each
@@ -212,11 +180,6 @@ func validateDuration(name string, d, lo, hi time.Duration) error {
 func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	addErr := func(err error) {
-		if err != nil {
-			problems = append(problems, err.Error())
-		}
-	}
 	if p.Table != nil && p.TableRemovalPolicy != "" {
 		add("TableRemovalPolicy applies only to a table the construct creates; remove it or do not pass Table")
 	}
@@ -232,28 +195,9 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 	if arch := p.Architecture; arch != nil && goarch(arch) == "" {
 		add("unsupported architecture %s: want ARM_64 or X86_64", *arch.Name())
 	}
-	if fm := p.Extension.FailMode; fm != "" && fm != "allow" && fm != "deny" {
-		add("Extension.FailMode %q: want \"allow\" or \"deny\"", fm)
-	}
-	if port := p.Extension.Port; port != 0 && (port < 1024 || port > 65535) {
-		add("Extension.Port %d: want 1024..65535", port)
-	}
-	addErr(validateDuration("Extension.RefreshInterval", p.Extension.RefreshInterval, 10*time.Millisecond, time.Hour))
-	addErr(validateDuration("Extension.MaxStaleness", p.Extension.MaxStaleness, time.Second, 24*time.Hour))
-	// The extension refuses a staleness window shorter than the refresh
-	// interval (every function's init would fail), so synth refuses it too.
-	interval := cmp.Or(p.Extension.RefreshInterval, time.Second)
-	if staleness := cmp.Or(p.Extension.MaxStaleness, 30*time.Second); p.Extension.MaxStaleness >= 0 && staleness < interval {
-		add("Extension.MaxStaleness %s: want at least the refresh interval %s", staleness, interval)
-	}
-	switch age := p.Extension.MaxAge; {
-	case p.Extension.DisableMaxAge && age != 0:
-		add("Extension.MaxAge is set but DisableMaxAge is true: remove one")
-	case age < 0:
-		add("Extension.MaxAge %v is negative: set DisableMaxAge to turn the maximum off", age)
-	case age > 0:
-		if err := validateDuration("Extension.MaxAge", age, interval, 24*time.Hour); err != nil {
-			add("%v (at least the refresh interval)", err)
+	if err := p.Extension.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			add("Extension.%s", line)
 		}
 	}
 

@@ -66,7 +66,7 @@ func TestPropsValidation(t *testing.T) {
 		{"check interval, slower schedule", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Schedule: rate("rate(5 minutes)"), HealthCheck: HealthCheck{CheckInterval: 10 * time.Second}}}}, "needs the schedule rate(1 minute)"},
 		{"fail mode", CircuitBreakedServiceProps{Extension: ExtensionSettings{FailMode: "open"}}, "FailMode"},
 		{"port", CircuitBreakedServiceProps{Extension: ExtensionSettings{Port: 80}}, "Port"},
-		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is outside 1s..24h0m0s"},
+		{"max age below default interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{MaxAge: 500 * time.Millisecond}}, "Extension.MaxAge 500ms is out of range 1s (the refresh interval)..24h0m0s"},
 		{"max age below interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 5 * time.Second, MaxAge: 2 * time.Second}}, "Extension.MaxAge"},
 		{"max age with short interval", CircuitBreakedServiceProps{Extension: ExtensionSettings{RefreshInterval: 100 * time.Millisecond, MaxAge: 500 * time.Millisecond}}, ""},
 		{"max age off", CircuitBreakedServiceProps{Extension: ExtensionSettings{DisableMaxAge: true}}, ""},
@@ -111,7 +111,7 @@ func TestPropsErrorNamesEveryProblemOnce(t *testing.T) {
 	}
 	msg := err.Error()
 	want := "circuitbreaker: invalid props:\n" +
-		"  Extension.Port 80: want 1024..65535\n" +
+		"  Extension.Port 80 is out of range 1024..65535\n" +
 		`  service "a": Breaker.FailureThreshold 200 is out of range 1..100; Passive.FailureRateThreshold 150 is out of range 1..100 (percent); Passive.Window 7s is out of range 5s..5m0s in steps of 5s` + "\n" +
 		`  service "c": URL "ftp://c/health": want an absolute http:// or https:// URL; HealthCheck.SlowCallThreshold 3s: want at most Timeout (2s)` + "\n" +
 		`  Services[3]: duplicate service ID "a": IDs must be unique`

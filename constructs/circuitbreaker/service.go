@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -308,25 +307,7 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 		EnvTable:    *s.table.TableName(),
 		EnvServices: strings.Join(serviceIDs, ","),
 	}
-	ext := s.props.Extension
-	if ext.Port != 0 {
-		env[EnvPort] = strconv.Itoa(ext.Port)
-	}
-	if ext.RefreshInterval != 0 {
-		env[EnvRefreshInterval] = ext.RefreshInterval.String()
-	}
-	if ext.MaxStaleness != 0 {
-		env[EnvMaxStaleness] = ext.MaxStaleness.String()
-	}
-	switch {
-	case ext.DisableMaxAge:
-		env[EnvMaxAge] = "0"
-	case ext.MaxAge > 0:
-		env[EnvMaxAge] = ext.MaxAge.String()
-	}
-	if ext.FailMode != "" {
-		env[EnvFailMode] = ext.FailMode
-	}
+	maps.Copy(env, s.props.Extension.Env())
 	policies := policy.Policies{}
 	for _, svc := range s.services {
 		if slices.Contains(serviceIDs, svc.ID) && svc.policy() != (policy.Policy{}) {

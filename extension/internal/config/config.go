@@ -39,62 +39,32 @@ const (
 	EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 )
 
-// Defaults.
+// Defaults of the settings that only the extension reads; those of
+// policy.Extension are declared there.
 const (
-	DefaultPort            = 4243
-	DefaultRefreshInterval = time.Second
-	DefaultMaxStaleness    = 30 * time.Second
-	// DefaultMaxAgeFactor times the refresh interval is the maximum age
-	// when CIRCUIT_BREAKER_MAX_AGE is unset: a sandbox invoked at least
-	// that often never waits, since its INVOKE events keep its values
-	// younger; one idle for longer waits for one read on its first
-	// lookup, which its INVOKE has already started.
-	DefaultMaxAgeFactor = 2
-	DefaultMissTimeout  = 100 * time.Millisecond
-	DefaultMaxCircuits  = 1000
-	DefaultFailMode     = FailAllow
+	DefaultMissTimeout = 100 * time.Millisecond
+	DefaultMaxCircuits = 1000
 )
 
-// FailMode is the decision taken when the state of a circuit is unknown:
-// nothing cached and DynamoDB unreachable, or reads have failed for longer
-// than the maximum staleness.
-type FailMode string
+// FailMode is policy.FailMode, the decision taken when the state of a
+// circuit is unknown.
+type FailMode = policy.FailMode
 
 // The two failure policies.
 const (
-	FailAllow FailMode = "allow"
-	FailDeny  FailMode = "deny"
+	FailAllow = policy.FailAllow
+	FailDeny  = policy.FailDeny
 )
-
-// ParseFailMode parses "allow" or "deny" (case-insensitive); the empty
-// string gives the default, allow.
-func ParseFailMode(v string) (FailMode, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "":
-		return DefaultFailMode, nil
-	case "allow":
-		return FailAllow, nil
-	case "deny":
-		return FailDeny, nil
-	}
-	return "", fmt.Errorf("%s=%q: want allow or deny", EnvFailMode, v)
-}
-
-// Allows reports whether the policy lets calls through.
-func (m FailMode) Allows() bool { return m != FailDeny }
 
 // Config is the validated configuration.
 type Config struct {
 	Table    string
 	Services []string
-	// Port is the loopback port; 0 picks a free one (tests).
-	Port            int
-	RefreshInterval time.Duration
-	MaxStaleness    time.Duration
-	// MaxAge is the oldest cached value a lookup answers from without
-	// waiting for the refresh; 0 turns the maximum off.
-	MaxAge      time.Duration
-	FailMode    FailMode
+	// Extension holds the settings the construct sets, defaults applied:
+	// Port (0 when CIRCUIT_BREAKER_PORT is 0: a free one, for tests),
+	// RefreshInterval, MaxStaleness, MaxAge (0 when the maximum is
+	// off) and FailMode.
+	policy.Extension
 	MissTimeout time.Duration
 	MaxCircuits int
 	LogLevel    slog.Level
@@ -123,27 +93,21 @@ func Load(getenv func(string) string) (Config, error) {
 		// check would be off and any local process could forge requests.
 		errs = append(errs, fmt.Errorf("neither %s nor %s is set inside Lambda (%s is set): the local API would accept forged requests", api.EnvSessionToken, api.EnvContainerAuthToken, EnvFunctionName))
 	}
-	var err error
-	if c.Port, err = parseInt(getenv, EnvPort, DefaultPort, 0, 65535); err != nil {
+	ext, err := policy.ExtensionFromEnv(getenv)
+	if err != nil {
 		errs = append(errs, err)
+	}
+	if err == nil {
+		if err := ext.ValidateEnv(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.Extension = ext.WithDefaults()
+	if strings.TrimSpace(getenv(EnvPort)) == "0" {
+		c.Port = 0 // a free port, for tests: the zero Port of policy.Extension means the default
 	}
 	if c.MaxCircuits, err = parseInt(getenv, EnvMaxCircuits, DefaultMaxCircuits, 1, 1_000_000); err != nil {
 		errs = append(errs, err)
-	}
-	if c.RefreshInterval, err = parseDuration(getenv, EnvRefreshInterval, DefaultRefreshInterval, time.Millisecond); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxStaleness, err = parseDuration(getenv, EnvMaxStaleness, DefaultMaxStaleness, time.Millisecond); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxAge, err = parseDuration(getenv, EnvMaxAge, -1, 0); err != nil {
-		errs = append(errs, err)
-	}
-	switch {
-	case c.MaxAge < 0 || err != nil:
-		c.MaxAge = DefaultMaxAgeFactor * c.RefreshInterval
-	case c.MaxAge > 0 && c.RefreshInterval > 0 && c.MaxAge < c.RefreshInterval:
-		errs = append(errs, fmt.Errorf("%s (%s) must be 0 (no maximum) or at least %s (%s)", EnvMaxAge, c.MaxAge, EnvRefreshInterval, c.RefreshInterval))
 	}
 	if c.MissTimeout, err = parseDuration(getenv, EnvMissTimeout, DefaultMissTimeout, time.Millisecond); err != nil {
 		errs = append(errs, err)
@@ -151,14 +115,8 @@ func Load(getenv func(string) string) (Config, error) {
 	if err == nil && c.MissTimeout > 10*time.Second {
 		errs = append(errs, fmt.Errorf("%s=%s: at most 10s", EnvMissTimeout, c.MissTimeout))
 	}
-	if c.FailMode, err = ParseFailMode(getenv(EnvFailMode)); err != nil {
-		errs = append(errs, err)
-	}
 	if c.LogLevel, err = ParseLogLevel(getenv(EnvLogLevel)); err != nil {
 		errs = append(errs, err)
-	}
-	if c.MaxStaleness > 0 && c.RefreshInterval > 0 && c.MaxStaleness < c.RefreshInterval {
-		errs = append(errs, fmt.Errorf("%s (%s) must not be shorter than %s (%s)", EnvMaxStaleness, c.MaxStaleness, EnvRefreshInterval, c.RefreshInterval))
 	}
 	if c.Policies, err = policy.Parse(getenv(EnvPolicies)); err != nil {
 		errs = append(errs, err)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -14,8 +16,8 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Table != "circuits" || c.Port != DefaultPort || c.RefreshInterval != DefaultRefreshInterval ||
-		c.MaxStaleness != DefaultMaxStaleness || c.FailMode != FailAllow || c.MissTimeout != DefaultMissTimeout ||
+	if c.Table != "circuits" || c.Port != policy.DefaultPort || c.RefreshInterval != policy.DefaultRefreshInterval ||
+		c.MaxStaleness != policy.DefaultMaxStaleness || c.FailMode != FailAllow || c.MissTimeout != DefaultMissTimeout ||
 		c.MaxCircuits != DefaultMaxCircuits || c.LogLevel != slog.LevelInfo || c.Token != "tok" || len(c.Services) != 0 ||
 		c.MaxAge != 2*time.Second {
 		t.Errorf("defaults = %+v", c)
@@ -34,6 +36,17 @@ func TestLoadValues(t *testing.T) {
 		c.MaxStaleness != time.Minute || c.FailMode != FailDeny || c.MissTimeout != 20*time.Millisecond ||
 		c.MaxCircuits != 5 || c.LogLevel != slog.LevelDebug {
 		t.Errorf("config = %+v", c)
+	}
+}
+
+// CIRCUIT_BREAKER_PORT=0 asks for a free port (tests); unset is the
+// default port.
+func TestLoadFreePort(t *testing.T) {
+	for v, want := range map[string]int{"0": 0, " 0 ": 0, "": policy.DefaultPort, "5000": 5000} {
+		c, err := Load(env(map[string]string{EnvTable: "t", EnvPort: v}))
+		if err != nil || c.Port != want {
+			t.Errorf("%s=%q: Port = %d, %v; want %d", EnvPort, v, c.Port, err, want)
+		}
 	}
 }
 
@@ -81,11 +94,15 @@ func TestLoadErrors(t *testing.T) {
 		{"port text", map[string]string{EnvTable: "t", EnvPort: "http"}, EnvPort},
 		{"interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "1"}, EnvRefreshInterval},
 		{"interval negative", map[string]string{EnvTable: "t", EnvRefreshInterval: "-1s"}, EnvRefreshInterval},
-		{"staleness below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxStaleness: "1s"}, "must not be shorter"},
+		{"staleness below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxStaleness: "2s"}, EnvMaxStaleness + " 2s: want at least the refresh interval 5s"},
+		{"staleness too short", map[string]string{EnvTable: "t", EnvRefreshInterval: "100ms", EnvMaxStaleness: "500ms"}, EnvMaxStaleness + " 500ms is out of range 1s..24h0m0s"},
+		{"interval too short", map[string]string{EnvTable: "t", EnvRefreshInterval: "5ms"}, EnvRefreshInterval + " 5ms is out of range 10ms..1h0m0s"},
+		{"privileged port", map[string]string{EnvTable: "t", EnvPort: "80"}, EnvPort + " 80 is out of range 1024..65535"},
+		{"max age too long", map[string]string{EnvTable: "t", EnvMaxAge: "25h"}, EnvMaxAge + " 25h0m0s is out of range"},
 		{"fail mode", map[string]string{EnvTable: "t", EnvFailMode: "open"}, "want allow or deny"},
-		{"max age below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxAge: "1s"}, EnvMaxAge + " (1s) must be 0 (no maximum) or at least"},
+		{"max age below interval", map[string]string{EnvTable: "t", EnvRefreshInterval: "5s", EnvMaxAge: "1s"}, EnvMaxAge + " 1s is out of range 5s (the refresh interval)"},
 		{"max age below default interval", map[string]string{EnvTable: "t", EnvMaxAge: "500ms"}, EnvMaxAge},
-		{"max age negative", map[string]string{EnvTable: "t", EnvMaxAge: "-1s"}, EnvMaxAge},
+		{"max age negative", map[string]string{EnvTable: "t", EnvMaxAge: "-1s"}, EnvMaxAge + " -1s is negative: set " + EnvMaxAge + "=0"},
 		{"max age text", map[string]string{EnvTable: "t", EnvMaxAge: "soon"}, EnvMaxAge},
 		{"miss timeout", map[string]string{EnvTable: "t", EnvMissTimeout: "1h"}, "at most 10s"},
 		{"max circuits", map[string]string{EnvTable: "t", EnvMaxCircuits: "0"}, EnvMaxCircuits},
