@@ -59,6 +59,10 @@ const (
 	// refused (answer 503) because memory already held the counts of its
 	// maximum number of circuits. Emitted with ServiceId AllServices.
 	OutcomesRefused = "OutcomesRefused"
+	// TokensRejected counts requests to the local API refused with 401: a
+	// missing or wrong token, so the caller's failure policy decides for
+	// it. Emitted with ServiceId AllServices, at most once a minute.
+	TokensRejected = "TokensRejected"
 )
 
 // AllServices is the ServiceId of metrics that are not about one service.

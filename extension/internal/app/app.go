@@ -184,8 +184,9 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 		log.Warn("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set: the X-Circuit-Breaker-Token check is disabled (local run)")
 	}
 
-	x := wire(cfg, db, log)
-	x.ext, x.emf = ext, metrics.NewWriter(o.Stdout, cfg.Table)
+	emf := metrics.NewWriter(o.Stdout, cfg.Table)
+	x := wire(cfg, db, log, emf)
+	x.ext, x.emf = ext, emf
 	ln, err := server.Listen(cfg.Port)
 	if err != nil {
 		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
@@ -211,8 +212,9 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 }
 
 // wire builds the cache reading through db, the breaker deciding from it
-// and the local API's server answering with the breaker, from cfg.
-func wire(cfg config.Config, db *lazyStore, log *slog.Logger) *extension {
+// and the local API's server answering with the breaker, from cfg; the
+// server counts rejected tokens in emf.
+func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Writer) *extension {
 	c := cache.New(db, cache.Options{
 		RefreshInterval: cfg.RefreshInterval,
 		MaxStaleness:    cfg.MaxStaleness,
@@ -231,7 +233,7 @@ func wire(cfg config.Config, db *lazyStore, log *slog.Logger) *extension {
 		MaxCircuits:  cfg.MaxCircuits,
 		Logger:       log,
 	})
-	srv := server.New(server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Services: cfg.Services}), log)
+	srv := server.New(server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services}), log)
 	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1)}
 }
 

@@ -16,11 +16,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 )
 
 // Limits on requests.
@@ -58,9 +60,13 @@ type Options struct {
 	// Empty disables the check; the extension does that only when
 	// AWS_SESSION_TOKEN is unset, as in local runs.
 	Token string
-	// Logger receives refused requests at debug level (default
-	// slog.Default()).
+	// Logger receives refused requests at debug level, and requests
+	// refused for their token at warn level, at most once per
+	// TokenWarnInterval (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics, when set, receives TokensRejected: the requests refused
+	// for their token since the last warning about them.
+	Metrics *metrics.Writer
 	// Services, when not empty, are the only service IDs whose outcomes
 	// are taken (CIRCUIT_BREAKER_SERVICES: the services the function is
 	// attached to); outcomes for any other ID are refused with 403, so
@@ -73,7 +79,9 @@ type handler struct {
 	services map[string]bool
 	token    []byte
 	log      *slog.Logger
+	metrics  *metrics.Writer
 	mux      *http.ServeMux
+	rejected rejections
 }
 
 // NewHandler returns the API's handler, answering from b.
@@ -81,7 +89,8 @@ func NewHandler(b Breaker, o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &handler{brk: b, token: []byte(o.Token), log: o.Logger, mux: http.NewServeMux()}
+	h := &handler{brk: b, token: []byte(o.Token), log: o.Logger, metrics: o.Metrics, mux: http.NewServeMux()}
+	h.rejected.now = time.Now
 	if len(o.Services) > 0 {
 		h.services = make(map[string]bool, len(o.Services))
 		for _, id := range o.Services {
@@ -137,6 +146,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The token first: an unauthorised caller never gets a body read.
 	if r.URL.Path != "/health" && !h.authorized(r) {
+		h.rejectedToken(r)
 		h.refuse(w, r, http.StatusUnauthorized, "missing or wrong "+api.HeaderToken+" header")
 		return
 	}
@@ -174,6 +184,44 @@ func (h *handler) authorized(r *http.Request) bool {
 	}
 	got := r.Header.Get(api.HeaderToken)
 	return subtle.ConstantTimeCompare([]byte(got), h.token) == 1
+}
+
+// TokenWarnInterval is the least time between two warnings about requests
+// refused for their token; the first one is logged at once.
+const TokenWarnInterval = time.Minute
+
+// rejections counts the requests refused for their token since the last
+// warning about them.
+type rejections struct {
+	mu      sync.Mutex
+	pending int64
+	last    time.Time
+	now     func() time.Time
+}
+
+// rejectedToken counts a request refused for its token, and logs a warning
+// and emits TokensRejected for the requests counted so far: at the first,
+// then at most once per TokenWarnInterval. Without it, a client sending
+// another token than the extension's gets the failure policy on every
+// call, silently.
+func (h *handler) rejectedToken(r *http.Request) {
+	h.rejected.mu.Lock()
+	h.rejected.pending++
+	now := h.rejected.now()
+	if !h.rejected.last.IsZero() && now.Sub(h.rejected.last) < TokenWarnInterval {
+		h.rejected.mu.Unlock()
+		return
+	}
+	n := h.rejected.pending
+	h.rejected.pending, h.rejected.last = 0, now
+	h.rejected.mu.Unlock()
+	h.log.Warn("requests refused for a missing or wrong "+api.HeaderToken+" header: the function's client sends another token than the extension's (AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN), so its failure policy decides every call",
+		"refused", n, "method", r.Method, "path", r.URL.Path)
+	if h.metrics != nil {
+		if err := h.metrics.Emit(metrics.AllServices, []metrics.Value{{Name: metrics.TokensRejected, Unit: metrics.Count, Value: float64(n)}}, nil); err != nil {
+			h.log.Warn("metrics not written", "error", err.Error())
+		}
+	}
 }
 
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {

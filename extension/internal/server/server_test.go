@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 )
 
 const token = "session-token"
@@ -392,4 +395,65 @@ func (j joined) Abandon(ctx context.Context, id, token string) bool {
 		return a.Abandon(ctx, id, token)
 	}
 	return false
+}
+
+// Requests refused for their token are logged at warn level and counted in
+// TokensRejected: at the first, then at most once per TokenWarnInterval,
+// with the requests refused in between.
+func TestRejectedTokensWarnedAndCounted(t *testing.T) {
+	var logs, emf bytes.Buffer
+	l := &stubLooker{}
+	h := NewHandler(join(l, nil), Options{Token: token, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Metrics: metrics.NewWriter(&emf, "circuits")}).(*handler)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	h.rejected.now = func() time.Time { return now }
+	send := func(tok string) int {
+		req := httptest.NewRequest("GET", "/circuits/a", nil)
+		req.Header.Set(api.HeaderToken, tok)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	type warning struct {
+		Level   string
+		Refused int64
+	}
+	warnings := func() []warning {
+		var out []warning
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var w warning
+			if line != "" && json.Unmarshal([]byte(line), &w) == nil && w.Level == "WARN" {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	counted := func() []float64 {
+		var out []float64
+		for _, line := range strings.Split(strings.TrimSpace(emf.String()), "\n") {
+			var m map[string]any
+			if line != "" && json.Unmarshal([]byte(line), &m) == nil {
+				if v, ok := m[metrics.TokensRejected].(float64); ok {
+					out = append(out, v)
+				}
+			}
+		}
+		return out
+	}
+	for range 5 {
+		if code := send("wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong token answered %d", code)
+		}
+	}
+	if code := send(token); code != http.StatusOK {
+		t.Fatalf("right token answered %d", code)
+	}
+	if w, c := warnings(), counted(); len(w) != 1 || w[0].Refused != 1 || len(c) != 1 || c[0] != 1 {
+		t.Fatalf("after 5 refused: warnings %+v, TokensRejected %v; want one of 1 each", w, c)
+	}
+	now = now.Add(TokenWarnInterval)
+	send("")
+	if w, c := warnings(), counted(); len(w) != 2 || w[1].Refused != 5 || len(c) != 2 || c[1] != 5 {
+		t.Errorf("a minute later: warnings %+v, TokensRejected %v; want a second of 5 (4 held back and 1)", w, c)
+	}
 }
