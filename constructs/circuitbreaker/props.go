@@ -238,10 +238,12 @@ func (p *CircuitBreakedServiceProps) validate() ([]MonitoredService, error) {
 }
 
 // problems lists what is wrong with one service, in the props' field names,
-// each with the values the field accepts. The extension's and the updater's
-// own parsers have the last word: when every field passes here, the
-// service's policy and rule input are parsed by them, so anything that
-// synthesizes is also accepted at run time.
+// each with the values the field accepts. Each group of settings checks
+// itself with the check its runtime uses (circuit.Settings and
+// circuit.RateSettings are what the extension validates its policies
+// with); when every group passes, the rule input is also parsed by the
+// updater's own parser, so anything that synthesizes is accepted at run
+// time.
 func (s MonitoredService) problems(mockAPIDisabled bool) []string {
 	var bad []string
 	add := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
