@@ -3,8 +3,10 @@ package clients
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/client"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -812,5 +815,70 @@ func TestDocsWhichErrorsCountComesFirst(t *testing.T) {
 			t.Errorf("%q is missing or out of order (at %d, after %d)", strings.TrimSpace(h), i, last)
 		}
 		last = i
+	}
+}
+
+// The Go client's Execute against the real extension: the value comes
+// back, an error IsFailure rejects and a cancelled caller are not counted,
+// a timed-out call is, and a wrong token is one warning, not silence.
+func TestGoClientAgainstExtension(t *testing.T) {
+	h := startHarness(t)
+	ctx := context.Background()
+	getJSON := func(path string, out any) {
+		t.Helper()
+		resp, err := http.Get(h.control + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cb := client.New(client.WithBaseURL("http://127.0.0.1:"+strconv.Itoa(h.port)), client.WithToken(h.token), client.WithTimeout(3*time.Second))
+	id := fmt.Sprintf("go-execute-%d", time.Now().UnixNano())
+	errBadInput := errors.New("bad input")
+	notBadInput := client.IsFailure(func(err error) bool { return !errors.Is(err, errBadInput) })
+
+	v, err := client.Execute(ctx, cb, id, func(context.Context) (int, error) { return 42, nil }, nil, notBadInput)
+	if v != 42 || err != nil {
+		t.Fatalf("Execute = %d, %v; want 42", v, err)
+	}
+	for range 12 { // past the fast trip's run of consecutive failures
+		if _, err := client.Execute(ctx, cb, id, func(context.Context) (int, error) { return 0, errBadInput }, nil, notBadInput); !errors.Is(err, errBadInput) {
+			t.Fatalf("ignored error came back as %v", err)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = client.Execute(cctx, cb, id, func(ctx context.Context) (int, error) { cancel(); <-ctx.Done(); return 0, ctx.Err() }, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	v, err = client.Execute(ctx, cb, id, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() },
+		func(_ context.Context, err error) (int, error) { return -1, nil }, client.WithCallTimeout(100*time.Millisecond))
+	if v != -1 || err != nil {
+		t.Fatalf("timed-out call = %d, %v; want the fallback's -1", v, err)
+	}
+	var counts struct{ Calls, Failures int64 }
+	getJSON("/buckets/"+id+"?failures=1", &counts)
+	if counts.Failures != 1 {
+		t.Errorf("failures counted = %d, want only the timeout's 1", counts.Failures)
+	}
+	var got struct{ State string }
+	getJSON("/circuits/"+id, &got)
+	if got.State != "" && got.State != "CLOSED" {
+		t.Errorf("circuit %s after ignored errors, want CLOSED", got.State)
+	}
+
+	var logs strings.Builder
+	wrong := client.New(client.WithBaseURL("http://127.0.0.1:"+strconv.Itoa(h.port)), client.WithToken("wrong"),
+		client.WithTimeout(3*time.Second), client.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	for range 5 {
+		if ok, err := wrong.Allow(ctx, id); !ok || err == nil {
+			t.Fatalf("wrong token: Allow = %v, %v; want the failure policy's allow and the error", ok, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "wrong token"); n != 1 {
+		t.Errorf("%d warnings for 5 refused lookups, want 1 (then one a minute):\n%s", n, logs.String())
 	}
 }
