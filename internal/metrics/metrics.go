@@ -53,10 +53,11 @@ const (
 	// StaleAnswers counts lookups answered from a value that could not be
 	// refreshed.
 	StaleAnswers = "StaleAnswers"
-	// CallsRefused counts lookups answered with allowed=false.
+	// CallsRefused counts the calls denied: lookups answered with
+	// allowed=false. (The name is kept for the alarms built on it.)
 	CallsRefused = "CallsRefused"
 	// OutcomesRefused counts reported calls whose outcomes the extension
-	// refused (answer 503) because memory already held the counts of its
+	// rejected (answer 503) because memory already held the counts of its
 	// maximum number of circuits. Emitted with ServiceId AllServices.
 	OutcomesRefused = "OutcomesRefused"
 	// TokensRejected counts requests to the local API refused with 401: a

@@ -280,7 +280,7 @@ func (x *extension) onInvoke(ctx context.Context, ev extapi.Event) {
 func (x *extension) routine(ctx context.Context) {
 	x.cache.RefreshDue()
 	emitLookupMetrics(x.brk, x.emf, x.log)
-	emitRefused(x.brk, x.emf, x.log)
+	emitRejected(x.brk, x.emf, x.log)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushBudget)
 	defer cancel()
 	began := time.Now()
@@ -298,7 +298,7 @@ func (x *extension) onShutdown(ev extapi.Event) {
 	x.log.Info("shutdown", "reason", ev.ShutdownReason, "deadlineInMs", time.Until(deadline).Milliseconds())
 	shutdown(x.srv, x.cache, x.brk, x.log, deadline, ev.ShutdownReason)
 	emitLookupMetrics(x.brk, x.emf, x.log)
-	emitRefused(x.brk, x.emf, x.log)
+	emitRejected(x.brk, x.emf, x.log)
 }
 
 // onNextFailed handles the end of the event stream: ctx ended (a local
@@ -333,10 +333,10 @@ func logFlush(log *slog.Logger, began time.Time, res breaker.FlushResult, err er
 	log.Debug("flushed outcomes", attrs...)
 }
 
-// emitRefused logs and counts the outcomes refused since the last call
+// emitRejected logs and counts the outcomes rejected since the last call
 // because memory held the counts of the most circuits it keeps.
-func emitRefused(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
-	n := brk.TakeRefused()
+func emitRejected(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
+	n := brk.TakeRejected()
 	if n == 0 {
 		return
 	}
@@ -348,7 +348,7 @@ func emitRefused(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
 
 // emitLookupMetrics writes one EMF line per circuit looked up since the
 // last call: cache hits, misses, waits for a fresh value, stale answers
-// and refused calls, and the state of the last answer (CircuitState,
+// and denied calls, and the state of the last answer (CircuitState,
 // CircuitOpen), so an OPEN alarm fires from the fleet's traffic without
 // waiting for the next health check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
 func emitLookupMetrics(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
@@ -391,7 +391,7 @@ func emitLookupMetrics(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger
 //     cancels their requests, and they get as long again to return, so
 //     that no handler runs after the flush;
 //  3. the breaker stops: a handler that still outlives that wait has its
-//     outcomes refused, not dropped after the flush, and claims no lease;
+//     outcomes rejected, not dropped after the flush, and claims no lease;
 //  4. held probe leases are settled side by side, within a third of the
 //     remaining time, so that a slow table cannot use up the flush's;
 //  5. pending outcomes are flushed, and pending reads waited for.

@@ -87,8 +87,8 @@ func (t *ticker) tick(ctx context.Context) {
 	cancel()
 	logFlush(t.log, began, res, err)
 	if busy {
-		// Lookups and refused outcomes are counted only by requests.
+		// Lookups and rejected outcomes are counted only by requests.
 		emitLookupMetrics(t.brk, t.emf, t.log)
-		emitRefused(t.brk, t.emf, t.log)
+		emitRejected(t.brk, t.emf, t.log)
 	}
 }

@@ -136,7 +136,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 		return admission{}
 	}
 	pol := b.o.Policies.For(c.ID)
-	k, ttl := pol.Passive.HalfOpenProbes, b.o.LeaseTTL
+	k, ttl := pol.Passive.HalfOpenProbes, b.leaseTTL
 	if ttl <= 0 {
 		ttl = pol.Passive.ProbeTimeout
 	}

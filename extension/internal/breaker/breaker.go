@@ -44,9 +44,6 @@ type StoreFunc func(ctx context.Context) (*store.Store, error)
 type Options struct {
 	// Policies are the per-service policies (defaults for absent services).
 	Policies policy.Policies
-	// LeaseTTL, when set, is the probe lease duration of every service;
-	// by default each service's policy.Policy.ProbeTimeout.
-	LeaseTTL time.Duration
 	// ClaimTimeout bounds a lookup's table writes (default
 	// DefaultClaimTimeout).
 	ClaimTimeout time.Duration
@@ -59,7 +56,7 @@ type Options struct {
 	FailAllow bool
 	// MaxCircuits bounds the circuits whose counts are kept in memory
 	// (default outcomes.DefaultMaxCircuits); outcomes for more are
-	// refused with outcomes.ErrFull.
+	// rejected with outcomes.ErrFull.
 	MaxCircuits int
 	// EveryFlush writes every count at every flush, as the extension did
 	// before healthy circuits became write-free. For benchmarks that
@@ -99,6 +96,10 @@ type Breaker struct {
 	// returned, nothing more is recorded, so the last flush has it all.
 	gate    sync.RWMutex
 	stopped atomic.Bool
+	// leaseTTL, when set, is the probe lease duration of every service
+	// instead of its policy's ProbeTimeout: tests set it.
+	leaseTTL time.Duration
+
 	// bg runs background work, such as giving back a lease whose claim
 	// was answered with an error, so that SHUTDOWN can wait for it.
 	bg inflight.Counter
@@ -143,14 +144,6 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 	}
 }
 
-// Holder returns the identifier this extension writes into lease items.
-func (b *Breaker) Holder() string { return b.o.Holder }
-
-// Pending returns the number of (circuit, bucket) counts that later
-// flushes will write: those of windows holding a failed or slow call.
-// Counts of circuits whose calls all succeeded are never written.
-func (b *Breaker) Pending() int { return b.agg.Pending() }
-
 // lookupStore returns the store for the table writes of a lookup (ending
 // a cool-down, claiming and giving back probe leases): one attempt per
 // call, with no SDK retry, since the breaker backs off per circuit and the
@@ -171,12 +164,9 @@ func (b *Breaker) pause(id string, until time.Time) {
 	b.busy[id] = until
 }
 
-// Counted returns the counts of circuit id kept in memory, written or not.
-func (b *Breaker) Counted(id string) circuit.Counts { return b.agg.Counted(id) }
-
-// TakeRefused returns the number of calls whose outcomes were refused
+// TakeRejected returns the number of calls whose outcomes were rejected
 // since the last call because memory held MaxCircuits circuits.
-func (b *Breaker) TakeRefused() int64 { return b.agg.TakeRefused() }
+func (b *Breaker) TakeRejected() int64 { return b.agg.TakeRejected() }
 
 // put stores c, just read or written, in the cache.
 func (b *Breaker) put(c circuit.Circuit) {

@@ -160,7 +160,8 @@ func TestExpiredLeaseDoesNotBlock(t *testing.T) {
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
 	// An extension claims and vanishes (never reports).
-	gone := newBreaker(f.st, Options{LeaseTTL: 200 * time.Millisecond, Logger: quiet()})
+	gone := newBreaker(f.st, Options{Logger: quiet()})
+	gone.leaseTTL = 200 * time.Millisecond
 	if a := gone.admit(ctx, f.get(t, "svc"), time.Now()); !a.Allowed {
 		t.Fatalf("first claim: %+v", a)
 	}

@@ -32,11 +32,9 @@ type FlushResult struct {
 // are counted.
 const maxLoggedErrors = 3
 
-// Flush writes the counts that are due (see outcomes.Aggregator.Due) to
-// their bucket items (atomic ADDs): nothing for circuits whose calls all
-// succeeded within their window; for the others each bucket once it has
-// ended, successes included, and the bucket still filling early when this
-// extension's own window already reaches a threshold. Then, for each
+// Flush writes the counts that are due, by the write policy of package
+// outcomes, to their bucket items (atomic ADDs); this extension's window
+// reaching a rate threshold makes its filling bucket urgent. Then, for each
 // circuit whose written counts held a failure or a slow call, it reads the
 // window's buckets and trips the circuit when its rate is reached, and it
 // applies the fast trips that failed when their outcomes were reported.

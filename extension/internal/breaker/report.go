@@ -21,21 +21,21 @@ const probeApplyTimeout = time.Second
 // settleParallelism bounds the leases settled at once at SHUTDOWN.
 const settleParallelism = 8
 
-// ErrStopped is Report's error for outcomes it refused because the
+// ErrStopped is Report's error for outcomes it rejected because the
 // breaker was stopped (SHUTDOWN): they were not counted.
 var ErrStopped = errors.New("breaker: stopped for shutdown; outcomes not counted")
 
 // ErrFull is returned by Report when the outcomes are for a new circuit
 // and memory already holds the counts of Options.MaxCircuits circuits: the
-// ordinary outcomes were refused, not counted.
+// ordinary outcomes were rejected, not counted.
 var ErrFull = outcomes.ErrFull
 
 // Stop ends the breaker's intake; SHUTDOWN calls it once the local API has
 // stopped serving, before it settles leases and flushes. From its return
-// on, Report refuses ordinary outcomes with ErrStopped rather than count
+// on, Report rejects ordinary outcomes with ErrStopped rather than count
 // them after the last flush, and lookups neither end a cool-down nor claim
 // a lease (a claim that completes afterwards is given back). A report is
-// therefore either counted by the last flush or refused, never dropped
+// therefore either counted by the last flush or rejected, never dropped
 // silently.
 func (b *Breaker) Stop() {
 	b.gate.Lock()
@@ -55,8 +55,8 @@ func (b *Breaker) record(id string, now time.Time, counts circuit.Counts, traili
 }
 
 // Report takes validated outcomes of circuit id. Outcomes are counted in
-// memory; they reach the table on a later flush only once the circuit's
-// window holds a failed or slow call (see package outcomes). When this
+// memory; a later flush writes them as the write policy of package
+// outcomes says. When this
 // extension's run of consecutive failed calls of the circuit reaches the
 // service's fastTripFailures, the circuit is tripped for the whole fleet
 // at once, within the claim timeout, through store.Apply; the answer then
@@ -67,7 +67,7 @@ func (b *Breaker) record(id string, now time.Time, counts circuit.Counts, traili
 // the circuit's state. A probe token that is unknown or expired is counted
 // as an ordinary outcome.
 //
-// Ordinary outcomes refused are left out of Accepted: after Stop the
+// Ordinary outcomes rejected are left out of Accepted: after Stop the
 // error wraps ErrStopped; when memory is full it wraps ErrFull. Accepted
 // counts exactly the outcomes taken, so an error with Accepted 0 means
 // none was.
@@ -116,7 +116,7 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 	cached, _ := b.peek(id)
 	run, err := b.record(id, now, counts, trailing, cached.UpdatedAt)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("%d outcomes of %q refused: %w", counts.Calls, id, err))
+		errs = append(errs, fmt.Errorf("%d outcomes of %q rejected: %w", counts.Calls, id, err))
 		return res, errors.Join(errs...)
 	}
 	res.Accepted += int(counts.Calls)

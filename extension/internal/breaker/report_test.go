@@ -106,7 +106,8 @@ func TestExpiredTokenCountsAsOrdinaryOutcome(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1})
-	b := newBreaker(f.st, Options{LeaseTTL: 100 * time.Millisecond, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	b := newBreaker(f.st, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	b.leaseTTL = 100 * time.Millisecond
 	a := b.admit(ctx, f.get(t, "svc"), time.Now())
 	if a.Probe == "" {
 		t.Fatal(a)

@@ -2,16 +2,26 @@
 // time bucket, over each circuit's window, and decides which counts the
 // extension writes to the table and when.
 //
-// A circuit whose calls all succeeded within its window is never written:
-// its counts stay in memory and expire with the window. Once the window
-// holds a failed or slow call, the whole window is written, successes
-// included, each bucket once after it ends, so that the rate the fleet
-// reads is the rate of the sandboxes that saw trouble, not of failures
-// alone. A bucket that is still filling is written early only when this
-// sandbox's own window already reaches a threshold (see Due), and a write
-// that failed is offered again at the next flush. The
-// aggregator also follows each circuit's run of consecutive failed calls,
-// for the fast trip.
+// # Write policy
+//
+// This is the one description of when outcome counts are written; the
+// breaker's Report and Flush, and Due, refer to it.
+//
+//   - A circuit whose calls all succeeded within its window is never
+//     written: its counts stay in memory and expire with the window.
+//   - Once the window holds a failed or slow call, the whole window is
+//     written, successes included, each bucket once after it ends, so that
+//     the rate the fleet reads is the rate of the sandboxes that saw
+//     trouble, not of failures alone.
+//   - The bucket still filling is written early, once, only when this
+//     sandbox's own window already reaches a threshold (Urgent), and at
+//     SHUTDOWN (DueAll), since no later flush will.
+//   - A write that failed is offered again at the next flush, with what
+//     was counted since; counts whose bucket has left the window are given
+//     up and reported as lost.
+//
+// The aggregator also follows each circuit's run of consecutive failed
+// calls, for the fast trip.
 package outcomes
 
 import (
@@ -27,7 +37,7 @@ import (
 const DefaultMaxCircuits = 4096
 
 // ErrFull is returned by Record when the outcomes are for a new circuit
-// and MaxCircuits circuits already hold counts: the outcomes are refused,
+// and MaxCircuits circuits already hold counts: the outcomes are rejected,
 // not taken.
 var ErrFull = errors.New("outcomes: too many circuits with counts in memory")
 
@@ -76,7 +86,7 @@ type Aggregator struct {
 
 	mu       sync.Mutex
 	circuits map[string]*window
-	refused  int64
+	rejected int64
 	lost     []Entry // given up by Record's pruning, for the next Due to report
 }
 
@@ -122,7 +132,7 @@ func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts, trailing 
 			a.lost = append(a.lost, a.pruneLocked(at)...)
 		}
 		if len(a.circuits) >= a.o.MaxCircuits {
-			a.refused += c.Calls
+			a.rejected += c.Calls
 			return Run{}, ErrFull
 		}
 		w = &window{length: a.o.Window(id), slots: map[int64]*slot{}}
@@ -185,17 +195,12 @@ func (a *Aggregator) pruneLocked(now time.Time) []Entry {
 // evidence strong enough to write a bucket before it ends.
 type Urgent func(id string, w circuit.Counts) bool
 
-// Due returns the counts to write now and those given up, and marks the
-// returned counts as offered. For each circuit whose window (the buckets
-// not yet older than it) holds a failed or slow call, every bucket that
-// has ended is due with the counts not yet written, successes included;
-// the bucket still filling is due too when its last offer was not
-// written, or, once per bucket, when urgent says so. A circuit whose
-// window holds only successes has nothing due. Counts that were due but
-// whose bucket has left the window are returned as lost: no window read
-// from now on includes them. Each returned entry is in flight until
-// Written, Failed or GiveUp is called with it; Due does not offer its
-// bucket again before.
+// Due returns the counts the write policy (see the package doc) makes due
+// at now, with urgent deciding the early writes, and those given up as
+// lost: no window read from now on includes them. It marks the returned
+// counts as offered; each returned entry is in flight until Written,
+// Failed or GiveUp is called with it, and its bucket is not offered again
+// before.
 func (a *Aggregator) Due(now time.Time, urgent Urgent) (due, lost []Entry) {
 	return a.due(now, func(id string, w *window, sum circuit.Counts, current int64) bool {
 		if a.o.EveryFlush {
@@ -323,13 +328,13 @@ func (a *Aggregator) Circuits() int {
 	return len(a.circuits)
 }
 
-// TakeRefused returns the number of calls refused by Record with ErrFull
+// TakeRejected returns the number of calls rejected by Record with ErrFull
 // since the last call, and resets it.
-func (a *Aggregator) TakeRefused() int64 {
+func (a *Aggregator) TakeRejected() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := a.refused
-	a.refused = 0
+	n := a.rejected
+	a.rejected = 0
 	return n
 }
 

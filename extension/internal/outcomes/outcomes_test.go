@@ -204,7 +204,7 @@ func TestRecordRefusesNewCircuitsWhenFull(t *testing.T) {
 	if _, err := a.Record("a", t0, fail(1), 1, time.Time{}); err != nil {
 		t.Fatalf("known circuit refused: %v", err)
 	}
-	if n := a.TakeRefused(); n != 3 || a.TakeRefused() != 0 {
+	if n := a.TakeRejected(); n != 3 || a.TakeRejected() != 0 {
 		t.Fatalf("refused %d, want 3 once", n)
 	}
 	// Once their windows have passed, room is made for new circuits.
