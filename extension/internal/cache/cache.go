@@ -98,7 +98,11 @@ type Value struct {
 	// read, or reads have kept failing for longer than the maximum
 	// staleness, counted from the first failure.
 	Expired bool
-	// Age is the time since the value was read; 0 when not Known.
+	// Age is the time since the read that gave the value started (or
+	// since it was put); 0 when not Known. A read is answered at some
+	// moment after it starts, so the table state the value shows is never
+	// younger than Age, even when the answer was taken in long after it
+	// came (a freeze between the two).
 	Age time.Duration
 	// At is the clock's time when the Get returned.
 	At time.Time
@@ -129,7 +133,7 @@ type entry struct {
 
 	c         circuit.Circuit
 	loaded    bool      // c holds a value read from the table
-	fetchedAt time.Time // when c was read
+	fetchedAt time.Time // when the read that gave c started, or c was put
 	valueSeq  uint64    // sequence number of the read or Put that gave c
 	err       error     // error of the last read, nil after a success
 	failingAt time.Time // first failed read since the last success
@@ -364,10 +368,13 @@ func (c *Cache) valueLocked(e *entry, now time.Time) Value {
 
 // Put stores v, read or written by this extension just now, unless the
 // cache holds a newer value: a higher version, or the same version with a
-// later override. A read that started before Put and ends after it does
-// not replace v unless it is newer in the same sense (see Newer); a read
-// that started after Put does. A cached circuit is re-read on schedule as
-// usual.
+// later override. Whatever the versions, the cached override fields stay
+// unless v's override was set later: a value this extension wrote carries
+// the override of the read it started from, which an operator may have
+// changed since. (An override cleared meanwhile is seen at the next read.)
+// A read that started before Put and ends after it does not replace v
+// unless it is newer in the same sense (see Newer); a read that started
+// after Put does. A cached circuit is re-read on schedule as usual.
 func (c *Cache) Put(v circuit.Circuit) {
 	now := c.o.Now()
 	c.mu.Lock()
@@ -376,6 +383,9 @@ func (c *Cache) Put(v circuit.Circuit) {
 	c.seq++
 	if e.loaded && Newer(e.c, v) {
 		return
+	}
+	if e.loaded && e.c.OverrideAt.After(v.OverrideAt) {
+		v.Override, v.OverrideReason, v.OverrideUntil, v.OverrideAt = e.c.Override, e.c.OverrideReason, e.c.OverrideUntil, e.c.OverrideAt
 	}
 	e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, now, c.seq
 	e.err, e.failingAt = nil, time.Time{}
@@ -534,7 +544,10 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {
 		if e.loaded && e.valueSeq > e.inflightSeq && !Newer(v, e.c) {
 			continue
 		}
-		e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, now, e.inflightSeq
+		// The age counts from the read's start: the answer may have
+		// come long before now (a freeze between the two), and the table
+		// state it shows is at least that old.
+		e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, e.inflightSince, e.inflightSeq
 	}
 }
 

@@ -26,6 +26,9 @@ type fakeReader struct {
 	err      error
 	gate     chan struct{} // when non-nil, reads wait for it to close
 	hold     atomic.Int64  // this many next reads wait for their deadline
+	// answered, when set, runs once a read has its answer, before the
+	// cache gets it: a freeze between the two, say.
+	answered func()
 	gets     atomic.Int64
 	batches  atomic.Int64
 	keys     atomic.Int64
@@ -84,9 +87,18 @@ func (r *fakeReader) Get(ctx context.Context, id string) (circuit.Circuit, bool,
 	}
 	c, ok := r.circuits[id]
 	if !ok {
-		return circuit.New(id), false, nil
+		c = circuit.New(id)
 	}
-	return c, true, nil
+	r.answer()
+	return c, ok, nil
+}
+
+// answer runs and clears answered; r.mu is held.
+func (r *fakeReader) answer() {
+	if f := r.answered; f != nil {
+		r.answered = nil
+		f()
+	}
 }
 
 func (r *fakeReader) GetMany(ctx context.Context, ids []string) (map[string]circuit.Circuit, error) {
@@ -106,6 +118,7 @@ func (r *fakeReader) GetMany(ctx context.Context, ids []string) (map[string]circ
 			out[id] = c
 		}
 	}
+	r.answer()
 	return out, nil
 }
 
@@ -890,3 +903,86 @@ func TestUnreadableItemFailsOnlyItsCircuit(t *testing.T) {
 func allowed(v Value) bool { return v.Circuit.Allowed(v.At) }
 
 func state(v Value) circuit.State { return v.Circuit.EffectiveState(v.At) }
+
+// A read answered just before the sandbox froze, and taken in only on
+// thaw, is as old as the table state it shows: its age counts from the
+// read's start. With a maximum age of 1 s and a 1.9 s freeze, a circuit
+// that opened during the freeze is not answered CLOSED as fresh.
+func TestAgeCountsFromTheReadsStart(t *testing.T) {
+	r := newFakeReader(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 1})
+	clk := newClock()
+	c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: time.Second, MissTimeout: 5 * time.Second})
+	ctx := context.Background()
+	if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(1100 * time.Millisecond)
+	// The INVOKE's read has its answer (CLOSED), then the sandbox freezes
+	// for 1.9 s; the circuit opens meanwhile.
+	r.answered = func() {
+		r.circuits["a"] = open("a", 2)
+		clk.Advance(1900 * time.Millisecond)
+	}
+	c.RefreshDue()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Peek("a"); got.Version != 1 {
+		t.Fatalf("cached v%d, want the CLOSED v1 of the frozen read", got.Version)
+	}
+	d := c.Get(ctx, "a") // on thaw: the next invocation's lookup
+	if state(d) == circuit.Closed && !d.Stale {
+		t.Fatalf("after the freeze = %+v, want no fresh CLOSED answer", d)
+	}
+	if d.Circuit.Version != 2 || !d.Waited || d.Stale {
+		t.Errorf("after the freeze = %+v, want the OPEN v2 of a read waited for", d)
+	}
+}
+
+// Put keeps the override the cache knows unless the value put carries a
+// newer one, whatever the versions: a fast trip's value carries the
+// override fields of its own earlier read.
+func TestPutKeepsANewerCachedOverride(t *testing.T) {
+	at := newClock().Now()
+	forced := func(o circuit.Override, setAt time.Time) circuit.Circuit {
+		return circuit.Circuit{ID: "a", State: circuit.Closed, Version: 3, Override: o, OverrideReason: "ops", OverrideAt: setAt}
+	}
+	tripped := circuit.Circuit{ID: "a", State: circuit.Open, Version: 4, RetryAt: at.Add(time.Minute)}
+	trippedOverOld := tripped
+	trippedOverOld.Override, trippedOverOld.OverrideReason, trippedOverOld.OverrideAt = circuit.ForcedClosed, "old", at.Add(-time.Hour)
+	trippedOverNew := tripped
+	trippedOverNew.Override, trippedOverNew.OverrideReason, trippedOverNew.OverrideAt = circuit.ForcedClosed, "newer", at.Add(time.Second)
+	tests := []struct {
+		name       string
+		cached     circuit.Circuit
+		put        circuit.Circuit
+		wantState  circuit.State // the cached record's
+		wantVer    int64
+		wantOver   circuit.Override
+		wantReason string
+	}{
+		{"a higher version without the override", forced(circuit.ForcedOpen, at), tripped, circuit.Open, 4, circuit.ForcedOpen, "ops"},
+		{"a higher version with an older override", forced(circuit.ForcedOpen, at), trippedOverOld, circuit.Open, 4, circuit.ForcedOpen, "ops"},
+		{"a higher version with a newer override", forced(circuit.ForcedOpen, at), trippedOverNew, circuit.Open, 4, circuit.ForcedClosed, "newer"},
+		{"no override cached", circuit.Circuit{ID: "a", State: circuit.Closed, Version: 3}, tripped, circuit.Open, 4, circuit.NoOverride, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			c := newTestCache(t, newFakeReader(tt.cached), clk, Options{RefreshInterval: time.Hour})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+			c.Put(tt.put)
+			got, _ := c.Peek("a")
+			if got.State != tt.wantState || got.Version != tt.wantVer || got.Override != tt.wantOver || got.OverrideReason != tt.wantReason {
+				t.Errorf("cached %s v%d override %q (%q); want %s v%d override %q (%q)",
+					got.State, got.Version, got.Override, got.OverrideReason, tt.wantState, tt.wantVer, tt.wantOver, tt.wantReason)
+			}
+			if tt.wantOver == circuit.ForcedOpen && allowed(c.Get(ctx, "a")) {
+				t.Error("the operator's FORCED_OPEN was lost: the circuit is allowed")
+			}
+		})
+	}
+}
