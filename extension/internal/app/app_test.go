@@ -663,8 +663,12 @@ func TestOutcomeFloodReachesTheTableOrIsRefused(t *testing.T) {
 			if c := r.exitCode(t); c != 0 {
 				t.Fatalf("exit %d", c)
 			}
-			if got := tableCalls(t, srv, table); got != accepted {
-				t.Fatalf("the table holds %d calls; %d were accepted", got, accepted)
+			// On a loaded machine flushes may fall behind by more than the
+			// window; such counts are dropped, each drop logged with its
+			// calls. Every accepted outcome is in the table or so logged.
+			dropped := droppedCalls(t, r.logs.String())
+			if got := tableCalls(t, srv, table); got+dropped != accepted || dropped > accepted/2 {
+				t.Fatalf("the table holds %d calls and %d were logged as dropped; %d were accepted", got, dropped, accepted)
 			}
 			if tc.refusal == 503 && !strings.Contains(r.logs.String(), `"msg":"outcomes refused`) ||
 				tc.refusal == 503 && !strings.Contains(r.emf.String(), `"OutcomesRefused"`) {
@@ -673,4 +677,21 @@ func TestOutcomeFloodReachesTheTableOrIsRefused(t *testing.T) {
 			t.Logf("%d outcomes accepted and in the table, %d refused with %d", accepted, refused, tc.refusal)
 		})
 	}
+}
+
+// droppedCalls sums the calls of the extension's log lines that report
+// counts dropped as older than the window.
+func droppedCalls(t *testing.T, logs string) int64 {
+	t.Helper()
+	var n int64
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct {
+			Msg   string `json:"msg"`
+			Calls int64  `json:"calls"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "outcome counts dropped: older than the window" {
+			n += l.Calls
+		}
+	}
+	return n
 }
