@@ -17,7 +17,7 @@ GO_TEST_DEPS = go list -test -f '{{if .ForTest}}{{.ForTest}} {{join .Deps " "}}{
 GO_OUT_OF_PROCESS_TESTS = $(shell $(GO_TEST_DEPS) | awk '/ github.com\/aws\/jsii-runtime-go( |$$)| github.com\/circuitbreaked\/lambda-circuit-breaker\/internal\/testutil\/rie( |$$)/ {print $$1}' | sort -u)
 GO_UNIT_TESTS = $(filter-out $(GO_OUT_OF_PROCESS_TESTS),$(shell go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...))
 
-.PHONY: all synth test test-fast test-clients vet bench bench-clients bench-detect bench-fleet local clean local
+.PHONY: all synth test test-fast test-load test-clients vet bench bench-clients bench-detect bench-fleet local clean local
 
 all: synth
 
@@ -42,6 +42,20 @@ vet: node_modules/go.mod
 ## test-fast: the in-process tests, with the race detector (no synth, no emulator)
 test-fast: node_modules/go.mod
 	go test -race -count=1 $(GO_UNIT_TESTS)
+
+## test-load: test-fast LOAD_RUNS times (default 5) while a busy loop per core keeps the machine loaded; prints the runs that passed
+LOAD_RUNS ?= 5
+test-load: node_modules/go.mod
+	@n=$$(nproc); pids=""; \
+	for i in $$(seq $$n); do timeout $$(( $(LOAD_RUNS) * 1800 )) sh -c 'while :; do :; done' & pids="$$pids $$!"; done; \
+	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	passed=0; \
+	for r in $$(seq $(LOAD_RUNS)); do \
+		echo "== run $$r of $(LOAD_RUNS), $$n busy loops"; \
+		if go test -race -count=1 $(GO_UNIT_TESTS); then passed=$$((passed + 1)); fi; \
+	done; \
+	echo "== $$passed of $(LOAD_RUNS) loaded runs passed"; \
+	[ $$passed -eq $(LOAD_RUNS) ]
 
 ## test: every test (runtime code, synth snapshots, consumer module, end to end)
 test: node_modules/go.mod vet
