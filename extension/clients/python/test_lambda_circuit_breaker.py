@@ -561,7 +561,7 @@ class TestHooks(Harness):
         self.assertEqual(changes, [])  # CLOSED, as a circuit never seen reads
         control("PUT", "/circuits/" + sid, {"state": "OPEN", "version": 2, "openCount": 1, "retryInMs": 600000})
         with self.assertLogs("lambda_circuit_breaker", logging.DEBUG) as logs:
-            for _ in range(100):  # the extension's cache refreshes within its max age
+            for _ in range(200):  # the extension's cache refreshes within its max age (2 s)
                 if guarded() == "fallback":
                     break
                 time.sleep(0.05)

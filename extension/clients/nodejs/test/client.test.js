@@ -387,7 +387,7 @@ describe("hooks", () => {
     console.debug = (line) => lines.push(line);
     process.env.CIRCUIT_BREAKER_LOG_LEVEL = "debug";
     try {
-      for (let i = 0; i < 100 && (await guarded()) !== "fallback"; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (await guarded()) !== "fallback"; i++) await new Promise((r) => setTimeout(r, 50));
     } finally {
       [console.debug, process.env.CIRCUIT_BREAKER_LOG_LEVEL] = saved;
       if (saved[1] === undefined) delete process.env.CIRCUIT_BREAKER_LOG_LEVEL;
