@@ -13,16 +13,20 @@ type Counts struct {
 	Failures int64
 	// Slow is the number of calls at least SlowCallDuration long.
 	Slow int64
+	// Runs is the number of runs of FastTripFailures consecutive failed
+	// calls that one execution environment saw; an environment counts a
+	// run once, then starts afresh.
+	Runs int64
 }
 
 // Add returns the sum of c and o.
 func (c Counts) Add(o Counts) Counts {
-	return Counts{Calls: c.Calls + o.Calls, Failures: c.Failures + o.Failures, Slow: c.Slow + o.Slow}
+	return Counts{Calls: c.Calls + o.Calls, Failures: c.Failures + o.Failures, Slow: c.Slow + o.Slow, Runs: c.Runs + o.Runs}
 }
 
 // Sub returns c minus o.
 func (c Counts) Sub(o Counts) Counts {
-	return Counts{Calls: c.Calls - o.Calls, Failures: c.Failures - o.Failures, Slow: c.Slow - o.Slow}
+	return Counts{Calls: c.Calls - o.Calls, Failures: c.Failures - o.Failures, Slow: c.Slow - o.Slow, Runs: c.Runs - o.Runs}
 }
 
 // IsZero reports whether nothing was counted.
@@ -54,12 +58,21 @@ func WindowCounts(c Circuit, r RateSettings, buckets []Bucket, now time.Time) Co
 	return sum
 }
 
-// DecideRate decides on the fleet's calls over the sliding window: a
-// CLOSED circuit opens when, with at least MinimumCalls calls, the failure
-// rate reaches FailureRateThreshold or the slow-call rate reaches
-// SlowCallRateThreshold. Any other state, or rates below the thresholds,
-// is NoChange: half-open circuits are decided by their probes, open ones
-// by the cool-down.
+// DecideRate decides on the fleet's calls over the sliding window. A
+// CLOSED circuit opens when either rule holds:
+//
+//   - the rate rule: with at least MinimumCalls calls, the failure rate
+//     reaches FailureRateThreshold (or the slow-call rate
+//     SlowCallRateThreshold), and the counts are improbable for calls
+//     failing at NullShare × that threshold (ImprobableRate);
+//   - the runs rule: the runs of FastTripFailures consecutive failures the
+//     environments counted are improbable for calls failing at NullShare ×
+//     FailureRateThreshold (ImprobableRuns). This is how a hard failure
+//     opens the circuit for the fleet within a second or two, while each
+//     environment that saw a run already refuses on its own.
+//
+// Any other state, or evidence short of both rules, is NoChange: half-open
+// circuits are decided by their probes, open ones by the cool-down.
 func DecideRate(c Circuit, s Settings, r RateSettings, buckets []Bucket, now time.Time) Decision {
 	s, r = s.WithDefaults(), r.WithDefaults()
 	if c.State == "" {
@@ -69,34 +82,25 @@ func DecideRate(c Circuit, s Settings, r RateSettings, buckets []Bucket, now tim
 		return Decision{Change: NoChange, Next: c}
 	}
 	w := WindowCounts(c, r, buckets, now)
-	if w.Calls < int64(r.MinimumCalls) || w.Calls == 0 {
+	if w.Calls == 0 {
+		return Decision{Change: NoChange, Next: c}
+	}
+	p0 := NullShare * r.FailureRateThreshold / 100
+	if ImprobableRuns(w.Calls, w.Runs, p0, r.FastTripFailures) {
+		return open(c, s, now, fmt.Sprintf("%d runs of %d consecutive failed calls over %s (%d calls)", w.Runs, r.FastTripFailures, r.Window, w.Calls))
+	}
+	if w.Calls < int64(r.MinimumCalls) {
 		return Decision{Change: NoChange, Next: c}
 	}
 	failRate := 100 * float64(w.Failures) / float64(w.Calls)
 	slowRate := 100 * float64(w.Slow) / float64(w.Calls)
 	switch {
-	case failRate >= r.FailureRateThreshold:
+	case failRate >= r.FailureRateThreshold && ImprobableRate(w.Calls, w.Failures, p0):
 		return open(c, s, now, fmt.Sprintf("failure rate %.0f%% over %s (%d calls)", failRate, r.Window, w.Calls))
-	case slowRate >= r.SlowCallRateThreshold:
+	case slowRate >= r.SlowCallRateThreshold && ImprobableRate(w.Calls, w.Slow, NullShare*r.SlowCallRateThreshold/100):
 		return open(c, s, now, fmt.Sprintf("slow-call rate %.0f%% over %s (%d calls, slow from %s)", slowRate, r.Window, w.Calls, r.SlowCallDuration))
 	}
 	return Decision{Change: NoChange, Next: c}
-}
-
-// DecideFastTrip opens a CLOSED circuit on a run of failures consecutive
-// failed calls seen by one execution environment, the first of them at
-// since, once the run reaches FastTripFailures. A run that began before
-// the circuit's last transition does not count: failures from before a
-// circuit closed never reopen it. Any other case is NoChange.
-func DecideFastTrip(c Circuit, s Settings, r RateSettings, failures int, since, now time.Time) Decision {
-	s, r = s.WithDefaults(), r.WithDefaults()
-	if c.State == "" {
-		c.State = Closed
-	}
-	if c.State != Closed || failures < r.FastTripFailures || since.Before(c.UpdatedAt) {
-		return Decision{Change: NoChange, Next: c}
-	}
-	return open(c, s, now, fmt.Sprintf("%d consecutive failed calls in one execution environment", failures))
 }
 
 // DecideCooldownOver moves an OPEN circuit whose cool-down has passed to

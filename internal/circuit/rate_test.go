@@ -11,6 +11,9 @@ func TestDecideRate(t *testing.T) {
 	b := func(ago time.Duration, calls, fails, slow int64) Bucket {
 		return Bucket{Start: now.Add(-ago), Counts: Counts{Calls: calls, Failures: fails, Slow: slow}}
 	}
+	runs := func(ago time.Duration, calls, fails, runs int64) Bucket {
+		return Bucket{Start: now.Add(-ago), Counts: Counts{Calls: calls, Failures: fails, Runs: runs}}
+	}
 	tests := []struct {
 		name    string
 		c       Circuit
@@ -21,19 +24,28 @@ func TestDecideRate(t *testing.T) {
 	}{
 		{name: "no calls", c: New("a"), change: NoChange},
 		{name: "below minimum calls", c: New("a"), buckets: []Bucket{b(5*time.Second, 9, 9, 0)}, change: NoChange},
-		{name: "at minimum calls all failed", c: New("a"), buckets: []Bucket{b(5*time.Second, 10, 10, 0)}, change: Transition, reason: "failure rate 100% over 30s (10 calls)"},
-		{name: "exactly at threshold", c: New("a"), buckets: []Bucket{b(0, 10, 3, 0), b(10*time.Second, 10, 7, 0)}, change: Transition, reason: "failure rate 50% over 30s (20 calls)"},
+		{name: "at minimum calls all failed: probable at 40 %", c: New("a"), buckets: []Bucket{b(5*time.Second, 10, 10, 0)}, change: NoChange},
+		{name: "25 calls all failed: still probable enough", c: New("a"), buckets: []Bucket{b(5*time.Second, 25, 25, 0)}, change: NoChange},
+		{name: "26 calls all failed", c: New("a"), buckets: []Bucket{b(5*time.Second, 26, 26, 0)}, change: Transition, reason: "failure rate 100% over 30s (26 calls)"},
+		{name: "exactly at threshold, few calls", c: New("a"), buckets: []Bucket{b(0, 10, 3, 0), b(10*time.Second, 10, 7, 0)}, change: NoChange},
+		{name: "exactly at threshold, many calls", c: New("a"), buckets: []Bucket{b(0, 1000, 300, 0), b(10*time.Second, 1000, 700, 0)}, change: Transition, reason: "failure rate 50% over 30s (2000 calls)"},
+		{name: "improbable at 40 % but under the threshold", c: New("a"), buckets: []Bucket{b(0, 100000, 45000, 0)}, change: NoChange},
 		{name: "just below threshold", c: New("a"), buckets: []Bucket{b(0, 100, 49, 0)}, change: NoChange},
-		{name: "summed across buckets", c: New("a"), buckets: []Bucket{b(0, 5, 4, 0), b(5*time.Second, 4, 3, 0), b(25*time.Second, 4, 1, 0)}, change: Transition, reason: "failure rate 62% over 30s (13 calls)"},
+		{name: "summed across buckets", c: New("a"), buckets: []Bucket{b(0, 150, 120, 0), b(5*time.Second, 120, 90, 0), b(25*time.Second, 120, 30, 0)}, change: Transition, reason: "failure rate 62% over 30s (390 calls)"},
 		{name: "old buckets outside the window", c: New("a"), buckets: []Bucket{b(31*time.Second, 100, 100, 0), b(0, 5, 5, 0)}, change: NoChange},
 		{name: "buckets before the last transition ignored", c: Circuit{ID: "a", State: Closed, Version: 2, UpdatedAt: now.Add(-10 * time.Second)}, buckets: []Bucket{b(15*time.Second, 50, 50, 0), b(5*time.Second, 4, 4, 0)}, change: NoChange},
-		{name: "slow calls at 100% trip", c: New("a"), buckets: []Bucket{b(0, 10, 0, 10)}, change: Transition, reason: "slow-call rate 100%"},
-		{name: "slow calls below 100% do not", c: New("a"), buckets: []Bucket{b(0, 10, 0, 9)}, change: NoChange},
-		{name: "custom slow threshold", c: New("a"), r: RateSettings{SlowCallRateThreshold: 50}, buckets: []Bucket{b(0, 10, 0, 5)}, change: Transition, reason: "slow-call rate 50%"},
-		{name: "custom failure threshold and minimum", c: New("a"), r: RateSettings{FailureRateThreshold: 20, MinimumCalls: 5, Window: 10 * time.Second}, buckets: []Bucket{b(0, 5, 1, 0), b(15*time.Second, 50, 50, 0)}, change: Transition, reason: "failure rate 20% over 10s (5 calls)"},
+		{name: "slow calls at 100% trip", c: New("a"), buckets: []Bucket{b(0, 110, 0, 110)}, change: Transition, reason: "slow-call rate 100%"},
+		{name: "slow calls at 100% but too few", c: New("a"), buckets: []Bucket{b(0, 10, 0, 10)}, change: NoChange},
+		{name: "slow calls below 100% do not", c: New("a"), buckets: []Bucket{b(0, 100, 0, 99)}, change: NoChange},
+		{name: "custom slow threshold", c: New("a"), r: RateSettings{SlowCallRateThreshold: 50}, buckets: []Bucket{b(0, 2000, 0, 1000)}, change: Transition, reason: "slow-call rate 50%"},
+		{name: "custom failure threshold and minimum", c: New("a"), r: RateSettings{FailureRateThreshold: 20, MinimumCalls: 5, Window: 10 * time.Second}, buckets: []Bucket{b(0, 5000, 1000, 0), b(15*time.Second, 50, 50, 0)}, change: Transition, reason: "failure rate 20% over 10s (5000 calls)"},
+		{name: "seven runs among 1000 calls: probable enough at 40 %", c: New("a"), buckets: []Bucket{runs(0, 1000, 100, 7)}, change: NoChange},
+		{name: "eight runs among 1000 calls", c: New("a"), buckets: []Bucket{runs(0, 1000, 100, 8)}, change: Transition, reason: "8 runs of 10 consecutive failed calls over 30s (1000 calls)"},
+		{name: "runs below the minimum calls still count", c: New("a"), r: RateSettings{MinimumCalls: 1000}, buckets: []Bucket{runs(0, 100, 100, 5)}, change: Transition, reason: "5 runs"},
+		{name: "hard outage in 100 environments", c: New("a"), buckets: []Bucket{runs(5*time.Second, 50000, 0, 0), runs(0, 11000, 1000, 100)}, change: Transition, reason: "100 runs"},
 		{name: "open circuit untouched", c: Circuit{ID: "a", State: Open, RetryAt: now.Add(time.Second)}, buckets: []Bucket{b(0, 100, 100, 0)}, change: NoChange},
 		{name: "half-open circuit untouched", c: Circuit{ID: "a", State: HalfOpen}, buckets: []Bucket{b(0, 100, 100, 0)}, change: NoChange},
-		{name: "empty state reads as closed", c: Circuit{ID: "a"}, buckets: []Bucket{b(0, 10, 10, 0)}, change: Transition},
+		{name: "empty state reads as closed", c: Circuit{ID: "a"}, buckets: []Bucket{b(0, 30, 30, 0)}, change: Transition},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,38 +118,6 @@ func TestDecideProbe(t *testing.T) {
 			d := DecideProbe(tt.c, tt.s, tt.version, CheckResult{OK: tt.ok, Reason: "probe"}, t0)
 			if d.Change != tt.change || d.Next.State != tt.state {
 				t.Fatalf("got %s to %s, want %s to %s", d.Change, d.Next.State, tt.change, tt.state)
-			}
-		})
-	}
-}
-
-func TestDecideFastTrip(t *testing.T) {
-	now := t0
-	closedAt := now.Add(-time.Minute)
-	tests := []struct {
-		name     string
-		c        Circuit
-		r        RateSettings
-		failures int
-		since    time.Time
-		change   Change
-	}{
-		{"run reaches the default", Circuit{ID: "s", State: Closed, Version: 2, UpdatedAt: closedAt}, RateSettings{}, DefaultFastTripFailures, now.Add(-time.Second), Transition},
-		{"run one short", Circuit{ID: "s", State: Closed}, RateSettings{}, DefaultFastTripFailures - 1, now, NoChange},
-		{"never written circuit", Circuit{ID: "s"}, RateSettings{FastTripFailures: 3}, 3, now, Transition},
-		{"run began before the circuit closed", Circuit{ID: "s", State: Closed, UpdatedAt: closedAt}, RateSettings{FastTripFailures: 3}, 30, closedAt.Add(-time.Second), NoChange},
-		{"already open", Circuit{ID: "s", State: Open, RetryAt: now.Add(time.Minute)}, RateSettings{}, 50, now, NoChange},
-		{"half-open: decided by probes", Circuit{ID: "s", State: HalfOpen}, RateSettings{}, 50, now, NoChange},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := DecideFastTrip(tt.c, Settings{}, tt.r, tt.failures, tt.since, now)
-			if d.Change != tt.change {
-				t.Fatalf("change %s, want %s: %+v", d.Change, tt.change, d.Next)
-			}
-			if tt.change == Transition && (d.Next.State != Open || d.Next.Version != tt.c.Version+1 ||
-				!d.Next.RetryAt.Equal(now.Add(DefaultOpenCooldown)) || !strings.Contains(d.Next.Reason, "consecutive failed calls in one execution environment")) {
-				t.Fatalf("trip = %+v", d.Next)
 			}
 		})
 	}

@@ -173,8 +173,9 @@ type RateSettings struct {
 	// (1ms..5m). Default: 3s.
 	SlowCallDuration time.Duration
 	// FastTripFailures is the number of consecutive failed calls, seen by
-	// one execution environment, that open a CLOSED circuit for the whole
-	// fleet at once, whatever the rates (1..1000). Default: 10.
+	// one execution environment, after which that environment refuses a
+	// CLOSED circuit at once on its own, and which count as one run
+	// towards the fleet-wide trip (see DecideRate) (1..1000). Default: 10.
 	FastTripFailures int
 	// HalfOpenProbes is the most concurrent trial calls across the fleet
 	// while HALF_OPEN (1..10). Default: 1.

@@ -37,6 +37,7 @@ type bucketRecord struct {
 	Calls    int64  `dynamodbav:"calls"`
 	Failures int64  `dynamodbav:"failures"`
 	Slow     int64  `dynamodbav:"slow"`
+	Runs     int64  `dynamodbav:"runs"`
 }
 
 // AddCounts adds c to the bucket of service id that starts at start, with
@@ -47,7 +48,8 @@ func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, c cir
 	e := newExpr()
 	adds := e.name("calls") + " " + e.value(num(c.Calls)) + ", " +
 		e.name("failures") + " " + e.value(num(c.Failures)) + ", " +
-		e.name("slow") + " " + e.value(num(c.Slow))
+		e.name("slow") + " " + e.value(num(c.Slow)) + ", " +
+		e.name("runs") + " " + e.value(num(c.Runs))
 	e.set("bucketStart", num(start.Unix()))
 	e.set(TTLAttribute, num(expiresAt.Unix()))
 	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -85,7 +87,7 @@ func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) (
 		}
 		out = append(out, circuit.Bucket{
 			Start:  time.Unix(r.Start, 0).UTC(),
-			Counts: circuit.Counts{Calls: r.Calls, Failures: r.Failures, Slow: r.Slow},
+			Counts: circuit.Counts{Calls: r.Calls, Failures: r.Failures, Slow: r.Slow, Runs: r.Runs},
 		})
 	}
 	return out, nil

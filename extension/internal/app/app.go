@@ -45,8 +45,7 @@ const (
 	// is the flush's.
 	settleShare = 3
 	// flushBudget bounds the work between an INVOKE and the next
-	// event/next: writing due outcome counts, evaluating windows and
-	// applying fast trips. Lambda bills this time and counts it against
+	// event/next: writing due outcome counts and evaluating windows. Lambda bills this time and counts it against
 	// the function's timeout, so it stays small whatever the table does;
 	// what does not fit waits for the next INVOKE or SHUTDOWN. A flush
 	// against a healthy table takes a few milliseconds.

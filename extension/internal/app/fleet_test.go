@@ -176,10 +176,12 @@ func TestFleetFailuresTripTheCircuit(t *testing.T) {
 		if c := p.lookup(t, "payments"); c.State != "CLOSED" || !c.Allowed {
 			t.Fatalf("extension %d before: %+v", i, c)
 		}
-		// 4 failures each: no single extension reaches the minimum of 10
-		// calls, the fleet does.
-		p.report(t, "payments", outcome(false, 20), outcome(false, 20), outcome(false, 20), outcome(true, 20))
-		p.report(t, "payments", outcome(false, 30))
+		// 20 failures in 25 calls each: no single extension's counts are
+		// improbable enough at 0.8 × the 50 % threshold, the fleet's are.
+		for range 5 {
+			p.report(t, "payments", outcome(false, 20), outcome(false, 20), outcome(false, 20), outcome(true, 20))
+			p.report(t, "payments", outcome(false, 30))
+		}
 	}
 	// Each INVOKE flushes within its budget, then evaluates the window;
 	// on a busy machine the work may take more than one invocation.
@@ -195,9 +197,9 @@ func TestFleetFailuresTripTheCircuit(t *testing.T) {
 		return err == nil && c.State == circuit.Open
 	})
 	c, _, _ := st.Get(context.Background(), "payments")
-	// Whichever flush sees 10 or 15 calls first trips; every extension
-	// reported 4 failures in 5 calls.
-	if c.Version != 1 || !regexp.MustCompile(`^failure rate 80% over 30s \(1[05] calls\)$`).MatchString(c.Reason) {
+	// The flush that sees all 75 calls trips; every extension reported 4
+	// failures in 5 calls.
+	if c.Version != 1 || !regexp.MustCompile(`^failure rate 80% over 30s \(75 calls\)$`).MatchString(c.Reason) {
 		t.Errorf("circuit = %+v; want one transition with the fleet's rate", c)
 	}
 	transitions := 0

@@ -20,6 +20,9 @@ type admission struct {
 	// Circuit, when its ID is set, is the circuit as stored after admit
 	// moved it (such as OPEN to HALF_OPEN), or re-read it.
 	Circuit circuit.Circuit
+	// Local is true when this environment refuses a CLOSED circuit on
+	// its own (see localTrip).
+	Local bool
 }
 
 // admit decides for one caller of the known circuit c, at now, as Lookup
@@ -63,7 +66,8 @@ func (b *Breaker) admit(ctx context.Context, c circuit.Circuit, now time.Time) a
 	case circuit.HalfOpen:
 		return b.claim(ctx, c, now)
 	default:
-		return admission{Allowed: true}
+		ok := b.localAdmit(c.ID, c, now)
+		return admission{Allowed: ok, Local: !ok}
 	}
 }
 

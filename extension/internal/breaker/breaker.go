@@ -58,10 +58,6 @@ type Options struct {
 	// (default outcomes.DefaultMaxCircuits); outcomes for more are
 	// rejected with outcomes.ErrFull.
 	MaxCircuits int
-	// EveryFlush writes every count at every flush, as the extension did
-	// before healthy circuits became write-free. For benchmarks that
-	// compare the two; the extension never sets it.
-	EveryFlush bool
 	// Holder identifies this extension in lease items (default: random).
 	Holder string
 	// Now is the clock (default time.Now).
@@ -86,11 +82,11 @@ type Breaker struct {
 	writes sync.WaitGroup
 
 	mu          sync.Mutex
-	unevaluated map[string]bool         // circuits with failures written but not yet evaluated
-	trips       map[string]outcomes.Run // fast trips not yet applied
-	leases      map[string]store.Lease  // by token
-	busy        map[string]time.Time    // circuit ID -> no lookup write before
-	inflight    map[string]bool         // circuits with a cool-down end or claim in progress
+	unevaluated map[string]bool        // circuits with failures written but not yet evaluated
+	local       map[string]*localTrip  // this environment's own refusals (see localTrip)
+	leases      map[string]store.Lease // by token
+	busy        map[string]time.Time   // circuit ID -> no lookup write before
+	inflight    map[string]bool        // circuits with a cool-down end or claim in progress
 
 	// gate orders Stop against the recording of outcomes: once Stop has
 	// returned, nothing more is recorded, so the last flush has it all.
@@ -134,10 +130,9 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 			Bucket:      policy.BucketSize,
 			MaxCircuits: o.MaxCircuits,
 			Window:      func(id string) time.Duration { return o.Policies.For(id).Rates().Window },
-			EveryFlush:  o.EveryFlush,
 		}),
 		unevaluated: map[string]bool{},
-		trips:       map[string]outcomes.Run{},
+		local:       map[string]*localTrip{},
 		leases:      map[string]store.Lease{},
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},

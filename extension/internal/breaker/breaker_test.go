@@ -230,7 +230,7 @@ func TestFlushCountsAndTrips(t *testing.T) {
 	if err != nil || res.Written != 0 || res.Evaluated != 0 {
 		t.Fatalf("flush of successes = %+v, %v; want no write", res, err)
 	}
-	outs := make([]api.Outcome, 9)
+	outs := make([]api.Outcome, 41)
 	for i := range outs {
 		outs[i] = api.Outcome{Success: ptr(false), LatencyMs: 4000}
 	}
@@ -242,7 +242,7 @@ func TestFlushCountsAndTrips(t *testing.T) {
 		t.Fatalf("flush of failures = %+v, %v; want a trip", res, err)
 	}
 	got := f.get(t, "svc")
-	if got.State != circuit.Open || got.Version != 1 || got.Reason != "failure rate 69% over 30s (13 calls)" {
+	if got.State != circuit.Open || got.Version != 1 || got.Reason != "failure rate 91% over 30s (45 calls)" {
 		t.Fatalf("after trip: %+v", got)
 	}
 	if d := b.Lookup(ctx, "svc"); d.Allowed || d.State != circuit.Open {

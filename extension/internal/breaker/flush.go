@@ -24,7 +24,7 @@ type FlushResult struct {
 	// window, or refused by the table for good (see store.Permanent).
 	Dropped int
 	// Evaluated counts the circuits whose window was read; Tripped those
-	// this flush opened (by their rates or by a fast trip).
+	// this flush opened (see circuit.DecideRate).
 	Evaluated, Tripped int
 }
 
@@ -36,8 +36,7 @@ const maxLoggedErrors = 3
 // outcomes, to their bucket items (atomic ADDs); this extension's window
 // reaching a rate threshold makes its filling bucket urgent. Then, for each
 // circuit whose written counts held a failure or a slow call, it reads the
-// window's buckets and trips the circuit when its rate is reached, and it
-// applies the fast trips that failed when their outcomes were reported.
+// window's buckets and trips the circuit when circuit.DecideRate says so.
 // Writes and evaluations of different circuits run concurrently. Counts
 // whose write failed are kept for the next flush, unless the failure is
 // permanent (access denied: the function is not attached to that service;
@@ -88,13 +87,13 @@ func (r *flushRun) add(err error, f func(res *FlushResult)) {
 }
 
 // flush writes due, logs lost, then evaluates the circuits whose written
-// counts held trouble and applies the pending fast trips, in that order.
+// counts held trouble, in that order.
 // The caller holds flushMu.
 func (b *Breaker) flush(ctx context.Context, due, lost []outcomes.Entry) (FlushResult, error) {
 	run := &flushRun{sem: make(chan struct{}, flushParallelism)}
 	b.dropLost(run, lost)
 	b.mu.Lock()
-	work := len(due) + len(b.unevaluated) + len(b.trips)
+	work := len(due) + len(b.unevaluated)
 	b.mu.Unlock()
 	if work == 0 {
 		return run.res, nil
@@ -109,9 +108,8 @@ func (b *Breaker) flush(ctx context.Context, due, lost []outcomes.Entry) (FlushR
 	}
 	b.writeBuckets(ctx, st, run, due)
 	b.evaluateWindows(ctx, run)
-	b.applyTrips(ctx, run)
-	// Evaluations and trips whose writes outlive ctx go on in the
-	// background, like bucket writes.
+	// Evaluations whose writes outlive ctx go on in the background, like
+	// bucket writes.
 	waitFor(ctx, &run.work)
 	run.mu.Lock()
 	defer run.mu.Unlock()
@@ -215,30 +213,6 @@ func (b *Breaker) evaluateWindows(ctx context.Context, run *flushRun) {
 	}
 }
 
-// applyTrips starts the fast trips that failed when their outcomes were
-// reported, as far as ctx leaves slots.
-func (b *Breaker) applyTrips(ctx context.Context, run *flushRun) {
-	b.mu.Lock()
-	trips := maps.Clone(b.trips)
-	b.mu.Unlock()
-	for id, r := range trips {
-		started := spawn(ctx, run.sem, &run.work, func() {
-			before, _ := b.peek(id)
-			after, err := b.fastTrip(ctx, id, r)
-			if err != nil {
-				run.add(err, nil)
-				return
-			}
-			if after.State == circuit.Open && before.State != circuit.Open {
-				run.add(nil, func(res *FlushResult) { res.Tripped++ })
-			}
-		})
-		if !started {
-			return
-		}
-	}
-}
-
 // waitWrites waits until the bucket writes of earlier flushes have ended,
 // or ctx ends.
 func (b *Breaker) waitWrites(ctx context.Context) { waitFor(ctx, &b.writes) }
@@ -295,7 +269,7 @@ func (b *Breaker) urgent(id string, w circuit.Counts) bool {
 		return false
 	}
 	r := b.o.Policies.For(id).Rates()
-	return 100*float64(w.Failures) >= r.FailureRateThreshold*float64(w.Calls) ||
+	return w.Runs > 0 || 100*float64(w.Failures) >= r.FailureRateThreshold*float64(w.Calls) ||
 		100*float64(w.Slow) >= r.SlowCallRateThreshold*float64(w.Calls)
 }
 

@@ -63,7 +63,7 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 		t.Fatalf("cache refreshed to %s; the test needs it behind the table", cached.State)
 	}
 
-	outs := make([]api.Outcome, 20)
+	outs := make([]api.Outcome, 30)
 	for i := range outs {
 		outs[i] = api.Outcome{Success: ptr(false), LatencyMs: 5}
 	}
@@ -76,7 +76,7 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	}
 	got := f.get(t, "svc")
 	if res.Tripped != 1 || got.State != circuit.Open || got.Version != 4 {
-		t.Errorf("flush of 20 failures = %+v, table %s v%d; want the circuit tripped to OPEN v4", res, got.State, got.Version)
+		t.Errorf("flush of 30 failures = %+v, table %s v%d; want the circuit tripped to OPEN v4", res, got.State, got.Version)
 	}
 	if cached, _ := c.Peek("svc"); cached.Version != got.Version {
 		t.Errorf("cache holds v%d after the trip, want v%d", cached.Version, got.Version)

@@ -52,6 +52,9 @@ func (b *Breaker) Lookup(ctx context.Context, id string) Answer {
 			a.Circuit = ad.Circuit
 		}
 		a.State = a.Circuit.EffectiveState(a.At)
+		if ad.Local {
+			a.State = circuit.Open // refused here, on this environment's own evidence
+		}
 		a.Allowed, a.Probe = ad.Allowed, ad.Probe
 	}
 	b.count(a)

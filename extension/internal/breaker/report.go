@@ -58,9 +58,10 @@ func (b *Breaker) record(id string, now time.Time, counts circuit.Counts, traili
 // memory; a later flush writes them as the write policy of package
 // outcomes says. When this
 // extension's run of consecutive failed calls of the circuit reaches the
-// service's fastTripFailures, the circuit is tripped for the whole fleet
-// at once, within the claim timeout, through store.Apply; the answer then
-// holds the state. An outcome carrying the token of a lease this
+// service's fastTripFailures, this extension refuses the circuit at once
+// on its own (see localTrip), and the run is counted for the fleet-wide
+// decision (circuit.DecideRate), which the next flush writes and
+// evaluates. An outcome carrying the token of a lease this
 // extension handed out is a probe outcome instead: it is applied to the
 // HALF_OPEN circuit at once (close after SuccessThreshold successes,
 // reopen on a failure) and the lease is released; the answer then holds
@@ -120,86 +121,17 @@ func (b *Breaker) Report(ctx context.Context, id string, outs []api.Outcome) (ap
 		return res, errors.Join(errs...)
 	}
 	res.Accepted += int(counts.Calls)
-	if run.Failures >= rates.FastTripFailures && (cached.State == circuit.Closed || cached.State == "") {
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
-		after, err := b.fastTrip(tctx, id, run)
-		cancel()
-		if err != nil {
-			b.o.Logger.Warn("fast trip failed; the next flush tries again", "service", id, "failures", run.Failures, "error", err.Error())
-		} else if after.State != "" {
-			res.State = string(after.State)
+	b.localOutcome(id, trailing == 0, now)
+	if run.Failures >= rates.FastTripFailures {
+		// A run: this environment refuses at once, on its own; the run is
+		// counted for the fleet-wide decision (circuit.DecideRate's runs
+		// rule), and its bucket is written at the next flush.
+		b.agg.CountRun(id, now)
+		if cached.State == circuit.Closed || cached.State == "" {
+			b.tripLocally(id, now)
 		}
 	}
 	return res, errors.Join(errs...)
-}
-
-// fastTrip opens circuit id on run, through store.Apply with
-// circuit.DecideFastTrip. One attempt per circuit runs at a time; a run
-// whose trip fails is kept for the next flush.
-func (b *Breaker) fastTrip(ctx context.Context, id string, run outcomes.Run) (circuit.Circuit, error) {
-	key := id + "#fasttrip"
-	b.mu.Lock()
-	if b.inflight[key] {
-		b.mu.Unlock()
-		return circuit.Circuit{}, nil
-	}
-	b.inflight[key] = true
-	b.trips[id] = run
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.inflight, key)
-		b.mu.Unlock()
-	}()
-	st, err := b.store(ctx)
-	if err != nil {
-		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, err)
-	}
-	pol := b.o.Policies.For(id)
-	settings, rates := pol.Settings(), pol.Rates()
-	now := b.o.Now()
-	// The trip outlives ctx: cut off after it was sent, it may have been
-	// applied with no one to log it or to put it in the cache. The caller
-	// waits for it until ctx ends.
-	type result struct {
-		applied store.Applied
-		err     error
-	}
-	done := make(chan result, 1)
-	b.writes.Add(1)
-	go func() {
-		defer b.writes.Done()
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-		defer cancel()
-		applied, err := st.WithLogger(b.o.Logger).Apply(actx, id, func(cur circuit.Circuit) circuit.Decision {
-			return circuit.DecideFastTrip(cur, settings, rates, run.Failures, run.Since, now)
-		})
-		if err == nil {
-			b.put(applied.After())
-		}
-		done <- result{applied, err}
-	}()
-	var applied store.Applied
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, r.err)
-		}
-		applied = r.applied
-	case <-ctx.Done():
-		return circuit.Circuit{}, fmt.Errorf("fast trip of %q: %w", id, ctx.Err())
-	}
-	b.mu.Lock()
-	if cur, ok := b.trips[id]; ok && cur == run {
-		delete(b.trips, id)
-	}
-	b.mu.Unlock()
-	after := applied.After()
-	b.put(after)
-	if after.State != circuit.Closed {
-		b.agg.ResetRun(id)
-	}
-	return after, nil
 }
 
 // probeResult describes a reported probe call as a check result.

@@ -14,14 +14,15 @@
 //     the rate the fleet reads is the rate of the sandboxes that saw
 //     trouble, not of failures alone.
 //   - The bucket still filling is written early, once, only when this
-//     sandbox's own window already reaches a threshold (Urgent), and at
-//     SHUTDOWN (DueAll), since no later flush will.
+//     sandbox's own window already reaches a threshold or holds a run of
+//     consecutive failures (Urgent), and at SHUTDOWN (DueAll), since no
+//     later flush will.
 //   - A write that failed is offered again at the next flush, with what
 //     was counted since; counts whose bucket has left the window are given
 //     up and reported as lost.
 //
 // The aggregator also follows each circuit's run of consecutive failed
-// calls, for the fast trip.
+// calls, for the local trip, and counts the runs (see CountRun).
 package outcomes
 
 import (
@@ -57,10 +58,6 @@ type Options struct {
 	MaxCircuits int
 	// Window returns the window of circuit id; counts are kept for it.
 	Window func(id string) time.Duration
-	// EveryFlush writes every count at every flush, healthy or not: the
-	// extension's behaviour before the healthy path became write-free.
-	// For benchmarks that compare the two; never set in production.
-	EveryFlush bool
 }
 
 type slot struct {
@@ -156,15 +153,6 @@ func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts, trailing 
 	return Run{Failures: w.run, Since: w.runSince}, nil
 }
 
-// ResetRun forgets circuit id's run of failures (after it tripped).
-func (a *Aggregator) ResetRun(id string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if w, ok := a.circuits[id]; ok {
-		w.run, w.runSince = 0, time.Time{}
-	}
-}
-
 // pruneLocked forgets buckets that have left their window, and circuits
 // left with none. It returns the counts forgotten that had been due to be
 // written.
@@ -203,9 +191,6 @@ type Urgent func(id string, w circuit.Counts) bool
 // before.
 func (a *Aggregator) Due(now time.Time, urgent Urgent) (due, lost []Entry) {
 	return a.due(now, func(id string, w *window, sum circuit.Counts, current int64) bool {
-		if a.o.EveryFlush {
-			return true
-		}
 		s := w.slots[current]
 		return s != nil && !s.early && urgent != nil && urgent(id, sum)
 	})
@@ -232,7 +217,7 @@ func (a *Aggregator) due(now time.Time, filling func(id string, w *window, sum c
 		for _, s := range w.slots {
 			sum = sum.Add(s.total)
 		}
-		if !a.o.EveryFlush && sum.Failures == 0 && sum.Slow == 0 {
+		if sum.Failures == 0 && sum.Slow == 0 {
 			continue
 		}
 		writeFilling := filling(id, w, sum, current)
@@ -301,7 +286,7 @@ func (a *Aggregator) Pending() int {
 				unwritten++
 			}
 		}
-		if a.o.EveryFlush || sum.Failures > 0 || sum.Slow > 0 {
+		if sum.Failures > 0 || sum.Slow > 0 {
 			n += unwritten
 		}
 	}
@@ -345,4 +330,24 @@ func sortEntries(es []Entry) {
 		}
 		return es[i].Start.Before(es[j].Start)
 	})
+}
+
+// CountRun counts a run of consecutive failed calls of circuit id, which
+// reached the length that counts, in the bucket that holds at, and starts
+// the circuit's run afresh: each run is counted once.
+func (a *Aggregator) CountRun(id string, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w, ok := a.circuits[id]
+	if !ok {
+		return
+	}
+	start := a.BucketStart(at).Unix()
+	s := w.slots[start]
+	if s == nil {
+		s = &slot{}
+		w.slots[start] = s
+	}
+	s.total.Runs++
+	w.run, w.runSince = 0, time.Time{}
 }

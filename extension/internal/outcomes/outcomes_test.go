@@ -56,10 +56,6 @@ func TestDue(t *testing.T) {
 		{name: "healthy window at SHUTDOWN: nothing",
 			record: func(a *Aggregator) { a.Record("svc", t0, ok(10), 0, time.Time{}) },
 			at:     time.Second, final: true},
-		{name: "today's flush writes healthy counts at once",
-			o:      Options{EveryFlush: true},
-			record: func(a *Aggregator) { a.Record("svc", t0, ok(3), 0, time.Time{}) },
-			at:     time.Second, want: ok(3), due: 1},
 		{name: "a failure writes the whole window, ended buckets only",
 			record: func(a *Aggregator) {
 				a.Record("svc", t0, ok(50), 0, time.Time{})

@@ -1,0 +1,95 @@
+package breaker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+)
+
+// A run of fastTripFailures failed calls makes this environment refuse at
+// once, on its own: the table stays CLOSED, and the run is counted for the
+// fleet. After the pause one trial call at a time goes through: a failure
+// pauses twice as long, a success ends the local trip.
+func TestLocalTripRefusesAtOnceAndTrialsOneCall(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	clk := &clock{now: time.Now()}
+	c := cache.New(f.st, cache.Options{RefreshInterval: time.Hour, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Now: clk.Now, Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	fail := func() {
+		t.Helper()
+		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false), LatencyMs: 5}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range circuit.DefaultFastTripFailures - 1 {
+		fail()
+		if a := b.Lookup(ctx, "svc"); !a.Allowed {
+			t.Fatalf("refused after %d failures, want the run to reach %d first", i+1, circuit.DefaultFastTripFailures)
+		}
+	}
+	fail()
+	if a := b.Lookup(ctx, "svc"); a.Allowed || a.State != circuit.Open {
+		t.Fatalf("after the run: %+v, want refused with OPEN", a)
+	}
+	if got := f.get(t, "svc"); got.State != circuit.Closed || got.Version != 0 {
+		t.Fatalf("table after one environment's run: %s v%d, want CLOSED and unwritten", got.State, got.Version)
+	}
+	if n := b.Counted("svc").Runs; n != 1 {
+		t.Fatalf("runs counted %d, want 1", n)
+	}
+
+	clk.Add(localPause)
+	if a := b.Lookup(ctx, "svc"); !a.Allowed {
+		t.Fatalf("after the pause: %+v, want a trial call", a)
+	}
+	if a := b.Lookup(ctx, "svc"); a.Allowed {
+		t.Fatal("a second call went through while the trial was in flight")
+	}
+	fail() // the trial failed: twice the pause
+	clk.Add(localPause)
+	if a := b.Lookup(ctx, "svc"); a.Allowed {
+		t.Fatal("allowed one pause after a failed trial, want two")
+	}
+	clk.Add(localPause)
+	if a := b.Lookup(ctx, "svc"); !a.Allowed {
+		t.Fatal("no trial two pauses after a failed trial")
+	}
+	if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), LatencyMs: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if a := b.Lookup(ctx, "svc"); !a.Allowed || a.State != circuit.Closed {
+			t.Fatalf("after a successful trial: %+v, want CLOSED and allowed", a)
+		}
+	}
+}
+
+// A transition of the circuit after the local trip began ends it: the
+// fleet has decided since.
+func TestLocalTripEndsWithATransition(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	b, c := f.extension(nil)
+	for range circuit.DefaultFastTripFailures {
+		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(false), LatencyMs: 5}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := b.Lookup(ctx, "svc"); a.Allowed {
+		t.Fatal("not refused after the run")
+	}
+	// Transitions after the trip (the breaker's clock is the wall clock).
+	later := time.Now().Add(time.Second)
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, UpdatedAt: later, RetryAt: later.Add(time.Hour)})
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Closed, Version: 2, UpdatedAt: later.Add(time.Second)})
+	c.Put(f.get(t, "svc"))
+	if a := b.Lookup(ctx, "svc"); !a.Allowed || a.State != circuit.Closed {
+		t.Fatalf("after the fleet closed the circuit again: %+v, want allowed", a)
+	}
+}

@@ -1,0 +1,103 @@
+package circuit
+
+import (
+	"math"
+	"testing"
+)
+
+// logBinomTail is ln P(X ≥ f) for X ~ Binomial(n, p), summed exactly.
+func logBinomTail(n, f int64, p float64) float64 {
+	lg := func(x float64) float64 { v, _ := math.Lgamma(x); return v }
+	best := math.Inf(-1)
+	var terms []float64
+	for k := f; k <= n; k++ {
+		t := lg(float64(n)+1) - lg(float64(k)+1) - lg(float64(n-k)+1) + float64(k)*math.Log(p) + float64(n-k)*math.Log1p(-p)
+		terms = append(terms, t)
+		best = math.Max(best, t)
+	}
+	sum := 0.0
+	for _, t := range terms {
+		sum += math.Exp(t - best)
+	}
+	return best + math.Log(sum)
+}
+
+// logPoissonTail is ln P(X ≥ r) for X ~ Poisson(λ).
+func logPoissonTail(lambda float64, r int64) float64 {
+	lg := func(x float64) float64 { v, _ := math.Lgamma(x); return v }
+	best := math.Inf(-1)
+	var terms []float64
+	for k := r; k < r+2000; k++ {
+		t := -lambda + float64(k)*math.Log(lambda) - lg(float64(k)+1)
+		terms = append(terms, t)
+		best = math.Max(best, t)
+	}
+	sum := 0.0
+	for _, t := range terms {
+		sum += math.Exp(t - best)
+	}
+	return best + math.Log(sum)
+}
+
+// Whenever a rule calls counts improbable, their exact tail probability
+// under the null rate is at most FalseTripLevel; and the rule is not much
+// stricter than the exact test.
+func TestEvidenceBoundsTheExactTail(t *testing.T) {
+	level := math.Log(FalseTripLevel)
+	const p0 = 0.4
+	for _, n := range []int64{10, 26, 50, 100, 600, 2000} {
+		first := int64(-1)
+		for f := int64(0); f <= n; f++ {
+			if ImprobableRate(n, f, p0) {
+				if first < 0 {
+					first = f
+				}
+				if tail := logBinomTail(n, f, p0); tail > level {
+					t.Errorf("n=%d f=%d: called improbable, exact tail e^%.1f > %g", n, f, tail, FalseTripLevel)
+				}
+			}
+		}
+		if first >= 0 {
+			exact := first
+			for exact > 0 && logBinomTail(n, exact-1, p0) <= level {
+				exact--
+			}
+			t.Logf("n=%d: trips from %d failures (%.0f %%); the exact test from %d", n, first, 100*float64(first)/float64(n), exact)
+		}
+	}
+	for _, calls := range []int64{100, 1000, 60000, 6000000} {
+		lambda := float64(calls) * math.Pow(p0, 10)
+		for r := int64(1); r < 2000; r++ {
+			if ImprobableRuns(calls, r, p0, 10) {
+				if tail := logPoissonTail(lambda, r); tail > level {
+					t.Errorf("calls=%d runs=%d: called improbable, exact tail e^%.1f", calls, r, tail)
+				}
+				t.Logf("calls=%d (mean %.3g runs at 40 %%): trips from %d runs", calls, lambda, r)
+				break
+			}
+		}
+	}
+}
+
+func TestImprobableRate(t *testing.T) {
+	tests := []struct {
+		name            string
+		calls, failures int64
+		p0              float64
+		want            bool
+	}{
+		{"no calls", 0, 0, 0.4, false},
+		{"at the null rate", 1000, 400, 0.4, false},
+		{"under it", 1000, 100, 0.4, false},
+		{"all of 25 failed", 25, 25, 0.4, false},
+		{"all of 26 failed", 26, 26, 0.4, true},
+		{"half of 1000", 1000, 500, 0.4, false},
+		{"half of 2000", 2000, 1000, 0.4, true},
+		{"null rate zero", 10, 1, 0, true},
+	}
+	for _, tt := range tests {
+		if got := ImprobableRate(tt.calls, tt.failures, tt.p0); got != tt.want {
+			t.Errorf("%s: ImprobableRate(%d, %d, %g) = %v", tt.name, tt.calls, tt.failures, tt.p0, got)
+		}
+	}
+}
