@@ -32,6 +32,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // DynamoDB's per-partition limits, applied here per item.
@@ -362,4 +365,24 @@ func (t *Table) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(
 		return nil, err
 	}
 	return &dynamodb.PutItemOutput{}, nil
+}
+
+// Peek decodes the circuit item id, uncharged; a circuit never written
+// comes back as circuit.New(id).
+func (t *Table) Peek(_ context.Context, id string) (circuit.Circuit, error) {
+	item := t.Item(id)
+	if item == nil {
+		return circuit.New(id), nil
+	}
+	c, err := store.Decode(item)
+	if err != nil {
+		return circuit.Circuit{}, fmt.Errorf("ddbmodel: peek %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// Usage returns the units charged so far and the requests throttled.
+func (t *Table) Usage() (reads, writes float64, throttled int64) {
+	u := t.Total()
+	return u.ReadUnits, u.WriteUnits, u.ThrottledReads + u.ThrottledWrites
 }

@@ -1,62 +1,70 @@
-// Command fleetcmd simulates fleets of 1 to 500 execution environments of
-// one guarded function and prints one table: DynamoDB reads and writes
-// per 1,000 calls while healthy, at 10 % errors and in an outage, the time
-// to the first and to the fleet-wide refusal, the calls that still reached
-// the failed service, false trips, the cost per million calls at on-demand
-// list prices and the peak writes per second on the hottest item. Each
-// size runs twice in the same run: with the extension as it is, and with
-// the flush per invocation it had before (every count written at every
-// INVOKE, no fast trip), the baseline. A second table runs a fleet with
-// sparse traffic (one call per 10 s in each environment) with and without
-// a maximum age for cached answers (CIRCUIT_BREAKER_MAX_AGE), and counts
-// the calls sent after the circuit opened because of old answers.
+// Command fleetcmd simulates fleets of 1 to 10,000 execution environments
+// of one guarded function (package fleetsim, against the DynamoDB model of
+// package ddbmodel) and prints the tables of docs/benchmarks.md:
 //
-// Each environment is the extension's breaker and cache in this process
-// (package fleetsim) on a simulated clock; all share one dynalite table,
-// and every DynamoDB call is counted by operation. Run it from the
-// repository root with "go run ./extension/bench/fleetcmd" (make
-// bench-fleet; a few minutes, offline, loopback only).
+//   - by fleet size, at 20 calls/s per environment: read units per busy
+//     environment-second, the hottest item's reads and writes per second
+//     against DynamoDB's per-item limits, throttled requests, fleet-wide
+//     trips at 0.8 × the failure-rate threshold, the time from an
+//     environment's first failed call to its first refusal in a hard
+//     outage, and from the fleet-wide trip to the last environment's
+//     refusal; with the flush per invocation (the baseline, one switch)
+//     beside it at 100 and 1,000 environments;
+//   - by downstream behaviour, at 1,000 environments;
+//   - by traffic shape, with DynamoDB's cost against Lambda's request fee.
+//
+// Every row runs with several seeds; cells show the median and, where the
+// seeds differ, the range. It also writes an SVG chart (-svg). Run it from
+// the repository root with "go run ./extension/bench/fleetcmd" (make
+// bench-fleet): a few minutes on 2 CPUs, offline.
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/ddbmodel"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/fleetsim"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
-// On-demand list prices, us-east-1 (aws.amazon.com/dynamodb/pricing/on-demand
-// and aws.amazon.com/lambda/pricing).
+// List prices, us-east-1 (aws.amazon.com/dynamodb/pricing/on-demand and
+// aws.amazon.com/lambda/pricing).
 const (
 	dollarsPerMillionWRU      = 0.625
 	dollarsPerMillionRRU      = 0.125
 	dollarsPerMillionRequests = 0.20 // Lambda
-	// itemWriteLimit is the most write units per second DynamoDB serves
-	// on one item (one partition's limit).
-	itemWriteLimit = 1000
 )
 
+var threshold = policy.Policy{}.Rates().FailureRateThreshold / 100
+
+// job is one simulation.
+type job struct {
+	table, row string
+	cfg        fleetsim.Config
+	res        fleetsim.Result
+	took       time.Duration
+	err        error
+}
+
 func main() {
-	envs := flag.String("envs", "1,10,100,500", "fleet sizes, comma-separated")
-	rate := flag.Float64("rate", 20, "calls per second in each environment")
-	perInvoke := flag.Int("calls-per-invoke", 20, "calls per invocation (each invocation starts with an INVOKE: refresh and flush)")
-	workers := flag.Int("workers", 2, "simulations run at once, each with its own dynalite")
-	seed := flag.Uint64("seed", 1, "seed of the downstream's random failures")
-	sparseEnvs := flag.Int("sparse-envs", 100, "environments in the sparse-traffic runs")
-	sparseEvery := flag.Duration("sparse-every", 10*time.Second, "time between calls in each environment of the sparse-traffic runs")
+	sizesFlag := flag.String("envs", "1,100,1000,5000,10000", "fleet sizes, comma-separated")
+	seeds := flag.Int("seeds", 3, "seeds per row")
+	casesEnvs := flag.Int("cases-envs", 1000, "environments in the downstream and traffic tables")
+	svg := flag.String("svg", "docs/fleet.svg", "where to write the chart (empty: none)")
 	flag.Parse()
 	var sizes []int
-	for _, f := range strings.Split(*envs, ",") {
+	for _, f := range strings.Split(*sizesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			fmt.Fprintf(os.Stderr, "fleetcmd: bad fleet size %q\n", f)
@@ -64,48 +72,105 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	if err := run(sizes, *rate, *perInvoke, *workers, *seed); err != nil {
-		fmt.Fprintln(os.Stderr, "fleetcmd:", err)
-		os.Exit(1)
-	}
-	if err := runSparse(*sparseEnvs, *sparseEvery, *seed); err != nil {
-		fmt.Fprintln(os.Stderr, "fleetcmd:", err)
-		os.Exit(1)
-	}
-}
-
-// phases is the scripted downstream: healthy for longer than the window,
-// then 10 % errors, a hard outage and recovery past the 30 s cool-down.
-var phases = []fleetsim.Phase{
-	{Name: "healthy", Duration: 35 * time.Second},
-	{Name: "10% errors", Duration: 30 * time.Second, FailureRate: 0.10},
-	{Name: "outage", Duration: 15 * time.Second, FailureRate: 1},
-	{Name: "recovery", Duration: 40 * time.Second},
-}
-
-type job struct {
-	envs     int
-	baseline bool
-	res      fleetsim.Result
-	took     time.Duration
-	err      error
-}
-
-func run(sizes []int, rate float64, perInvoke, workers int, seed uint64) error {
-	var jobs []*job
-	for i := len(sizes) - 1; i >= 0; i-- { // largest first: they take longest
-		jobs = append(jobs, &job{envs: sizes[i], baseline: true}, &job{envs: sizes[i]})
-	}
 	start := time.Now()
+	jobs := plan(sizes, *seeds, *casesEnvs)
+	runAll(jobs)
+	for _, j := range jobs {
+		if j.err != nil {
+			fmt.Fprintf(os.Stderr, "fleetcmd: %s %s: %v\n", j.table, j.row, j.err)
+			os.Exit(1)
+		}
+	}
+	printTables(jobs, sizes, *seeds, *casesEnvs, time.Since(start))
+	if *svg != "" {
+		if err := os.WriteFile(*svg, chart(jobs, sizes), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetcmd:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// Scripts: the downstream's phases.
+var (
+	scaleScript = []fleetsim.Phase{
+		{Name: "healthy", Duration: 20 * time.Second},
+		{Name: "0.8×threshold", Duration: 30 * time.Second, FailureRate: 0.8 * threshold},
+		{Name: "outage", Duration: 10 * time.Second, FailureRate: 1},
+		{Name: "recovery", Duration: 40 * time.Second},
+	}
+	cases = []fleetsim.Phase{
+		{Name: "10 % errors", FailureRate: 0.10},
+		{Name: "30 % errors", FailureRate: 0.30},
+		{Name: "40 % errors (0.8 × threshold)", FailureRate: 0.8 * threshold},
+		{Name: "60 % errors", FailureRate: 0.60},
+		{Name: "hard outage", FailureRate: 1},
+		{Name: "slow: every call times out (3 s)", Slow: true},
+		{Name: "flapping: 5 s down, 5 s up", Flap: 5 * time.Second},
+	}
+	traffic = []struct {
+		name string
+		rate float64
+	}{
+		{"20 calls/s", 20},
+		{"1 call/s", 1},
+		{"sparse: 1 call per 30 s", 1.0 / 30},
+	}
+)
+
+func plan(sizes []int, seeds, casesEnvs int) []*job {
+	var jobs []*job
+	add := func(table, row string, cfg fleetsim.Config) {
+		for s := range seeds {
+			c := cfg
+			c.Seed = uint64(s + 1)
+			jobs = append(jobs, &job{table: table, row: row, cfg: c})
+		}
+	}
+	for _, n := range sizes {
+		add("scale", strconv.Itoa(n), fleetsim.Config{Envs: n, Rate: 20, Phases: scaleScript})
+		if n == 100 || n == 1000 {
+			add("scale-baseline", strconv.Itoa(n), fleetsim.Config{Envs: n, Rate: 20, Phases: scaleScript, PerInvocationFlush: true})
+		}
+	}
+	for _, c := range cases {
+		c.Duration = 40 * time.Second
+		add("cases", c.Name, fleetsim.Config{Envs: casesEnvs, Rate: 20, Phases: []fleetsim.Phase{
+			{Name: "healthy", Duration: 10 * time.Second}, c,
+		}})
+	}
+	for _, tr := range traffic {
+		add("traffic", tr.name, fleetsim.Config{Envs: casesEnvs, Rate: tr.rate, Phases: []fleetsim.Phase{
+			{Name: "healthy", Duration: 60 * time.Second},
+			{Name: "outage", Duration: 30 * time.Second, FailureRate: 1},
+		}})
+	}
+	// Largest first: they take longest.
+	slices.SortStableFunc(jobs, func(a, b *job) int { return cmp.Compare(work(b), work(a)) })
+	return jobs
+}
+
+func work(j *job) float64 {
+	var d time.Duration
+	for _, p := range j.cfg.Phases {
+		d += p.Duration
+	}
+	return float64(j.cfg.Envs) * j.cfg.Rate * d.Seconds()
+}
+
+// runAll runs the jobs, two at a time when the machine has the cores;
+// each simulation also runs its environments on every CPU.
+func runAll(jobs []*job) {
 	queue := make(chan *job)
 	var wg sync.WaitGroup
-	for range max(workers, 1) {
+	for range max(1, runtime.GOMAXPROCS(0)/2) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range queue {
-				j.took, j.err = simulate(j, rate, perInvoke, seed)
-				fmt.Fprintf(os.Stderr, "fleetcmd: %d environments, baseline %v: %s\n", j.envs, j.baseline, j.took.Round(time.Second))
+				t := time.Now()
+				j.res, _, j.err = fleetsim.RunOnModel(context.Background(), j.cfg)
+				j.took = time.Since(t)
+				fmt.Fprintf(os.Stderr, "fleetcmd: %s %s seed %d: %s\n", j.table, j.row, j.cfg.Seed, j.took.Round(100*time.Millisecond))
 			}
 		}()
 	}
@@ -114,171 +179,198 @@ func run(sizes []int, rate float64, perInvoke, workers int, seed uint64) error {
 	}
 	close(queue)
 	wg.Wait()
+}
+
+// rows groups the jobs of a table by row, in plan order of first sight.
+func rows(jobs []*job, table string) (names []string, by map[string][]*job) {
+	by = map[string][]*job{}
 	for _, j := range jobs {
-		if j.err != nil {
-			return fmt.Errorf("%d environments: %w", j.envs, j.err)
+		if j.table != table {
+			continue
+		}
+		if _, ok := by[j.row]; !ok {
+			names = append(names, j.row)
+		}
+		by[j.row] = append(by[j.row], j)
+	}
+	return names, by
+}
+
+// cell formats the median of f over js, with the range when it differs.
+func cell(js []*job, f func(*job) float64, format func(float64) string) string {
+	var xs []float64
+	for _, j := range js {
+		if v := f(j); !math.IsNaN(v) {
+			xs = append(xs, v)
 		}
 	}
-	printTable(sizes, jobs, rate, perInvoke, time.Since(start))
-	return nil
-}
-
-func simulate(j *job, rate float64, perInvoke int, seed uint64) (time.Duration, error) {
-	start := time.Now()
-	db, err := dynalite.Launch()
-	if err != nil {
-		return 0, err
-	}
-	defer db.Stop()
-	ctx := context.Background()
-	table := fmt.Sprintf("fleet-%d", j.envs)
-	if err := dynalite.CreateTable(ctx, db.Client(), table); err != nil {
-		return 0, err
-	}
-	cfg := fleetsim.Config{
-		Envs: j.envs, Rate: rate, CallsPerInvoke: perInvoke, Phases: phases, Seed: seed,
-		DB: db.Client(), Table: table,
-	}
-	if j.baseline {
-		cfg.EveryFlush = true
-		cfg.Policy = policy.Policy{Passive: circuit.RateSettings{FastTripFailures: circuit.MaxFastTripFailures}}
-	}
-	j.res, err = fleetsim.Run(ctx, cfg)
-	return time.Since(start), err
-}
-
-func printTable(sizes []int, jobs []*job, rate float64, perInvoke int, took time.Duration) {
-	fmt.Printf("Measured %s on %s/%s, %d CPUs, %s; %g calls/s in each environment, %d calls per invocation; "+
-		"phases: %s; one dynalite per simulation; the whole run took %s.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(),
-		rate, perInvoke, describe(phases), took.Round(time.Second))
-	fmt.Println("| Environments | Flush | Writes / 1,000 calls: healthy · 10 % · outage | Reads / 1,000 calls: healthy · 10 % · outage | First refusal | Every environment refuses | Calls to the failed service | Back to CLOSED | False trips | Rate seen at 10 % (true) | $ per million calls: healthy · 10 % | Peak writes/s on one item |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, n := range sizes {
-		for _, j := range jobs {
-			if j.envs != n {
-				continue
-			}
-			r := j.res
-			mode := "write-free when healthy"
-			if j.baseline {
-				mode = "per invocation (before)"
-			}
-			h, e, o := r.Phases[0], r.Phases[1], r.Phases[2]
-			falseTrips := r.Phases[0].Opened + r.Phases[1].Opened + r.Phases[3].Opened
-			peak := fmt.Sprint(r.PeakItemWrites)
-			if r.PeakItemWrites > itemWriteLimit {
-				peak += " (over the limit)"
-			}
-			fmt.Printf("| %d | %s | %s · %s · %s | %s · %s · %s | %s | %s | %d | %s | %d | %s (%s) | %s · %s | %s |\n",
-				n, mode,
-				per1000(h.Ops.Writes(), h.Calls), per1000(e.Ops.Writes(), e.Calls), per1000(o.Ops.Writes(), o.Calls),
-				per1000(h.Ops.Reads(), h.Calls), per1000(e.Ops.Reads(), e.Calls), per1000(o.Ops.Reads(), o.Calls),
-				dur(r.FirstRefusal), dur(r.FleetRefusal), o.Sent, dur(r.Recovered), falseTrips,
-				pct(e.SeenRate), pct(e.TrueRate),
-				dollars(h), dollars(e), peak)
-		}
-	}
-	fmt.Printf("\nPrices: DynamoDB on-demand, us-east-1: $%.3f per million write request units, $%.3f per million read request units "+
-		"(a strongly consistent read under 4 KB is one unit per item; every write here is under 1 KB, one unit); "+
-		"for scale, Lambda's request fee is $%.2f per million invocations, $%.3f per million calls at %d calls per invocation. "+
-		"DynamoDB serves one item at most %d write units per second.\n",
-		dollarsPerMillionWRU, dollarsPerMillionRRU, dollarsPerMillionRequests, dollarsPerMillionRequests/float64(perInvoke), perInvoke, itemWriteLimit)
-}
-
-func describe(ps []fleetsim.Phase) string {
-	var parts []string
-	for _, p := range ps {
-		parts = append(parts, fmt.Sprintf("%s %s", p.Name, p.Duration))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func per1000(n, calls int64) string {
-	if calls == 0 {
+	if len(xs) == 0 {
 		return "–"
 	}
-	v := 1000 * float64(n) / float64(calls)
-	switch {
-	case v == 0:
-		return "0"
-	case v < 10:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	default:
-		return strconv.FormatFloat(v, 'f', 0, 64)
+	lo, mid, hi := fleetsim.Percentiles(xs)
+	if format(lo) == format(hi) {
+		return format(mid)
 	}
+	return fmt.Sprintf("%s (%s–%s)", format(mid), format(lo), format(hi))
 }
 
-func dollars(p fleetsim.PhaseResult) string {
-	if p.Calls == 0 {
-		return "–"
+func sum(js []*job, f func(*job) float64) float64 {
+	s := 0.0
+	for _, j := range js {
+		s += f(j)
 	}
-	v := (float64(p.Ops.WriteUnits)*dollarsPerMillionWRU + float64(p.Ops.ReadUnits)*dollarsPerMillionRRU) / float64(p.Calls)
-	return fmt.Sprintf("$%.4f", v)
+	return s
 }
 
-func dur(d time.Duration) string {
-	if d < 0 {
+func num(prec int) func(float64) string {
+	return func(x float64) string { return strconv.FormatFloat(x, 'f', prec, 64) }
+}
+
+func pct(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) + " %" }
+
+func dur(x float64) string {
+	if x < 0 {
 		return "never"
 	}
-	if d < 10*time.Second {
-		return d.Round(10 * time.Millisecond).String()
+	d := time.Duration(x)
+	if d < time.Second {
+		return strconv.Itoa(int(d.Milliseconds())) + " ms"
 	}
-	return d.Round(100 * time.Millisecond).String()
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
 }
 
-func pct(v float64) string {
-	if v < 0 {
-		return "–"
+// phase returns the named phase's result.
+func phase(j *job, name string) fleetsim.PhaseResult {
+	for _, p := range j.res.Phases {
+		if p.Name == name {
+			return p
+		}
 	}
-	return fmt.Sprintf("%.1f %%", 100*v)
+	return fleetsim.PhaseResult{}
 }
 
-// sparsePhases: healthy, then an outage long enough for the sparse fleet
-// to open the circuit and for every environment to call again after that.
-var sparsePhases = []fleetsim.Phase{
-	{Name: "healthy", Duration: 30 * time.Second},
-	{Name: "outage", Duration: 60 * time.Second, FailureRate: 1},
+func perBusySecond(units float64, p fleetsim.PhaseResult) float64 {
+	if p.BusySeconds == 0 {
+		return math.NaN()
+	}
+	return units / float64(p.BusySeconds)
 }
 
-// runSparse runs a fleet with sparse traffic twice: with old answers
-// served at once while the refresh runs (maximum age 0) and with the
-// default maximum age, each invocation's lookup arriving while its
-// INVOKE's read runs. It prints the calls sent to the failed service after
-// the table held the circuit OPEN.
-func runSparse(envs int, every time.Duration, seed uint64) error {
-	fmt.Printf("\nSparse traffic: %d environments, one call per %s in each (one per invocation), the lookup arriving while the INVOKE's read runs; phases: %s.\n\n",
-		envs, every, describe(sparsePhases))
-	fmt.Println("| Maximum age | Calls in the outage | Sent to the failed service | Sent after the circuit opened, because of old answers | First refusal | Every environment refuses | Reads / 1,000 calls |")
+// costShare is DynamoDB's cost during p against Lambda's request fee for
+// its invocations.
+func costShare(p fleetsim.PhaseResult) float64 {
+	if p.Invocations == 0 {
+		return math.NaN()
+	}
+	db := p.ReadUnits*dollarsPerMillionRRU + p.WriteUnits*dollarsPerMillionWRU
+	return db / (float64(p.Invocations) * dollarsPerMillionRequests)
+}
+
+func printTables(jobs []*job, sizes []int, seeds, casesEnvs int, took time.Duration) {
+	fmt.Printf("Simulated on %s/%s, %d CPUs, %s; %d seeds per row (median, range in brackets); DynamoDB modelled per item (ddbmodel); the whole run took %s.\n\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), seeds, took.Round(time.Second))
+
+	fmt.Println("By fleet size, 20 calls/s per environment (Poisson), one call per invocation; phases: healthy 20 s, 40 % errors (0.8 × threshold) 30 s, outage 10 s, recovery 40 s.")
+	fmt.Println()
+	fmt.Println("| Environments | Flush | Read units per busy env-second (healthy) | Hottest item: reads/s · writes/s (% of limit) | Throttled requests | Fleet-wide trips at 40 % | Calls refused at 40 % | First failure → refused, outage (slowest env) | Outage → fleet-wide trip | Trip → every env refuses | DynamoDB cost vs Lambda request fee (healthy · 40 %) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, table := range []string{"scale", "scale-baseline"} {
+		names, by := rows(jobs, table)
+		for _, n := range names {
+			js := by[n]
+			flush := "write-free when healthy"
+			if table == "scale-baseline" {
+				flush = "per invocation (baseline)"
+			}
+			hot := cell(js, func(j *job) float64 { return j.res.PeakItemReads }, num(0)) + " (" +
+				cell(js, func(j *job) float64 { return j.res.PeakItemReads / ddbmodel.ItemReadLimit }, pct) + ") · " +
+				cell(js, func(j *job) float64 { return j.res.PeakItemWrites }, num(0)) + " (" +
+				cell(js, func(j *job) float64 { return j.res.PeakItemWrites / ddbmodel.ItemWriteLimit }, pct) + ")"
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s · %s |\n", n, flush,
+				cell(js, func(j *job) float64 { p := phase(j, "healthy"); return perBusySecond(p.ReadUnits, p) }, num(2)),
+				hot,
+				cell(js, func(j *job) float64 { return float64(throttled(j)) }, num(0)),
+				fmt.Sprintf("%.0f in %d runs", sum(js, func(j *job) float64 { return float64(j.res.FalseTrips(0.8*threshold + 1e-9)) }), len(js)),
+				cell(js, func(j *job) float64 {
+					p := phase(j, "0.8×threshold")
+					return float64(p.Refused) / float64(max(p.Calls, 1))
+				}, pctPrec),
+				cell(js, func(j *job) float64 { return neverAware(j) }, dur),
+				cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
+				cell(js, func(j *job) float64 { return float64(j.res.FleetRefusal) }, dur),
+				cell(js, func(j *job) float64 { return costShare(phase(j, "healthy")) }, pctPrec),
+				cell(js, func(j *job) float64 { return costShare(phase(j, "0.8×threshold")) }, pctPrec))
+		}
+	}
+	fmt.Println()
+
+	fmt.Printf("By downstream behaviour, %d environments at 20 calls/s; 10 s healthy, then 40 s of the case.\n\n", casesEnvs)
+	fmt.Println("| Downstream | Fleet-wide trips | Calls refused | Calls sent while it fails, per env | First failure → refused (slowest env) | Envs that never refused | Case start → fleet-wide trip | Read · write units per busy env-second | Throttled |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	names, by := rows(jobs, "cases")
+	for _, n := range names {
+		js := by[n]
+		last := func(j *job) fleetsim.PhaseResult { return j.res.Phases[len(j.res.Phases)-1] }
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s · %s | %s |\n", n,
+			cell(js, func(j *job) float64 { return float64(last(j).Opened) }, num(0)),
+			cell(js, func(j *job) float64 { p := last(j); return float64(p.Refused) / float64(max(p.Calls, 1)) }, pctPrec),
+			cell(js, func(j *job) float64 { return float64(last(j).SentDown) / float64(j.cfg.Envs) }, num(1)),
+			cell(js, func(j *job) float64 { return neverAware(j) }, dur),
+			cell(js, func(j *job) float64 { return float64(j.res.NeverRefused) }, num(0)),
+			cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
+			cell(js, func(j *job) float64 { p := last(j); return perBusySecond(p.ReadUnits, p) }, num(2)),
+			cell(js, func(j *job) float64 { p := last(j); return perBusySecond(p.WriteUnits, p) }, num(2)),
+			cell(js, func(j *job) float64 { return float64(throttled(j)) }, num(0)))
+	}
+	fmt.Println()
+
+	fmt.Printf("By traffic shape, %d environments, one call per invocation; 60 s healthy, then a 30 s outage.\n\n", casesEnvs)
+	fmt.Println("| Traffic per environment | Read units per busy env-second (healthy) | DynamoDB cost vs Lambda request fee (healthy) | $ per million calls, DynamoDB (healthy) | First failure → refused (slowest env) | Outage → fleet-wide trip | Trip → every env refuses |")
 	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, maxAge := range []time.Duration{0, 2 * time.Second} {
-		start := time.Now()
-		db, err := dynalite.Launch()
-		if err != nil {
-			return err
-		}
-		ctx := context.Background()
-		table := fmt.Sprintf("sparse-%d", maxAge.Milliseconds())
-		if err := dynalite.CreateTable(ctx, db.Client(), table); err != nil {
-			db.Stop()
-			return err
-		}
-		res, err := fleetsim.Run(ctx, fleetsim.Config{
-			Envs: envs, Rate: float64(time.Second) / float64(every), CallsPerInvoke: 1, Phases: sparsePhases, Seed: seed,
-			MaxAge: maxAge, LookupDuringRead: true, DB: db.Client(), Table: table,
-		})
-		db.Stop()
-		if err != nil {
-			return fmt.Errorf("sparse traffic, maximum age %s: %w", maxAge, err)
-		}
-		fmt.Fprintf(os.Stderr, "fleetcmd: sparse traffic, maximum age %s: %s\n", maxAge, time.Since(start).Round(time.Second))
-		name := "0 (old answers at once)"
-		if maxAge > 0 {
-			name = maxAge.String() + " (the default)"
-		}
-		o := res.Phases[1]
-		fmt.Printf("| %s | %d | %d | %d | %s | %s | %s |\n", name, o.Calls, o.Sent, o.SentWhileOpen,
-			dur(res.FirstRefusal), dur(res.FleetRefusal), per1000(o.Ops.Reads(), o.Calls))
+	names, by = rows(jobs, "traffic")
+	for _, n := range names {
+		js := by[n]
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", n,
+			cell(js, func(j *job) float64 { p := phase(j, "healthy"); return perBusySecond(p.ReadUnits, p) }, num(2)),
+			cell(js, func(j *job) float64 { return costShare(phase(j, "healthy")) }, pctPrec),
+			cell(js, func(j *job) float64 {
+				p := phase(j, "healthy")
+				return (p.ReadUnits*dollarsPerMillionRRU + p.WriteUnits*dollarsPerMillionWRU) / float64(max(p.Calls, 1))
+			}, func(x float64) string { return "$" + strconv.FormatFloat(x, 'f', 3, 64) }),
+			cell(js, func(j *job) float64 { return neverAware(j) }, dur),
+			cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
+			cell(js, func(j *job) float64 { return float64(j.res.FleetRefusal) }, dur))
 	}
-	return nil
+	fmt.Println()
+	fmt.Printf("Prices: DynamoDB on-demand, us-east-1: $%.3f per million read request units, $%.3f per million write request units; Lambda: $%.2f per million requests. Per-item limits: %.0f read units/s, %.0f write units/s.\n",
+		dollarsPerMillionRRU, dollarsPerMillionWRU, dollarsPerMillionRequests, ddbmodel.ItemReadLimit, ddbmodel.ItemWriteLimit)
+}
+
+func pctPrec(x float64) string {
+	switch {
+	case x == 0:
+		return "0 %"
+	case x < 0.01:
+		return strconv.FormatFloat(100*x, 'f', 2, 64) + " %"
+	case x < 0.1:
+		return strconv.FormatFloat(100*x, 'f', 1, 64) + " %"
+	}
+	return strconv.FormatFloat(100*x, 'f', 0, 64) + " %"
+}
+
+func throttled(j *job) int64 {
+	var n int64
+	for _, p := range j.res.Phases {
+		n += p.Throttled
+	}
+	return n
+}
+
+// neverAware is the slowest environment's time from its first failed call
+// to its first refusal, or -1 (never) when one never refused.
+func neverAware(j *job) float64 {
+	if j.res.NeverRefused > 0 {
+		return -1
+	}
+	return float64(j.res.SeenRefusal)
 }

@@ -1,15 +1,17 @@
 // Package fleetsim simulates a fleet of execution environments of one
-// function guarded by the breaker: each environment is the extension's
-// real breaker and cache, in this process, on a simulated clock, and all
-// share one table. Calls arrive at a steady rate in every environment; a
-// scripted downstream fails at a rate set per phase (healthy, some
-// errors, an outage, recovery). Every DynamoDB call is counted by
-// operation and phase, and writes per item and simulated second, for the
-// hottest item's peak.
+// function guarded by the breaker. Each environment is the extension's own
+// breaker and cache, in this process, with the extension's production
+// options (refresh interval, maximum age, miss and fetch timeouts, the
+// flush's budget); all of them share one table: the DynamoDB model of
+// package ddbmodel, which charges and throttles per item, or dynalite.
 //
-// The simulated clock moves from call to call in time order across the
-// fleet; table calls take no simulated time. Each environment flushes on
-// its INVOKE events, as the extension does, and refreshes its cache there.
+// Time is simulated. Each environment's invocations arrive as a Poisson
+// process at its traffic's rate, one call each, so invocations are not
+// aligned across the fleet. The simulation advances in ticks of 10 ms;
+// within a tick the environments run concurrently (on every CPU), each
+// through its own arrivals in time order, so their table calls contend as
+// a fleet's would. A scripted downstream fails at a rate set per phase,
+// times out (slow), or flaps.
 package fleetsim
 
 import (
@@ -18,19 +20,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/ddbmodel"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
-// Phase is a stretch of time with one downstream failure rate.
+// Phase is a stretch of time with one downstream behaviour.
 type Phase struct {
 	// Name labels the phase in results.
 	Name string
@@ -38,44 +46,66 @@ type Phase struct {
 	Duration time.Duration
 	// FailureRate is the share of calls that fail, 0..1; 1 is an outage.
 	FailureRate float64
+	// Slow makes every call time out: it fails after Timeout.
+	Slow bool
+	// Flap, when set, alternates the phase between an outage and health,
+	// Flap each, starting with the outage.
+	Flap time.Duration
+}
+
+// Timeout is how long a call to a slow downstream takes before it fails.
+const Timeout = 3 * time.Second
+
+// healthyLatency is a successful call's latency.
+const healthyLatency = 20 * time.Millisecond
+
+func (p Phase) outcome(since time.Duration, rng *rand.Rand) (ok bool, latency time.Duration) {
+	switch {
+	case p.Slow:
+		return false, Timeout
+	case p.Flap > 0:
+		return (since/p.Flap)%2 == 1, healthyLatency
+	}
+	return rng.Float64() >= p.FailureRate, healthyLatency
+}
+
+// failing says whether the downstream is down at since into the phase.
+func (p Phase) failing(since time.Duration) bool {
+	return p.Slow || p.FailureRate >= 1 || (p.Flap > 0 && (since/p.Flap)%2 == 0)
 }
 
 // Config describes one simulation.
 type Config struct {
 	// Envs is the number of execution environments.
 	Envs int
-	// Rate is the calls per second in each environment.
+	// Rate is the mean invocations per second in each environment, each
+	// with one call (Poisson arrivals).
 	Rate float64
-	// CallsPerInvoke is the number of calls per invocation; each
-	// invocation begins with an INVOKE event (cache refresh and flush).
-	CallsPerInvoke int
 	// Service is the circuit's ID (default "payments").
 	Service string
 	// Policy is the service's policy.
 	Policy policy.Policy
-	// RefreshInterval is the cache's (default 1 s).
-	RefreshInterval time.Duration
-	// MaxAge is the cache's maximum age (CIRCUIT_BREAKER_MAX_AGE); 0
-	// answers old values at once while the refresh runs.
-	MaxAge time.Duration
-	// LookupDuringRead makes each invocation's first lookup arrive while
-	// the INVOKE's read is still in flight, as in Lambda, where the
-	// runtime gets the event at the same moment as the extension; by
-	// default the read ends first. It also checks the table at every call,
-	// for SentWhileOpen: use it for small fleets.
-	LookupDuringRead bool
-	// EveryFlush writes every count at every flush, as the extension did
-	// before healthy circuits became write-free (the baseline).
-	EveryFlush bool
 	// Phases run in order.
 	Phases []Phase
-	// Seed seeds the downstream's failures.
+	// Seed seeds arrivals and failures.
 	Seed uint64
-	// DB is the table's client; Table its name.
+	// DB is the table's client; Table its name; Clock, when DB is a
+	// ddbmodel.Table, the clock it was made with (set by Run).
 	DB    store.API
 	Table string
-	// Start is the simulated start (default: now, at a bucket start).
+	// SetClock, when set, is told the simulated time at every tick (the
+	// ddbmodel table's clock).
+	SetClock func(time.Time)
+	// PerInvocationFlush is the baseline: every invocation writes its
+	// call's counts to the bucket item (the extension's flush before
+	// healthy circuits became write-free), in place of the breaker's own
+	// bucket writes. Nothing else changes.
+	PerInvocationFlush bool
+	// Start is the simulated start (default: a fixed date at a bucket
+	// start).
 	Start time.Time
+	// Workers bounds the environments run at once (default GOMAXPROCS).
+	Workers int
 	// Logger receives the extensions' logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -86,257 +116,377 @@ type PhaseResult struct {
 	// Calls were attempted (looked up); Sent reached the downstream;
 	// Refused were refused by the breaker; Failed failed downstream.
 	Calls, Sent, Refused, Failed int64
-	// Ops are the DynamoDB calls made during the phase.
-	Ops Ops
-	// Opened counts the circuit's transitions to OPEN during the phase.
+	// Invocations is the number of invocations (one call each).
+	Invocations int64
+	// BusySeconds counts (environment, second) pairs with a call.
+	BusySeconds int64
+	// ReadUnits and WriteUnits were charged during the phase; Throttled
+	// counts the requests the table refused.
+	ReadUnits, WriteUnits float64
+	Throttled             int64
+	// Opened counts the circuit's transitions to OPEN in the table.
 	Opened int
-	// SentWhileOpen counts calls sent, other than probes, while the table
-	// held the circuit OPEN: calls let through by an old answer. Counted
-	// with LookupDuringRead only.
-	SentWhileOpen int64
-	// TrueRate is the failure rate of the calls sent in the window that
-	// ends with the phase; SeenRate the rate the table's window buckets
-	// hold then (-1 with no calls there).
-	TrueRate, SeenRate float64
+	// SentDown counts the calls sent while the downstream was failing.
+	SentDown int64
+	// PeakSent is the most calls sent to the downstream in one second.
+	PeakSent int64
 }
 
 // Result is what happened in one simulation.
 type Result struct {
 	Phases []PhaseResult
-	// FirstRefusal is the time from the start of the first outage phase
-	// to the first refused call; FleetRefusal to the moment every
-	// environment had refused one. -1 when it never happened.
-	FirstRefusal, FleetRefusal time.Duration
-	// Recovered is the time from the end of the first outage phase to the
+	// Refusal is measured in the first failing phase (an outage, a slow
+	// or a flapping downstream): for each environment that saw a failed
+	// call there, the time from its first failed call to its first
+	// refused one. SeenRefusal is the longest, SeenRefusalMedian and
+	// SeenRefusalP99 the median and 99th percentile over those
+	// environments; NeverRefused counts the environments that saw a
+	// failure but never refused.
+	SeenRefusal, SeenRefusalMedian, SeenRefusalP99 time.Duration
+	NeverRefused                                   int
+	// FleetTrip is the time from the start of that phase to the circuit
+	// being OPEN in the table (-1: never); FleetRefusal the time from
+	// FleetTrip to the last environment's first refusal after it, among
+	// those with a call after it (-1 when none).
+	FleetTrip, FleetRefusal time.Duration
+	// Recovered is the time from the end of the last failing phase to the
 	// circuit being CLOSED again in the table; -1 when it never was.
 	Recovered time.Duration
-	// PeakItemWrites is the most writes one item took in one simulated
-	// second; PeakItem is that item's key.
-	PeakItemWrites int
-	PeakItem       string
+	// PeakItemReads and PeakItemWrites are the most units one item was
+	// charged in one second, on PeakReadItem and PeakWriteItem.
+	PeakItemReads, PeakItemWrites float64
+	PeakReadItem, PeakWriteItem   string
 	// Final is the circuit at the end.
 	Final circuit.Circuit
 }
 
-type env struct {
-	b            *breaker.Breaker
-	c            *cache.Cache
-	firstRefusal time.Time
+// FalseTrips counts the transitions to OPEN during phases whose failure
+// rate is under at (a fraction, such as 0.8 × the threshold) and that are
+// not slow or flapping.
+func (r Result) FalseTrips(at float64) int {
+	n := 0
+	for _, p := range r.Phases {
+		if !p.Slow && p.Flap == 0 && p.FailureRate < at {
+			n += p.Opened
+		}
+	}
+	return n
 }
 
-// Run runs the simulation.
-func Run(ctx context.Context, cfg Config) (Result, error) {
+// UsageFunc returns the table's charged units and throttled requests so far.
+type UsageFunc func() (reads, writes float64, throttled int64)
+
+// Run runs the simulation. usage reports the table's charges (see
+// ddbmodel.Table.Total, or Counter for another table).
+func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	if cfg.Envs < 1 || cfg.Rate <= 0 || len(cfg.Phases) == 0 {
 		return Result{}, errors.New("fleetsim: need at least one environment, a rate and a phase")
 	}
 	if cfg.Service == "" {
 		cfg.Service = "payments"
 	}
-	if cfg.CallsPerInvoke < 1 {
-		cfg.CallsPerInvoke = 1
-	}
-	if cfg.RefreshInterval <= 0 {
-		cfg.RefreshInterval = time.Second
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
 	if cfg.Start.IsZero() {
-		cfg.Start = time.Now().Truncate(policy.BucketSize)
+		cfg.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
-	var nowNanos atomic.Int64
-	nowNanos.Store(cfg.Start.UnixNano())
-	clock := func() time.Time { return time.Unix(0, nowNanos.Load()) }
-
-	cnt := newCounter(cfg.DB, clock, len(cfg.Phases))
-	st := store.New(cnt, cfg.Table).WithLogger(cfg.Logger)
-	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger) // uncounted: the simulation's own reads
-	stf := func(context.Context) (*store.Store, error) { return st, nil }
+	if cfg.Workers < 1 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	const tick = 10 * time.Millisecond
+	db := cfg.DB
+	if cfg.PerInvocationFlush {
+		db = dropBuckets{cfg.DB}
+	}
+	st := store.New(db, cfg.Table).WithLogger(cfg.Logger)
+	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger)    // the baseline's own bucket writes
+	truth := func(ctx context.Context) (circuit.Circuit, error) { // uncharged when DB can say so
+		if p, ok := cfg.DB.(interface {
+			Peek(ctx context.Context, id string) (circuit.Circuit, error)
+		}); ok {
+			return p.Peek(ctx, cfg.Service)
+		}
+		c, _, err := raw.Get(ctx, cfg.Service)
+		return c, err
+	}
 	pols := policy.Policies{cfg.Service: cfg.Policy}
+	rates := cfg.Policy.Rates()
+
+	starts := make([]time.Time, len(cfg.Phases)+1)
+	starts[0] = cfg.Start
+	for i, p := range cfg.Phases {
+		starts[i+1] = starts[i].Add(p.Duration)
+	}
+	end := starts[len(cfg.Phases)]
+	phaseAt := func(t time.Time) int {
+		for i := len(cfg.Phases) - 1; i >= 0; i-- {
+			if !t.Before(starts[i]) {
+				return i
+			}
+		}
+		return 0
+	}
+	failPhase, lastFail := -1, -1
+	for i, p := range cfg.Phases {
+		if p.failing(0) {
+			if failPhase < 0 {
+				failPhase = i
+			}
+			lastFail = i
+		}
+	}
+
 	envs := make([]*env, cfg.Envs)
 	for i := range envs {
-		c := cache.New(st, cache.Options{
-			RefreshInterval: cfg.RefreshInterval, MaxAge: cfg.MaxAge, MissTimeout: 5 * time.Second, FetchTimeout: 5 * time.Second,
-			Now: clock, Logger: cfg.Logger,
-		})
-		b := breaker.New(stf, c, breaker.Options{
-			Policies: pols, FailAllow: true, Now: clock, Logger: cfg.Logger, EveryFlush: cfg.EveryFlush,
-			ClaimTimeout: 5 * time.Second, Holder: fmt.Sprintf("env-%d", i),
-		})
-		envs[i] = &env{b: b, c: c}
+		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)*0x9e3779b97f4a7c15+1))
+		e := newEnv(st, pols, cfg.Logger, fmt.Sprintf("env-%d", i))
+		e.rng = rng
+		e.next = cfg.Start.Add(expo(rng, cfg.Rate))
+		e.lastBusy = -1
+		envs[i] = e
 	}
 
-	res := Result{Phases: make([]PhaseResult, len(cfg.Phases)), FirstRefusal: -1, FleetRefusal: -1, Recovered: -1}
-	ends := make([]time.Time, len(cfg.Phases))
-	at := cfg.Start
-	outage := -1
+	res := Result{Phases: make([]PhaseResult, len(cfg.Phases)), FleetTrip: -1, FleetRefusal: -1, Recovered: -1}
 	for i, p := range cfg.Phases {
 		res.Phases[i].Phase = p
-		at = at.Add(p.Duration)
-		ends[i] = at
-		if outage < 0 && p.FailureRate >= 1 {
-			outage = i
-		}
 	}
-	end := at
-	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
-	sent := map[int64]circuit.Counts{} // by bucket start: what really happened
-	interval := time.Duration(float64(time.Second) / cfg.Rate)
-	rates := cfg.Policy.WithDefaults().Rates()
-	var last circuit.Circuit
-	phase := 0
-	nextPoll := cfg.Start
-	refusedEnvs := 0
+	perPhase := make([]struct{ c [8]atomic.Int64 }, len(cfg.Phases))
+	sentPerSec := map[int64]int64{}
+	const (
+		cCalls = iota
+		cSent
+		cRefused
+		cFailed
+		cInvocations
+		cBusy
+		cSentDown
+	)
 
-	poll := func() error { // transitions to OPEN, once per simulated second
-		c, _, err := raw.Get(ctx, cfg.Service)
+	var tripAt time.Time
+	var last circuit.Circuit
+	var mu sync.Mutex
+	var firstErr error
+	lastUse := [3]float64{}
+	phase := 0
+	ctxRun, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	step := func(ctx context.Context, e *env, t time.Time, sent map[int64]int64) {
+		e.now.Store(t.UnixNano())
+		i := phaseAt(t)
+		p := cfg.Phases[i]
+		pc := &perPhase[i].c
+		since := t.Sub(starts[i])
+		pc[cInvocations].Add(1)
+		if sec := t.Unix(); sec != e.lastBusy {
+			e.lastBusy = sec
+			pc[cBusy].Add(1)
+		}
+		// INVOKE: the refresh starts first; the function's lookup comes
+		// while it runs; the flush runs with its budget.
+		e.refreshDue()
+		allowed, probe := e.lookup(ctxRun, cfg.Service)
+		pc[cCalls].Add(1)
+		if !allowed {
+			pc[cRefused].Add(1)
+			if i == failPhase && e.firstFail >= 0 && e.firstRefusal < 0 {
+				e.firstRefusal = t.Sub(starts[i])
+			}
+			if !tripAt.IsZero() && !t.Before(tripAt) && e.refusedAfterTrip < 0 {
+				e.refusedAfterTrip = t.Sub(tripAt)
+			}
+		} else {
+			ok, latency := p.outcome(since, e.rng)
+			pc[cSent].Add(1)
+			sent[t.Unix()]++
+			if p.failing(since) {
+				pc[cSentDown].Add(1)
+			}
+			if !ok {
+				pc[cFailed].Add(1)
+				if i == failPhase && e.firstFail < 0 {
+					e.firstFail = since
+				}
+			}
+			if err := e.report(ctxRun, cfg.Service, ok, latency, probe); err != nil {
+				cfg.Logger.Debug("report", "error", err.Error())
+			}
+			if cfg.PerInvocationFlush {
+				c := circuit.Counts{Calls: 1}
+				if !ok {
+					c.Failures = 1
+				}
+				if latency >= rates.SlowCallDuration {
+					c.Slow = 1
+				}
+				bs := t.Truncate(policy.BucketSize)
+				_ = raw.AddCounts(ctxRun, cfg.Service, bs, c, bs.Add(policy.BucketSize+rates.Window+time.Minute))
+			}
+		}
+		e.flush(ctx)
+	}
+
+	poll := func(now time.Time) error {
+		c, err := truth(ctxRun)
 		if err != nil {
-			return fmt.Errorf("fleetsim: poll: %w", err)
+			return fmt.Errorf("fleetsim: read the circuit: %w", err)
 		}
 		if c.Version != last.Version && c.State == circuit.Open {
-			res.Phases[phase].Opened++
+			res.Phases[phaseAt(now)].Opened++
+			if tripAt.IsZero() && failPhase >= 0 && !now.Before(starts[failPhase]) {
+				tripAt = now
+				res.FleetTrip = now.Sub(starts[failPhase])
+			}
 		}
-		if outage >= 0 && phase > outage && res.Recovered < 0 && c.State == circuit.Closed {
-			res.Recovered = clock().Sub(ends[outage])
+		if lastFail >= 0 && !now.Before(starts[lastFail+1]) && res.Recovered < 0 && c.State == circuit.Closed {
+			res.Recovered = now.Sub(starts[lastFail+1])
 		}
 		last = c
 		return nil
 	}
-	endPhase := func(i int) error {
-		starts := breaker.WindowStarts(ends[i].Add(-time.Nanosecond), rates.Window)
-		var truth circuit.Counts
-		for _, s := range starts {
-			truth = truth.Add(sent[s.Unix()])
-		}
-		bs, err := raw.GetBuckets(ctx, cfg.Service, starts)
-		if err != nil {
-			return fmt.Errorf("fleetsim: read window: %w", err)
-		}
-		var seen circuit.Counts
-		for _, b := range bs {
-			seen = seen.Add(b.Counts)
-		}
-		res.Phases[i].TrueRate, res.Phases[i].SeenRate = rate(truth), rate(seen)
-		return nil
+	closePhase := func(i int) {
+		r, w, th := usage()
+		pr := &res.Phases[i]
+		pr.ReadUnits, pr.WriteUnits, pr.Throttled = r-lastUse[0], w-lastUse[1], th-int64(lastUse[2])
+		lastUse = [3]float64{r, w, float64(th)}
 	}
 
-	for k := 0; ; k++ {
-		base := cfg.Start.Add(time.Duration(k) * interval)
-		if !base.Before(end) {
+	workers := min(cfg.Workers, cfg.Envs)
+	for t := cfg.Start; t.Before(end); t = t.Add(tick) {
+		if cfg.SetClock != nil {
+			cfg.SetClock(t)
+		}
+		if i := phaseAt(t); i != phase {
+			closePhase(phase)
+			phase = i
+		}
+		if t.Sub(cfg.Start)%(100*time.Millisecond) == 0 {
+			if err := poll(t); err != nil {
+				return res, err
+			}
+		}
+		tickEnd := t.Add(tick)
+		var wg sync.WaitGroup
+		sents := make([]map[int64]int64, workers)
+		for w := range workers {
+			wg.Add(1)
+			sents[w] = map[int64]int64{}
+			go func() {
+				defer wg.Done()
+				// The extension bounds each flush by a budget of real time
+				// (100 ms); the table here answers at once, so it never
+				// binds, and one generous bound per tick stands for it.
+				fctx, cancel := context.WithTimeout(ctxRun, time.Minute)
+				defer cancel()
+				for k := w; k < len(envs); k += workers {
+					e := envs[k]
+					for e.next.Before(tickEnd) && e.next.Before(end) {
+						step(fctx, e, e.next, sents[w])
+						e.next = e.next.Add(expo(e.rng, cfg.Rate))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, m := range sents {
+			for s, n := range m {
+				sentPerSec[s] += n
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			mu.Lock()
+			firstErr = err
+			mu.Unlock()
 			break
 		}
-		for i, e := range envs {
-			t := base.Add(interval * time.Duration(i) / time.Duration(cfg.Envs))
-			if !t.Before(end) {
-				break
-			}
-			for phase < len(ends)-1 && !t.Before(ends[phase]) {
-				if err := endPhase(phase); err != nil {
-					return res, err
-				}
-				phase++
-				cnt.setPhase(phase)
-			}
-			nowNanos.Store(t.UnixNano())
-			if !t.Before(nextPoll) {
-				if err := poll(); err != nil {
-					return res, err
-				}
-				nextPoll = nextPoll.Add(time.Second)
-			}
-			pr := &res.Phases[phase]
-			invoke := func() error { // the rest of the INVOKE: reads end, then the flush
-				if err := e.c.Wait(ctx); err != nil {
-					return err
-				}
-				_, _ = e.b.Flush(ctx) // errors are counted in the table, or retried
-				return nil
-			}
-			// Whether the table held the circuit OPEN when this call was
-			// decided (before this environment's own flush).
-			openBefore := false
-			if cfg.LookupDuringRead {
-				cur, _, err := raw.Get(ctx, cfg.Service)
-				if err != nil {
-					return res, fmt.Errorf("fleetsim: read the circuit: %w", err)
-				}
-				openBefore = cur.EffectiveState(t) == circuit.Open
-			}
-			isInvoke := k%cfg.CallsPerInvoke == 0
-			if isInvoke {
-				e.c.RefreshDue()
-				if !cfg.LookupDuringRead {
-					if err := invoke(); err != nil {
-						return res, err
-					}
-				}
-			}
-			d := e.b.Lookup(ctx, cfg.Service)
-			if isInvoke && cfg.LookupDuringRead {
-				if err := invoke(); err != nil {
-					return res, err
-				}
-			}
-			pr.Calls++
-			if !d.Allowed {
-				pr.Refused++
-				if outage >= 0 && phase == outage && e.firstRefusal.IsZero() {
-					e.firstRefusal = t
-					since := t.Sub(cfg.Start.Add(sumDurations(cfg.Phases[:outage])))
-					if res.FirstRefusal < 0 {
-						res.FirstRefusal = since
-					}
-					if refusedEnvs++; refusedEnvs == cfg.Envs {
-						res.FleetRefusal = since
-					}
-				}
-				continue
-			}
-			if openBefore && d.Probe == "" {
-				pr.SentWhileOpen++
-			}
-			failed := rng.Float64() < pr.FailureRate
-			pr.Sent++
-			c := circuit.Counts{Calls: 1}
-			if failed {
-				pr.Failed++
-				c.Failures = 1
-			}
-			bs := t.Truncate(policy.BucketSize).Unix()
-			sent[bs] = sent[bs].Add(c)
-			ok := !failed
-			if _, err := e.b.Report(ctx, cfg.Service, []api.Outcome{{Success: &ok, LatencyMs: 20, ProbeToken: d.Probe}}); err != nil {
-				cfg.Logger.Debug("report", "error", err.Error())
+	}
+	closePhase(phase)
+	if err := poll(end); err != nil {
+		return res, err
+	}
+	for _, e := range envs {
+		e.close()
+	}
+	if firstErr != nil {
+		return res, firstErr
+	}
+	for i := range res.Phases {
+		pr := &res.Phases[i]
+		pc := &perPhase[i].c
+		pr.Calls, pr.Sent, pr.Refused, pr.Failed = pc[cCalls].Load(), pc[cSent].Load(), pc[cRefused].Load(), pc[cFailed].Load()
+		pr.Invocations, pr.BusySeconds, pr.SentDown = pc[cInvocations].Load(), pc[cBusy].Load(), pc[cSentDown].Load()
+		for s := starts[i].Unix(); s < starts[i+1].Unix(); s++ {
+			pr.PeakSent = max(pr.PeakSent, sentPerSec[s])
+		}
+	}
+	var seen []time.Duration
+	for _, e := range envs {
+		if e.firstFail < 0 {
+			continue
+		}
+		if e.firstRefusal < 0 {
+			res.NeverRefused++
+			continue
+		}
+		seen = append(seen, e.firstRefusal-e.firstFail)
+	}
+	if len(seen) > 0 {
+		slices.Sort(seen)
+		res.SeenRefusal = seen[len(seen)-1]
+		res.SeenRefusalMedian = seen[len(seen)/2]
+		res.SeenRefusalP99 = seen[min(len(seen)-1, len(seen)*99/100)]
+	}
+	if !tripAt.IsZero() {
+		for _, e := range envs {
+			if e.refusedAfterTrip > res.FleetRefusal {
+				res.FleetRefusal = e.refusedAfterTrip
 			}
 		}
 	}
-	if err := endPhase(len(ends) - 1); err != nil {
-		return res, err
-	}
-	if err := poll(); err != nil {
-		return res, err
-	}
 	res.Final = last
-	cnt.mu.Lock()
-	for i := range res.Phases {
-		res.Phases[i].Ops = cnt.ops[i]
-	}
-	res.PeakItemWrites, res.PeakItem = cnt.peak, cnt.peakKey
-	cnt.mu.Unlock()
 	return res, nil
 }
 
-func rate(c circuit.Counts) float64 {
-	if c.Calls == 0 {
-		return -1
-	}
-	return float64(c.Failures) / float64(c.Calls)
+// expo draws the time to the next Poisson arrival at rate per second.
+func expo(rng *rand.Rand, rate float64) time.Duration {
+	return time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
 }
 
-func sumDurations(ps []Phase) time.Duration {
-	var d time.Duration
-	for _, p := range ps {
-		d += p.Duration
+// dropBuckets hides the breaker's own bucket writes from the table, for
+// the baseline, which writes every invocation's counts itself. They are
+// answered as written, so the breaker still evaluates the window after a
+// failure.
+type dropBuckets struct{ store.API }
+
+func (d dropBuckets) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if k, ok := in.Key[store.KeyAttribute].(*types.AttributeValueMemberS); ok && strings.Contains(k.Value, store.BucketInfix) {
+		return &dynamodb.UpdateItemOutput{}, nil
 	}
-	return d
+	return d.API.UpdateItem(ctx, in, opts...)
+}
+
+// Percentiles returns the minimum, median and maximum of xs.
+func Percentiles(xs []float64) (lo, mid, hi float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[0], s[len(s)/2], s[len(s)-1]
+}
+
+// RunOnModel runs cfg against a fresh ddbmodel table and fills the
+// hottest item's peaks into the result.
+func RunOnModel(ctx context.Context, cfg Config) (Result, *ddbmodel.Table, error) {
+	var now atomic.Int64
+	m := ddbmodel.New("fleet", func() time.Time { return time.Unix(0, now.Load()) })
+	cfg.DB, cfg.Table, cfg.SetClock = m, "fleet", func(t time.Time) { now.Store(t.UnixNano()) }
+	res, err := Run(ctx, cfg, m.Usage)
+	res.PeakItemReads, res.PeakReadItem, res.PeakItemWrites, res.PeakWriteItem = m.Hottest()
+	return res, m, err
 }
