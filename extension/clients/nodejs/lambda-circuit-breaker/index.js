@@ -218,7 +218,7 @@ class Client {
    * did not answer the lookup. wrap() and execute() take options (which errors
    * count, a timeout, hooks).
    */
-  call(id, fn, fallback, ...args) {
+  async call(id, fn, fallback, ...args) {
     return new Breaker(() => this, id, fallbackOptions(fallback)).run(undefined, (a) => fn(...a), args);
   }
 
@@ -237,7 +237,7 @@ class Client {
    * the call counts as a failure; pass signal on to the downstream call
    * (fetch(url, { signal })).
    */
-  execute(id, fn, options) {
+  async execute(id, fn, options) {
     return executeWith(() => this, id, fn, options);
   }
 
@@ -568,7 +568,7 @@ function wrapWith(getClient, id, fn, fallbackOrOptions, options) {
   };
 }
 
-function executeWith(getClient, id, fn, options) {
+async function executeWith(getClient, id, fn, options) {
   if (typeof fn !== "function") throw new TypeError(`circuit breaker: execute needs a function, got ${typeof fn}`);
   return new Breaker(getClient, id, checkOptions({ ...(options ?? {}) })).run(undefined, (_, signal) => fn(signal), []);
 }
@@ -602,7 +602,7 @@ function report(id, success, latencyMs, probeToken) {
 }
 
 /** defaultClient().call(...). */
-function call(id, fn, fallback, ...args) {
+async function call(id, fn, fallback, ...args) {
   return defaultClient().call(id, fn, fallback, ...args);
 }
 
@@ -612,7 +612,7 @@ function wrap(id, fn, fallbackOrOptions, options) {
 }
 
 /** Like Client.execute, with the shared client. */
-function execute(id, fn, options) {
+async function execute(id, fn, options) {
   return executeWith(defaultClient, id, fn, options);
 }
 
