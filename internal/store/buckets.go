@@ -75,7 +75,7 @@ func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) (
 	for i, st := range starts {
 		keys[i] = BucketKey(id, st)
 	}
-	items, err := s.batchGet(ctx, keys)
+	items, err := s.batchGet(ctx, keys, true)
 	if err != nil {
 		return nil, fmt.Errorf("store: read %d buckets of %q: %w", len(keys), id, err)
 	}
@@ -93,12 +93,12 @@ func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) (
 	return out, nil
 }
 
-// batchGet reads items by key with strongly consistent BatchGetItem
-// calls of at most 100 keys. Keys that DynamoDB leaves unprocessed (it
+// batchGet reads items by key with BatchGetItem calls of at most 100
+// keys, strongly consistent when consistent is set. Keys that DynamoDB leaves unprocessed (it
 // does so under throttling) are asked again after a jittered exponential
 // back-off, until ctx ends; the items read so far are returned with the
 // error.
-func (s *Store) batchGet(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) ([]map[string]types.AttributeValue, error) {
+func (s *Store) batchGet(ctx context.Context, ids []string, consistent bool, opts ...func(*dynamodb.Options)) ([]map[string]types.AttributeValue, error) {
 	var out []map[string]types.AttributeValue
 	for start := 0; start < len(ids); start += maxBatchGet {
 		end := min(start+maxBatchGet, len(ids))
@@ -109,7 +109,7 @@ func (s *Store) batchGet(ctx context.Context, ids []string, opts ...func(*dynamo
 		for round := 1; len(pending) > 0; round++ {
 			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 				RequestItems: map[string]types.KeysAndAttributes{
-					s.table: {Keys: pending, ConsistentRead: aws.Bool(true)},
+					s.table: {Keys: pending, ConsistentRead: aws.Bool(consistent)},
 				},
 			}, opts...)
 			if err != nil {

@@ -42,6 +42,9 @@ type Store struct {
 	// callOpts are passed to every read of one circuit (Get) and every
 	// conditional write.
 	callOpts []func(*dynamodb.Options)
+	// eventual makes Get and GetMany read eventually consistent (see
+	// WithEventualReads).
+	eventual bool
 }
 
 // New returns a Store over the named table. It logs transitions to
@@ -55,6 +58,19 @@ func New(db API, table string) *Store {
 func (s *Store) WithLogger(l *slog.Logger) *Store {
 	c := *s
 	c.logger = l
+	return &c
+}
+
+// WithEventualReads returns a copy of s whose Get and GetMany read the
+// circuit and override items eventually consistent, for half the read
+// units of a strongly consistent read. Such a read may miss a write made
+// within about the last second; it is meant for a cache that reads again
+// every refresh interval. Every read that decides a write (Apply, the
+// reads of ReadCircuit and ReadMany, GetBuckets) stays strongly
+// consistent, and transitions stay conditional writes.
+func (s *Store) WithEventualReads() *Store {
+	c := *s
+	c.eventual = true
 	return &c
 }
 
@@ -94,8 +110,8 @@ func (s *Store) log() *slog.Logger {
 // Table returns the name of the table.
 func (s *Store) Table() string { return s.table }
 
-// Get reads one circuit and its override item with one strongly
-// consistent BatchGetItem. A circuit that was never written comes back as
+// Get reads one circuit and its override item with one BatchGetItem,
+// strongly consistent unless s comes from WithEventualReads. A circuit that was never written comes back as
 // circuit.New(id) with found false (with its override, if an operator set
 // one). See GetMany for how the override is found, and for a circuit item
 // that cannot be decoded.
@@ -161,7 +177,7 @@ func (s *Store) ReadCircuit(ctx context.Context, id string) (Read, error) {
 // 100 keys. Circuits with neither item are absent from the result. Override
 // items that cannot be decoded fail their circuits in an ItemErrors.
 func (s *Store) ReadMany(ctx context.Context, ids []string) (map[string]Read, error) {
-	got, bad, err := s.readAll(ctx, unique(ids))
+	got, bad, err := s.readAll(ctx, unique(ids), true)
 	if err != nil {
 		return got, fmt.Errorf("store: read %d circuits: %w", len(ids), err)
 	}
@@ -174,7 +190,7 @@ func (s *Store) ReadMany(ctx context.Context, ids []string) (map[string]Read, er
 // read reads one circuit and its override item; a circuit item that cannot
 // be decoded comes back salvaged, with Read.Unreadable set.
 func (s *Store) read(ctx context.Context, id string) (Read, error) {
-	got, bad, err := s.readAll(ctx, []string{id}, s.callOpts...)
+	got, bad, err := s.readAll(ctx, []string{id}, true, s.callOpts...)
 	if err != nil {
 		return Read{}, fmt.Errorf("store: get circuit %q: %w", id, err)
 	}
@@ -194,12 +210,12 @@ func (s *Store) read(ctx context.Context, id string) (Read, error) {
 // Read.Unreadable); an override item that cannot be decoded fails its
 // circuit in bad. When the read fails part-way, the result holds only the
 // circuits both of whose items were read.
-func (s *Store) readAll(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
+func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
 	keys := make([]string, 0, 2*len(ids))
 	for _, id := range ids {
 		keys = append(keys, id, OverrideKey(id))
 	}
-	items, err := s.batchGet(ctx, keys, opts...)
+	items, err := s.batchGet(ctx, keys, consistent, opts...)
 	result := make(map[string]Read, len(ids))
 	overrides := map[string]OverrideItem{}
 	bad := ItemErrors{}
@@ -289,7 +305,7 @@ func (s *Store) readAll(ctx context.Context, ids []string, opts ...func(*dynamod
 // own state could be read), with UnreadableReason as its reason, and the
 // item is logged (MsgUnreadableOverridden).
 func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
-	result, bad, err := s.readAll(ctx, ids, opts...)
+	result, bad, err := s.readAll(ctx, ids, !s.eventual, opts...)
 	now := s.now()
 	for id, r := range result {
 		if r.Unreadable == nil {

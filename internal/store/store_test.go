@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -320,4 +322,70 @@ func effective(o circuit.Override) circuit.State {
 		return circuit.Open
 	}
 	return circuit.Closed
+}
+
+// consistencyAPI records whether each BatchGetItem asked for a strongly
+// consistent read.
+type consistencyAPI struct {
+	API
+	mu     sync.Mutex
+	strong []bool
+}
+
+func (c *consistencyAPI) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	c.mu.Lock()
+	for _, ka := range in.RequestItems {
+		c.strong = append(c.strong, aws.ToBool(ka.ConsistentRead))
+	}
+	c.mu.Unlock()
+	return c.API.BatchGetItem(ctx, in, opts...)
+}
+
+func (c *consistencyAPI) take() []bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.strong
+	c.strong = nil
+	return s
+}
+
+// With WithEventualReads, Get and GetMany read eventually consistent, and
+// every read that decides a write stays strongly consistent.
+func TestEventualReadsOnlyForTheCache(t *testing.T) {
+	srv := dynalite.Start(t)
+	api := &consistencyAPI{API: srv.Client()}
+	st := New(api, srv.NewTable(t)).WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	ev := st.WithEventualReads()
+	ctx := context.Background()
+	now := time.Now()
+	tests := []struct {
+		name   string
+		read   func() error
+		strong bool
+	}{
+		{"Get", func() error { _, _, err := ev.Get(ctx, "a"); return err }, false},
+		{"GetMany", func() error { _, err := ev.GetMany(ctx, []string{"a", "b"}); return err }, false},
+		{"Get without it", func() error { _, _, err := st.Get(ctx, "a"); return err }, true},
+		{"ReadCircuit", func() error { _, err := ev.ReadCircuit(ctx, "a"); return err }, true},
+		{"GetBuckets", func() error { _, err := ev.GetBuckets(ctx, "a", []time.Time{now}); return err }, true},
+		{"Apply", func() error {
+			_, err := ev.Apply(ctx, "a", func(c circuit.Circuit) circuit.Decision { return circuit.Decision{Change: circuit.NoChange, Next: c} })
+			return err
+		}, true},
+	}
+	for _, tt := range tests {
+		api.take()
+		if err := tt.read(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		got := api.take()
+		if len(got) == 0 {
+			t.Fatalf("%s: no BatchGetItem", tt.name)
+		}
+		for _, strong := range got {
+			if strong != tt.strong {
+				t.Errorf("%s: ConsistentRead %v, want %v", tt.name, strong, tt.strong)
+			}
+		}
+	}
 }

@@ -44,7 +44,7 @@ func newEnv(st *store.Store, pols policy.Policies, log *slog.Logger, holder stri
 	e := &env{firstFail: -1, firstRefusal: -1, refusedAfterTrip: -1}
 	clock := func() time.Time { return time.Unix(0, e.now.Load()) }
 	stf := func(context.Context) (*store.Store, error) { return st, nil }
-	e.c = cache.New(st, cache.Options{
+	e.c = cache.New(st.WithEventualReads(), cache.Options{ // as the extension wires it
 		RefreshInterval: refreshInterval, MaxAge: maxAge, MissTimeout: missTimeout, FetchTimeout: fetchTimeout,
 		MaxStaleness: maxStaleness, Now: clock, Logger: log,
 	})

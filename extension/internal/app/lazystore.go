@@ -9,7 +9,10 @@ import (
 )
 
 // lazyStore is a cache.Reader whose store is built in the background;
-// reads wait for it, bounded by their context.
+// reads wait for it, bounded by their context. The cache's reads are
+// eventually consistent (store.Store.WithEventualReads): it reads again
+// every refresh interval, and every read that decides a write is strongly
+// consistent.
 type lazyStore struct {
 	ready chan struct{}
 	st    *store.Store
@@ -41,7 +44,7 @@ func (l *lazyStore) Get(ctx context.Context, id string) (circuit.Circuit, bool, 
 	if err != nil {
 		return circuit.Circuit{}, false, err
 	}
-	return st.Get(ctx, id)
+	return st.WithEventualReads().Get(ctx, id)
 }
 
 // GetMany implements cache.Reader.
@@ -50,5 +53,5 @@ func (l *lazyStore) GetMany(ctx context.Context, ids []string) (map[string]circu
 	if err != nil {
 		return nil, err
 	}
-	return st.GetMany(ctx, ids)
+	return st.WithEventualReads().GetMany(ctx, ids)
 }
