@@ -318,6 +318,8 @@ describe("which errors count", () => {
     assert.deepEqual(fallbacks, []);
     assert.equal(await work("down"), "fallback");
     assert.equal(await work("down"), "fallback");
+    // The service's own failures: not refused, so nothing tripped.
+    assert.deepEqual(fallbacks.map((e) => e.message), ["downstream reset", "downstream reset"]);
     const counts = await control("GET", `/buckets/${id}?failures=2`);
     assert.equal(counts.failures, 2);
     assert.equal((await control("GET", `/circuits/${id}`)).state, "CLOSED");
