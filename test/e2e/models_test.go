@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,6 +25,7 @@ type tableCall struct {
 	Op           string // GetItem, BatchGetItem, UpdateItem, ...
 	AccessKeyID  string // from the SigV4 Authorization header
 	SessionToken string // X-Amz-Security-Token
+	Body         string // the request's JSON, such as the keys read
 	Start, End   time.Time
 }
 
@@ -49,6 +52,13 @@ func newTableLog(t *testing.T, endpoint string) (*tableLog, string) {
 		c.Op = c.Op[strings.LastIndex(c.Op, ".")+1:]
 		_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
 		c.AccessKeyID, _, _ = strings.Cut(cred, "/")
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		c.Body = string(body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		proxy.ServeHTTP(w, r)
 		c.End = time.Now()
 		l.mu.Lock()
@@ -92,6 +102,11 @@ func (l *tableLog) waitFor(t *testing.T, limit time.Duration, what string, f fun
 }
 
 func isRead(c tableCall) bool { return c.Op == "GetItem" || c.Op == "BatchGetItem" }
+
+// reads reports whether c is a read of circuit id's item.
+func reads(c tableCall, id string) bool {
+	return isRead(c) && strings.Contains(c.Body, strconv.Quote(id))
+}
 
 // waitLog waits up to limit until the emulator's output holds want.
 func waitLog(t *testing.T, emu *rie.Emulator, limit time.Duration, want string) {

@@ -127,6 +127,12 @@ type extension struct {
 	brk    *breaker.Breaker
 	srv    *server.Server
 	served chan error // the local API's Serve returned
+	// requests counts the local API's requests, for the ticker.
+	requests *requestCounter
+	// ticker, set when no INVOKE event comes (Lambda Managed Instances,
+	// or INVOKE refused), does the INVOKE work every tickEvery instead.
+	ticker    *ticker
+	tickEvery time.Duration
 }
 
 // setup reads the configuration, registers with the Extensions API, wires
@@ -168,7 +174,7 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 
 	ext := extapi.New(runtimeAPI)
 	regCtx, cancel := context.WithTimeout(ctx, registerTimeout)
-	err := ext.Register(regCtx, o.Name, extapi.Invoke, extapi.Shutdown)
+	invoke, err := register(regCtx, ext, o.Name, managedInstances(o.Getenv), log)
 	cancel()
 	if err != nil {
 		log.Error("registration failed", "error", err.Error())
@@ -186,6 +192,12 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 	emf := metrics.NewWriter(o.Stdout, cfg.Table)
 	x := wire(cfg, db, log, emf)
 	x.ext, x.emf = ext, emf
+	events := "INVOKE,SHUTDOWN"
+	if !invoke {
+		events = "SHUTDOWN"
+		x.ticker = newTicker(x.cache, x.brk, x.emf, log, x.requests)
+		x.tickEvery = tickInterval(cfg.RefreshInterval)
+	}
 	ln, err := server.Listen(cfg.Port)
 	if err != nil {
 		err = fmt.Errorf("listen on 127.0.0.1:%d: %w", cfg.Port, err)
@@ -203,7 +215,8 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 		cancel()
 	}
 	log.Info("ready", "addr", ln.Addr().String(), "circuits", x.cache.Len(), "startMs", float64(time.Since(began).Microseconds())/1000,
-		"refreshInterval", cfg.RefreshInterval.String(), "maxAge", cfg.MaxAge.String(), "failMode", string(cfg.FailMode))
+		"refreshInterval", cfg.RefreshInterval.String(), "maxAge", cfg.MaxAge.String(), "failMode", string(cfg.FailMode),
+		"events", events, "initType", o.Getenv(EnvInitType))
 	if o.OnReady != nil {
 		o.OnReady(ln.Addr().String())
 	}
@@ -232,16 +245,20 @@ func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Write
 		MaxCircuits:  cfg.MaxCircuits,
 		Logger:       log,
 	})
-	srv := server.New(server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services}), log)
-	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1)}
+	requests := &requestCounter{next: server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services})}
+	srv := server.New(requests, log)
+	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1), requests: requests}
 }
 
 // loop follows the lifecycle events until SHUTDOWN, or until ctx ends,
 // handing each to its handler, and returns the exit code.
 func (x *extension) loop(ctx context.Context) int {
+	stopTicks := x.startTicks(ctx)
+	defer stopTicks()
 	for {
 		ev, err := x.ext.Next(ctx)
 		if err != nil {
+			stopTicks()
 			return x.onNextFailed(ctx, err)
 		}
 		select {
@@ -254,6 +271,7 @@ func (x *extension) loop(ctx context.Context) int {
 		case extapi.Invoke:
 			x.onInvoke(ctx, ev)
 		case extapi.Shutdown:
+			stopTicks() // the shutdown's flush is the last
 			x.onShutdown(ev)
 			return 0
 		default:

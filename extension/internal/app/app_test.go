@@ -55,8 +55,18 @@ type run struct {
 
 func start(t *testing.T, env map[string]string) *run {
 	t.Helper()
+	return startWith(t, env, nil)
+}
+
+// startWith is start with prepare, if set, called on the fake Extensions
+// API before the extension starts.
+func startWith(t *testing.T, env map[string]string, prepare func(*extapitest.Server)) *run {
+	t.Helper()
 	fake := extapitest.Start()
 	t.Cleanup(fake.Close)
+	if prepare != nil {
+		prepare(fake)
+	}
 	r := &run{fake: fake, logs: &syncBuffer{}, emf: &syncBuffer{}, code: make(chan int, 1), addr: make(chan string, 1), token: env["AWS_SESSION_TOKEN"]}
 	full := map[string]string{"AWS_LAMBDA_RUNTIME_API": fake.Addr, "CIRCUIT_BREAKER_PORT": "0"}
 	for k, v := range env {

@@ -4,12 +4,19 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/extapi/extapitest"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
 func TestRegisterByModel(t *testing.T) {
@@ -77,5 +84,72 @@ func TestManagedInstancesDetected(t *testing.T) {
 		if got := managedInstances(func(k string) string { return map[string]string{EnvInitType: v}[k] }); got != want {
 			t.Errorf("%s=%q: managed instances %v, want %v", EnvInitType, v, got, want)
 		}
+	}
+}
+
+// In Lambda Managed Instances (and wherever INVOKE is refused) the
+// extension registers for SHUTDOWN only, starts, and does the INVOKE work
+// on its timer: failed calls reported to it reach the table without any
+// INVOKE event, and SHUTDOWN still ends it cleanly.
+func TestWithoutInvokeEventsTheTimerDoesTheWork(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantWarn bool
+	}{
+		{"managed instances", map[string]string{EnvInitType: InitManagedInstances}, false},
+		{"INVOKE refused elsewhere", map[string]string{EnvInitType: "on-demand"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := dynalite.Start(t)
+			table := srv.NewTable(t)
+			env := dynaliteEnv(srv, table)
+			env["CIRCUIT_BREAKER_REFRESH_INTERVAL"] = "100ms"
+			env["CIRCUIT_BREAKER_LOG_LEVEL"] = "debug"
+			maps.Copy(env, tt.env)
+			r := startWith(t, env, func(fake *extapitest.Server) {
+				fake.Refuse(extapi.Invoke, 403, "Extension.InvalidEventType")
+			})
+			addr := r.waitReady(t)
+			regs := r.fake.Registrations()
+			if last := regs[len(regs)-1]; !slices.Equal(last.Events, []extapi.EventType{extapi.Shutdown}) {
+				t.Fatalf("registrations %+v, want SHUTDOWN only last", regs)
+			}
+			if warned := strings.Contains(r.logs.String(), "registration for INVOKE refused"); warned != tt.wantWarn {
+				t.Errorf("warned %v, want %v", warned, tt.wantWarn)
+			}
+			if !strings.Contains(r.logs.String(), `"events":"SHUTDOWN"`) {
+				t.Error("the ready line does not say SHUTDOWN only")
+			}
+			failed := false
+			outs := []api.Outcome{{Success: &failed, LatencyMs: 5}, {Success: &failed, LatencyMs: 5}, {Success: &failed, LatencyMs: 5}}
+			if code := report(t, addr, "svc", outs); code != http.StatusAccepted {
+				t.Fatalf("report = %d", code)
+			}
+			st := store.New(srv.Client(), table)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				bs, err := st.GetBuckets(context.Background(), "svc", breaker.WindowStarts(time.Now(), 30*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var failures int64
+				for _, b := range bs {
+					failures += b.Failures
+				}
+				if failures == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the table holds %d failures 10s after the reports, want 3 written by a tick", failures)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			r.fake.SendShutdown(2 * time.Second)
+			if code := r.exitCode(t); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +24,11 @@ const (
 	warmFor = time.Minute
 )
 
-// tickInterval is the timer's period for a refresh interval.
-func tickInterval(refresh time.Duration) time.Duration { return max(refresh, minTick) }
+// tickInterval is the timer's period for a refresh interval: a quarter of
+// it, so that a circuit is read again at most 1.25 intervals after its
+// last read (a tick that comes just before the value is due finds the
+// next one a quarter of an interval later, not a whole interval).
+func tickInterval(refresh time.Duration) time.Duration { return max(refresh/4, minTick) }
 
 // requestCounter counts the requests to the local API other than
 // /health, so that a tick can tell an idle sandbox from a busy one
@@ -90,5 +94,38 @@ func (t *ticker) tick(ctx context.Context) {
 		// Lookups and rejected outcomes are counted only by requests.
 		emitLookupMetrics(t.brk, t.emf, t.log)
 		emitRejected(t.brk, t.emf, t.log)
+	}
+}
+
+// startTicks runs x.ticker every x.tickEvery, one tick at a time, until
+// ctx ends or the returned stop is called; stop waits for a tick in
+// progress, so that nothing ticks during the shutdown. Without a ticker
+// (INVOKE events come) it does nothing.
+func (x *extension) startTicks(ctx context.Context) (stop func()) {
+	if x.ticker == nil {
+		return func() {}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(x.tickEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				x.ticker.tick(context.WithoutCancel(ctx))
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-exited
+		})
 	}
 }

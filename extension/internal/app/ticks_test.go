@@ -167,7 +167,7 @@ func TestTickRefreshSeesTheTable(t *testing.T) {
 }
 
 func TestTickInterval(t *testing.T) {
-	for refresh, want := range map[time.Duration]time.Duration{time.Millisecond: minTick, time.Second: time.Second, 5 * time.Second: 5 * time.Second} {
+	for refresh, want := range map[time.Duration]time.Duration{time.Millisecond: minTick, 100 * time.Millisecond: minTick, time.Second: 250 * time.Millisecond, 5 * time.Second: 1250 * time.Millisecond} {
 		if got := tickInterval(refresh); got != want {
 			t.Errorf("tickInterval(%s) = %s, want %s", refresh, got, want)
 		}

@@ -9,44 +9,42 @@ import (
 	"syscall"
 )
 
-// holdInit writes, under dir, a bootstrap that waits for one line on a
-// named pipe before it runs function, and returns the bootstrap's path and
-// the pipe opened for reading and writing. Holding both ends keeps what
+// holdInit writes the bootstrap at path, which waits for one line on a
+// named pipe made in gateDir before it runs function, and returns the pipe
+// opened for reading and writing. Holding both ends keeps what
 // ReleaseInit writes in the pipe until a runtime process reads it, however
 // late it opens the pipe; opening a FIFO for both on Linux does not block.
-func holdInit(dir, function string) (string, *os.File, error) {
-	gateDir := filepath.Join(dir, ".init-gate")
+func holdInit(gateDir, path, function string) (*os.File, error) {
 	// Readable by all: in Managed Instances mode the function runs as
 	// another user.
 	if err := os.MkdirAll(gateDir, 0o755); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	fifo := filepath.Join(gateDir, "release")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		return "", nil, fmt.Errorf("mkfifo: %w", err)
+		return nil, fmt.Errorf("mkfifo: %w", err)
 	}
 	if err := os.Chmod(fifo, 0o644); err != nil { // whatever the umask
-		return "", nil, err
+		return nil, err
 	}
 	gate, err := os.OpenFile(fifo, os.O_RDWR, 0)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	abs, err := filepath.Abs(function)
 	if err != nil {
 		gate.Close()
-		return "", nil, err
+		return nil, err
 	}
 	script := "#!/bin/sh\n" +
 		"# Held until the test releases the init (rie.Config.HoldInit).\n" +
 		"read -r _ < " + shellQuote(fifo) + "\n" +
 		"exec " + shellQuote(abs) + ` "$@"` + "\n"
-	bootstrap := filepath.Join(gateDir, "bootstrap")
-	if err := os.WriteFile(bootstrap, []byte(script), 0o755); err != nil {
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		gate.Close()
-		return "", nil, err
+		return nil, err
 	}
-	return bootstrap, gate, nil
+	return gate, nil
 }
 
 // shellQuote quotes s for sh.

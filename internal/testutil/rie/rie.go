@@ -346,31 +346,47 @@ func Launch(cfg Config) (*Emulator, error) {
 		}
 	}
 	function, workDir := cfg.Function, filepath.Dir(cfg.Function)
+	mount := `mount --bind "$0" /opt && exec "$@"`
 	if cfg.MaxConcurrency > 0 {
 		// In this mode the emulator runs the function and the extensions
-		// as uid 993, gid 990, as Lambda does: /opt and the function must
-		// be readable by them, and the private temporary directories are
-		// not.
+		// as uid 993, gid 990, as Lambda does, so /opt and the function
+		// must be readable by them; and it runs the bootstrap it finds at
+		// /var/task/bootstrap (or /var/runtime, /opt), from /var/task,
+		// whatever it is told. A directory of the test's is mounted over
+		// /var in the emulator's private namespace, with the function as
+		// task/bootstrap.
 		if slices.Contains(nsArgs, "-r") {
 			return fail(fmt.Errorf("%w: Managed Instances mode runs the function as uid 993, which needs root", ErrUnavailable))
 		}
 		if err := os.Chmod(opt, 0o755); err != nil {
 			return fail(err)
 		}
-		workDir = filepath.Join(opt, ".task")
-		if err := os.Mkdir(workDir, 0o755); err != nil {
+		workDir = filepath.Join(opt, ".var", "task")
+		if err := os.MkdirAll(workDir, 0o755); err != nil {
 			return fail(err)
 		}
-		function = filepath.Join(workDir, filepath.Base(cfg.Function))
+		if err := os.Chmod(filepath.Join(opt, ".var"), 0o755); err != nil {
+			return fail(err)
+		}
+		function = filepath.Join(workDir, "bootstrap")
+		if cfg.HoldInit {
+			function = filepath.Join(workDir, "function") // behind the gate's bootstrap
+		}
 		if err := copyFile(cfg.Function, function); err != nil {
 			return fail(fmt.Errorf("install function: %w", err))
 		}
+		mount = `mount --bind "$0" /opt && mount --bind "$0/.var" /var && exec "$@"`
 	}
 	var gate *os.File
 	if cfg.HoldInit {
-		if function, gate, err = holdInit(opt, cfg.Function); err != nil {
+		bootstrap := filepath.Join(opt, ".init-gate", "bootstrap")
+		if cfg.MaxConcurrency > 0 {
+			bootstrap = filepath.Join(workDir, "bootstrap")
+		}
+		if gate, err = holdInit(filepath.Join(opt, ".init-gate"), bootstrap, function); err != nil {
 			return fail(fmt.Errorf("init gate: %w", err))
 		}
+		function = bootstrap
 	}
 	invokePort, err := freePortErr()
 	if err != nil {
@@ -393,7 +409,7 @@ func Launch(cfg Config) (*Emulator, error) {
 	if cfg.MaxConcurrency > 0 {
 		env = append(env, "AWS_LAMBDA_MAX_CONCURRENCY="+strconv.Itoa(cfg.MaxConcurrency))
 	}
-	args := append(nsArgs, "sh", "-c", `mount --bind "$0" /opt && exec "$@"`, opt,
+	args := append(nsArgs, "sh", "-c", mount, opt,
 		rieBin,
 		"--runtime-interface-emulator-address", "127.0.0.1:"+strconv.Itoa(invokePort),
 		"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort),

@@ -29,9 +29,11 @@ type Event struct {
 	// AllowTimeoutMs is the Go client's timeout for the Allow question,
 	// in milliseconds; 0 means 2000.
 	AllowTimeoutMs int `json:"allowTimeoutMs,omitempty"`
-	// Failures, after the questions, reports that many failed calls for
-	// each circuit it names, one report each.
-	Failures map[string]int `json:"failures,omitempty"`
+	// Failures and Successes, after the questions, report that many
+	// failed and successful calls for each circuit they name, one report
+	// each.
+	Failures  map[string]int `json:"failures,omitempty"`
+	Successes map[string]int `json:"successes,omitempty"`
 }
 
 // Answer is one circuit's answer, or the client's error.
@@ -60,8 +62,9 @@ type Result struct {
 	Tag string `json:"tag,omitempty"`
 	// BeforeStatus is the status of the GET of Event.Before.
 	BeforeStatus int `json:"beforeStatus,omitempty"`
-	// Reported is how many of Event.Failures the extension accepted, and
-	// ReportErrors the errors of the others.
+	// Reported is how many of the outcomes of Event.Failures and
+	// Event.Successes the extension accepted, and ReportErrors the errors
+	// of the others.
 	Reported     int      `json:"reported,omitempty"`
 	ReportErrors []string `json:"reportErrors,omitempty"`
 }
@@ -98,14 +101,16 @@ func main() {
 			}
 			res.Answers = append(res.Answers, a)
 		}
-		for id, n := range ev.Failures {
-			for range n {
-				acc, err := cb.Report(ctx, id, false, 5*time.Millisecond, "")
-				if err != nil {
-					res.ReportErrors = append(res.ReportErrors, err.Error())
-					continue
+		for success, counts := range map[bool]map[string]int{false: ev.Failures, true: ev.Successes} {
+			for id, n := range counts {
+				for range n {
+					acc, err := cb.Report(ctx, id, success, 5*time.Millisecond, "")
+					if err != nil {
+						res.ReportErrors = append(res.ReportErrors, err.Error())
+						continue
+					}
+					res.Reported += acc.Accepted
 				}
-				res.Reported += acc.Accepted
 			}
 		}
 		res.NoTokenStatus = status(ctx, base+"/circuits/x", nil)
