@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,28 @@ func TestDecideProbe(t *testing.T) {
 				t.Fatalf("got %s to %s, want %s to %s", d.Change, d.Next.State, tt.change, tt.state)
 			}
 		})
+	}
+}
+
+func TestRampShare(t *testing.T) {
+	closed := Circuit{ID: "s", State: Closed, PreviousState: HalfOpen, UpdatedAt: t0}
+	tests := []struct {
+		name string
+		c    Circuit
+		ramp time.Duration
+		at   time.Duration
+		want float64
+	}{
+		{"off", closed, 0, 0, 1},
+		{"at the close", closed, 10 * time.Second, 0, 0.1},
+		{"half way", closed, 10 * time.Second, 5 * time.Second, 0.55},
+		{"at the end", closed, 10 * time.Second, 10 * time.Second, 1},
+		{"closed by an operator or never opened", Circuit{ID: "s", State: Closed, PreviousState: Open, UpdatedAt: t0}, 10 * time.Second, 0, 1},
+		{"open", Circuit{ID: "s", State: Open, PreviousState: HalfOpen, UpdatedAt: t0}, 10 * time.Second, 0, 1},
+	}
+	for _, tt := range tests {
+		if got := RampShare(tt.c, tt.ramp, t0.Add(tt.at)); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("%s: RampShare = %g, want %g", tt.name, got, tt.want)
+		}
 	}
 }

@@ -149,6 +149,7 @@ const (
 	MaxHalfOpenProbes   = 10
 	MinProbeTimeout     = time.Second
 	MaxProbeTimeout     = 15 * time.Minute
+	MaxRecoveryRamp     = 10 * time.Minute
 )
 
 // RateSettings tune passive detection: how the outcomes of real calls,
@@ -185,6 +186,13 @@ type RateSettings struct {
 	// never comes frees its slot after it. Set it to at least the timeout
 	// of the calls to the service. Default: 10s.
 	ProbeTimeout time.Duration
+	// RecoveryRamp, when set, spreads the return of the fleet's calls
+	// after a HALF_OPEN circuit closes: during the ramp a lookup is
+	// allowed with a probability that rises linearly from 10 % to 100 %,
+	// so that thousands of environments do not all resume at once on a
+	// service that just recovered (0..10m). Default: 0, off: every call
+	// resumes as soon as the close is read.
+	RecoveryRamp time.Duration
 }
 
 // WithDefaults fills zero fields with the defaults.
@@ -230,5 +238,26 @@ func (r RateSettings) Validate() error {
 	if r.ProbeTimeout < MinProbeTimeout || r.ProbeTimeout > MaxProbeTimeout {
 		bad("ProbeTimeout %s is out of range %s..%s", r.ProbeTimeout, MinProbeTimeout, MaxProbeTimeout)
 	}
+	if r.RecoveryRamp < 0 || r.RecoveryRamp > MaxRecoveryRamp {
+		bad("RecoveryRamp %s is out of range 0s..%s", r.RecoveryRamp, MaxRecoveryRamp)
+	}
 	return errors.Join(errs...)
+}
+
+// rampFloor is the share of calls allowed as a recovery ramp begins.
+const rampFloor = 0.1
+
+// RampShare returns the share of calls, 0..1, that circuit c allows at now
+// under a recovery ramp of length ramp: 1 unless c closed from HALF_OPEN
+// less than ramp ago; then rising linearly from 10 % at the close to 100 %
+// at its end.
+func RampShare(c Circuit, ramp time.Duration, now time.Time) float64 {
+	if ramp <= 0 || c.State != Closed || c.PreviousState != HalfOpen || c.UpdatedAt.IsZero() {
+		return 1
+	}
+	since := now.Sub(c.UpdatedAt)
+	if since >= ramp {
+		return 1
+	}
+	return max(rampFloor, rampFloor+(1-rampFloor)*float64(since)/float64(ramp))
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/ddbmodel"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/fleetsim"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 )
 
@@ -93,10 +94,14 @@ func main() {
 // Scripts: the downstream's phases.
 var (
 	scaleScript = []fleetsim.Phase{
-		{Name: "healthy", Duration: 20 * time.Second},
-		{Name: "0.8×threshold", Duration: 30 * time.Second, FailureRate: 0.8 * threshold},
+		{Name: "healthy", Duration: 10 * time.Second},
+		{Name: "0.8×threshold", Duration: 20 * time.Second, FailureRate: 0.8 * threshold},
 		{Name: "outage", Duration: 10 * time.Second, FailureRate: 1},
-		{Name: "recovery", Duration: 40 * time.Second},
+	}
+	rampScript = []fleetsim.Phase{
+		{Name: "healthy", Duration: 5 * time.Second},
+		{Name: "outage", Duration: 10 * time.Second, FailureRate: 1},
+		{Name: "recovery", Duration: 45 * time.Second},
 	}
 	cases = []fleetsim.Phase{
 		{Name: "10 % errors", FailureRate: 0.10},
@@ -133,15 +138,23 @@ func plan(sizes []int, seeds, casesEnvs int) []*job {
 		}
 	}
 	for _, c := range cases {
-		c.Duration = 40 * time.Second
+		c.Duration = 30 * time.Second
 		add("cases", c.Name, fleetsim.Config{Envs: casesEnvs, Rate: 20, Phases: []fleetsim.Phase{
-			{Name: "healthy", Duration: 10 * time.Second}, c,
+			{Name: "healthy", Duration: 5 * time.Second}, c,
 		}})
+	}
+	for _, ramp := range []time.Duration{0, 30 * time.Second} {
+		name := "off"
+		if ramp > 0 {
+			name = ramp.String()
+		}
+		add("ramp", name, fleetsim.Config{Envs: casesEnvs, Rate: 20, Phases: rampScript,
+			Policy: policy.Policy{Passive: circuit.RateSettings{RecoveryRamp: ramp}}})
 	}
 	for _, tr := range traffic {
 		add("traffic", tr.name, fleetsim.Config{Envs: casesEnvs, Rate: tr.rate, Phases: []fleetsim.Phase{
-			{Name: "healthy", Duration: 60 * time.Second},
-			{Name: "outage", Duration: 30 * time.Second, FailureRate: 1},
+			{Name: "healthy", Duration: 40 * time.Second},
+			{Name: "outage", Duration: 20 * time.Second, FailureRate: 1},
 		}})
 	}
 	// Largest first: they take longest.
@@ -270,7 +283,7 @@ func printTables(jobs []*job, sizes []int, seeds, casesEnvs int, took time.Durat
 	fmt.Printf("Simulated on %s/%s, %d CPUs, %s; %d seeds per row (median, range in brackets); DynamoDB modelled per item (ddbmodel); the whole run took %s.\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), seeds, took.Round(time.Second))
 
-	fmt.Println("By fleet size, 20 calls/s per environment (Poisson), one call per invocation; phases: healthy 20 s, 40 % errors (0.8 × threshold) 30 s, outage 10 s, recovery 40 s.")
+	fmt.Println("By fleet size, 20 calls/s per environment (Poisson), one call per invocation; phases: healthy 10 s, 40 % errors (0.8 × threshold) 20 s, outage 10 s.")
 	fmt.Println()
 	fmt.Println("| Environments | Flush | Read units per busy env-second (healthy) | Hottest item: reads/s · writes/s (% of limit) | Throttled requests | Fleet-wide trips at 40 % | Calls refused at 40 % | First failure → refused, outage (slowest env) | Outage → fleet-wide trip | Trip → every env refuses | DynamoDB cost vs Lambda request fee (healthy · 40 %) |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -304,7 +317,7 @@ func printTables(jobs []*job, sizes []int, seeds, casesEnvs int, took time.Durat
 	}
 	fmt.Println()
 
-	fmt.Printf("By downstream behaviour, %d environments at 20 calls/s; 10 s healthy, then 40 s of the case.\n\n", casesEnvs)
+	fmt.Printf("By downstream behaviour, %d environments at 20 calls/s; 5 s healthy, then 30 s of the case.\n\n", casesEnvs)
 	fmt.Println("| Downstream | Fleet-wide trips | Calls refused | Calls sent while it fails, per env | First failure → refused (slowest env) | Envs that never refused | Case start → fleet-wide trip | Read · write units per busy env-second | Throttled |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	names, by := rows(jobs, "cases")
@@ -324,7 +337,7 @@ func printTables(jobs []*job, sizes []int, seeds, casesEnvs int, took time.Durat
 	}
 	fmt.Println()
 
-	fmt.Printf("By traffic shape, %d environments, one call per invocation; 60 s healthy, then a 30 s outage.\n\n", casesEnvs)
+	fmt.Printf("By traffic shape, %d environments, one call per invocation; 40 s healthy, then a 20 s outage.\n\n", casesEnvs)
 	fmt.Println("| Traffic per environment | Read units per busy env-second (healthy) | DynamoDB cost vs Lambda request fee (healthy) | $ per million calls, DynamoDB (healthy) | First failure → refused (slowest env) | Outage → fleet-wide trip | Trip → every env refuses |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	names, by = rows(jobs, "traffic")
@@ -340,6 +353,38 @@ func printTables(jobs []*job, sizes []int, seeds, casesEnvs int, took time.Durat
 			cell(js, func(j *job) float64 { return neverAware(j) }, dur),
 			cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
 			cell(js, func(j *job) float64 { return float64(j.res.FleetRefusal) }, dur))
+	}
+	fmt.Println()
+
+	fmt.Printf("Recovery, %d environments at 20 calls/s (%d calls/s when all flow): 5 s healthy, a 10 s outage, then recovery; calls sent to the downstream in the seconds after the circuit closed again.\n\n", casesEnvs, 20*casesEnvs)
+	fmt.Println("| `recoveryRamp` | Outage end → CLOSED | Calls in the second of the close | Peak second in the first 5 s | Calls in the first 5 s | Calls in the first 15 s |")
+	fmt.Println("|---|---|---|---|---|---|")
+	names, by = rows(jobs, "ramp")
+	for _, n := range names {
+		js := by[n]
+		after := func(f func([]int64) float64) func(*job) float64 {
+			return func(j *job) float64 {
+				if len(j.res.AfterClose) == 0 {
+					return math.NaN()
+				}
+				return f(j.res.AfterClose)
+			}
+		}
+		first := func(k int) func([]int64) float64 {
+			return func(xs []int64) float64 {
+				s := int64(0)
+				for i := 0; i < k && i < len(xs); i++ {
+					s += xs[i]
+				}
+				return float64(s)
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", n,
+			cell(js, func(j *job) float64 { return float64(j.res.Recovered) }, dur),
+			cell(js, after(first(1)), num(0)),
+			cell(js, after(func(xs []int64) float64 { return float64(slices.Max(xs[:min(5, len(xs))])) }), num(0)),
+			cell(js, after(first(5)), num(0)),
+			cell(js, after(first(15)), num(0)))
 	}
 	fmt.Println()
 	fmt.Printf("Prices: DynamoDB on-demand, us-east-1: $%.3f per million read request units, $%.3f per million write request units; Lambda: $%.2f per million requests. Per-item limits: %.0f read units/s, %.0f write units/s.\n",

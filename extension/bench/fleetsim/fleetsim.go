@@ -152,6 +152,10 @@ type Result struct {
 	// Recovered is the time from the end of the last failing phase to the
 	// circuit being CLOSED again in the table; -1 when it never was.
 	Recovered time.Duration
+	// AfterClose counts the calls sent to the downstream in each of the
+	// first seconds after the circuit closed again (see Recovered), the
+	// second of the close first.
+	AfterClose []int64
 	// PeakItemReads and PeakItemWrites are the most units one item was
 	// charged in one second, on PeakReadItem and PeakWriteItem.
 	PeakItemReads, PeakItemWrites float64
@@ -444,9 +448,19 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			}
 		}
 	}
+	if res.Recovered >= 0 {
+		closed := starts[lastFail+1].Add(res.Recovered).Unix()
+		for s := closed; s < closed+afterCloseSeconds && s < end.Unix(); s++ {
+			res.AfterClose = append(res.AfterClose, sentPerSec[s])
+		}
+	}
 	res.Final = last
 	return res, nil
 }
+
+// afterCloseSeconds is how many seconds after a close Result.AfterClose
+// follows.
+const afterCloseSeconds = 15
 
 // expo draws the time to the next Poisson arrival at rate per second.
 func expo(rng *rand.Rand, rate float64) time.Duration {

@@ -67,6 +67,13 @@ func (b *Breaker) admit(ctx context.Context, c circuit.Circuit, now time.Time) a
 		return b.claim(ctx, c, now)
 	default:
 		ok := b.localAdmit(c.ID, c, now)
+		if ok {
+			// A circuit that just closed lets the fleet's calls back
+			// gradually (RecoveryRamp).
+			if share := circuit.RampShare(c, b.o.Policies.For(c.ID).Rates().RecoveryRamp, now); share < 1 {
+				return admission{Allowed: rand.Float64() < share}
+			}
+		}
 		return admission{Allowed: ok, Local: !ok}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -91,5 +92,38 @@ func TestLocalTripEndsWithATransition(t *testing.T) {
 	c.Put(f.get(t, "svc"))
 	if a := b.Lookup(ctx, "svc"); !a.Allowed || a.State != circuit.Closed {
 		t.Fatalf("after the fleet closed the circuit again: %+v, want allowed", a)
+	}
+}
+
+// With a recovery ramp, a circuit that closed from HALF_OPEN allows a
+// share of lookups that rises from 10 % to all of them over the ramp.
+func TestRecoveryRampAllowsARisingShare(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	closedAt := time.Now().Add(time.Minute)
+	clk := &clock{now: closedAt}
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, UpdatedAt: closedAt.Add(-time.Minute), RetryAt: closedAt.Add(-time.Second)})
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 2, UpdatedAt: closedAt.Add(-time.Second)})
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Closed, PreviousState: circuit.HalfOpen, Version: 3, UpdatedAt: closedAt})
+	c := cache.New(f.st, cache.Options{RefreshInterval: time.Hour, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
+	pols := policy.Policies{"svc": {Passive: circuit.RateSettings{RecoveryRamp: 10 * time.Second}}}
+	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Policies: pols, Now: clk.Now, Logger: quiet()})
+	share := func() float64 {
+		n := 0
+		for range 2000 {
+			if b.Lookup(ctx, "svc").Allowed {
+				n++
+			}
+		}
+		return float64(n) / 2000
+	}
+	for _, tc := range []struct {
+		at       time.Duration
+		lo, high float64
+	}{{0, 0.06, 0.14}, {5 * time.Second, 0.5, 0.6}, {10 * time.Second, 1, 1}} {
+		clk.Add(closedAt.Add(tc.at).Sub(clk.Now()))
+		if got := share(); got < tc.lo || got > tc.high {
+			t.Errorf("%s after the close: %.2f allowed, want %.2f..%.2f", tc.at, got, tc.lo, tc.high)
+		}
 	}
 }
