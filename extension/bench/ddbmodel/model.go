@@ -287,17 +287,19 @@ func (t *Table) write(key string, cond *string, names map[string]string, values 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.items[key]
+	u := t.useLocked(key)
+	// A request over the limit is refused before it is looked at; its
+	// units are estimated from the item as it is.
+	if u.secWr+writeUnits(old, old) > ItemWriteLimit {
+		u.ThrottledWrites++
+		t.total.ThrottledWrites++
+		return t.throttled("write of " + key)
+	}
 	next, err := change(old)
 	if err != nil {
 		return err
 	}
 	units := writeUnits(old, next)
-	u := t.useLocked(key)
-	if u.secWr+units > ItemWriteLimit {
-		u.ThrottledWrites++
-		t.total.ThrottledWrites++
-		return t.throttled("write of " + key)
-	}
 	u.secWr += units
 	u.WriteUnits += units
 	u.Writes++

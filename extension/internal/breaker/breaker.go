@@ -82,7 +82,7 @@ type Breaker struct {
 	writes sync.WaitGroup
 
 	mu          sync.Mutex
-	unevaluated map[string]bool        // circuits with failures written but not yet evaluated
+	unevaluated map[string]time.Time   // circuits with failures written but not yet evaluated, and when to try next
 	local       map[string]*localTrip  // this environment's own refusals (see localTrip)
 	leases      map[string]store.Lease // by token
 	busy        map[string]time.Time   // circuit ID -> no lookup write before
@@ -131,7 +131,7 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 			MaxCircuits: o.MaxCircuits,
 			Window:      func(id string) time.Duration { return o.Policies.For(id).Rates().Window },
 		}),
-		unevaluated: map[string]bool{},
+		unevaluated: map[string]time.Time{},
 		local:       map[string]*localTrip{},
 		leases:      map[string]store.Lease{},
 		busy:        map[string]time.Time{},

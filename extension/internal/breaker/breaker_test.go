@@ -266,7 +266,8 @@ func TestFailedFlushKeepsCounts(t *testing.T) {
 	srv := dynalite.Start(t)
 	api0 := &failingAPI{API: srv.Client()}
 	st := store.New(api0, srv.NewTable(t)).WithLogger(quiet())
-	b := newBreaker(st, Options{Logger: quiet()})
+	clk := &clock{now: time.Now()}
+	b := newBreaker(st, Options{Logger: quiet(), Now: clk.Now})
 	ctx := context.Background()
 	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
 	api0.fail.Store(true)
@@ -275,6 +276,12 @@ func TestFailedFlushKeepsCounts(t *testing.T) {
 	}
 	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}})
 	api0.fail.Store(false)
+	// A failed write waits at least half a second before it is offered
+	// again, so that a throttled fleet does not retry at every invocation.
+	if res, err := b.Flush(ctx); err != nil || res.Written != 0 || b.Pending() != 1 {
+		t.Fatalf("flush right after the failure = %+v, %v, pending %d; want no retry yet", res, err, b.Pending())
+	}
+	clk.Add(1500 * time.Millisecond)
 	if _, err := b.Flush(ctx); err != nil || b.Pending() != 0 {
 		t.Fatalf("retry flush = %v, pending %d", err, b.Pending())
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -170,14 +170,14 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 		b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
 			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
 	case err != nil:
-		b.agg.Failed(e)
+		b.agg.FailedUntil(e, b.o.Now().Add(retryPause()))
 		run.add(err, func(res *FlushResult) { res.Failed++ })
 	default:
 		b.agg.Written(e)
 		run.add(nil, func(res *FlushResult) { res.Written++ })
 		if e.Failures > 0 || e.Slow > 0 {
 			b.mu.Lock()
-			b.unevaluated[e.ID] = true
+			b.unevaluated[e.ID] = time.Time{}
 			b.mu.Unlock()
 		}
 	}
@@ -187,14 +187,26 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 // counts held trouble, as far as ctx leaves slots; a circuit stays to
 // evaluate until its evaluation succeeds.
 func (b *Breaker) evaluateWindows(ctx context.Context, run *flushRun) {
+	now := b.o.Now()
 	b.mu.Lock()
-	ids := slices.Collect(maps.Keys(b.unevaluated))
+	var ids []string
+	for id, next := range b.unevaluated {
+		if !now.Before(next) {
+			ids = append(ids, id)
+		}
+	}
 	b.mu.Unlock()
+	slices.Sort(ids)
 	for _, id := range ids {
 		started := spawn(ctx, run.sem, &run.work, func() {
 			tripped, err := b.evaluate(ctx, id)
 			if err != nil {
 				run.add(err, nil)
+				b.mu.Lock()
+				if _, ok := b.unevaluated[id]; ok {
+					b.unevaluated[id] = b.o.Now().Add(retryPause())
+				}
+				b.mu.Unlock()
 				return
 			}
 			b.mu.Lock()
@@ -346,4 +358,12 @@ func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
 	}
 	b.put(applied.After())
 	return applied.Decision.Transitioned(), nil
+}
+
+// retryPause is how long a bucket write or a window evaluation that failed
+// (throttled, timed out) waits before it is tried again: 0.5 to 1.5 s,
+// random, so that a fleet whose requests to one item were throttled does
+// not retry them all at its next invocations, and not all at once.
+func retryPause() time.Duration {
+	return 500*time.Millisecond + rand.N(time.Second)
 }

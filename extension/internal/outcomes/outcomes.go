@@ -62,10 +62,11 @@ type Options struct {
 
 type slot struct {
 	total, written circuit.Counts
-	early          bool // written before the bucket ended
-	due            bool // offered for writing at least once
-	retry          bool // offered, and not written since
-	inflight       bool // offered, and its write has not ended
+	early          bool      // written before the bucket ended
+	due            bool      // offered for writing at least once
+	retry          bool      // offered, and not written since
+	notBefore      time.Time // a failed write is not offered again before
+	inflight       bool      // offered, and its write has not ended
 }
 
 type window struct {
@@ -223,7 +224,7 @@ func (a *Aggregator) due(now time.Time, filling func(id string, w *window, sum c
 		writeFilling := filling(id, w, sum, current)
 		for start, s := range w.slots {
 			d := s.total.Sub(s.written)
-			if d.IsZero() || s.inflight {
+			if d.IsZero() || s.inflight || now.Before(s.notBefore) {
 				continue
 			}
 			isFilling := start >= current
@@ -251,11 +252,18 @@ func (a *Aggregator) Written(e Entry) {
 
 // Failed records that writing e failed: it is offered again by the next
 // Due, with whatever was counted since.
-func (a *Aggregator) Failed(e Entry) {
+func (a *Aggregator) Failed(e Entry) { a.FailedUntil(e, time.Time{}) }
+
+// FailedUntil is Failed for a write the table refused for now (throttled,
+// timed out): its counts are not offered again before notBefore, so that
+// a fleet whose writes to one item are throttled does not retry them all
+// at every flush.
+func (a *Aggregator) FailedUntil(e Entry, notBefore time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if s := a.slotLocked(e); s != nil {
 		s.inflight = false
+		s.notBefore = notBefore
 	}
 }
 
