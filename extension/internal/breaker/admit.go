@@ -161,10 +161,10 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 		b.pause(c.ID, retry)
 		var uncertain *store.UncertainClaimError
 		if errors.As(err, &uncertain) {
-			// The claim may have been applied with its answer lost: a
-			// slot nobody holds would block every sandbox until the
-			// lease expires. Give it back by its token.
-			b.bg.Go(func() { b.release(ctx, uncertain.Lease) })
+			// The claim may have been applied with its answer lost, or
+			// still be on its way: a slot nobody holds would block every
+			// sandbox until the lease expires. Give it back by its token.
+			b.bg.Go(func() { b.releaseUncertain(ctx, uncertain.Lease) })
 		}
 		if !errors.Is(err, store.ErrLeaseBusy) {
 			b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
@@ -230,13 +230,57 @@ func (b *Breaker) takeLease(id, tok string) (store.Lease, bool) {
 // claim which used up its budget still frees the slot, in one attempt;
 // failing that, it expires.
 func (b *Breaker) release(ctx context.Context, l store.Lease) {
+	b.released(l, b.releaseOnce(ctx, l))
+}
+
+// lateClaimWindow bounds how long the release of a claim whose answer was
+// lost is tried again: the claim's request may still reach the table after
+// the claimer gave up on it, but not much later.
+const lateClaimWindow = 5 * time.Second
+
+// releaseUncertain gives back lease l, claimed with an answer that was
+// lost, as release does. Finding nothing to release (a conflict) may mean
+// that the claim was never applied, or that its request is still on its
+// way and lands after the release: the release is then tried again after
+// growing pauses, until it applies, l would have expired anyway, or
+// lateClaimWindow has passed. Once the breaker stops (SHUTDOWN), one last
+// attempt is made at once.
+func (b *Breaker) releaseUncertain(ctx context.Context, l store.Lease) {
+	end := b.o.Now().Add(lateClaimWindow)
+	if l.Until.Before(end) {
+		end = l.Until
+	}
+	pause := 50 * time.Millisecond
+	for {
+		err := b.releaseOnce(ctx, l)
+		if !errors.Is(err, store.ErrConflict) {
+			b.released(l, err)
+			return
+		}
+		if b.stopped.Load() || !b.o.Now().Add(pause).Before(end) {
+			b.o.Logger.Debug("a lost probe claim was never applied, or landed too late to give back", "service", l.ID, "slot", l.Slot)
+			return
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-b.stopping:
+			t.Stop()
+		}
+		pause *= 2
+	}
+}
+
+// releaseOnce makes one attempt to give lease l back, within the claim
+// timeout of its own.
+func (b *Breaker) releaseOnce(ctx context.Context, l store.Lease) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.ClaimTimeout)
 	defer cancel()
 	st, err := b.lookupStore(ctx)
-	if err == nil {
-		err = st.ReleaseLease(ctx, l)
+	if err != nil {
+		return err
 	}
-	b.released(l, err)
+	return st.ReleaseLease(ctx, l)
 }
 
 // releaseWithin gives lease l back within ctx.

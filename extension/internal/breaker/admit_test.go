@@ -275,3 +275,122 @@ func TestAbandonFreesTheSlot(t *testing.T) {
 		t.Errorf("slot still held after Abandon: %+v", again)
 	}
 }
+
+// lateClaimAPI holds the first UpdateItem it sees (a claim) until the
+// caller's deadline, then answers with that error without applying it;
+// the claim lands only later, right after the next UpdateItem (the first
+// release) has been answered: a request that outlived its client's
+// deadline on the way to the table.
+type lateClaimAPI struct {
+	store.API
+	calls  atomic.Int64
+	held   *dynamodb.UpdateItemInput
+	landed atomic.Bool
+}
+
+func (l *lateClaimAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	switch l.calls.Add(1) {
+	case 1:
+		l.held = in
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case 2:
+		out, err := l.API.UpdateItem(ctx, in, opts...)
+		if _, lerr := l.API.UpdateItem(context.WithoutCancel(ctx), l.held, opts...); lerr == nil {
+			l.landed.Store(true)
+		}
+		return out, err
+	}
+	return l.API.UpdateItem(ctx, in, opts...)
+}
+
+// A claim whose answer was lost may land after the first attempt to give
+// it back, which then finds nothing to release. The release is tried
+// again, so the slot does not stay blocked until the lease expires.
+func TestLateClaimIsGivenBack(t *testing.T) {
+	db := dynalite.Start(t)
+	table := db.NewTable(t)
+	late := &lateClaimAPI{API: db.Client()}
+	stA := store.New(late, table).WithLogger(quiet())
+	stB := store.New(db.Client(), table).WithLogger(quiet())
+	ctx := context.Background()
+	if err := stB.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	half, _, err := stB.Get(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a := newBreaker(stA, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
+	a.leaseTTL = time.Hour // blocked until it expires would fail the test
+	if got := a.admit(ctx, half, time.Now()); got.Allowed || got.Probe != "" {
+		t.Fatalf("extension A's lost claim: %+v, want its caller denied", got)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.bg.Wait(wctx); err != nil {
+		t.Fatalf("giving back the late claim: %v", err)
+	}
+	if !late.landed.Load() {
+		t.Fatal("the late claim never landed: the test did not reproduce the race")
+	}
+	b := newBreaker(stB, Options{Logger: quiet(), ClaimTimeout: time.Second})
+	if got := b.admit(ctx, half, time.Now()); !got.Allowed || got.Probe == "" {
+		t.Errorf("extension B after A's late claim was given back: %+v, want a probe", got)
+	}
+}
+
+// droppedClaimAPI lets the first UpdateItem (a claim) run into its
+// deadline without applying it: a claim that never lands. It closes
+// released once the second (the first release) has been answered.
+type droppedClaimAPI struct {
+	store.API
+	calls    atomic.Int64
+	released chan struct{}
+}
+
+func (d *droppedClaimAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	switch d.calls.Add(1) {
+	case 1:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case 2:
+		defer close(d.released)
+	}
+	return d.API.UpdateItem(ctx, in, opts...)
+}
+
+// The release of a lost claim that never lands is tried again for a
+// while, but SHUTDOWN does not wait for that: Stop ends the tries.
+func TestLostClaimReleaseEndsAtStop(t *testing.T) {
+	db := dynalite.Start(t)
+	table := db.NewTable(t)
+	setup := store.New(db.Client(), table).WithLogger(quiet())
+	ctx := context.Background()
+	if err := setup.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	dropped := &droppedClaimAPI{API: db.Client(), released: make(chan struct{})}
+	st := store.New(dropped, table).WithLogger(quiet())
+	half, _, err := setup.Get(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newBreaker(st, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
+	if got := a.admit(ctx, half, time.Now()); got.Allowed {
+		t.Fatalf("lost claim: %+v, want its caller denied", got)
+	}
+	select { // the release has been tried, and found nothing
+	case <-dropped.released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lost claim was never given back")
+	}
+	a.Stop()
+	// Well under lateClaimWindow (5 s): the tries end with Stop.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := a.bg.Wait(wctx); err != nil {
+		t.Fatalf("the release still ran after Stop: %v", err)
+	}
+}

@@ -92,6 +92,9 @@ type Breaker struct {
 	// returned, nothing more is recorded, so the last flush has it all.
 	gate    sync.RWMutex
 	stopped atomic.Bool
+	// stopping is closed by the first Stop.
+	stopping chan struct{}
+	stopOnce sync.Once
 	// leaseTTL, when set, is the probe lease duration of every service
 	// instead of its policy's ProbeTimeout: tests set it.
 	leaseTTL time.Duration
@@ -136,6 +139,7 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 		leases:      map[string]store.Lease{},
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
+		stopping:    make(chan struct{}),
 	}
 }
 

@@ -41,6 +41,7 @@ func (b *Breaker) Stop() {
 	b.gate.Lock()
 	defer b.gate.Unlock()
 	b.stopped.Store(true)
+	b.stopOnce.Do(func() { close(b.stopping) })
 }
 
 // record counts counts of circuit id unless the breaker is stopped (see
