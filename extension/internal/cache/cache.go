@@ -49,8 +49,14 @@ type Options struct {
 	FetchTimeout time.Duration
 	// MaxCircuits caps the number of cached circuits (default 1000).
 	MaxCircuits int
-	// Now is the clock (default time.Now).
+	// Now is the wall clock (default time.Now).
 	Now func() time.Time
+	// Uptime is a monotonic clock: the time since some fixed start, which
+	// does not advance while the environment is kept in a snapshot
+	// (default: the monotonic clock of the process, or, when Now is set,
+	// one that follows Now). The wall clock running ahead of it means the
+	// memory was restored from a snapshot (see RestoreDrift).
+	Uptime func() time.Duration
 	// Logger receives read failures (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -73,6 +79,16 @@ func (o *Options) defaults() {
 	}
 	if o.MaxCircuits <= 0 {
 		o.MaxCircuits = 1000
+	}
+	if o.Uptime == nil {
+		if o.Now == nil {
+			began := time.Now()
+			o.Uptime = func() time.Duration { return time.Since(began) }
+		} else {
+			now := o.Now
+			began := now()
+			o.Uptime = func() time.Duration { return now().Sub(began) }
+		}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -122,6 +138,11 @@ type Cache struct {
 
 	mu      sync.Mutex
 	seq     uint64 // orders reads and Puts: bumped by each
+	// lastWall and lastUptime are the clocks' readings at the last look
+	// (see observeLocked); restoreSeq is seq when a restore was last seen.
+	lastWall   time.Time
+	lastUptime time.Duration
+	restoreSeq uint64
 	entries map[string]*entry
 	lru     list.List // of *entry, most recently used at the front
 }
@@ -137,6 +158,7 @@ type entry struct {
 	valueSeq  uint64    // sequence number of the read or Put that gave c
 	err       error     // error of the last read, nil after a success
 	failingAt time.Time // first failed read since the last success
+	restored  bool      // c was cached before a restore from a snapshot
 	attemptAt time.Time // when the last read started; zero: due at once
 	usedAt    time.Time // when the last Get asked for it
 
@@ -168,6 +190,7 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 	}
 	now := c.o.Now()
 	c.mu.Lock()
+	c.observeLocked(now)
 	var batch, waiting []*entry
 	for _, id := range ids {
 		e := c.getLocked(id, now)
@@ -216,6 +239,7 @@ func (c *Cache) RefreshDue() {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.observeLocked(now)
 	var batch []*entry
 	for _, e := range c.entries {
 		if e.inflight != nil || !c.dueLocked(e, now) {
@@ -272,6 +296,7 @@ func (c *Cache) get(ctx context.Context, ids []string, out []Value) {
 	needs := make([]bool, len(ids))
 	var refresh []*entry
 	c.mu.Lock()
+	c.observeLocked(now)
 	for i, id := range ids {
 		e := c.getLocked(id, now)
 		e.usedAt = now
@@ -341,9 +366,50 @@ func (c *Cache) waitFresh(ctx context.Context, entries []*entry, needs []bool) {
 	}
 }
 
-// tooOldLocked reports whether e holds a value older than the maximum age.
+// tooOldLocked reports whether e holds a value older than the maximum age,
+// or one cached before a restore from a snapshot (whatever the maximum
+// age, even none).
 func (c *Cache) tooOldLocked(e *entry, now time.Time) bool {
-	return c.o.MaxAge > 0 && e.loaded && now.Sub(e.fetchedAt) > c.o.MaxAge
+	return e.loaded && (e.restored || c.o.MaxAge > 0 && now.Sub(e.fetchedAt) > c.o.MaxAge)
+}
+
+// RestoreDrift is how far the wall clock may run ahead of the monotonic
+// clock (Options.Uptime) between two looks at the cache before the cache
+// takes it for a restore from a snapshot. Both advance together while the
+// process runs or is frozen between invocations; while the memory sits in
+// a snapshot, possibly for days, only the wall clock does. Clock
+// adjustments are far smaller.
+const RestoreDrift = time.Second
+
+// observeLocked compares the clocks at now with their last readings. When
+// the wall clock has run more than RestoreDrift ahead of the monotonic
+// one, the memory was restored from a snapshot: every cached value is then
+// treated as older than the maximum age (see tooOldLocked) and read again
+// at once, so none is served as fresh. The monotonic clock, which ages
+// values otherwise, did not count the time in the snapshot.
+func (c *Cache) observeLocked(now time.Time) {
+	wall, up := now.Round(0), c.o.Uptime()
+	lastWall, lastUp := c.lastWall, c.lastUptime
+	c.lastWall, c.lastUptime = wall, up
+	if lastWall.IsZero() {
+		return
+	}
+	drift := wall.Sub(lastWall) - (up - lastUp)
+	if drift <= RestoreDrift {
+		return
+	}
+	c.seq++
+	c.restoreSeq = c.seq
+	n := 0
+	for _, e := range c.entries {
+		if e.loaded {
+			e.restored = true
+			n++
+		}
+		e.attemptAt = time.Time{} // due at once
+	}
+	c.o.Logger.Info("restored from a snapshot: cached values are treated as older than the maximum age and read again",
+		"circuits", n, "wallAheadMs", drift.Milliseconds())
 }
 
 // valueLocked copies what the cache knows out of e.
@@ -356,6 +422,10 @@ func (c *Cache) valueLocked(e *entry, now time.Time) Value {
 		return d
 	}
 	d.Age = now.Sub(e.fetchedAt)
+	if e.restored {
+		// The monotonic clock did not count the time in the snapshot.
+		d.Age = max(d.Age, now.Round(0).Sub(e.fetchedAt.Round(0)))
+	}
 	d.Stale = e.err != nil ||
 		(e.inflight != nil && now.Sub(e.inflightSince) > c.o.MissTimeout) ||
 		c.tooOldLocked(e, now)
@@ -379,6 +449,7 @@ func (c *Cache) Put(v circuit.Circuit) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.observeLocked(now)
 	e := c.getLocked(v.ID, now)
 	c.seq++
 	if e.loaded && Newer(e.c, v) {
@@ -388,7 +459,7 @@ func (c *Cache) Put(v circuit.Circuit) {
 		v.Override, v.OverrideReason, v.OverrideUntil, v.OverrideAt = e.c.Override, e.c.OverrideReason, e.c.OverrideUntil, e.c.OverrideAt
 	}
 	e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, now, c.seq
-	e.err, e.failingAt = nil, time.Time{}
+	e.err, e.failingAt, e.restored = nil, time.Time{}, false
 }
 
 // Newer reports whether a is known to be a later record of the circuit
@@ -548,6 +619,9 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {
 		// come long before now (a freeze between the two), and the table
 		// state it shows is at least that old.
 		e.c, e.loaded, e.fetchedAt, e.valueSeq = v, true, e.inflightSince, e.inflightSeq
+		// A read started before a restore shows the table as it was
+		// before the snapshot.
+		e.restored = e.restored && e.inflightSeq <= c.restoreSeq
 	}
 }
 

@@ -122,10 +122,26 @@ func (r *fakeReader) GetMany(ctx context.Context, ids []string) (map[string]circ
 	return out, nil
 }
 
-// clock is a settable clock.
+// clock is a settable wall clock with a monotonic one (Uptime) beside it.
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
+	up  time.Duration
+}
+
+// Uptime is the monotonic clock, for Options.Uptime.
+func (c *clock) Uptime() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+// Restore moves the wall clock alone by d, as a restore from a snapshot
+// taken d earlier does.
+func (c *clock) Restore(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
@@ -142,10 +158,13 @@ func (r *fakeReader) setGate(gate chan struct{}) {
 	r.gate = gate
 }
 
+// Advance moves both clocks by d: time passing while the process runs or
+// is frozen.
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	c.up += d
 }
 
 func open(id string, version int64) circuit.Circuit {
@@ -1017,6 +1036,78 @@ func TestPutKeepsANewerCachedOverride(t *testing.T) {
 			if tt.wantOver == circuit.ForcedOpen && allowed(c.Get(ctx, "a")) {
 				t.Error("the operator's FORCED_OPEN was lost: the circuit is allowed")
 			}
+		})
+	}
+}
+
+// A cache restored from a snapshot, the wall clock days ahead of the
+// monotonic one, is never served as fresh: every value counts as older
+// than the maximum age, with or without one, and is read again before it
+// is answered; ordinary pauses, both clocks running, change nothing.
+func TestRestoredCacheIsNeverServedAsFresh(t *testing.T) {
+	tests := []struct {
+		name    string
+		maxAge  time.Duration
+		restore time.Duration // the wall clock alone
+		advance time.Duration // both clocks
+		slow    bool          // the read after the restore outlasts the miss timeout
+		want    func(t *testing.T, d Value)
+	}{
+		{name: "restored, maximum age 2s: waits for the table", maxAge: 2 * time.Second, restore: 72 * time.Hour,
+			want: func(t *testing.T, d Value) {
+				if d.Circuit.Version != 2 || !d.Waited || d.Stale || state(d) != circuit.Open {
+					t.Errorf("= %+v, want the OPEN v2 read after the restore, waited for", d)
+				}
+			}},
+		{name: "restored, no maximum age: waits all the same", restore: 72 * time.Hour,
+			want: func(t *testing.T, d Value) {
+				if d.Circuit.Version != 2 || !d.Waited || d.Stale {
+					t.Errorf("= %+v, want the OPEN v2 read after the restore, waited for", d)
+				}
+			}},
+		{name: "restored, the read too slow: the old value, stale, with its true age", maxAge: 2 * time.Second, restore: 72 * time.Hour, slow: true,
+			want: func(t *testing.T, d Value) {
+				if d.Circuit.Version != 1 || !d.Stale || d.Age < 72*time.Hour {
+					t.Errorf("= %+v, want the CLOSED v1 marked stale, at least 72h old", d)
+				}
+			}},
+		{name: "a long freeze, both clocks running, no maximum age: the old value at once", advance: 72 * time.Hour,
+			want: func(t *testing.T, d Value) {
+				if d.Circuit.Version != 1 || d.Waited || d.Stale || d.Age != 72*time.Hour+500*time.Millisecond {
+					t.Errorf("= %+v, want the cached CLOSED v1 at once, 72h old", d)
+				}
+			}},
+		{name: "the wall clock adjusted by less than RestoreDrift: no restore", maxAge: 2 * time.Second, restore: RestoreDrift / 2,
+			want: func(t *testing.T, d Value) {
+				if d.Circuit.Version != 1 || d.Waited || d.Stale {
+					t.Errorf("= %+v, want the cached CLOSED v1 as a plain hit", d)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFakeReader(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 1})
+			clk := newClock()
+			miss := 5 * time.Second
+			if tt.slow {
+				miss = 50 * time.Millisecond
+			}
+			c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: tt.maxAge, MissTimeout: miss, Uptime: clk.Uptime})
+			ctx := context.Background()
+			if err := c.Prefetch(ctx, []string{"a"}); err != nil { // INIT, before the snapshot
+				t.Fatal(err)
+			}
+			r.set(open("a", 2)) // the circuit opened while the snapshot waited
+			gate := make(chan struct{})
+			if tt.slow {
+				r.setGate(gate)
+			}
+			clk.Restore(tt.restore)
+			clk.Advance(tt.advance)
+			clk.Advance(500 * time.Millisecond) // within the refresh interval
+			d := c.Get(ctx, "a")
+			close(gate)
+			tt.want(t, d)
 		})
 	}
 }
