@@ -22,6 +22,11 @@
 //   - A cached value is only replaced by a newer one: a higher version, the
 //     same version with a later override, or a read that started after the
 //     value came in (Put).
+//   - A value's age counts from the start of the read that gave it, so it
+//     is never younger than the table state it shows.
+//   - Memory restored from a snapshot (the wall clock ahead of the
+//     monotonic one, see RestoreDrift) is never served as fresh: every
+//     value counts as older than the maximum age and is read again.
 //   - At most MaxCircuits circuits are kept; the least recently used one
 //     is evicted.
 package cache
