@@ -136,15 +136,15 @@ type Cache struct {
 	o  Options
 	wg sync.WaitGroup
 
-	mu      sync.Mutex
-	seq     uint64 // orders reads and Puts: bumped by each
+	mu  sync.Mutex
+	seq uint64 // orders reads and Puts: bumped by each
 	// lastWall and lastUptime are the clocks' readings at the last look
 	// (see observeLocked); restoreSeq is seq when a restore was last seen.
 	lastWall   time.Time
 	lastUptime time.Duration
 	restoreSeq uint64
-	entries map[string]*entry
-	lru     list.List // of *entry, most recently used at the front
+	entries    map[string]*entry
+	lru        list.List // of *entry, most recently used at the front
 }
 
 type entry struct {
