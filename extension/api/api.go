@@ -9,13 +9,15 @@
 //	POST /circuits/{id}/outcomes  report call outcomes (Outcome or Outcomes), 202 Accepted
 //
 // Every request except /health must carry the header X-Circuit-Breaker-Token
-// with the value of the AWS_SESSION_TOKEN environment variable. Errors are
-// JSON objects with a message (Error).
+// with the execution environment's token (see Token: AWS_SESSION_TOKEN,
+// else AWS_CONTAINER_AUTHORIZATION_TOKEN). Errors are JSON objects with a
+// message (Error).
 package api
 
 import "time"
 
-// HeaderToken is the request header that must carry the session token.
+// HeaderToken is the request header that must carry the token (see
+// Token).
 const HeaderToken = "X-Circuit-Breaker-Token"
 
 // DefaultPort is the loopback port the extension listens on by default.

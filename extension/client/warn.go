@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 )
 
 // EnvDisabled is the kill switch: "true" makes every client allow every
@@ -48,7 +50,7 @@ func (c *Client) warnMisconfigured(err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e) && e.StatusCode == 401:
-		cause = "wrong token: the extension refused the " + "X-Circuit-Breaker-Token header (401); the client sends AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN"
+		cause = "wrong token: the extension refused the " + api.HeaderToken + " header (401); the client sends AWS_SESSION_TOKEN, else AWS_CONTAINER_AUTHORIZATION_TOKEN"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		cause = "extension absent: nothing listens on " + c.base + "; is the layer attached, and CIRCUIT_BREAKER_PORT the same for the function and the extension?"
 	default:

@@ -1,6 +1,7 @@
 // Package app runs the extension: it registers with the Extensions API,
-// serves the local HTTP API from the cache and follows the lifecycle
-// events until SHUTDOWN.
+// serves the local HTTP API from the breaker, which decides from the
+// cache, and follows the lifecycle events until SHUTDOWN (with the work
+// of INVOKE on a timer where no INVOKE event comes).
 package app
 
 import (
@@ -45,10 +46,11 @@ const (
 	// is the flush's.
 	settleShare = 3
 	// flushBudget bounds the work between an INVOKE and the next
-	// event/next: writing due outcome counts and evaluating windows. Lambda bills this time and counts it against
-	// the function's timeout, so it stays small whatever the table does;
-	// what does not fit waits for the next INVOKE or SHUTDOWN. A flush
-	// against a healthy table takes a few milliseconds.
+	// event/next (or of one tick, where no INVOKE comes): writing due
+	// outcome counts and evaluating windows. Lambda bills this time and
+	// counts it against the function's timeout, so it stays small whatever
+	// the table does; what does not fit waits for the next INVOKE, tick or
+	// SHUTDOWN. A flush against a healthy table takes a few milliseconds.
 	flushBudget = 100 * time.Millisecond
 )
 
@@ -367,7 +369,9 @@ func emitRejected(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
 // last call: cache hits, misses, waits for a fresh value, stale answers
 // and denied calls, and the state of the last answer (CircuitState,
 // CircuitOpen), so an OPEN alarm fires from the fleet's traffic without
-// waiting for the next health check. It runs on INVOKE and at SHUTDOWN, when the sandbox is not frozen.
+// waiting for the next health check. It runs on INVOKE, on a tick that
+// followed requests (where no INVOKE comes) and at SHUTDOWN, when the
+// sandbox is not frozen.
 func emitLookupMetrics(brk *breaker.Breaker, w *metrics.Writer, log *slog.Logger) {
 	stats := brk.TakeLookupStats()
 	ids := make([]string, 0, len(stats))

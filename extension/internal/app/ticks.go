@@ -50,8 +50,9 @@ func (c *requestCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Managed Instances, or INVOKE refused), what INVOKE does in the others:
 // it starts the reads of the circuits that are due, flushes the outcome
 // counts that are due and writes the lookup metrics. Such a sandbox is
-// never frozen, so the timer runs; the ticks run one at a time, on the
-// event loop.
+// never frozen, so the timer runs; the ticks run one at a time, on a
+// goroutine of their own beside the event loop, which stops them before
+// SHUTDOWN's work.
 //
 // An idle tick (no request since the last one) costs a few atomic loads,
 // one pass over the held outcome windows, and no table call, log line or

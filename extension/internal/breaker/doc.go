@@ -7,8 +7,10 @@
 //
 // Every change of a circuit goes through store.Apply, the same conditional
 // read-decide-write loop as the health-check updater's, so the two never
-// overwrite each other. Nothing runs on a timer: the sandbox is frozen
-// between invocations. Outcomes are flushed on INVOKE (while the function
-// runs) and at SHUTDOWN; probe outcomes are applied while the caller waits
-// for the answer to its report.
+// overwrite each other. The breaker runs no timer of its own: the sandbox
+// is frozen between invocations. Outcomes are flushed when the extension
+// calls Flush, on INVOKE (while the function runs) or, in a sandbox that
+// gets no INVOKE event (Lambda Managed Instances, which is never frozen),
+// on the extension's timer, and at SHUTDOWN (FlushAll); probe outcomes are
+// applied while the caller waits for the answer to its report.
 package breaker

@@ -233,8 +233,8 @@ func (c *Cache) Prefetch(ctx context.Context, ids []string) error {
 // A circuit counts as recently used when a Get asked for it at or after
 // the start of its last read, so a function that asks for a circuit once
 // per invocation finds the read already running when its Get arrives.
-// The extension calls it first thing on each INVOKE event. It does not
-// wait.
+// The extension calls it first thing on each INVOKE event, or on each
+// tick of its timer where no INVOKE comes. It does not wait.
 func (c *Cache) RefreshDue() {
 	now := c.o.Now()
 	c.mu.Lock()

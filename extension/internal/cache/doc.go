@@ -7,9 +7,11 @@
 //
 //   - Circuits listed at start are read with one batched read (Prefetch).
 //   - A cached value older than the refresh interval is re-read in the
-//     background; the re-read is started by a Get or by an INVOKE event
-//     (RefreshDue), since the sandbox is frozen between invocations and a
-//     timer would not fire. At most one read per circuit is in flight.
+//     background; the re-read is started by a Get or by RefreshDue, which
+//     the extension calls on each INVOKE event (the sandbox is frozen
+//     between invocations, so a timer of the cache's own would not fire)
+//     or, where no INVOKE comes (Lambda Managed Instances), on its timer.
+//     At most one read per circuit is in flight.
 //   - A Get returns the cached value at once when it is younger than the
 //     maximum age (Options.MaxAge). Otherwise, or with no value at all, it
 //     waits for the read in flight, at most the miss timeout, with every
