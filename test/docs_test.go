@@ -565,7 +565,7 @@ func TestDocsEndpoints(t *testing.T) {
 	sameNames(t, "extension API", routes(t, "extension/internal/server/server.go"), documented)
 
 	local := page(t, "docs/local-and-tests.md")
-	mock := routes(t, "internal/localstack/mockapi/mockapi.go")
+	mock := routes(t, "internal/testutil/mockapi/mockapi.go")
 	var mentioned []string
 	for _, m := range regexp.MustCompile("(?:127\\.0\\.0\\.1:4280|`)(/(?:api|control)[a-z/]*)").FindAllStringSubmatch(local, -1) {
 		if !slices.Contains(mentioned, m[1]) {

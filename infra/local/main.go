@@ -30,10 +30,10 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )

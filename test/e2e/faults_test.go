@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 )
 

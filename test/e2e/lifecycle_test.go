@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/localstack/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/mockapi"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/rie"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/updater"
 )
