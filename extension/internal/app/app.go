@@ -144,12 +144,18 @@ type extension struct {
 func setup(ctx context.Context, o Options) (*extension, bool) {
 	began := time.Now()
 	cfg, cfgErr := config.Load(o.Getenv)
+	// onRestore runs when the cache finds its memory restored from a
+	// snapshot: the credentials fetched before it are dropped too.
+	onRestore := func() {}
 	if o.NewDynamoDB == nil {
 		// No network call: missing credentials fail the init here rather
 		// than every read later.
-		api, err := EnvDynamoDB(o.Getenv)
+		api, creds, err := EnvDynamoDB(o.Getenv)
 		cfgErr = errors.Join(cfgErr, err)
 		o.NewDynamoDB = func(context.Context) (store.API, error) { return api, err }
+		if creds != nil {
+			onRestore = creds.Invalidate
+		}
 	}
 	level, _ := config.ParseLogLevel(o.Getenv(config.EnvLogLevel))
 	log := slog.New(slog.NewJSONHandler(o.Stderr, &slog.HandlerOptions{Level: level})).With("extension", o.Name)
@@ -192,7 +198,7 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 	}
 
 	emf := metrics.NewWriter(o.Stdout, cfg.Table)
-	x := wire(cfg, db, log, emf)
+	x := wire(cfg, db, log, emf, onRestore)
 	x.ext, x.emf = ext, emf
 	events := "INVOKE,SHUTDOWN"
 	if !invoke {
@@ -227,16 +233,10 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 
 // wire builds the cache reading through db, the breaker deciding from it
 // and the local API's server answering with the breaker, from cfg; the
-// server counts rejected tokens in emf.
-func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Writer) *extension {
-	c := cache.New(db, cache.Options{
-		RefreshInterval: cfg.RefreshInterval,
-		MaxStaleness:    cfg.MaxStaleness,
-		MaxAge:          cfg.MaxAge,
-		MissTimeout:     cfg.MissTimeout,
-		MaxCircuits:     cfg.MaxCircuits,
-		Logger:          log,
-	})
+// server counts rejected tokens in emf. The cache calls onRestore when it
+// finds its memory restored from a snapshot, before the reads that follow.
+func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Writer, onRestore func()) *extension {
+	c := cache.New(db, cacheOptions(cfg, log, onRestore))
 	// One knob bounds every wait of a lookup on the table: the first read
 	// of an uncached circuit, and the writes that end a cool-down or claim
 	// a probe lease.
@@ -250,6 +250,19 @@ func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Write
 	requests := &requestCounter{next: server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services})}
 	srv := server.New(requests, log)
 	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1), requests: requests}
+}
+
+// cacheOptions are the cache's options from cfg, on the process's clocks.
+func cacheOptions(cfg config.Config, log *slog.Logger, onRestore func()) cache.Options {
+	return cache.Options{
+		RefreshInterval: cfg.RefreshInterval,
+		MaxStaleness:    cfg.MaxStaleness,
+		MaxAge:          cfg.MaxAge,
+		MissTimeout:     cfg.MissTimeout,
+		MaxCircuits:     cfg.MaxCircuits,
+		OnRestore:       onRestore,
+		Logger:          log,
+	}
 }
 
 // loop follows the lifecycle events until SHUTDOWN, or until ctx ends,

@@ -73,7 +73,7 @@ var ErrNoCredentials = errors.New("no AWS credentials: neither " + EnvAccessKeyI
 // It makes no network call. Neither source is ErrNoCredentials; an
 // endpoint that is not https, nor http to a loopback or link-local
 // container address, is an error too, as in the AWS SDKs.
-func EnvCredentials(getenv func(string) string) (aws.CredentialsProvider, string, error) {
+func EnvCredentials(getenv func(string) string) (*Credentials, string, error) {
 	key, secret := getenv(EnvAccessKeyID), getenv(EnvSecretAccessKey)
 	if key != "" && secret != "" {
 		creds := aws.Credentials{
@@ -82,7 +82,8 @@ func EnvCredentials(getenv func(string) string) (aws.CredentialsProvider, string
 			SessionToken:    getenv(api.EnvSessionToken),
 			Source:          "EnvironmentVariables",
 		}
-		return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }), SourceEnvironment, nil
+		static := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil })
+		return &Credentials{CredentialsProvider: static, invalidate: func() {}}, SourceEnvironment, nil
 	}
 	uri := strings.TrimSpace(getenv(EnvContainerCredentialsURI))
 	if uri == "" {
@@ -104,11 +105,30 @@ func EnvCredentials(getenv func(string) string) (aws.CredentialsProvider, string
 			},
 		}
 	})}
-	return aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
+	cached := aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = credentialsExpiryWindow
 		o.ExpiryWindowJitterFrac = credentialsJitter
-	}), SourceEndpoint, nil
+	})
+	return &Credentials{CredentialsProvider: cached, invalidate: func() {
+		p.forget()
+		cached.Invalidate()
+	}}, SourceEndpoint, nil
 }
+
+// Credentials are the function's credentials as EnvCredentials finds
+// them: they sign the table calls.
+type Credentials struct {
+	aws.CredentialsProvider
+	invalidate func()
+}
+
+// Invalidate drops every credential fetched from the container endpoint
+// so far, the ones kept for a failed refresh included, and makes any
+// fetch in progress fetch again: the next table call is signed with
+// credentials fetched after this call. The extension calls it when its
+// memory was restored from a snapshot (cache.Options.OnRestore), which
+// may be days old. Keys from the environment are read once and stay.
+func (c *Credentials) Invalidate() { c.invalidate() }
 
 // validateEndpoint accepts https, or http to a loopback address
 // ("localhost" included) or to the container credentials addresses of ECS
@@ -160,18 +180,40 @@ type endpointCredentials struct {
 	// fallback is set when HandleFailToRefresh returned last, for the
 	// AdjustExpiresBy call that follows it.
 	fallback bool
+	// generation counts the calls to forget.
+	generation uint64
 }
 
-// Retrieve calls the endpoint and keeps what it returned.
+// Retrieve calls the endpoint and keeps what it returned. Credentials
+// whose call was under way when forget was called may have been fetched
+// before a restore: the endpoint is called again.
 func (p *endpointCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	c, err := p.Provider.Retrieve(ctx)
-	if err != nil {
-		return aws.Credentials{}, fmt.Errorf("container credentials endpoint: %w", err)
+	for {
+		p.mu.Lock()
+		gen := p.generation
+		p.mu.Unlock()
+		c, err := p.Provider.Retrieve(ctx)
+		if err != nil {
+			return aws.Credentials{}, fmt.Errorf("container credentials endpoint: %w", err)
+		}
+		p.mu.Lock()
+		if p.generation != gen {
+			p.mu.Unlock()
+			continue
+		}
+		p.last = c
+		p.mu.Unlock()
+		return c, nil
 	}
+}
+
+// forget drops the kept credentials, so that a failed refresh cannot fall
+// back to them, and makes a call under way call again.
+func (p *endpointCredentials) forget() {
 	p.mu.Lock()
-	p.last = c
-	p.mu.Unlock()
-	return c, nil
+	defer p.mu.Unlock()
+	p.last, p.fallback = aws.Credentials{}, false
+	p.generation++
 }
 
 // HandleFailToRefresh implements

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // credsEndpoint is a container credentials endpoint: it answers with the
@@ -126,7 +132,7 @@ func TestEnvDynamoDBCredentialSources(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			api, err := EnvDynamoDB(func(k string) string { return env[k] })
+			api, _, err := EnvDynamoDB(func(k string) string { return env[k] })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,7 +175,7 @@ func TestEnvDynamoDBErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := EnvDynamoDB(func(k string) string { return tt.env[k] })
+			_, _, err := EnvDynamoDB(func(k string) string { return tt.env[k] })
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("EnvDynamoDB = %v, want an error containing %q", err, tt.want)
 			}
@@ -247,5 +253,94 @@ func TestEndpointCredentialsRefresh(t *testing.T) {
 	var re *aws.RequestCanceledError
 	if err == nil || !strings.Contains(err.Error(), "container credentials endpoint") || errors.As(err, &re) {
 		t.Errorf("refresh failed with credentials about to expire: %v, want the endpoint's error", err)
+	}
+}
+
+// restoreClock is a wall clock with a monotonic one beside it; a restore
+// from a snapshot moves the wall clock alone.
+type restoreClock struct {
+	mu   sync.Mutex
+	wall time.Time
+	up   time.Duration
+}
+
+func (c *restoreClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wall
+}
+
+func (c *restoreClock) Uptime() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+func (c *restoreClock) restore(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wall = c.wall.Add(d)
+}
+
+// After a restore from a snapshot, found by the cache on its injected
+// clocks, no table call is signed with the credentials fetched before it:
+// the first read fetches new ones from the endpoint, and when the endpoint
+// fails, the read fails rather than fall back to the old ones.
+func TestRestoreInvalidatesEndpointCredentials(t *testing.T) {
+	tests := []struct {
+		name         string
+		endpointDown bool
+		wantKeys     []string // access key IDs that signed the table calls
+		wantStale    bool
+	}{
+		{name: "new credentials after the restore", wantKeys: []string{"AKIDENDPOINT1", "AKIDENDPOINT2"}},
+		{name: "endpoint down after the restore: no call signed with the old ones", endpointDown: true, wantKeys: []string{"AKIDENDPOINT1"}, wantStale: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := newCredsEndpoint(t, func() time.Time { return time.Now().Add(time.Hour) })
+			ddb, signed := signedWith(t)
+			env := map[string]string{
+				"AWS_REGION":                         "eu-west-1",
+				"AWS_ENDPOINT_URL_DYNAMODB":          ddb.URL,
+				"AWS_CONTAINER_CREDENTIALS_FULL_URI": ep.URL,
+				"AWS_CONTAINER_AUTHORIZATION_TOKEN":  "tok",
+			}
+			api, creds, err := EnvDynamoDB(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := newLazyStore()
+			db.set(store.New(api, "t"), nil)
+			clk := &restoreClock{wall: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+			cfg := config.Config{MissTimeout: 10 * time.Second}
+			cfg.RefreshInterval, cfg.MaxAge = time.Second, 2*time.Second
+			o := cacheOptions(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), creds.Invalidate)
+			o.Now, o.Uptime = clk.Now, clk.Uptime
+			c := cache.New(db, o)
+			ctx := context.Background()
+			if v := c.Get(ctx, "payments"); v.Stale { // INIT, before the snapshot
+				t.Fatalf("first read: %+v", v)
+			}
+			if tt.endpointDown {
+				ep.status.Store(http.StatusServiceUnavailable)
+			}
+			clk.restore(72 * time.Hour)
+			v := c.Get(ctx, "payments")
+			if err := c.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, k := range signed() {
+				key, _, _ := strings.Cut(k, "|")
+				keys = append(keys, key)
+			}
+			if strings.Join(keys, ",") != strings.Join(tt.wantKeys, ",") {
+				t.Errorf("table calls signed with %v, want %v", keys, tt.wantKeys)
+			}
+			if v.Stale != tt.wantStale {
+				t.Errorf("lookup after the restore: stale %v, want %v (%+v)", v.Stale, tt.wantStale, v)
+			}
+		})
 	}
 }

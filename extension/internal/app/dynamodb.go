@@ -18,12 +18,12 @@ import (
 // AWS_ENDPOINT_URL, override the endpoint unless
 // AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true, as in the SDK's shared
 // configuration. It makes no network call; the error names what is
-// missing.
+// missing. It also returns the credentials, for their Invalidate.
 //
 // It does not use the SDK's config.LoadDefaultConfig: that chain (shared
 // files, SSO, STS, IMDS) is of no use inside Lambda and would add about
 // 4.5 MB to the binary, which must stay under 8 MB.
-func EnvDynamoDB(getenv func(string) string) (store.API, error) {
+func EnvDynamoDB(getenv func(string) string) (store.API, *Credentials, error) {
 	region := firstNonEmpty(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"))
 	var errs []error
 	if region == "" {
@@ -34,7 +34,7 @@ func EnvDynamoDB(getenv func(string) string) (store.API, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("table client: %w", errors.Join(errs...))
+		return nil, nil, fmt.Errorf("table client: %w", errors.Join(errs...))
 	}
 	o := dynamodb.Options{Region: region, Credentials: creds}
 	if !strings.EqualFold(getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
@@ -42,7 +42,7 @@ func EnvDynamoDB(getenv func(string) string) (store.API, error) {
 			o.BaseEndpoint = aws.String(ep)
 		}
 	}
-	return dynamodb.New(o), nil
+	return dynamodb.New(o), creds, nil
 }
 
 func firstNonEmpty(vs ...string) string {

@@ -57,6 +57,13 @@ type Options struct {
 	// one that follows Now). The wall clock running ahead of it means the
 	// memory was restored from a snapshot (see RestoreDrift).
 	Uptime func() time.Duration
+	// OnRestore, if set, is called once for each restore from a snapshot
+	// the cache detects, before any read that the restore makes due
+	// starts, so that whatever the reads depend on and the snapshot also
+	// held (such as cached credentials) can be dropped first. It is called
+	// with the cache locked: it must return quickly and must not call the
+	// Cache.
+	OnRestore func()
 	// Logger receives read failures (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -386,7 +393,8 @@ const RestoreDrift = time.Second
 // one, the memory was restored from a snapshot: every cached value is then
 // treated as older than the maximum age (see tooOldLocked) and read again
 // at once, so none is served as fresh. The monotonic clock, which ages
-// values otherwise, did not count the time in the snapshot.
+// values otherwise, did not count the time in the snapshot. Then it calls
+// Options.OnRestore.
 func (c *Cache) observeLocked(now time.Time) {
 	wall, up := now.Round(0), c.o.Uptime()
 	lastWall, lastUp := c.lastWall, c.lastUptime
@@ -410,6 +418,9 @@ func (c *Cache) observeLocked(now time.Time) {
 	}
 	c.o.Logger.Info("restored from a snapshot: cached values are treated as older than the maximum age and read again",
 		"circuits", n, "wallAheadMs", drift.Milliseconds())
+	if c.o.OnRestore != nil {
+		c.o.OnRestore()
+	}
 }
 
 // valueLocked copies what the cache knows out of e.

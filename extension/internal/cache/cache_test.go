@@ -1111,3 +1111,63 @@ func TestRestoredCacheIsNeverServedAsFresh(t *testing.T) {
 		})
 	}
 }
+
+// seenAtRead is a Reader that records, at each read, how many times
+// Options.OnRestore had been called.
+type seenAtRead struct {
+	*fakeReader
+	hooks *atomic.Int64
+	mu    sync.Mutex
+	seen  []int64
+}
+
+func (r *seenAtRead) Get(ctx context.Context, id string) (circuit.Circuit, bool, error) {
+	r.mu.Lock()
+	r.seen = append(r.seen, r.hooks.Load())
+	r.mu.Unlock()
+	return r.fakeReader.Get(ctx, id)
+}
+
+// OnRestore is called once per detected restore, before the reads that
+// the restore makes due start, and never for an ordinary pause.
+func TestOnRestoreRunsBeforeTheRestoresReads(t *testing.T) {
+	tests := []struct {
+		name      string
+		restore   time.Duration // the wall clock alone
+		advance   time.Duration // both clocks
+		wantHooks int64
+		wantSeen  []int64 // OnRestore calls seen by each read after the pause
+	}{
+		{name: "restored from a snapshot", restore: 72 * time.Hour, wantHooks: 1, wantSeen: []int64{1}},
+		{name: "a long freeze, both clocks running", advance: 72 * time.Hour, wantSeen: []int64{0}},
+		{name: "the wall clock adjusted by less than RestoreDrift", restore: RestoreDrift / 2, advance: 2 * time.Second, wantSeen: []int64{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hooks atomic.Int64
+			r := &seenAtRead{fakeReader: newFakeReader(circuit.Circuit{ID: "a", State: circuit.Closed, Version: 1}), hooks: &hooks}
+			clk := newClock()
+			c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, Uptime: clk.Uptime,
+				OnRestore: func() { hooks.Add(1) }})
+			ctx := context.Background()
+			c.Get(ctx, "a") // the first read, before the snapshot
+			clk.Restore(tt.restore)
+			clk.Advance(tt.advance)
+			d := c.Get(ctx, "a")
+			if err := c.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(500 * time.Millisecond) // a later look, clocks together
+			c.Get(ctx, "a")
+			if got := hooks.Load(); got != tt.wantHooks {
+				t.Errorf("OnRestore called %d times, want %d", got, tt.wantHooks)
+			}
+			r.mu.Lock()
+			seen := r.seen[1:]
+			r.mu.Unlock()
+			if fmt.Sprint(seen) != fmt.Sprint(tt.wantSeen) {
+				t.Errorf("OnRestore calls seen by the reads after the pause = %v, want %v (the Get: %+v)", seen, tt.wantSeen, d)
+			}
+		})
+	}
+}
