@@ -394,6 +394,25 @@ func interpreter(t *testing.T, name string) string {
 	return p
 }
 
+// tscPath returns the repository's root and the pinned TypeScript
+// compiler that npm ci installs there, skipping the test without it
+// (failing it in CI).
+func tscPath(t *testing.T) (root, tsc string) {
+	t.Helper()
+	root, err := dynalite.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tsc = filepath.Join(root, "node_modules", "typescript", "bin", "tsc")
+	if _, err := os.Stat(tsc); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs typescript from npm ci: %v", err)
+		}
+		t.Skipf("skipping: %v (run npm ci)", err)
+	}
+	return root, tsc
+}
+
 func (h *harness) run(t *testing.T, dir string, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -580,17 +599,7 @@ func TestHandlersUnderEmulator(t *testing.T) {
 // the documented uses, and reject a misuse (so the check can fail).
 func TestTypeDeclarations(t *testing.T) {
 	interpreter(t, "node")
-	root, err := dynalite.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tsc := filepath.Join(root, "node_modules", "typescript", "bin", "tsc")
-	if _, err := os.Stat(tsc); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI needs typescript from npm ci: %v", err)
-		}
-		t.Skipf("skipping: %v (run npm ci)", err)
-	}
+	_, tsc := tscPath(t)
 	layer := t.TempDir()
 	if err := Write(layer); err != nil {
 		t.Fatal(err)
@@ -697,17 +706,7 @@ const mw = require("lambda-circuit-breaker/middy").default;
 func TestTypeScriptProjectInstall(t *testing.T) {
 	node := interpreter(t, "node")
 	npm := interpreter(t, "npm")
-	root, err := dynalite.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tsc := filepath.Join(root, "node_modules", "typescript", "bin", "tsc")
-	if _, err := os.Stat(tsc); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI needs typescript from npm ci: %v", err)
-		}
-		t.Skipf("skipping: %v (run npm ci)", err)
-	}
+	root, tsc := tscPath(t)
 	pkgDir, err := filepath.Abs(filepath.Join("nodejs", "lambda-circuit-breaker"))
 	if err != nil {
 		t.Fatal(err)

@@ -35,24 +35,38 @@ func (l *lostAnswerAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemI
 	return nil, ctx.Err()
 }
 
+// halfOpenTable starts a table holding circuit "svc" HALF_OPEN at
+// version 1, and returns a store on it through the API that wrap makes of
+// the table's client (extension A's), a store on the client itself
+// (extension B's), and the circuit as stored.
+func halfOpenTable(t *testing.T, wrap func(store.API) store.API) (a, b *store.Store, half circuit.Circuit) {
+	t.Helper()
+	db := dynalite.Start(t)
+	table := db.NewTable(t)
+	a = store.New(wrap(db.Client()), table).WithLogger(quiet())
+	b = store.New(db.Client(), table).WithLogger(quiet())
+	ctx := context.Background()
+	if err := b.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	half, _, err := b.Get(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, half
+}
+
 // A claim applied by the table whose answer is lost leaves a lease that
 // nobody holds. Extension A denies its caller, and gives the lease back by
 // its token, so another extension can probe at once rather than after the
 // probe timeout.
 func TestLostClaimIsGivenBack(t *testing.T) {
-	db := dynalite.Start(t)
-	table := db.NewTable(t)
-	lossy := &lostAnswerAPI{API: db.Client()}
-	stA := store.New(lossy, table).WithLogger(quiet())
-	stB := store.New(db.Client(), table).WithLogger(quiet())
+	var lossy *lostAnswerAPI
+	stA, stB, half := halfOpenTable(t, func(api store.API) store.API {
+		lossy = &lostAnswerAPI{API: api}
+		return lossy
+	})
 	ctx := context.Background()
-	if err := stB.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
-		t.Fatal(err)
-	}
-	half, _, err := stB.Get(ctx, "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The claim timeout also bounds the release: generous, for a loaded
 	// machine.
@@ -308,19 +322,12 @@ func (l *lateClaimAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemIn
 // it back, which then finds nothing to release. The release is tried
 // again, so the slot does not stay blocked until the lease expires.
 func TestLateClaimIsGivenBack(t *testing.T) {
-	db := dynalite.Start(t)
-	table := db.NewTable(t)
-	late := &lateClaimAPI{API: db.Client()}
-	stA := store.New(late, table).WithLogger(quiet())
-	stB := store.New(db.Client(), table).WithLogger(quiet())
+	var late *lateClaimAPI
+	stA, stB, half := halfOpenTable(t, func(api store.API) store.API {
+		late = &lateClaimAPI{API: api}
+		return late
+	})
 	ctx := context.Background()
-	if err := stB.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
-		t.Fatal(err)
-	}
-	half, _, err := stB.Get(ctx, "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	a := newBreaker(stA, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
 	a.leaseTTL = time.Hour // blocked until it expires would fail the test
@@ -364,19 +371,12 @@ func (d *droppedClaimAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateIte
 // The release of a lost claim that never lands is tried again for a
 // while, but SHUTDOWN does not wait for that: Stop ends the tries.
 func TestLostClaimReleaseEndsAtStop(t *testing.T) {
-	db := dynalite.Start(t)
-	table := db.NewTable(t)
-	setup := store.New(db.Client(), table).WithLogger(quiet())
+	var dropped *droppedClaimAPI
+	st, _, half := halfOpenTable(t, func(api store.API) store.API {
+		dropped = &droppedClaimAPI{API: api, released: make(chan struct{})}
+		return dropped
+	})
 	ctx := context.Background()
-	if err := setup.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1}, circuit.Transition); err != nil {
-		t.Fatal(err)
-	}
-	dropped := &droppedClaimAPI{API: db.Client(), released: make(chan struct{})}
-	st := store.New(dropped, table).WithLogger(quiet())
-	half, _, err := setup.Get(ctx, "svc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a := newBreaker(st, Options{Logger: quiet(), ClaimTimeout: 500 * time.Millisecond})
 	if got := a.admit(ctx, half, time.Now()); got.Allowed {
 		t.Fatalf("lost claim: %+v, want its caller denied", got)
