@@ -123,8 +123,10 @@ type PhaseResult struct {
 	// counts the requests the table refused.
 	ReadUnits, WriteUnits float64
 	Throttled             int64
-	// Opened counts the circuit's transitions to OPEN in the table.
-	Opened int
+	// Opened counts the circuit's transitions to OPEN in the table;
+	// FirstOpen is the time from the phase's start to the first (-1: none).
+	Opened    int
+	FirstOpen time.Duration
 	// SentDown counts the calls sent while the downstream was failing.
 	SentDown int64
 	// PeakSent is the most calls sent to the downstream in one second.
@@ -253,6 +255,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	res := Result{Phases: make([]PhaseResult, len(cfg.Phases)), FleetTrip: -1, FleetRefusal: -1, Recovered: -1}
 	for i, p := range cfg.Phases {
 		res.Phases[i].Phase = p
+		res.Phases[i].FirstOpen = -1
 	}
 	perPhase := make([]struct{ c [8]atomic.Int64 }, len(cfg.Phases))
 	sentPerSec := map[int64]int64{}
@@ -336,7 +339,11 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			return fmt.Errorf("fleetsim: read the circuit: %w", err)
 		}
 		if c.Version != last.Version && c.State == circuit.Open {
-			res.Phases[phaseAt(now)].Opened++
+			i := phaseAt(now)
+			if res.Phases[i].Opened == 0 {
+				res.Phases[i].FirstOpen = now.Sub(starts[i])
+			}
+			res.Phases[i].Opened++
 			if tripAt.IsZero() && failPhase >= 0 && !now.Before(starts[failPhase]) {
 				tripAt = now
 				res.FleetTrip = now.Sub(starts[failPhase])
