@@ -28,7 +28,7 @@ type admission struct {
 // admit decides for one caller of the known circuit c, at now, as Lookup
 // describes. When the table writes fail or time out the caller is denied
 // (the circuit is not CLOSED, so denying is safe), and lookups leave that
-// circuit's items alone for BusyRetry: at most one write attempt per
+// circuit's items alone for busyRetry: at most one write attempt per
 // circuit per interval, each a single request without SDK retries. A
 // claim whose answer was lost is given back by its token in the
 // background. After Stop, lookups write nothing and claim no lease.
@@ -101,7 +101,7 @@ func (b *Breaker) end(id string) {
 
 // endCooldown moves an OPEN circuit past its retryAt to HALF_OPEN with a
 // conditional transition and returns the circuit as stored afterwards.
-// When that fails, lookups leave the circuit alone for BusyRetry.
+// When that fails, lookups leave the circuit alone for busyRetry.
 func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.Time) (circuit.Circuit, bool) {
 	if !b.begin(c.ID, now) {
 		return c, false
@@ -119,8 +119,8 @@ func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.T
 			return after, true
 		}
 	}
-	b.pause(c.ID, now.Add(b.o.BusyRetry))
-	b.o.Logger.Warn("ending cool-down failed; retrying after a pause", "service", c.ID, "pauseMs", b.o.BusyRetry.Milliseconds(), "error", err.Error())
+	b.pause(c.ID, now.Add(b.busyRetry))
+	b.o.Logger.Warn("ending cool-down failed; retrying after a pause", "service", c.ID, "pauseMs", b.busyRetry.Milliseconds(), "error", err.Error())
 	return c, false
 }
 
@@ -142,7 +142,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 	defer b.end(c.ID)
 	st, err := b.lookupStore(ctx)
 	if err != nil {
-		b.pause(c.ID, now.Add(b.o.BusyRetry))
+		b.pause(c.ID, now.Add(b.busyRetry))
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		return admission{}
 	}
@@ -154,7 +154,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, ttl, now)
 	if err != nil {
 		var be *store.BusyError
-		retry := now.Add(b.o.BusyRetry)
+		retry := now.Add(b.busyRetry)
 		if errors.As(err, &be) && !be.Until.IsZero() && be.Until.Before(retry) {
 			retry = be.Until
 		}
@@ -178,7 +178,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 	cur, _, err := st.Get(ctx, c.ID)
 	if err != nil || cur.State != circuit.HalfOpen || cur.Version != c.Version || cur.ActiveOverride(now) != circuit.NoOverride {
 		if err != nil {
-			b.pause(c.ID, now.Add(b.o.BusyRetry))
+			b.pause(c.ID, now.Add(b.busyRetry))
 			b.o.Logger.Warn("re-reading the circuit after a probe claim failed", "service", c.ID, "error", err.Error())
 		} else {
 			b.put(cur)

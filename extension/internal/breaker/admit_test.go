@@ -90,7 +90,7 @@ func TestLostClaimIsGivenBack(t *testing.T) {
 }
 
 // With the table throttling writes, an OPEN circuit whose cool-down has
-// ended is written at most once per BusyRetry by a busy extension, each a
+// ended is written at most once per busyRetry by a busy extension, each a
 // single request, so the SDK's retry quota is left for everything else.
 func TestCooldownEndBacksOffOnAThrottledTable(t *testing.T) {
 	db := dynalite.Start(t)
@@ -120,7 +120,8 @@ func TestCooldownEndBacksOffOnAThrottledTable(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	// A claim timeout a loaded machine meets: a throttled write fails at
 	// once, so it does not change how often the circuit is written.
-	b := newBreaker(st, Options{Logger: quiet(), BusyRetry: interval, ClaimTimeout: time.Second})
+	b := newBreaker(st, Options{Logger: quiet(), ClaimTimeout: time.Second})
+	b.busyRetry = interval
 	throttle.Store(true)
 	before := tr.Count("UpdateItem")
 	start := time.Now()

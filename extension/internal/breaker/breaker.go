@@ -22,10 +22,10 @@ const (
 	// DefaultClaimTimeout bounds the table writes of one lookup that ends
 	// a cool-down or claims a probe lease.
 	DefaultClaimTimeout = 100 * time.Millisecond
-	// DefaultBusyRetry is how long an extension that found every lease
-	// slot held, or whose write to end a cool-down or claim a lease
-	// failed, waits before it writes that circuit again.
-	DefaultBusyRetry = time.Second
+	// busyRetry is how long an extension that found every lease slot
+	// held, or whose write to end a cool-down or claim a lease failed,
+	// waits before it writes that circuit again from a lookup.
+	busyRetry = time.Second
 	// ttlMargin keeps bucket items past the longest window they serve.
 	ttlMargin = time.Minute
 	// flushParallelism bounds the concurrent bucket writes, and then the
@@ -47,10 +47,6 @@ type Options struct {
 	// ClaimTimeout bounds a lookup's table writes (default
 	// DefaultClaimTimeout).
 	ClaimTimeout time.Duration
-	// BusyRetry is the pause after finding every lease slot held, or after
-	// a failed write to end a cool-down or claim a lease, before the
-	// circuit is written again from a lookup (default DefaultBusyRetry).
-	BusyRetry time.Duration
 	// FailAllow is the failure policy: true lets calls through when the
 	// cached state expired or none could be read, false denies them.
 	FailAllow bool
@@ -98,6 +94,9 @@ type Breaker struct {
 	// leaseTTL, when set, is the probe lease duration of every service
 	// instead of its policy's ProbeTimeout: tests set it.
 	leaseTTL time.Duration
+	// busyRetry is the pause of lookups after a busy or failed write
+	// (busyRetry by default; tests shorten it).
+	busyRetry time.Duration
 
 	// bg runs background work, such as giving back a lease whose claim
 	// was answered with an error, so that SHUTDOWN can wait for it.
@@ -109,9 +108,6 @@ type Breaker struct {
 func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 	if o.ClaimTimeout <= 0 {
 		o.ClaimTimeout = DefaultClaimTimeout
-	}
-	if o.BusyRetry <= 0 {
-		o.BusyRetry = DefaultBusyRetry
 	}
 	if o.Holder == "" {
 		var b [8]byte
@@ -140,6 +136,7 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
 		stopping:    make(chan struct{}),
+		busyRetry:   busyRetry,
 	}
 }
 

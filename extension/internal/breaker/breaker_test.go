@@ -166,7 +166,7 @@ func TestExpiredLeaseDoesNotBlock(t *testing.T) {
 		t.Fatalf("first claim: %+v", a)
 	}
 	b, _ := f.extension(nil)
-	b.o.BusyRetry = 50 * time.Millisecond
+	b.busyRetry = 50 * time.Millisecond
 	if a := b.admit(ctx, f.get(t, "svc"), time.Now()); a.Allowed {
 		t.Fatalf("claimed while held: %+v", a)
 	}
