@@ -72,7 +72,7 @@ bench: node_modules/go.mod
 	go run ./extension/bench/benchcmd
 
 ## bench-clients: cache-hit lookup cost through the Go, Python and Node.js clients, medians against the Go client's
-bench-clients: node_modules/.package-lock.json
+bench-clients: node_modules/go.mod
 	go run ./extension/bench/clientbenchcmd
 
 ## bench-detect: time from a downstream failure to refused callers, passive detection beside health checks
