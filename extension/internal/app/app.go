@@ -129,11 +129,12 @@ type extension struct {
 	brk    *breaker.Breaker
 	srv    *server.Server
 	served chan error // the local API's Serve returned
-	// requests counts the local API's requests, for the ticker.
-	requests *requestCounter
-	// ticker, set when no INVOKE event comes (Lambda Managed Instances,
-	// or INVOKE refused), does the INVOKE work every tickEvery instead.
-	ticker    *ticker
+	// activity counts the requests to the local API and the INVOKE
+	// events, for routine.
+	activity *activity
+	// tickEvery, set when no INVOKE event comes (Lambda Managed
+	// Instances, or INVOKE refused), is the period of the timer that runs
+	// routine instead (see startTicks); 0 with INVOKE events.
 	tickEvery time.Duration
 }
 
@@ -203,7 +204,6 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 	events := "INVOKE,SHUTDOWN"
 	if !invoke {
 		events = "SHUTDOWN"
-		x.ticker = newTicker(x.cache, x.brk, x.emf, log, x.requests)
 		x.tickEvery = tickInterval(cfg.RefreshInterval)
 	}
 	ln, err := server.Listen(cfg.Port)
@@ -247,9 +247,10 @@ func wire(cfg config.Config, db *lazyStore, log *slog.Logger, emf *metrics.Write
 		MaxCircuits:  cfg.MaxCircuits,
 		Logger:       log,
 	})
-	requests := &requestCounter{next: server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services})}
+	act := newActivity(time.Now)
+	requests := &requestCounter{next: server.NewHandler(brk, server.Options{Token: cfg.Token, Logger: log, Metrics: emf, Services: cfg.Services}), activity: act}
 	srv := server.New(requests, log)
-	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1), requests: requests}
+	return &extension{log: log, cache: c, brk: brk, srv: srv, served: make(chan error, 1), activity: act}
 }
 
 // cacheOptions are the cache's options from cfg, on the process's clocks.
@@ -299,20 +300,32 @@ func (x *extension) loop(ctx context.Context) int {
 // sandbox may be frozen right after the next event/next.
 func (x *extension) onInvoke(ctx context.Context, ev extapi.Event) {
 	x.log.Debug("invoke", "requestId", ev.RequestID)
+	x.activity.mark()
 	x.routine(ctx)
 }
 
 // routine is the work due whenever the sandbox runs: what an INVOKE
-// starts, and what a timer's tick would where no INVOKE comes. It starts
-// the reads that are due, first, so they are under way, or done, when the
-// function's first lookup arrives (the runtime got the event at the same
-// moment); it writes the metrics of the lookups and reports since the
-// last call; then it flushes the outcome counts that are due, within
+// starts, and what a timer's tick does where no INVOKE comes (onTick). It
+// starts the reads that are due, first, so they are under way, or done,
+// when the function's first lookup arrives (the runtime got the event at
+// the same moment); it writes the metrics of the lookups and reports since
+// the last call; then it flushes the outcome counts that are due, within
 // flushBudget, and returns: the sandbox may be frozen right after.
+//
+// What an idle sandbox does not need is skipped (see activity): the
+// metrics when nothing happened since the last call, and the reads once
+// nothing has happened for warmFor. An INVOKE is activity, so after one
+// nothing is skipped.
 func (x *extension) routine(ctx context.Context) {
-	x.cache.RefreshDue()
-	emitLookupMetrics(x.brk, x.emf, x.log)
-	emitRejected(x.brk, x.emf, x.log)
+	busy, warm := x.activity.since()
+	if warm {
+		x.cache.RefreshDue()
+	}
+	if busy {
+		// Lookups and rejected outcomes are counted only by requests.
+		emitLookupMetrics(x.brk, x.emf, x.log)
+		emitRejected(x.brk, x.emf, x.log)
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushBudget)
 	defer cancel()
 	began := time.Now()

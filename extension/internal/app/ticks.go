@@ -2,15 +2,10 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/breaker"
-	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
 )
 
 const (
@@ -30,80 +25,74 @@ const (
 // next one a quarter of an interval later, not a whole interval).
 func tickInterval(refresh time.Duration) time.Duration { return max(refresh/4, minTick) }
 
+// activity tells a sandbox in use from an idle one, for routine: it
+// counts the requests to the local API other than /health (through
+// requestCounter) and the INVOKE events, without asking the cache or the
+// breaker.
+type activity struct {
+	n   atomic.Uint64
+	now func() time.Time
+
+	// seen and lastActive belong to since, which routine calls one call
+	// at a time.
+	seen       uint64
+	lastActive time.Time
+}
+
+// newActivity returns an activity on the clock now that counts the start
+// as activity.
+func newActivity(now func() time.Time) *activity {
+	return &activity{now: now, lastActive: now()}
+}
+
+// mark counts one request or INVOKE.
+func (a *activity) mark() { a.n.Add(1) }
+
+// since reports whether anything was counted since the last call (busy),
+// and whether the last activity, or the start, is at most warmFor ago
+// (warm).
+func (a *activity) since() (busy, warm bool) {
+	now := a.now()
+	n := a.n.Load()
+	busy = n != a.seen
+	if busy {
+		a.seen, a.lastActive = n, now
+	}
+	return busy, now.Sub(a.lastActive) <= warmFor
+}
+
 // requestCounter counts the requests to the local API other than
-// /health, so that a tick can tell an idle sandbox from a busy one
-// without asking the cache or the breaker.
+// /health as activity.
 type requestCounter struct {
-	next http.Handler
-	n    atomic.Uint64
+	next     http.Handler
+	activity *activity
 }
 
 // ServeHTTP counts r and passes it on.
 func (c *requestCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/health" {
-		c.n.Add(1)
+		c.activity.mark()
 	}
 	c.next.ServeHTTP(w, r)
 }
 
-// ticker does on a timer, for a sandbox that gets no INVOKE event (Lambda
-// Managed Instances, or INVOKE refused), what INVOKE does in the others:
-// it starts the reads of the circuits that are due, flushes the outcome
-// counts that are due and writes the lookup metrics. Such a sandbox is
-// never frozen, so the timer runs; the ticks run one at a time, on a
-// goroutine of their own beside the event loop, which stops them before
-// SHUTDOWN's work.
+// onTick handles a tick of the timer that stands in for INVOKE in a
+// sandbox that gets no INVOKE event (Lambda Managed Instances, or INVOKE
+// refused): it runs routine, as an INVOKE does in the others. Such a
+// sandbox is never frozen, so the timer runs; the ticks run one at a
+// time, never beside the event loop's handlers.
 //
 // An idle tick (no request since the last one) costs a few atomic loads,
 // one pass over the held outcome windows, and no table call, log line or
-// metric once the sandbox has been idle for warmFor.
-type ticker struct {
-	cache    *cache.Cache
-	brk      *breaker.Breaker
-	emf      *metrics.Writer
-	log      *slog.Logger
-	requests *requestCounter
-	now      func() time.Time
+// metric once the sandbox has been idle for warmFor (see routine).
+func (x *extension) onTick(ctx context.Context) { x.routine(ctx) }
 
-	seen       uint64
-	lastActive time.Time
-}
-
-// newTicker returns a ticker that counts the start as activity.
-func newTicker(c *cache.Cache, brk *breaker.Breaker, emf *metrics.Writer, log *slog.Logger, requests *requestCounter) *ticker {
-	return &ticker{cache: c, brk: brk, emf: emf, log: log, requests: requests, now: time.Now, lastActive: time.Now()}
-}
-
-// tick does one round of the INVOKE work, within flushBudget for the
-// flush.
-func (t *ticker) tick(ctx context.Context) {
-	now := t.now()
-	n := t.requests.n.Load()
-	busy := n != t.seen
-	if busy {
-		t.seen, t.lastActive = n, now
-	}
-	if now.Sub(t.lastActive) <= warmFor {
-		t.cache.RefreshDue()
-	}
-	fctx, cancel := context.WithTimeout(ctx, flushBudget)
-	began := time.Now()
-	res, err := t.brk.Flush(fctx)
-	cancel()
-	logFlush(t.log, began, res, err)
-	if busy {
-		// Lookups and rejected outcomes are counted only by requests.
-		emitLookupMetrics(t.brk, t.emf, t.log)
-		emitRejected(t.brk, t.emf, t.log)
-	}
-}
-
-// startTicks runs x.ticker every x.tickEvery, one tick at a time, until
+// startTicks calls onTick every x.tickEvery, one tick at a time, until
 // ctx ends or the returned stop is called; stop waits for a tick in
-// progress, so that nothing ticks during the shutdown. Without a ticker
+// progress, so that nothing ticks during the shutdown. Without a period
 // (INVOKE events come) it does nothing.
 func (x *extension) startTicks(ctx context.Context) (stop func()) {
-	if x.ticker == nil {
+	if x.tickEvery == 0 {
 		return func() {}
 	}
 	done, exited := make(chan struct{}), make(chan struct{})
@@ -114,7 +103,7 @@ func (x *extension) startTicks(ctx context.Context) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				x.ticker.tick(context.WithoutCancel(ctx))
+				x.onTick(ctx) // routine does not let ctx cancel its work
 			case <-done:
 				return
 			case <-ctx.Done():

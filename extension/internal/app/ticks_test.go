@@ -56,10 +56,10 @@ func (r *countingReader) set(c circuit.Circuit) {
 	r.mu.Unlock()
 }
 
-// tickFixture is a ticker over a cache that prefetched "payments", with a
-// clock the test moves.
+// tickFixture is an extension that ticks, over a cache that prefetched
+// "payments", with a clock the test moves.
 type tickFixture struct {
-	t      *ticker
+	x      *extension
 	table  *countingReader
 	cache  *cache.Cache
 	emf    *syncBuffer
@@ -81,15 +81,13 @@ func newTickFixture(tb testing.TB) *tickFixture {
 		tb.Fatal(err)
 	}
 	f.table.reads.Store(0)
-	requests := &requestCounter{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	act := newActivity(now)
+	f.served = &requestCounter{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/health" {
 			brk.Lookup(r.Context(), "payments")
 		}
-	})}
-	f.served = requests
-	f.t = newTicker(f.cache, brk, metrics.NewWriter(f.emf, "table"), log, requests)
-	f.t.now = now
-	f.t.lastActive = now()
+	}), activity: act}
+	f.x = &extension{cache: f.cache, brk: brk, emf: metrics.NewWriter(f.emf, "table"), log: log, activity: act}
 	return f
 }
 
@@ -102,7 +100,7 @@ func (f *tickFixture) request(path string) {
 // tick ticks and waits for the reads it started.
 func (f *tickFixture) tick(tb testing.TB) {
 	tb.Helper()
-	f.t.tick(context.Background())
+	f.x.onTick(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := f.cache.Wait(ctx); err != nil {
@@ -184,7 +182,7 @@ func BenchmarkTick(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
-			f.t.tick(ctx)
+			f.x.onTick(ctx)
 		}
 		if f.table.reads.Load() != 0 {
 			b.Fatal("an idle tick read the table")
@@ -195,8 +193,8 @@ func BenchmarkTick(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
-			f.t.requests.n.Add(1)
-			f.t.tick(ctx)
+			f.x.activity.mark()
+			f.x.onTick(ctx)
 		}
 	})
 }
