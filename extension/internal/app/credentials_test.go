@@ -21,6 +21,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/config"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/fakeclock"
 )
 
 // credsEndpoint is a container credentials endpoint: it answers with the
@@ -256,32 +257,6 @@ func TestEndpointCredentialsRefresh(t *testing.T) {
 	}
 }
 
-// restoreClock is a wall clock with a monotonic one beside it; a restore
-// from a snapshot moves the wall clock alone.
-type restoreClock struct {
-	mu   sync.Mutex
-	wall time.Time
-	up   time.Duration
-}
-
-func (c *restoreClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.wall
-}
-
-func (c *restoreClock) Uptime() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.up
-}
-
-func (c *restoreClock) restore(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wall = c.wall.Add(d)
-}
-
 // After a restore from a snapshot, found by the cache on its injected
 // clocks, no table call is signed with the credentials fetched before it:
 // the first read fetches new ones from the endpoint, and when the endpoint
@@ -312,7 +287,7 @@ func TestRestoreInvalidatesEndpointCredentials(t *testing.T) {
 			}
 			db := newLazyStore()
 			db.set(store.New(api, "t"), nil)
-			clk := &restoreClock{wall: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+			clk := fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 			cfg := config.Config{MissTimeout: 10 * time.Second}
 			cfg.RefreshInterval, cfg.MaxAge = time.Second, 2*time.Second
 			o := cacheOptions(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), creds.Invalidate)
@@ -325,7 +300,7 @@ func TestRestoreInvalidatesEndpointCredentials(t *testing.T) {
 			if tt.endpointDown {
 				ep.status.Store(http.StatusServiceUnavailable)
 			}
-			clk.restore(72 * time.Hour)
+			clk.Restore(72 * time.Hour)
 			v := c.Get(ctx, "payments")
 			if err := c.Wait(ctx); err != nil {
 				t.Fatal(err)

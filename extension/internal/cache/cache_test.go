@@ -17,6 +17,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/fakeclock"
 )
 
 // fakeReader serves circuits from a map; it can fail or block.
@@ -123,48 +124,14 @@ func (r *fakeReader) GetMany(ctx context.Context, ids []string) (map[string]circ
 }
 
 // clock is a settable wall clock with a monotonic one (Uptime) beside it.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-	up  time.Duration
-}
+type clock = fakeclock.Clock
 
-// Uptime is the monotonic clock, for Options.Uptime.
-func (c *clock) Uptime() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.up
-}
-
-// Restore moves the wall clock alone by d, as a restore from a snapshot
-// taken d earlier does.
-func (c *clock) Restore(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
+func newClock() *clock { return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func (r *fakeReader) setGate(gate chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gate = gate
-}
-
-// Advance moves both clocks by d: time passing while the process runs or
-// is frozen.
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	c.up += d
 }
 
 func open(id string, version int64) circuit.Circuit {
