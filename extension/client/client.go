@@ -164,6 +164,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the status and the extension's message.
 func (e *Error) Error() string {
 	return fmt.Sprintf("circuit breaker extension: %d %s", e.StatusCode, e.Message)
 }

@@ -51,6 +51,7 @@ type BusyError struct {
 	Until time.Time
 }
 
+// Error returns ErrLeaseBusy's message.
 func (e *BusyError) Error() string { return ErrLeaseBusy.Error() }
 
 // Unwrap makes errors.Is(err, ErrLeaseBusy) hold.
@@ -67,6 +68,7 @@ type UncertainClaimError struct {
 	Err error
 }
 
+// Error names the lease slot whose claim is uncertain and the call's error.
 func (e *UncertainClaimError) Error() string {
 	return fmt.Sprintf("store: claim %s: %v", LeaseKey(e.Lease.ID, e.Lease.Slot), e.Err)
 }
