@@ -128,6 +128,19 @@ type clock = fakeclock.Clock
 
 func newClock() *clock { return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
+// waitUntil waits for cond, for at most 10 s: far more than a loaded
+// machine needs.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (r *fakeReader) setGate(gate chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -211,15 +224,21 @@ func TestSingleFlightPerCircuit(t *testing.T) {
 	clk := newClock()
 	c := newTestCache(t, r, clk, Options{MissTimeout: 5 * time.Second})
 	var wg sync.WaitGroup
+	var entered atomic.Int64
 	results := make([]Value, 50)
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			entered.Add(1)
 			results[i] = c.Get(context.Background(), "a")
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The read is held while every lookup starts; one that reaches the
+	// cache after it ends finds the value, with no read either.
+	waitUntil(t, "the read to start and every lookup to begin", func() bool {
+		return r.gets.Load() >= 1 && entered.Load() == int64(len(results))
+	})
 	close(r.gate)
 	wg.Wait()
 	if got := r.gets.Load(); got != 1 {
@@ -646,10 +665,12 @@ func TestMaxAgeConcurrentLookupsShareOneRead(t *testing.T) {
 	before := r.gets.Load() + r.batches.Load()
 	results := make([]Value, 40)
 	var wg sync.WaitGroup
+	var entered atomic.Int64
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			entered.Add(1)
 			if i%2 == 0 {
 				results[i] = c.Get(ctx, "a")
 			} else {
@@ -657,7 +678,11 @@ func TestMaxAgeConcurrentLookupsShareOneRead(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The read is held while every lookup starts: the lookup that
+	// started it waits for it, at least.
+	waitUntil(t, "the read to start and every lookup to begin", func() bool {
+		return r.gets.Load()+r.batches.Load() > before && entered.Load() == int64(len(results))
+	})
 	close(gate)
 	wg.Wait()
 	if got := r.gets.Load() + r.batches.Load() - before; got != 1 {
