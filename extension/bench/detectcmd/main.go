@@ -98,7 +98,7 @@ func run(runs, rate int, check time.Duration) error {
 			"CIRCUIT_BREAKER_TABLE=" + table, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local",
 			"AWS_SECRET_ACCESS_KEY=local", "AWS_SESSION_TOKEN=" + token, "AWS_ENDPOINT_URL_DYNAMODB=" + db.Endpoint,
 			"CIRCUIT_BREAKER_LOG_LEVEL=warn",
-			// The rate rows turn the fast trip off (1000 consecutive
+			// The rate rows turn the local trip off (1000 consecutive
 			// failures), to show the rate alone.
 			`CIRCUIT_BREAKER_POLICIES=` + `{"fast-0":{"window":"10s","fastTripFailures":1000},"fast-1":{"window":"10s","fastTripFailures":1000},"fast-2":{"window":"10s","fastTripFailures":1000},"fast-3":{"window":"10s","fastTripFailures":1000},"fast-4":{"window":"10s","fastTripFailures":1000},"rate-0":{"fastTripFailures":1000},"rate-1":{"fastTripFailures":1000},"rate-2":{"fastTripFailures":1000},"rate-3":{"fastTripFailures":1000},"rate-4":{"fastTripFailures":1000}}`,
 		}
@@ -280,8 +280,8 @@ func print(passive, rate30, fast, hc []result, rate int, check time.Duration, ru
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), rate, runs, check, scale)
 	fmt.Println("| Detection | First caller refused | Every sandbox refuses | Calls sent to the failed service |")
 	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| Passive, defaults: fast trip after 10 consecutive failures (after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
-	fmt.Printf("| Passive, rate alone (50%% over 30s; fast trip off, after 35s healthy) | %s | %s | %d |\n", round(med(rate30, first)), round(med(rate30, all)), medCalls(rate30))
+	fmt.Printf("| Passive, defaults: local trip after 10 consecutive failures in each sandbox (after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
+	fmt.Printf("| Passive, rate alone (50%% over 30s; local trip off, after 35s healthy) | %s | %s | %d |\n", round(med(rate30, first)), round(med(rate30, all)), medCalls(rate30))
 	fmt.Printf("| Passive, rate alone, window 10s (after 15s healthy) | %s | %s | %d |\n", round(med(fast, first)), round(med(fast, all)), medCalls(fast))
 	fmt.Printf("| Health checks alone, every %s (measured) | %s | %s | %d |\n", check, round(med(hc, first)), round(med(hc, all)), medCalls(hc))
 	fmt.Printf("| Health checks alone, rate(1 minute) (scaled) | ≈ %s | ≈ %s | ≈ %d |\n",
