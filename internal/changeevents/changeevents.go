@@ -161,7 +161,12 @@ func stateEntries(r events.DynamoDBEventRecord, id string) ([]Entry, error) {
 	old := circuit.New(id)
 	if len(r.Change.OldImage) > 0 {
 		if old, err = decodeCircuit(r.Change.OldImage); err != nil {
-			return nil, err
+			// An old image that cannot be decoded (attached functions
+			// may write the item) is one the store rewrote: its version
+			// alone tells whether the rewrite was a transition.
+			if old.Version, err = imageVersion(r.Change.OldImage); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if newImage.Version <= old.Version {
@@ -207,6 +212,22 @@ func decodeCircuit(image map[string]events.DynamoDBAttributeValue) (circuit.Circ
 		return circuit.Circuit{}, err
 	}
 	return store.Decode(item)
+}
+
+// imageVersion is the version attribute of an image (0 when absent).
+func imageVersion(image map[string]events.DynamoDBAttributeValue) (int64, error) {
+	v, ok := image["version"]
+	if !ok {
+		return 0, nil
+	}
+	if v.DataType() != events.DataTypeNumber {
+		return 0, fmt.Errorf("changeevents: old image's version is not a number")
+	}
+	n, err := v.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("changeevents: old image's version: %w", err)
+	}
+	return n, nil
 }
 
 func decodeOverride(image map[string]events.DynamoDBAttributeValue) (store.OverrideItem, error) {

@@ -263,6 +263,38 @@ func TestRecordsWithoutEvents(t *testing.T) {
 	}
 }
 
+// TestRewriteOfAnUnreadableItem checks the records of the store's rewrite
+// of a circuit item that could not be decoded: a transition (the version
+// grew) is an event, a rewrite at the same version is none.
+func TestRewriteOfAnUnreadableItem(t *testing.T) {
+	bogus := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute("BOGUS"), "version": events.NewNumberAttribute("4")}
+	rewritten := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute("CLOSED"), "version": events.NewNumberAttribute("4")}
+	opened := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("a"), "state": events.NewStringAttribute("OPEN"), "version": events.NewNumberAttribute("5"),
+		"previousState": events.NewStringAttribute("CLOSED"), "reason": events.NewStringAttribute("3 consecutive failed checks"), "updatedAt": events.NewNumberAttribute("1700000000000")}
+	tests := []struct {
+		name     string
+		newImage map[string]events.DynamoDBAttributeValue
+		want     int
+	}{
+		{"rewrite at the same version", rewritten, 0},
+		{"rewrite that opens the circuit", opened, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromRecord(events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{OldImage: bogus, NewImage: tt.newImage}})
+			if err != nil || len(got) != tt.want {
+				t.Fatalf("FromRecord = %v, %v; want %d events", got, err, tt.want)
+			}
+			if tt.want == 1 {
+				d, ok := got[0].Detail.(StateChanged)
+				if !ok || d.From != circuit.Closed || d.To != circuit.Open || d.Version != 5 {
+					t.Errorf("event = %+v; want CLOSED to OPEN at version 5", got[0].Detail)
+				}
+			}
+		})
+	}
+}
+
 // TestOverrideItemRecords checks the override events of an override
 // item's records: a legacy override moved into a new item, then cleared.
 func TestOverrideItemRecords(t *testing.T) {
