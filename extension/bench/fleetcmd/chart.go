@@ -70,7 +70,7 @@ func chart(jobs []*job, sizes []int) []byte {
 		{title: "Hottest item, reads", unit: "% of 3,000 RU/s", yMax: niceMax(hot, 100), limit: 50, limitName: "50 %",
 			lines: []series{{"peak second", "#9467bd", hot}}},
 		{title: "Time to refusal (median of seeds)", unit: "ms", yMax: niceMax(append(append([]float64{}, seen...), fleet...), 1000), limit: 1000, limitName: "1 s",
-			lines: []series{{"first failure → refused", "#d62728", seen}, {"fleet trip → every env", "#2ca02c", fleet}}},
+			lines: []series{{"slowest env: failure → refused", "#d62728", seen}, {"fleet trip → every env", "#2ca02c", fleet}}},
 		{title: "Fleet-wide trips at 0.8 × threshold", unit: "trips, all seeds", yMax: niceMax(trips, 1),
 			lines: []series{{"false trips", "#ff7f0e", trips}}},
 	}
