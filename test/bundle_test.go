@@ -161,8 +161,9 @@ func TestBundledAssets(t *testing.T) {
 		size := checkBinary(t, filepath.Join(dir, "extensions", circuitbreaker.ExtensionName), elf.EM_AARCH64)
 		t.Logf("extension binary (arm64): %d bytes", size)
 		checkLayerClients(t, dir)
-		if size > 8<<20 {
-			t.Errorf("extension binary is %d bytes, over the 8 MiB budget", size)
+		// The requirement is "at or under 8 MB", in decimal megabytes.
+		if size > 8_000_000 {
+			t.Errorf("extension binary is %d bytes, over the budget of 8 MB (8,000,000 bytes); see internal/buildflags for what keeps it there and docs/benchmarks.md for what it weighs", size)
 		}
 	}
 	fns := resources(tpl, "AWS::Lambda::Function")

@@ -319,3 +319,30 @@ func TestRestoreInvalidatesEndpointCredentials(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTableRead measures one read of a circuit through the table
+// client that EnvDynamoDB builds, against a loopback stand-in that answers
+// at once: the client's own work (serialising, signing, decoding), which a
+// lookup that waits for the table pays besides the network.
+func BenchmarkTableRead(b *testing.B) {
+	// Get reads the circuit and its override item with one BatchGetItem.
+	item := `{"Responses":{"t":[{"id":{"S":"payments"},"state":{"S":"OPEN"},"version":{"N":"7"},"updatedAt":{"N":"1767312000000"},"reason":{"S":"failure rate"},"failures":{"N":"5"},"successes":{"N":"0"},"openCount":{"N":"1"},"retryAt":{"N":"1767312030000"}}]},"UnprocessedKeys":{}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = w.Write([]byte(item))
+	}))
+	b.Cleanup(srv.Close)
+	env := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_DYNAMODB": srv.URL, "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"}
+	api, _, err := EnvDynamoDB(func(k string) string { return env[k] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := store.New(api, "t").WithEventualReads()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if c, found, err := st.Get(ctx, "payments"); err != nil || !found || c.State != "OPEN" {
+			b.Fatalf("read = %+v, %v, %v; want the OPEN circuit", c, found, err)
+		}
+	}
+}
