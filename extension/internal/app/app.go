@@ -177,7 +177,7 @@ func setup(ctx context.Context, o Options) (*extension, bool) {
 				db.set(nil, err)
 				return
 			}
-			db.set(store.New(api, cfg.Table), nil)
+			db.set(store.New(api, cfg.Table).WithLogger(log), nil)
 		}()
 	}
 
