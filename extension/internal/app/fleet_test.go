@@ -203,10 +203,16 @@ func TestFleetFailuresTripTheCircuit(t *testing.T) {
 	if c.Version != 1 || !regexp.MustCompile(`^failure rate 80% over 30s \(75 calls\)$`).MatchString(c.Reason) {
 		t.Errorf("circuit = %+v; want one transition with the fleet's rate", c)
 	}
+	// The extension logs the transition after its write has landed, so
+	// the table can show it first: wait for the line.
 	transitions := 0
-	for _, p := range fleet {
-		transitions += strings.Count(p.logs.String(), `"msg":"circuit transition"`)
-	}
+	waitFor(t, "the transition to be logged", 5*time.Second, func() bool {
+		transitions = 0
+		for _, p := range fleet {
+			transitions += strings.Count(p.logs.String(), `"msg":"circuit transition"`)
+		}
+		return transitions > 0
+	})
 	if transitions != 1 {
 		t.Errorf("%d transitions logged, want 1", transitions)
 	}
