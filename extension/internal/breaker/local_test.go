@@ -127,3 +127,96 @@ func TestRecoveryRampAllowsARisingShare(t *testing.T) {
 		}
 	}
 }
+
+// The two rules of a local trip, on an injected clock: the count rule (a
+// run of fastTripFailures failed calls refuses at once), and the time rule
+// (a run of half that refuses at a lookup between lastedSpan and
+// lastedWithin after its first failure). A success ends a run; only count-rule runs are
+// counted for the fleet; the table is never written.
+func TestLocalTripRules(t *testing.T) {
+	const ms = time.Millisecond
+	type step struct {
+		after time.Duration // clock advance before the step
+		ok    bool          // a successful call instead of a failed one
+	}
+	fails := func(n int, gap time.Duration) []step {
+		s := make([]step, n)
+		for i := range s {
+			s[i].after = gap
+		}
+		return s
+	}
+	cat := func(parts ...[]step) []step {
+		var s []step
+		for _, p := range parts {
+			s = append(s, p...)
+		}
+		return s
+	}
+	tests := []struct {
+		name       string
+		fastTrip   int           // 0: the default
+		steps      []step        // reported one call at a time, the first at the start
+		lookupWait time.Duration // after the last step
+		refused    bool
+		runs       int64
+	}{
+		{name: "count rule: 10 failures at once", steps: fails(10, 0), refused: true, runs: 1},
+		{name: "count rule: 9 failures at once", steps: fails(9, 0)},
+		{name: "count rule: 10 failures within 0.3 s", steps: fails(10, 30*ms), refused: true, runs: 1},
+		{name: "time rule: 5 failures over 0.6 s", steps: fails(5, 150*ms), refused: true},
+		{name: "time rule: 5 failures over 0.4 s, lookup 0.2 s later", steps: fails(5, 100*ms), lookupWait: 200 * ms, refused: true},
+		{name: "time rule: 5 failures over 0.4 s, lookup 0.19 s later", steps: fails(5, 100*ms), lookupWait: 190 * ms},
+		{name: "time rule: 5 failures over 1.6 s, lookup 0.4 s later", steps: fails(5, 400*ms), lookupWait: 400 * ms, refused: true},
+		{name: "time rule: 5 failures over 1.6 s, lookup 0.41 s later", steps: fails(5, 400*ms), lookupWait: 410 * ms},
+		{name: "time rule: 4 failures over 2 s", steps: fails(4, 500*ms), lookupWait: time.Second},
+		{name: "time rule: 9 failures within 0.55 s", steps: fails(9, 68*ms)},
+		{name: "a success resets the run", steps: cat(fails(4, 150*ms), []step{{after: 150 * ms, ok: true}}, fails(4, 150*ms)), lookupWait: 300 * ms},
+		{name: "a success resets the run, then 5 failures over 0.6 s", steps: cat(fails(4, 150*ms), []step{{after: 150 * ms, ok: true}}, fails(5, 150*ms)), refused: true},
+		{name: "sparse: 9 failures 1 s apart", steps: fails(9, time.Second), lookupWait: time.Second},
+		{name: "sparse: 10 failures 1 s apart", steps: fails(10, time.Second), refused: true, runs: 1},
+		{name: "sparse: 10 failures 30 s apart", steps: fails(10, 30*time.Second), refused: true, runs: 1},
+		{name: "sparse: 9 failures 30 s apart", steps: fails(9, 30*time.Second), lookupWait: 30 * time.Second},
+		{name: "fastTripFailures 20: 9 failures over 1 s", fastTrip: 20, steps: fails(9, 125*ms), lookupWait: 500 * ms},
+		{name: "fastTripFailures 20: 10 failures over 1 s", fastTrip: 20, steps: fails(10, 111*ms), refused: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			clk := &clock{now: time.Now()}
+			c := cache.New(f.st, cache.Options{RefreshInterval: time.Hour, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
+			var pols policy.Policies
+			if tc.fastTrip > 0 {
+				pols = policy.Policies{"svc": {Passive: circuit.RateSettings{FastTripFailures: tc.fastTrip}}}
+			}
+			b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Policies: pols, Now: clk.Now, Logger: quiet()})
+			for i, s := range tc.steps {
+				if i > 0 {
+					clk.Add(s.after)
+				}
+				// The call's own lookup: refused only after the last step.
+				if a := b.Lookup(ctx, "svc"); !a.Allowed {
+					t.Fatalf("refused before step %d: %+v", i, a)
+				}
+				if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(s.ok), LatencyMs: 5}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Add(tc.lookupWait)
+			a := b.Lookup(ctx, "svc")
+			if a.Allowed == tc.refused {
+				t.Fatalf("lookup after the steps: %+v, want refused %v", a, tc.refused)
+			}
+			if tc.refused && a.State != circuit.Open {
+				t.Fatalf("refusal %+v, want OPEN", a)
+			}
+			if n := b.Counted("svc").Runs; n != tc.runs {
+				t.Fatalf("runs counted %d, want %d", n, tc.runs)
+			}
+			if got := f.get(t, "svc"); got.State != circuit.Closed || got.Version != 0 {
+				t.Fatalf("table: %s v%d, want CLOSED and unwritten", got.State, got.Version)
+			}
+		})
+	}
+}

@@ -154,6 +154,18 @@ func (a *Aggregator) Record(id string, at time.Time, c circuit.Counts, trailing 
 	return Run{Failures: w.run, Since: w.runSince}, nil
 }
 
+// RunOf returns circuit id's current run of consecutive failed calls
+// (zero when its last reported call succeeded or it has none).
+func (a *Aggregator) RunOf(id string) Run {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w, ok := a.circuits[id]
+	if !ok {
+		return Run{}
+	}
+	return Run{Failures: w.run, Since: w.runSince}
+}
+
 // pruneLocked forgets buckets that have left their window, and circuits
 // left with none. It returns the counts forgotten that had been due to be
 // written.
