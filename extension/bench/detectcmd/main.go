@@ -280,7 +280,7 @@ func print(passive, rate30, fast, hc []result, rate int, check time.Duration, ru
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), rate, runs, check, scale)
 	fmt.Println("| Detection | First caller refused | Every sandbox refuses | Calls sent to the failed service |")
 	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| Passive, defaults: local trip after 10 consecutive failures in each sandbox (after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
+	fmt.Printf("| Passive, defaults: local trip after 10 consecutive failures, or 5 that began 0.6 s before, in each sandbox (after 35s healthy) | %s | %s | %d |\n", round(med(passive, first)), round(med(passive, all)), medCalls(passive))
 	fmt.Printf("| Passive, rate alone (50%% over 30s; local trip off, after 35s healthy) | %s | %s | %d |\n", round(med(rate30, first)), round(med(rate30, all)), medCalls(rate30))
 	fmt.Printf("| Passive, rate alone, window 10s (after 15s healthy) | %s | %s | %d |\n", round(med(fast, first)), round(med(fast, all)), medCalls(fast))
 	fmt.Printf("| Health checks alone, every %s (measured) | %s | %s | %d |\n", check, round(med(hc, first)), round(med(hc, all)), medCalls(hc))
