@@ -290,8 +290,8 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 
 	fmt.Println("By fleet size, 20 calls/s per environment (Poisson), one call per invocation; phases: healthy 10 s, 40 % errors (0.8 × threshold) 20 s, outage 10 s.")
 	fmt.Println()
-	fmt.Println("| Environments | Flush | Read units per busy env-second (healthy) | Hottest item: reads/s · writes/s (% of limit) | Throttled requests | Fleet-wide trips at 40 % | Calls refused at 40 % | First failure → refused, outage (slowest env) | Outage → fleet-wide trip | Trip → every env refuses | DynamoDB cost vs Lambda request fee (healthy · 40 %) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| Environments | Flush | Read units per busy env-second (healthy) | Hottest item: reads/s · writes/s (% of limit) | Throttled requests | Fleet-wide trips at 40 % | Calls refused at 40 % | First failure → refuses every call, outage (slowest env) | First failure → first refused call, outage (slowest env) | Calls to the failed service > 1 s after the env's first failure (local trial calls) | Outage → fleet-wide trip | Trip → every env refuses | DynamoDB cost vs Lambda request fee (healthy · 40 %) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, table := range []string{"scale", "scale-baseline"} {
 		names, by := rows(jobs, table)
 		for _, n := range names {
@@ -304,7 +304,7 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 				cell(js, func(j *job) float64 { return j.res.PeakItemReads / ddbmodel.ItemReadLimit }, pct) + ") · " +
 				cell(js, func(j *job) float64 { return j.res.PeakItemWrites }, num(0)) + " (" +
 				cell(js, func(j *job) float64 { return j.res.PeakItemWrites / ddbmodel.ItemWriteLimit }, pct) + ")"
-			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s · %s |\n", n, flush,
+			fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s · %s |\n", n, flush,
 				cell(js, func(j *job) float64 { p := phase(j, "healthy"); return perBusySecond(p.ReadUnits, p) }, num(2)),
 				hot,
 				cell(js, func(j *job) float64 { return float64(throttled(j)) }, num(0)),
@@ -313,7 +313,9 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 					p := phase(j, "0.8×threshold")
 					return float64(p.Refused) / float64(max(p.Calls, 1))
 				}, pctPrec),
+				cell(js, refusingAll, dur),
 				cell(js, func(j *job) float64 { return neverAware(j) }, dur),
+				late(js),
 				cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
 				cell(js, func(j *job) float64 { return float64(j.res.FleetRefusal) }, dur),
 				cell(js, func(j *job) float64 { return costShare(phase(j, "healthy")) }, pctPrec),
@@ -323,8 +325,8 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 	fmt.Println()
 
 	fmt.Printf("By downstream behaviour, %d environments at 20 calls/s; 5 s healthy, then 30 s of the case.\n\n", casesEnvs)
-	fmt.Println("| Downstream | Fleet-wide trips | Calls refused | Calls sent while it fails, per env | First failure → refused (slowest env) | Envs that never refused | Case start → fleet-wide trip | Read · write units per busy env-second | Throttled |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| Downstream | Fleet-wide trips | Calls refused | Calls sent while it fails, per env | First failure → refuses every call (slowest env) | First failure → first refused call (slowest env) | Calls to it > 1 s after the env's first failure (local trial calls) | Envs that never refused | Case start → fleet-wide trip | Read · write units per busy env-second | Throttled |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	names, by := rows(jobs, "cases")
 	for _, n := range names {
 		js := by[n]
@@ -337,11 +339,13 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 				return f(j)
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s · %s | %s |\n", n,
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s · %s | %s |\n", n,
 			cell(js, func(j *job) float64 { return float64(last(j).Opened) }, num(0)),
 			cell(js, func(j *job) float64 { p := last(j); return float64(p.Refused) / float64(max(p.Calls, 1)) }, pctPrec),
 			cell(js, failing(func(j *job) float64 { return float64(last(j).SentDown) / float64(j.cfg.Envs) }), num(1)),
+			cell(js, failing(refusingAll), dur),
 			cell(js, failing(neverAware), dur),
+			lateIf(js, func(j *job) bool { p := last(j); return p.FailureRate >= 1 || p.Slow || p.Flap > 0 }),
 			cell(js, failing(func(j *job) float64 { return float64(j.res.NeverRefused) }), num(0)),
 			cell(js, func(j *job) float64 { return float64(last(j).FirstOpen) }, dur),
 			cell(js, func(j *job) float64 { p := last(j); return perBusySecond(p.ReadUnits, p) }, num(2)),
@@ -351,19 +355,21 @@ func printTables(jobs []*job, sizes []int, seeds, bigSeeds, casesEnvs int, took 
 	fmt.Println()
 
 	fmt.Printf("By traffic shape, %d environments, one call per invocation; 40 s healthy, then a 20 s outage.\n\n", casesEnvs)
-	fmt.Println("| Traffic per environment | Read units per busy env-second (healthy) | DynamoDB cost vs Lambda request fee (healthy) | $ per million calls, DynamoDB (healthy) | First failure → refused (slowest env) | Outage → fleet-wide trip | Trip → every env refuses |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| Traffic per environment | Read units per busy env-second (healthy) | DynamoDB cost vs Lambda request fee (healthy) | $ per million calls, DynamoDB (healthy) | First failure → refuses every call (slowest env) | First failure → first refused call (slowest env) | Calls to it > 1 s after the env's first failure (local trial calls) | Outage → fleet-wide trip | Trip → every env refuses |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	names, by = rows(jobs, "traffic")
 	for _, n := range names {
 		js := by[n]
-		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", n,
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
 			cell(js, func(j *job) float64 { p := phase(j, "healthy"); return perBusySecond(p.ReadUnits, p) }, num(2)),
 			cell(js, func(j *job) float64 { return costShare(phase(j, "healthy")) }, pctPrec),
 			cell(js, func(j *job) float64 {
 				p := phase(j, "healthy")
 				return (p.ReadUnits*dollarsPerMillionRRU + p.WriteUnits*dollarsPerMillionWRU) / float64(max(p.Calls, 1))
 			}, func(x float64) string { return "$" + strconv.FormatFloat(x, 'f', 3, 64) }),
+			cell(js, refusingAll, dur),
 			cell(js, func(j *job) float64 { return neverAware(j) }, dur),
+			late(js),
 			cell(js, func(j *job) float64 { return float64(j.res.FleetTrip) }, dur),
 			cell(js, func(j *job) float64 { return float64(j.res.FleetRefusal) }, dur))
 	}
@@ -431,4 +437,36 @@ func neverAware(j *job) float64 {
 		return -1
 	}
 	return float64(j.res.SeenRefusal)
+}
+
+// refusingAll is the slowest environment's time from its first failed
+// call to the first moment its breaker refused every call, or -1 (never)
+// when one never did.
+func refusingAll(j *job) float64 {
+	if j.res.NeverRefusingAll > 0 {
+		return -1
+	}
+	return float64(j.res.RefusingAll)
+}
+
+// late formats the calls sent to the failed downstream more than
+// fleetsim.LateAfter after their environment's first failure, summed over
+// the seeds, with the local trial calls in brackets.
+func late(js []*job) string { return lateIf(js, func(*job) bool { return true }) }
+
+// lateIf is late over the jobs for which failing holds; "–" when none.
+func lateIf(js []*job, failing func(*job) bool) string {
+	var n, trials int64
+	seen := false
+	for _, j := range js {
+		if failing(j) {
+			seen = true
+			n += j.res.LateSent
+			trials += j.res.LateTrials
+		}
+	}
+	if !seen {
+		return "–"
+	}
+	return fmt.Sprintf("%d (%d) in %d runs", n, trials, len(js))
 }

@@ -34,14 +34,16 @@ type env struct {
 	rng      *rand.Rand
 	next     time.Time // next invocation
 	lastBusy int64     // last second with a call
-	// firstFail and firstRefusal are offsets into the first failing
-	// phase; refusedAfterTrip is the first refusal after the fleet trip
-	// (-1: none yet).
-	firstFail, firstRefusal, refusedAfterTrip time.Duration
+	// firstFail, firstRefusal and refusingAll are offsets into the first
+	// failing phase: its first failed call, its first refused call, and
+	// the first moment its breaker refused every call (Refusing);
+	// refusedAfterTrip is the first refusal after the fleet trip (-1:
+	// none yet).
+	firstFail, firstRefusal, refusingAll, refusedAfterTrip time.Duration
 }
 
 func newEnv(st *store.Store, pols policy.Policies, log *slog.Logger, holder string) *env {
-	e := &env{firstFail: -1, firstRefusal: -1, refusedAfterTrip: -1}
+	e := &env{firstFail: -1, firstRefusal: -1, refusingAll: -1, refusedAfterTrip: -1}
 	clock := func() time.Time { return time.Unix(0, e.now.Load()) }
 	stf := func(context.Context) (*store.Store, error) { return st, nil }
 	e.c = cache.New(st.WithEventualReads(), cache.Options{ // as the extension wires it

@@ -107,6 +107,12 @@ type Config struct {
 	Workers int
 	// Logger receives the extensions' logs (default: discarded).
 	Logger *slog.Logger
+	// Tick is the simulation's step (default 10 ms; it must divide a
+	// second). Within a tick each environment runs through its arrivals
+	// in time order on its own clock, but the table's clock is the tick's
+	// start, and environments see each other's writes in the order they
+	// run, not in simulated time.
+	Tick time.Duration
 }
 
 // PhaseResult is what happened during one phase.
@@ -145,6 +151,21 @@ type Result struct {
 	// failure but never refused.
 	SeenRefusal, SeenRefusalMedian, SeenRefusalP99 time.Duration
 	NeverRefused                                   int
+	// RefusingAll is measured like SeenRefusal, to the first moment the
+	// environment's breaker refused every call (breaker.Refusing, checked
+	// after each call and at every tick) instead of its first refused
+	// call, which also waits for the next call to arrive: the slowest
+	// environment, the median and the 99th percentile. NeverRefusingAll
+	// counts the environments that saw a failure and never refused every
+	// call.
+	RefusingAll, RefusingAllMedian, RefusingAllP99 time.Duration
+	NeverRefusingAll                               int
+	// LateSent counts the calls sent to the downstream while it was
+	// failing, in that phase, more than LateAfter after the sending
+	// environment's first failed call, other than trial calls of a local
+	// trip (LateTrials) and probe calls of a HALF_OPEN circuit
+	// (LateProbes), which the breaker lets through on purpose.
+	LateSent, LateTrials, LateProbes int64
 	// FleetTrip is the time from the start of that phase to the circuit
 	// being OPEN in the table (-1: never); FleetRefusal the time from
 	// FleetTrip to the last environment's first refusal after it, among
@@ -199,7 +220,13 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	if cfg.Workers < 1 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
-	const tick = 10 * time.Millisecond
+	tick := cfg.Tick
+	if tick <= 0 {
+		tick = 10 * time.Millisecond
+	}
+	if time.Second%tick != 0 {
+		return Result{}, errors.New("fleetsim: the tick must divide a second")
+	}
 	db := cfg.DB
 	if cfg.PerInvocationFlush {
 		db = dropBuckets{cfg.DB}
@@ -269,6 +296,23 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		cSentDown
 	)
 
+	var late [3]atomic.Int64
+	const (
+		lateSent = iota
+		lateTrials
+		lateProbes
+	)
+	// checkRefusing notes the first moment e's breaker refuses every call
+	// after its first failure in the first failing phase, at t.
+	checkRefusing := func(e *env, t time.Time) {
+		if failPhase < 0 || e.firstFail < 0 || e.refusingAll >= 0 || phaseAt(t) != failPhase {
+			return
+		}
+		if e.b.Refusing(cfg.Service) {
+			e.refusingAll = t.Sub(starts[failPhase])
+		}
+	}
+
 	var tripAt time.Time
 	var last circuit.Circuit
 	var mu sync.Mutex
@@ -308,6 +352,16 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			sent[t.Unix()]++
 			if p.failing(since) {
 				pc[cSentDown].Add(1)
+				if i == failPhase && e.firstFail >= 0 && since-e.firstFail > LateAfter {
+					switch {
+					case probe != "":
+						late[lateProbes].Add(1)
+					case e.b.LocalTrip(cfg.Service):
+						late[lateTrials].Add(1)
+					default:
+						late[lateSent].Add(1)
+					}
+				}
 			}
 			if !ok {
 				pc[cFailed].Add(1)
@@ -331,6 +385,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			}
 		}
 		e.flush(ctx)
+		checkRefusing(e, t)
 	}
 
 	poll := func(now time.Time) error {
@@ -395,6 +450,12 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 						step(fctx, e, e.next, sents[w])
 						e.next = e.next.Add(expo(e.rng, cfg.Rate))
 					}
+					if e.firstFail >= 0 && e.refusingAll < 0 && tickEnd.Before(end) {
+						// Time alone starts the time rule: look again
+						// at the tick's end.
+						e.now.Store(tickEnd.UnixNano())
+						checkRefusing(e, tickEnd)
+					}
 				}
 			}()
 		}
@@ -441,12 +502,19 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		}
 		seen = append(seen, e.firstRefusal-e.firstFail)
 	}
-	if len(seen) > 0 {
-		slices.Sort(seen)
-		res.SeenRefusal = seen[len(seen)-1]
-		res.SeenRefusalMedian = seen[len(seen)/2]
-		res.SeenRefusalP99 = seen[min(len(seen)-1, len(seen)*99/100)]
+	res.SeenRefusal, res.SeenRefusalMedian, res.SeenRefusalP99 = spread(seen)
+	var all []time.Duration
+	for _, e := range envs {
+		switch {
+		case e.firstFail < 0:
+		case e.refusingAll < 0:
+			res.NeverRefusingAll++
+		default:
+			all = append(all, e.refusingAll-e.firstFail)
+		}
 	}
+	res.RefusingAll, res.RefusingAllMedian, res.RefusingAllP99 = spread(all)
+	res.LateSent, res.LateTrials, res.LateProbes = late[lateSent].Load(), late[lateTrials].Load(), late[lateProbes].Load()
 	if !tripAt.IsZero() {
 		for _, e := range envs {
 			if e.refusedAfterTrip > res.FleetRefusal {
@@ -464,9 +532,23 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	return res, nil
 }
 
+// LateAfter is the time after an environment's first failed call after
+// which no ordinary call of it should reach a failing downstream.
+const LateAfter = time.Second
+
 // afterCloseSeconds is how many seconds after a close Result.AfterClose
 // follows.
 const afterCloseSeconds = 15
+
+// spread returns the largest, the median and the 99th percentile of ds
+// (zeros when empty); it sorts ds.
+func spread(ds []time.Duration) (maxD, median, p99 time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)-1], ds[len(ds)/2], ds[min(len(ds)-1, len(ds)*99/100)]
+}
 
 // expo draws the time to the next Poisson arrival at rate per second.
 func expo(rng *rand.Rand, rate float64) time.Duration {

@@ -29,6 +29,8 @@ func logResult(t *testing.T, res Result) {
 		t.Logf("%-10s calls %7d sent %7d refused %6d failed %6d opened %d | RU %8.1f WU %6.0f throttled %d | busy s %d",
 			p.Name, p.Calls, p.Sent, p.Refused, p.Failed, p.Opened, p.ReadUnits, p.WriteUnits, p.Throttled, p.BusySeconds)
 	}
+	t.Logf("first failure→refusing every call %s median, %s p99, %s max (never %d); calls to the failing service > %s after the env's first failure: %d (trials %d, probes %d)",
+		res.RefusingAllMedian, res.RefusingAllP99, res.RefusingAll, res.NeverRefusingAll, LateAfter, res.LateSent, res.LateTrials, res.LateProbes)
 	t.Logf("seen→refused %s median, %s p99, %s max (never %d), fleet trip %s, fleet refusal %s after it, recovered %s; peak item reads %.1f/s (%s), writes %.0f/s (%s)",
 		res.SeenRefusalMedian, res.SeenRefusalP99, res.SeenRefusal, res.NeverRefused, res.FleetTrip, res.FleetRefusal, res.Recovered, res.PeakItemReads, res.PeakReadItem, res.PeakItemWrites, res.PeakWriteItem)
 }
@@ -60,6 +62,15 @@ func TestSmallFleetNoFalseTripAndRefusesOutage(t *testing.T) {
 	// within a refresh.
 	if res.SeenRefusalMedian > time.Second || res.SeenRefusal > 2*time.Second {
 		t.Errorf("environments refused %s (median) and %s (slowest) after their first failed call, want at most 1s and 2s", res.SeenRefusalMedian, res.SeenRefusal)
+	}
+	// Every environment that saw the outage refused every call within a
+	// second of its first failure, and none of its ordinary calls reached
+	// the failed service later.
+	if res.NeverRefusingAll > 0 || res.RefusingAll > time.Second {
+		t.Errorf("slowest environment refused every call %s after its first failure (%d never), want at most 1s", res.RefusingAll, res.NeverRefusingAll)
+	}
+	if res.LateSent > 0 {
+		t.Errorf("%d calls reached the failed service more than %s after their environment's first failure, want none", res.LateSent, LateAfter)
 	}
 }
 

@@ -133,3 +133,54 @@ func (b *Breaker) localOutcome(id string, ok bool, now time.Time) {
 	lt.pause = min(2*lt.pause, b.o.Policies.For(id).Settings().OpenCooldown)
 	lt.until, lt.trialAt = now.Add(lt.pause), time.Time{}
 }
+
+// Refusing reports whether a lookup of circuit id made now would be
+// refused whoever makes it, as Lookup decides from what the cache holds,
+// without Lookup's side effects: it neither reads nor writes the table,
+// starts no local trip and counts no lookup. That is: an override
+// FORCED_OPEN; OPEN before its retryAt; or CLOSED while a local trip
+// pauses it (no trial call due) or the time rule would start one now. A
+// circuit the cache does not hold, HALF_OPEN (a probe may be let
+// through), OPEN past its retryAt, or a local trip whose trial call is
+// due are not refusing every call.
+func (b *Breaker) Refusing(id string) bool {
+	c, ok := b.peek(id)
+	if !ok {
+		return false
+	}
+	now := b.o.Now()
+	switch c.ActiveOverride(now) {
+	case circuit.ForcedOpen:
+		return true
+	case circuit.ForcedClosed:
+		return false
+	}
+	switch c.State {
+	case circuit.Open:
+		return c.RetryAt.IsZero() || now.Before(c.RetryAt)
+	case circuit.HalfOpen:
+		return false
+	}
+	run := b.agg.RunOf(id)
+	rates := b.o.Policies.For(id).Rates()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lt, ok := b.local[id]
+	if !ok || c.UpdatedAt.After(lt.since) {
+		return runHasLasted(run, c, rates.FastTripFailures, now)
+	}
+	if now.Before(lt.until) {
+		return true
+	}
+	return !lt.trialAt.IsZero() && now.Sub(lt.trialAt) < rates.ProbeTimeout
+}
+
+// LocalTrip reports whether this environment refuses circuit id on its
+// own (see localTrip), trial calls included, without side effects.
+func (b *Breaker) LocalTrip(id string) bool {
+	c, _ := b.peek(id)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lt, ok := b.local[id]
+	return ok && !c.UpdatedAt.After(lt.since)
+}

@@ -34,7 +34,13 @@ func TestLocalTripRefusesAtOnceAndTrialsOneCall(t *testing.T) {
 			t.Fatalf("refused after %d failures, want the run to reach %d first", i+1, circuit.DefaultFastTripFailures)
 		}
 	}
+	if b.Refusing("svc") {
+		t.Fatal("Refusing before the run reached its length")
+	}
 	fail()
+	if !b.Refusing("svc") || !b.LocalTrip("svc") {
+		t.Fatal("not Refusing (or no LocalTrip) after the run, before any lookup")
+	}
 	if a := b.Lookup(ctx, "svc"); a.Allowed || a.State != circuit.Open {
 		t.Fatalf("after the run: %+v, want refused with OPEN", a)
 	}
@@ -46,8 +52,14 @@ func TestLocalTripRefusesAtOnceAndTrialsOneCall(t *testing.T) {
 	}
 
 	clk.Add(localPause)
+	if b.Refusing("svc") {
+		t.Fatal("Refusing after the pause, when a trial call is due")
+	}
 	if a := b.Lookup(ctx, "svc"); !a.Allowed {
 		t.Fatalf("after the pause: %+v, want a trial call", a)
+	}
+	if !b.Refusing("svc") {
+		t.Fatal("not Refusing while the trial is in flight")
 	}
 	if a := b.Lookup(ctx, "svc"); a.Allowed {
 		t.Fatal("a second call went through while the trial was in flight")
@@ -68,6 +80,45 @@ func TestLocalTripRefusesAtOnceAndTrialsOneCall(t *testing.T) {
 		if a := b.Lookup(ctx, "svc"); !a.Allowed || a.State != circuit.Closed {
 			t.Fatalf("after a successful trial: %+v, want CLOSED and allowed", a)
 		}
+	}
+	if b.Refusing("svc") || b.LocalTrip("svc") {
+		t.Fatal("Refusing or LocalTrip after a successful trial")
+	}
+}
+
+// Refusing follows the cached circuit: an override, OPEN until its
+// retryAt, HALF_OPEN (probes may go through), and a circuit not cached.
+func TestRefusingFollowsTheCachedCircuit(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		c    *circuit.Circuit // nil: nothing cached
+		want bool
+	}{
+		{name: "not cached"},
+		{name: "CLOSED", c: &circuit.Circuit{State: circuit.Closed, Version: 1}},
+		{name: "OPEN before retryAt", c: &circuit.Circuit{State: circuit.Open, Version: 1, RetryAt: now.Add(time.Second)}, want: true},
+		{name: "OPEN past retryAt", c: &circuit.Circuit{State: circuit.Open, Version: 1, RetryAt: now.Add(-time.Second)}},
+		{name: "HALF_OPEN", c: &circuit.Circuit{State: circuit.HalfOpen, Version: 1}},
+		{name: "CLOSED, FORCED_OPEN", c: &circuit.Circuit{State: circuit.Closed, Version: 1, Override: circuit.ForcedOpen, OverrideAt: now}, want: true},
+		{name: "OPEN, FORCED_CLOSED", c: &circuit.Circuit{State: circuit.Open, Version: 1, RetryAt: now.Add(time.Hour), Override: circuit.ForcedClosed, OverrideAt: now}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// A table that panics on any call: Refusing must make none.
+			st := store.New(noTable{}, "none")
+			clk := &clock{now: now}
+			c := cache.New(st, cache.Options{RefreshInterval: time.Hour, Now: clk.Now, Logger: quiet()})
+			b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{Now: clk.Now, Logger: quiet()})
+			if tc.c != nil {
+				v := *tc.c
+				v.ID = "svc"
+				c.Put(v)
+			}
+			if got := b.Refusing("svc"); got != tc.want {
+				t.Fatalf("Refusing: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -204,7 +255,17 @@ func TestLocalTripRules(t *testing.T) {
 				}
 			}
 			clk.Add(tc.lookupWait)
+			b.TakeLookupStats()
+			if got := b.Refusing("svc"); got != tc.refused {
+				t.Fatalf("Refusing before the lookup: %v, want %v", got, tc.refused)
+			}
+			if b.LocalTrip("svc") != (tc.runs > 0) || len(b.TakeLookupStats()) != 0 {
+				t.Fatalf("LocalTrip %v with %d runs, or Refusing counted a lookup", b.LocalTrip("svc"), tc.runs)
+			}
 			a := b.Lookup(ctx, "svc")
+			if got := b.Refusing("svc"); got != tc.refused || b.LocalTrip("svc") != tc.refused {
+				t.Fatalf("after the lookup: Refusing %v, LocalTrip %v, want both %v", got, b.LocalTrip("svc"), tc.refused)
+			}
 			if a.Allowed == tc.refused {
 				t.Fatalf("lookup after the steps: %+v, want refused %v", a, tc.refused)
 			}
@@ -220,3 +281,7 @@ func TestLocalTripRules(t *testing.T) {
 		})
 	}
 }
+
+// noTable is a store.API whose every call panics (its embedded interface
+// is nil).
+type noTable struct{ store.API }
