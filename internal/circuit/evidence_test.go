@@ -1,6 +1,7 @@
 package circuit
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -100,4 +101,50 @@ func TestImprobableRate(t *testing.T) {
 			t.Errorf("%s: ImprobableRate(%d, %d, %g) = %v", tt.name, tt.calls, tt.failures, tt.p0, got)
 		}
 	}
+}
+
+// The evidence functions bound the exact tails (exp(−evidence) is at
+// least the exact tail probability) and agree with the Improbable rules.
+func TestEvidenceIsTheBoundInNats(t *testing.T) {
+	const p0 = 0.4
+	tests := []struct {
+		name                  string
+		calls, failures, runs int64
+	}{
+		{"nothing failed", 1000, 0, 0},
+		{"at the null rate", 1000, 400, 1},
+		{"just over it", 6000000, 2402000, 400},
+		{"half of 2000, 8 runs", 2000, 1000, 8},
+		{"all of 26, 2 runs", 26, 26, 2},
+		{"all of 25", 25, 25, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rate := RateEvidence(tt.calls, tt.failures, p0)
+			if rate < 0 || (rate >= EvidenceNeeded()) != ImprobableRate(tt.calls, tt.failures, p0) {
+				t.Errorf("rate evidence %.2f nats, ImprobableRate %v", rate, ImprobableRate(tt.calls, tt.failures, p0))
+			}
+			if tt.failures > 0 && rate > 0 && -rate < logBinomTail(tt.calls, tt.failures, p0)-1e-9 {
+				t.Errorf("bound e^-%.2f under the exact tail e^%.2f", rate, logBinomTail(tt.calls, tt.failures, p0))
+			}
+			runs := RunsEvidence(tt.calls, tt.runs, p0, 10)
+			if runs < 0 || (runs >= EvidenceNeeded()) != ImprobableRuns(tt.calls, tt.runs, p0, 10) {
+				t.Errorf("runs evidence %.2f nats, ImprobableRuns %v", runs, ImprobableRuns(tt.calls, tt.runs, p0, 10))
+			}
+			if lambda := float64(tt.calls) * math.Pow(p0, 10); tt.runs > 0 && runs > 0 && -runs < logPoissonTail(lambda, tt.runs)-1e-9 {
+				t.Errorf("runs bound e^-%.2f under the exact tail e^%.2f", runs, logPoissonTail(lambda, tt.runs))
+			}
+		})
+	}
+	if got := math.Exp(-EvidenceNeeded()); math.Abs(got-FalseTripLevel) > 1e-20 {
+		t.Errorf("exp(-EvidenceNeeded) = %g, want FalseTripLevel", got)
+	}
+}
+
+// The smallest tail probability the window's counts reached, as a
+// benchmark reports it.
+func ExampleRateEvidence() {
+	nats := RateEvidence(1000, 500, 0.4) // half of 1,000 calls failed, against 40 %
+	fmt.Printf("%.1f nats: tail ≤ %.0e, trips from %.1f\n", nats, math.Exp(-nats), EvidenceNeeded())
+	// Output: 20.4 nats: tail ≤ 1e-09, trips from 23.0
 }

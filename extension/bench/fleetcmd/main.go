@@ -14,7 +14,9 @@
 //   - by traffic shape, with DynamoDB's cost against Lambda's request fee.
 //
 // Every row runs with several seeds; cells show the median and, where the
-// seeds differ, the range. It also writes an SVG chart (-svg). Run it from
+// seeds differ, the range. It also writes an SVG chart (-svg). With -hour
+// it runs instead one long simulation at a steady 0.8 × the failure-rate
+// threshold, and its control at the threshold (see hour). Run it from
 // the repository root with "go run ./extension/bench/fleetcmd" (make
 // bench-fleet): a few minutes on 2 CPUs, offline.
 package main
@@ -64,7 +66,16 @@ func main() {
 	bigSeeds := flag.Int("big-seeds", 2, "seeds per row of 5,000 environments or more")
 	casesEnvs := flag.Int("cases-envs", 1000, "environments in the downstream and traffic tables")
 	svg := flag.String("svg", "docs/fleet.svg", "where to write the chart (empty: none)")
+	hourRun := flag.Bool("hour", false, "instead of the tables: the long run at a steady 0.8 × the threshold, and its control (make bench-fleet-hour)")
+	hourEnvs := flag.Int("hour-envs", 10000, "environments of -hour")
+	hourRate := flag.Float64("hour-rate", 20, "calls/s per environment of -hour")
+	hourLength := flag.Duration("hour-length", time.Hour, "simulated time at the error rate of -hour")
+	hourBudget := flag.Duration("hour-budget", 14*time.Minute, "wall time for -hour: each run stops where its share ends")
+	hourSeed := flag.Uint64("hour-seed", 1, "seed of -hour")
 	flag.Parse()
+	if *hourRun {
+		os.Exit(hour(*hourEnvs, *hourRate, *hourLength, *hourBudget, *hourSeed))
+	}
 	var sizes []int
 	for _, f := range strings.Split(*sizesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))

@@ -107,6 +107,10 @@ type Config struct {
 	Workers int
 	// Logger receives the extensions' logs (default: discarded).
 	Logger *slog.Logger
+	// Deadline, when set, is a wall-clock time at which the simulation
+	// stops at the end of its current tick, however far it got (see
+	// Result.Simulated).
+	Deadline time.Time
 	// Tick is the simulation's step (default 10 ms; it must divide a
 	// second). Within a tick each environment runs through its arrivals
 	// in time order on its own clock, but the table's clock is the tick's
@@ -184,6 +188,11 @@ type Result struct {
 	PeakReadItem, PeakWriteItem   string
 	// Final is the circuit at the end.
 	Final circuit.Circuit
+	// Evidence weighs every fleet-wide evaluation of the window.
+	Evidence Evidence
+	// Simulated is the simulated time run: the phases' total, or less
+	// when Config.Deadline stopped the simulation first.
+	Simulated time.Duration
 }
 
 // FalseTrips counts the transitions to OPEN during phases whose failure
@@ -227,10 +236,13 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	if time.Second%tick != 0 {
 		return Result{}, errors.New("fleetsim: the tick must divide a second")
 	}
-	db := cfg.DB
+	var db store.API = cfg.DB
 	if cfg.PerInvocationFlush {
 		db = dropBuckets{cfg.DB}
 	}
+	var transitionAt atomic.Int64 // the circuit's last transition, as last polled
+	watch := &evidenceWatch{API: db, rates: cfg.Policy.Rates(), since: &transitionAt}
+	db = watch
 	st := store.New(db, cfg.Table).WithLogger(cfg.Logger)
 	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger)    // the baseline's own bucket writes
 	truth := func(ctx context.Context) (circuit.Circuit, error) { // uncharged when DB can say so
@@ -284,7 +296,13 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		res.Phases[i].Phase = p
 		res.Phases[i].FirstOpen = -1
 	}
-	perPhase := make([]struct{ c [8]atomic.Int64 }, len(cfg.Phases))
+	// Counters per worker and phase, summed at the end: plain integers,
+	// so that the workers never write the same cache line.
+	workers := min(cfg.Workers, cfg.Envs)
+	perWorker := make([][][8]int64, workers)
+	for w := range perWorker {
+		perWorker[w] = make([][8]int64, len(cfg.Phases))
+	}
 	sentPerSec := map[int64]int64{}
 	const (
 		cCalls = iota
@@ -322,24 +340,24 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	ctxRun, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	step := func(ctx context.Context, e *env, t time.Time, sent map[int64]int64) {
+	step := func(ctx context.Context, e *env, t time.Time, sent map[int64]int64, counts [][8]int64) {
 		e.now.Store(t.UnixNano())
 		i := phaseAt(t)
 		p := cfg.Phases[i]
-		pc := &perPhase[i].c
+		pc := &counts[i]
 		since := t.Sub(starts[i])
-		pc[cInvocations].Add(1)
+		pc[cInvocations]++
 		if sec := t.Unix(); sec != e.lastBusy {
 			e.lastBusy = sec
-			pc[cBusy].Add(1)
+			pc[cBusy]++
 		}
 		// INVOKE: the refresh starts first; the function's lookup comes
 		// while it runs; the flush runs with its budget.
 		e.refreshDue()
 		allowed, probe := e.lookup(ctxRun, cfg.Service)
-		pc[cCalls].Add(1)
+		pc[cCalls]++
 		if !allowed {
-			pc[cRefused].Add(1)
+			pc[cRefused]++
 			if i == failPhase && e.firstFail >= 0 && e.firstRefusal < 0 {
 				e.firstRefusal = t.Sub(starts[i])
 			}
@@ -348,10 +366,10 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			}
 		} else {
 			ok, latency := p.outcome(since, e.rng)
-			pc[cSent].Add(1)
+			pc[cSent]++
 			sent[t.Unix()]++
 			if p.failing(since) {
-				pc[cSentDown].Add(1)
+				pc[cSentDown]++
 				if i == failPhase && e.firstFail >= 0 && since-e.firstFail > LateAfter {
 					switch {
 					case probe != "":
@@ -364,7 +382,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 				}
 			}
 			if !ok {
-				pc[cFailed].Add(1)
+				pc[cFailed]++
 				if i == failPhase && e.firstFail < 0 {
 					e.firstFail = since
 				}
@@ -408,6 +426,9 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			res.Recovered = now.Sub(starts[lastFail+1])
 		}
 		last = c
+		if !c.UpdatedAt.IsZero() {
+			transitionAt.Store(c.UpdatedAt.UnixNano())
+		}
 		return nil
 	}
 	closePhase := func(i int) {
@@ -417,8 +438,11 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		lastUse = [3]float64{r, w, float64(th)}
 	}
 
-	workers := min(cfg.Workers, cfg.Envs)
 	for t := cfg.Start; t.Before(end); t = t.Add(tick) {
+		if !cfg.Deadline.IsZero() && time.Now().After(cfg.Deadline) {
+			end = t // out of wall time: the run ends here
+			break
+		}
 		if cfg.SetClock != nil {
 			cfg.SetClock(t)
 		}
@@ -444,10 +468,10 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 				// binds, and one generous bound per tick stands for it.
 				fctx, cancel := context.WithTimeout(ctxRun, time.Minute)
 				defer cancel()
-				for k := w; k < len(envs); k += workers {
-					e := envs[k]
+				// Each worker runs a contiguous share of the environments.
+				for _, e := range envs[w*len(envs)/workers : (w+1)*len(envs)/workers] {
 					for e.next.Before(tickEnd) && e.next.Before(end) {
-						step(fctx, e, e.next, sents[w])
+						step(fctx, e, e.next, sents[w], perWorker[w])
 						e.next = e.next.Add(expo(e.rng, cfg.Rate))
 					}
 					if e.firstFail >= 0 && e.refusingAll < 0 && tickEnd.Before(end) {
@@ -484,9 +508,11 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	}
 	for i := range res.Phases {
 		pr := &res.Phases[i]
-		pc := &perPhase[i].c
-		pr.Calls, pr.Sent, pr.Refused, pr.Failed = pc[cCalls].Load(), pc[cSent].Load(), pc[cRefused].Load(), pc[cFailed].Load()
-		pr.Invocations, pr.BusySeconds, pr.SentDown = pc[cInvocations].Load(), pc[cBusy].Load(), pc[cSentDown].Load()
+		for _, cs := range perWorker {
+			pc := &cs[i]
+			pr.Calls, pr.Sent, pr.Refused, pr.Failed = pr.Calls+pc[cCalls], pr.Sent+pc[cSent], pr.Refused+pc[cRefused], pr.Failed+pc[cFailed]
+			pr.Invocations, pr.BusySeconds, pr.SentDown = pr.Invocations+pc[cInvocations], pr.BusySeconds+pc[cBusy], pr.SentDown+pc[cSentDown]
+		}
 		for s := starts[i].Unix(); s < starts[i+1].Unix(); s++ {
 			pr.PeakSent = max(pr.PeakSent, sentPerSec[s])
 		}
@@ -529,6 +555,8 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		}
 	}
 	res.Final = last
+	res.Evidence = watch.evidence()
+	res.Simulated = end.Sub(cfg.Start)
 	return res, nil
 }
 
@@ -591,4 +619,26 @@ func RunOnModel(ctx context.Context, cfg Config) (Result, *ddbmodel.Table, error
 	res, err := Run(ctx, cfg, m.Usage)
 	res.PeakItemReads, res.PeakReadItem, res.PeakItemWrites, res.PeakWriteItem = m.Hottest()
 	return res, m, err
+}
+
+// SteadyTick is the tick of a Steady simulation.
+const SteadyTick = 100 * time.Millisecond
+
+// Steady is the configuration of a long run at one steady error rate (make
+// bench-fleet-hour): envs environments at rate calls/s each, a healthy
+// phase as long as the window first (so that every environment's window
+// holds its successes, as in a fleet that has been running), then d at
+// failure rate p, independent per call. It runs in ticks of SteadyTick
+// instead of 10 ms: each environment still runs through its own arrivals
+// in time order on its own clock, with every lookup, report and flush, but
+// the table's clock (per-second throttling) moves per tick and the
+// environments see each other's writes up to a tick early or late.
+func Steady(envs int, rate, p float64, d time.Duration, seed uint64) Config {
+	return Config{
+		Envs: envs, Rate: rate, Seed: seed, Tick: SteadyTick,
+		Phases: []Phase{
+			{Name: "healthy", Duration: policy.Policy{}.Rates().Window},
+			{Name: "steady", Duration: d, FailureRate: p},
+		},
+	}
 }

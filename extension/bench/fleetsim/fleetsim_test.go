@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/bench/ddbmodel"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
@@ -115,4 +116,40 @@ func TestModelAgreesWithDynalite(t *testing.T) {
 	near("read units", mo.ReadUnits, do.ReadUnits)
 	near("write units", mo.WriteUnits, do.WriteUnits)
 	near("keys read", float64(mo.Keys), float64(do.Keys))
+}
+
+// The hour's mode (Steady), small: at 0.8 × the failure-rate threshold no
+// evaluation trips the circuit, and the smallest tail probability reached
+// stays far from the level; at the threshold itself (the control) the same
+// run trips it, so the simulation can show a trip.
+func TestSteadyNoTripBelowAndTripAtThreshold(t *testing.T) {
+	thr := policy.Policy{}.Rates().FailureRateThreshold / 100
+	for _, tc := range []struct {
+		name string
+		p    float64
+		trip bool
+	}{
+		{"0.8 × threshold", 0.8 * thr, false},
+		{"control: at the threshold", thr, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := onModel(t, Steady(200, 20, tc.p, time.Minute, 11))
+			ev := res.Evidence
+			t.Logf("%d evaluations, most evidence: runs %.2f nats, rate %.2f nats (tail ≥ %.2g); highest window failure rate %.3f",
+				ev.Evaluations, ev.MaxRuns, ev.MaxRate, ev.MinTail(), ev.MaxFailureRate)
+			if ev.Evaluations == 0 {
+				t.Fatal("no window evaluated")
+			}
+			opened := res.Phases[1].Opened
+			if tc.trip && opened == 0 {
+				t.Errorf("control: no fleet-wide trip at %.0f %% errors; the simulation cannot show one", 100*tc.p)
+			}
+			if !tc.trip && opened > 0 {
+				t.Errorf("%d fleet-wide trips at %.0f %% errors, want none", opened, 100*tc.p)
+			}
+			if !tc.trip && max(ev.MaxRuns, ev.MaxRate) >= circuit.EvidenceNeeded() {
+				t.Errorf("an evaluation reached %.1f nats, the level is %.1f", max(ev.MaxRuns, ev.MaxRate), circuit.EvidenceNeeded())
+			}
+		})
+	}
 }
