@@ -244,7 +244,7 @@ func TestOverrideItemOutOfAttachedReach(t *testing.T) {
 						t.Errorf("%s: key pattern %q lets the attached function write the override item", id, k)
 					}
 				}
-				for _, own := range []string{"mock-api", "mock-api#b#1700000000", "mock-api#lease#0"} {
+				for _, own := range []string{"mock-api", "mock-api#b#1700000000#31", "mock-api#lease#0"} {
 					if !slices.ContainsFunc(keys, func(k string) bool { return stringLike(k, own) }) {
 						t.Errorf("%s: no key pattern covers %q: %v", id, own, keys)
 					}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,13 +25,23 @@ const (
 	LeaseInfix  = "#lease#"
 )
 
-// BucketKey is the key of the counter bucket of service id that starts at
-// start: "<id>#b#<unix seconds>".
-func BucketKey(id string, start time.Time) string {
-	return id + BucketInfix + strconv.FormatInt(start.Unix(), 10)
+// BucketShards is the number of items each counter bucket is split
+// into. An execution environment writes one of them, picked at random when
+// it starts (see AddCounts), so that the writes of a fleet to one bucket
+// spread over BucketShards items: 10,000 environments that all write in
+// the first second of an outage put about 313 writes a second on each,
+// under a third of DynamoDB's 1,000 write units per item and second. A
+// window read (GetBuckets) reads every shard of every bucket.
+const BucketShards = 32
+
+// BucketKey is the key of shard shard (0 to BucketShards-1) of the counter
+// bucket of service id that starts at start:
+// "<id>#b#<unix seconds>#<shard>".
+func BucketKey(id string, start time.Time, shard int) string {
+	return id + BucketInfix + strconv.FormatInt(start.Unix(), 10) + "#" + strconv.Itoa(shard)
 }
 
-// bucketRecord is the item layout of a counter bucket.
+// bucketRecord is the item layout of a counter bucket shard.
 type bucketRecord struct {
 	ID       string `dynamodbav:"id"`
 	Start    int64  `dynamodbav:"bucketStart"`
@@ -38,59 +49,147 @@ type bucketRecord struct {
 	Failures int64  `dynamodbav:"failures"`
 	Slow     int64  `dynamodbav:"slow"`
 	Runs     int64  `dynamodbav:"runs"`
+	Writes   int64  `dynamodbav:"writes"`
 }
 
-// AddCounts adds c to the bucket of service id that starts at start, with
-// one UpdateItem of atomic ADDs, so that concurrent writers never lose a
-// count. expiresAt (the table's TTL attribute, in seconds) is set on every
+// BucketShard is what one shard item of a counter bucket holds.
+type BucketShard struct {
+	// Start is the start of the bucket; Shard the shard's number.
+	Start time.Time
+	Shard int
+	// Counts are the outcomes added to this shard.
+	circuit.Counts
+	// Writes is the number of AddCounts calls the shard took.
+	Writes int64
+}
+
+// AddCounts adds c to shard shard of the bucket of service id that starts
+// at start, with one UpdateItem of atomic ADDs, so that concurrent writers
+// never lose a count, and counts the write in the item's writes
+// attribute. It returns the shard as the write left it (ReturnValues
+// UPDATED_NEW): its Writes says how many writes of this bucket's shard
+// came first, which lets a fleet's writers sample who reads the window.
+// expiresAt (the table's TTL attribute, in seconds) is set on every
 // write; DynamoDB deletes the item some time after it.
-func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, c circuit.Counts, expiresAt time.Time) error {
+func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, shard int, c circuit.Counts, expiresAt time.Time) (BucketShard, error) {
+	if shard < 0 || shard >= BucketShards {
+		return BucketShard{}, fmt.Errorf("store: add counts to %q: shard %d outside 0..%d", id, shard, BucketShards-1)
+	}
+	k := BucketKey(id, start, shard)
 	e := newExpr()
 	adds := e.name("calls") + " " + e.value(num(c.Calls)) + ", " +
 		e.name("failures") + " " + e.value(num(c.Failures)) + ", " +
 		e.name("slow") + " " + e.value(num(c.Slow)) + ", " +
-		e.name("runs") + " " + e.value(num(c.Runs))
+		e.name("runs") + " " + e.value(num(c.Runs)) + ", " +
+		e.name("writes") + " " + e.value(num(1))
 	e.set("bucketStart", num(start.Unix()))
 	e.set(TTLAttribute, num(expiresAt.Unix()))
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
-		Key:                       key(BucketKey(id, start)),
+		Key:                       key(k),
 		UpdateExpression:          aws.String(e.update() + " ADD " + adds),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
+		ReturnValues:              types.ReturnValueUpdatedNew,
 	})
 	if err != nil {
-		return fmt.Errorf("store: add counts to %s: %w", BucketKey(id, start), err)
+		return BucketShard{}, fmt.Errorf("store: add counts to %s: %w", k, err)
 	}
-	return nil
+	got := BucketShard{Start: start.UTC(), Shard: shard}
+	if out != nil && len(out.Attributes) > 0 {
+		var r bucketRecord
+		if err := attributevalue.UnmarshalMap(out.Attributes, &r); err != nil {
+			return got, fmt.Errorf("store: decode %s after the write: %w", k, err)
+		}
+		got.Counts = circuit.Counts{Calls: r.Calls, Failures: r.Failures, Slow: r.Slow, Runs: r.Runs}
+		got.Writes = r.Writes
+	}
+	return got, nil
 }
 
 // TTLAttribute is the table's time-to-live attribute, in Unix seconds.
 const TTLAttribute = "expiresAt"
 
-// GetBuckets reads the buckets of service id that start at starts, by key
-// with consistent BatchGetItem calls. Buckets never written are absent.
-func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) ([]circuit.Bucket, error) {
-	keys := make([]string, len(starts))
-	for i, st := range starts {
-		keys[i] = BucketKey(id, st)
+// GetBucketShards reads every shard of the buckets of service id that
+// start at starts (len(starts) × BucketShards keys), by key with
+// eventually consistent BatchGetItem calls of at most 100 keys: half the
+// read units of a strongly consistent read, and a read may miss writes of
+// about the last second. Shards never written are absent.
+func (s *Store) GetBucketShards(ctx context.Context, id string, starts []time.Time) ([]BucketShard, error) {
+	keys := make([]string, 0, len(starts)*BucketShards)
+	for _, st := range starts {
+		for shard := range BucketShards {
+			keys = append(keys, BucketKey(id, st, shard))
+		}
 	}
-	items, err := s.batchGet(ctx, keys, true)
+	items, err := s.batchGet(ctx, keys, false)
 	if err != nil {
-		return nil, fmt.Errorf("store: read %d buckets of %q: %w", len(keys), id, err)
+		return nil, fmt.Errorf("store: read %d bucket shards of %q: %w", len(keys), id, err)
 	}
-	out := make([]circuit.Bucket, 0, len(items))
+	out := make([]BucketShard, 0, len(items))
 	for _, item := range items {
 		var r bucketRecord
 		if err := attributevalue.UnmarshalMap(item, &r); err != nil {
 			return nil, fmt.Errorf("store: decode bucket item: %w", err)
 		}
-		out = append(out, circuit.Bucket{
+		_, shard, err := parseBucketKey(r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("store: bucket item %q: %w", r.ID, err)
+		}
+		out = append(out, BucketShard{
 			Start:  time.Unix(r.Start, 0).UTC(),
+			Shard:  shard,
 			Counts: circuit.Counts{Calls: r.Calls, Failures: r.Failures, Slow: r.Slow, Runs: r.Runs},
+			Writes: r.Writes,
 		})
 	}
 	return out, nil
+}
+
+// GetBuckets reads the buckets of service id that start at starts, every
+// shard of each (see GetBucketShards), and returns each bucket's counts
+// summed over its shards, ordered by start. Buckets never written are
+// absent.
+func (s *Store) GetBuckets(ctx context.Context, id string, starts []time.Time) ([]circuit.Bucket, error) {
+	shards, err := s.GetBucketShards(ctx, id, starts)
+	if err != nil {
+		return nil, err
+	}
+	return SumShards(shards), nil
+}
+
+// SumShards sums shards per bucket start, ordered by start. A shard that
+// appears more than once (as read, and as a write returned it) counts
+// once, with the larger of each count: counts only grow, so that is the
+// later of the two.
+func SumShards(shards []BucketShard) []circuit.Bucket {
+	type at struct {
+		start int64
+		shard int
+	}
+	latest := map[at]circuit.Counts{}
+	for _, sh := range shards {
+		k := at{sh.Start.Unix(), sh.Shard}
+		c, ok := latest[k]
+		if !ok {
+			latest[k] = sh.Counts
+			continue
+		}
+		latest[k] = circuit.Counts{
+			Calls: max(c.Calls, sh.Calls), Failures: max(c.Failures, sh.Failures),
+			Slow: max(c.Slow, sh.Slow), Runs: max(c.Runs, sh.Runs),
+		}
+	}
+	sums := map[int64]circuit.Counts{}
+	for k, c := range latest {
+		sums[k.start] = sums[k.start].Add(c)
+	}
+	out := make([]circuit.Bucket, 0, len(sums))
+	for start, c := range sums {
+		out = append(out, circuit.Bucket{Start: time.Unix(start, 0).UTC(), Counts: c})
+	}
+	slices.SortFunc(out, func(a, b circuit.Bucket) int { return a.Start.Compare(b.Start) })
+	return out
 }
 
 // batchGet reads items by key with BatchGetItem calls of at most 100

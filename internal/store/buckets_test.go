@@ -2,9 +2,14 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
@@ -26,7 +31,8 @@ func TestAddCountsConcurrentlyLosesNothing(t *testing.T) {
 				if (w+r)%2 == 1 {
 					start = b1
 				}
-				errs <- s.AddCounts(ctx, "svc", start, circuit.Counts{Calls: 3, Failures: 2, Slow: 1}, start.Add(time.Minute))
+				_, err := s.AddCounts(ctx, "svc", start, w%3, circuit.Counts{Calls: 3, Failures: 2, Slow: 1}, start.Add(time.Minute))
+				errs <- err
 			}
 		}()
 	}
@@ -63,7 +69,8 @@ func TestAddCountsConcurrentlyLosesNothing(t *testing.T) {
 
 func TestBucketAndLeaseKeys(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{BucketKey("payments", time.Unix(1700000005, 0)), "payments#b#1700000005"},
+		{BucketKey("payments", time.Unix(1700000005, 0), 0), "payments#b#1700000005#0"},
+		{BucketKey("payments", time.Unix(1700000005, 0), 31), "payments#b#1700000005#31"},
 		{LeaseKey("payments", 0), "payments#lease#0"},
 		{LeaseKey("a-b", 3), "a-b#lease#3"},
 	}
@@ -71,5 +78,138 @@ func TestBucketAndLeaseKeys(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("key %q, want %q", tt.got, tt.want)
 		}
+	}
+}
+
+// Every shard key parses back to its service, bucket start and shard.
+func TestBucketKeyRoundTrip(t *testing.T) {
+	start := time.Unix(1_800_000_005, 0).UTC()
+	for _, id := range []string{"payments", "a-b", "x"} {
+		for shard := range BucketShards {
+			k := BucketKey(id, start, shard)
+			gotID, kind, err := ParseKey(k)
+			if err != nil || gotID != id || kind != KindBucket {
+				t.Fatalf("ParseKey(%q) = %q, %q, %v", k, gotID, kind, err)
+			}
+			gotStart, gotShard, err := parseBucketKey(k)
+			if err != nil || !gotStart.Equal(start) || gotShard != shard {
+				t.Fatalf("parseBucketKey(%q) = %v, %d, %v", k, gotStart, gotShard, err)
+			}
+		}
+	}
+}
+
+func TestAddCountsReturnsTheShard(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	start := time.Unix(1_800_000_000, 0).UTC()
+	exp := start.Add(time.Hour)
+	tests := []struct {
+		shard int
+		add   circuit.Counts
+		want  BucketShard
+	}{
+		{3, circuit.Counts{Calls: 5, Failures: 2}, BucketShard{Start: start, Shard: 3, Counts: circuit.Counts{Calls: 5, Failures: 2}, Writes: 1}},
+		{3, circuit.Counts{Calls: 1, Slow: 1, Runs: 1}, BucketShard{Start: start, Shard: 3, Counts: circuit.Counts{Calls: 6, Failures: 2, Slow: 1, Runs: 1}, Writes: 2}},
+		{4, circuit.Counts{Calls: 2}, BucketShard{Start: start, Shard: 4, Counts: circuit.Counts{Calls: 2}, Writes: 1}},
+		{3, circuit.Counts{Calls: 1}, BucketShard{Start: start, Shard: 3, Counts: circuit.Counts{Calls: 7, Failures: 2, Slow: 1, Runs: 1}, Writes: 3}},
+	}
+	for i, tt := range tests {
+		got, err := s.AddCounts(ctx, "svc", start, tt.shard, tt.add, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tt.want {
+			t.Errorf("write %d: %+v, want %+v", i, got, tt.want)
+		}
+	}
+	for _, bad := range []int{-1, BucketShards} {
+		if _, err := s.AddCounts(ctx, "svc", start, bad, circuit.Counts{Calls: 1}, exp); err == nil {
+			t.Errorf("shard %d: no error", bad)
+		}
+	}
+	// The shards, read back, sum to one bucket.
+	shards, err := s.GetBucketShards(ctx, "svc", []time.Time{start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) != 2 {
+		t.Fatalf("shards = %+v, want 2", shards)
+	}
+	got, err := s.GetBuckets(ctx, "svc", []time.Time{start, start.Add(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []circuit.Bucket{{Start: start, Counts: circuit.Counts{Calls: 9, Failures: 2, Slow: 1, Runs: 1}}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("buckets = %+v, want %+v", got, want)
+	}
+	// Each shard item has the TTL attribute.
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(BucketKey("svc", start, 4))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl, ok := out.Item[TTLAttribute].(*types.AttributeValueMemberN); !ok || ttl.Value != strconv.FormatInt(exp.Unix(), 10) {
+		t.Errorf("expiresAt = %v, want %d", out.Item[TTLAttribute], exp.Unix())
+	}
+}
+
+func TestSumShards(t *testing.T) {
+	b0 := time.Unix(1_800_000_000, 0).UTC()
+	b1 := b0.Add(5 * time.Second)
+	c := func(calls, failures int64) circuit.Counts { return circuit.Counts{Calls: calls, Failures: failures} }
+	tests := []struct {
+		name   string
+		shards []BucketShard
+		want   []circuit.Bucket
+	}{
+		{"none", nil, []circuit.Bucket{}},
+		{"shards of two buckets, ordered by start", []BucketShard{
+			{Start: b1, Shard: 0, Counts: c(1, 1)},
+			{Start: b0, Shard: 5, Counts: c(10, 2)},
+			{Start: b0, Shard: 31, Counts: c(4, 4)},
+		}, []circuit.Bucket{{Start: b0, Counts: c(14, 6)}, {Start: b1, Counts: c(1, 1)}}},
+		{"a shard read and returned by a write counts once, the later", []BucketShard{
+			{Start: b0, Shard: 2, Counts: c(10, 2)},
+			{Start: b0, Shard: 2, Counts: c(12, 3)},
+			{Start: b0, Shard: 3, Counts: c(1, 0)},
+		}, []circuit.Bucket{{Start: b0, Counts: c(13, 3)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := SumShards(tt.shards)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("bucket %d = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// A window read asks for every shard, in calls of at most 100 keys (that
+// it reads eventually consistent is TestEventualReadsOnlyForTheCache's).
+func TestGetBucketShardsReadsEveryShard(t *testing.T) {
+	s, api, _ := newTestStore(t)
+	ctx := context.Background()
+	start := time.Unix(1_800_000_000, 0).UTC()
+	starts := []time.Time{start, start.Add(5 * time.Second), start.Add(10 * time.Second), start.Add(15 * time.Second)}
+	if _, err := s.AddCounts(ctx, "svc", starts[3], BucketShards-1, circuit.Counts{Calls: 1}, start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	before := api.Reads.Load()
+	got, err := s.GetBuckets(ctx, "svc", starts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Calls != 1 || !got[0].Start.Equal(starts[3]) {
+		t.Errorf("buckets = %+v", got)
+	}
+	calls := api.Reads.Load() - before
+	if want := int64((len(starts)*BucketShards + maxBatchGet - 1) / maxBatchGet); calls != want {
+		t.Errorf("BatchGetItem calls = %d, want %d", calls, want)
 	}
 }

@@ -34,3 +34,21 @@ func ExampleStore_ReadMany() {
 		}
 	}
 }
+
+// SumShards adds up the shards of each bucket; a shard seen twice (read,
+// and returned by this environment's own write) counts once, the later.
+func ExampleSumShards() {
+	start := time.Unix(1_800_000_000, 0).UTC()
+	buckets := store.SumShards([]store.BucketShard{
+		{Start: start, Shard: 0, Counts: circuit.Counts{Calls: 40, Failures: 30}},
+		{Start: start, Shard: 7, Counts: circuit.Counts{Calls: 10, Failures: 2}, Writes: 1},
+		{Start: start, Shard: 7, Counts: circuit.Counts{Calls: 12, Failures: 3}, Writes: 2},
+		{Start: start.Add(5 * time.Second), Shard: 3, Counts: circuit.Counts{Calls: 5, Failures: 5}},
+	})
+	for _, b := range buckets {
+		fmt.Printf("%d: %d calls, %d failed\n", b.Start.Unix(), b.Calls, b.Failures)
+	}
+	// Output:
+	// 1800000000: 52 calls, 33 failed
+	// 1800000005: 5 calls, 5 failed
+}

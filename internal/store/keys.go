@@ -2,7 +2,9 @@ package store
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
@@ -28,10 +30,12 @@ const (
 )
 
 // ParseKey splits a table key into its service ID and item kind: "<id>"
-// is a circuit, "<id>#override" its override, "<id>#b#<seconds>" a counter
-// bucket and "<id>#lease#<slot>" a probe lease slot. Any other key, or a
-// service ID that circuit.ValidateID refuses, is an error: such items were
-// not written by this code.
+// is a circuit, "<id>#override" its override, "<id>#b#<seconds>#<shard>"
+// a counter bucket shard (see BucketKey; "<id>#b#<seconds>", the unsharded
+// bucket of earlier versions, is a bucket too) and "<id>#lease#<slot>" a
+// probe lease slot. Any other key, or a service ID that
+// circuit.ValidateID refuses, is an error: such items were not written by
+// this code.
 func ParseKey(k string) (id string, kind Kind, err error) {
 	id, rest, _ := strings.Cut(k, "#")
 	if err := circuit.ValidateID(id); err != nil {
@@ -43,6 +47,11 @@ func ParseKey(k string) (id string, kind Kind, err error) {
 	case "#"+rest == OverrideSuffix:
 		return id, KindOverride, nil
 	case strings.HasPrefix("#"+rest, BucketInfix) && allDigits(strings.TrimPrefix("#"+rest, BucketInfix)):
+		return id, KindBucket, nil // unsharded, from earlier versions
+	case strings.HasPrefix("#"+rest, BucketInfix):
+		if _, _, err := parseBucketKey(k); err != nil {
+			return "", "", err
+		}
 		return id, KindBucket, nil
 	case strings.HasPrefix("#"+rest, LeaseInfix) && allDigits(strings.TrimPrefix("#"+rest, LeaseInfix)):
 		return id, KindLease, nil
@@ -60,4 +69,23 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseBucketKey splits a bucket shard key, "<id>#b#<seconds>#<shard>",
+// into its bucket start and shard.
+func parseBucketKey(k string) (start time.Time, shard int, err error) {
+	_, rest, ok := strings.Cut(k, BucketInfix)
+	secs, sh, ok2 := strings.Cut(rest, "#")
+	if !ok || !ok2 || !allDigits(secs) || !allDigits(sh) || len(sh) > 1 && sh[0] == '0' {
+		return time.Time{}, 0, fmt.Errorf("store: key %q is not a bucket shard key", k)
+	}
+	n, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("store: key %q: bucket start: %w", k, err)
+	}
+	shard, err = strconv.Atoi(sh)
+	if err != nil || shard >= BucketShards {
+		return time.Time{}, 0, fmt.Errorf("store: key %q: shard outside 0..%d", k, BucketShards-1)
+	}
+	return time.Unix(n, 0).UTC(), shard, nil
 }

@@ -11,7 +11,15 @@ func TestParseKey(t *testing.T) {
 	}{
 		{"orders", "orders", KindCircuit, false},
 		{"orders#override", "orders", KindOverride, false},
-		{"orders#b#1700000000", "orders", KindBucket, false},
+		{"orders#b#1700000000#0", "orders", KindBucket, false},
+		{"orders#b#1700000000#31", "orders", KindBucket, false},
+		{"orders#b#1700000000", "orders", KindBucket, false}, // unsharded, earlier versions
+		{"orders#b#1700000000#32", "", "", true},
+		{"orders#b#1700000000#01", "", "", true},
+		{"orders#b#1700000000#", "", "", true},
+		{"orders#b#1700000000#x", "", "", true},
+		{"orders#b#1700000000#1#2", "", "", true},
+		{"orders#b##1", "", "", true},
 		{"orders#lease#3", "orders", KindLease, false},
 		{"orders#b#x", "", "", true},
 		{"orders#b#", "", "", true},

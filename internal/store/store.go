@@ -65,9 +65,10 @@ func (s *Store) WithLogger(l *slog.Logger) *Store {
 // circuit and override items eventually consistent, for half the read
 // units of a strongly consistent read. Such a read may miss a write made
 // within about the last second; it is meant for a cache that reads again
-// every refresh interval. Every read that decides a write (Apply, the
-// reads of ReadCircuit and ReadMany, GetBuckets) stays strongly
-// consistent, and transitions stay conditional writes.
+// every refresh interval. Every read of a circuit that decides a write
+// (Apply, the reads of ReadCircuit and ReadMany) stays strongly
+// consistent, and transitions stay conditional writes. Window reads
+// (GetBuckets) are eventually consistent either way.
 func (s *Store) WithEventualReads() *Store {
 	c := *s
 	c.eventual = true

@@ -248,8 +248,14 @@ func num(s string) *big.Rat {
 	return r
 }
 
-// applyUpdate applies an update expression to item (modified in place).
-func applyUpdate(update string, e env, item map[string]types.AttributeValue) error {
+// applyUpdate applies an update expression to item (modified in place)
+// and returns the names of the attributes it set, added to or removed.
+func applyUpdate(update string, e env, item map[string]types.AttributeValue) (touched []string, err error) {
+	defer func() {
+		if err != nil {
+			touched = nil
+		}
+	}()
 	t := tokenize(update)
 	for t.peek() != "" {
 		switch section := strings.ToUpper(t.next()); section {
@@ -257,16 +263,17 @@ func applyUpdate(update string, e env, item map[string]types.AttributeValue) err
 			for {
 				n, err := e.name(t.next())
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if err := t.expect("="); err != nil {
-					return err
+					return nil, err
 				}
 				v, err := setValue(t, e)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				item[n] = v
+				touched = append(touched, n)
 				if t.peek() != "," {
 					break
 				}
@@ -276,9 +283,10 @@ func applyUpdate(update string, e env, item map[string]types.AttributeValue) err
 			for {
 				n, err := e.name(t.next())
 				if err != nil {
-					return err
+					return nil, err
 				}
 				delete(item, n)
+				touched = append(touched, n)
 				if t.peek() != "," {
 					break
 				}
@@ -288,31 +296,32 @@ func applyUpdate(update string, e env, item map[string]types.AttributeValue) err
 			for {
 				n, err := e.name(t.next())
 				if err != nil {
-					return err
+					return nil, err
 				}
 				v, err := e.operand(t.next())
 				if err != nil {
-					return err
+					return nil, err
 				}
 				d, ok := v.(*types.AttributeValueMemberN)
 				if !ok {
-					return fmt.Errorf("ddbmodel: ADD of %T", v)
+					return nil, fmt.Errorf("ddbmodel: ADD of %T", v)
 				}
 				sum := num(d.Value)
 				if cur, ok := item[n].(*types.AttributeValueMemberN); ok {
 					sum.Add(sum, num(cur.Value))
 				}
 				item[n] = &types.AttributeValueMemberN{Value: sum.RatString()}
+				touched = append(touched, n)
 				if t.peek() != "," {
 					break
 				}
 				t.next()
 			}
 		default:
-			return fmt.Errorf("ddbmodel: unknown update section %q", section)
+			return nil, fmt.Errorf("ddbmodel: unknown update section %q", section)
 		}
 	}
-	return nil
+	return touched, nil
 }
 
 func setValue(t *tokens, e env) (types.AttributeValue, error) {

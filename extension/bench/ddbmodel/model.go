@@ -331,6 +331,7 @@ func (t *Table) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ..
 		return nil, err
 	}
 	allOld := in.ReturnValuesOnConditionCheckFailure == types.ReturnValuesOnConditionCheckFailureAllOld
+	var out dynamodb.UpdateItemOutput
 	err = t.write(k, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, allOld,
 		func(old map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
 			next := clone(old)
@@ -338,15 +339,45 @@ func (t *Table) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ..
 				next = map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: k}}
 			}
 			e := env{names: in.ExpressionAttributeNames, values: in.ExpressionAttributeValues, item: old}
-			if err := applyUpdate(aws.ToString(in.UpdateExpression), e, next); err != nil {
+			touched, err := applyUpdate(aws.ToString(in.UpdateExpression), e, next)
+			if err != nil {
 				return nil, err
 			}
-			return next, nil
+			out.Attributes, err = returnValues(in.ReturnValues, old, next, touched)
+			return next, err
 		})
 	if err != nil {
 		return nil, err
 	}
-	return &dynamodb.UpdateItemOutput{}, nil
+	return &out, nil
+}
+
+// returnValues is what an UpdateItem asking for rv returns: nothing, the
+// whole item before or after the update, or the attributes the update
+// touched, before or after it.
+func returnValues(rv types.ReturnValue, old, next map[string]types.AttributeValue, touched []string) (map[string]types.AttributeValue, error) {
+	pick := func(item map[string]types.AttributeValue) map[string]types.AttributeValue {
+		out := map[string]types.AttributeValue{}
+		for _, n := range touched {
+			if v, ok := item[n]; ok {
+				out[n] = v
+			}
+		}
+		return clone(out)
+	}
+	switch rv {
+	case "", types.ReturnValueNone:
+		return nil, nil
+	case types.ReturnValueAllOld:
+		return clone(old), nil
+	case types.ReturnValueAllNew:
+		return clone(next), nil
+	case types.ReturnValueUpdatedOld:
+		return pick(old), nil
+	case types.ReturnValueUpdatedNew:
+		return pick(next), nil
+	}
+	return nil, fmt.Errorf("ddbmodel: ReturnValues %q", rv)
 }
 
 // PutItem replaces an item, under a condition.

@@ -15,7 +15,7 @@ import (
 
 // script runs the store operations the extension makes against api and
 // returns what the store reads back.
-func script(t *testing.T, api store.API, table string) (circuit.Circuit, []circuit.Bucket, []error) {
+func script(t *testing.T, api store.API, table string) (circuit.Circuit, []circuit.Bucket, []store.BucketShard, []error) {
 	t.Helper()
 	ctx := context.Background()
 	st := store.New(api, table)
@@ -30,8 +30,12 @@ func script(t *testing.T, api store.API, table string) (circuit.Circuit, []circu
 	errs = append(errs, st.Write(ctx, cur, next, circuit.Transition))
 	errs = append(errs, st.Write(ctx, cur, next, circuit.Transition)) // the same base again: a conflict
 	start := now.Truncate(5 * time.Second)
-	errs = append(errs, st.AddCounts(ctx, "pay", start, circuit.Counts{Calls: 10, Failures: 3}, now.Add(time.Hour)))
-	errs = append(errs, st.AddCounts(ctx, "pay", start, circuit.Counts{Calls: 5, Failures: 5, Slow: 1}, now.Add(time.Hour)))
+	var written []store.BucketShard
+	for i, c := range []circuit.Counts{{Calls: 10, Failures: 3}, {Calls: 5, Failures: 5, Slow: 1}, {Calls: 2, Runs: 1}} {
+		sh, err := st.AddCounts(ctx, "pay", start, i%2, c, now.Add(time.Hour))
+		written = append(written, sh)
+		errs = append(errs, err)
+	}
 	l, err := st.ClaimLease(ctx, "pay", 1, 0, "a", next.Version, 10*time.Second, now)
 	errs = append(errs, err)
 	_, err = st.ClaimLease(ctx, "pay", 1, 0, "b", next.Version, 10*time.Second, now)
@@ -42,22 +46,31 @@ func script(t *testing.T, api store.API, table string) (circuit.Circuit, []circu
 	errs = append(errs, err)
 	bs, err := st.GetBuckets(ctx, "pay", []time.Time{start, start.Add(5 * time.Second)})
 	errs = append(errs, err)
-	return c, bs, errs
+	return c, bs, written, errs
 }
 
 // The model answers the store's operations as dynalite does, and charges
 // what DynamoDB would.
 func TestModelMatchesDynalite(t *testing.T) {
 	srv := dynalite.Start(t)
-	wantC, wantB, wantErrs := script(t, srv.Client(), srv.NewTable(t))
+	wantC, wantB, wantW, wantErrs := script(t, srv.Client(), srv.NewTable(t))
 	now := time.Unix(1_800_000_000, 0)
 	m := New("t", func() time.Time { return now })
-	gotC, gotB, gotErrs := script(t, m, "t")
+	gotC, gotB, gotW, gotErrs := script(t, m, "t")
 	if gotC.State != wantC.State || gotC.Version != wantC.Version || !gotC.RetryAt.Equal(wantC.RetryAt) || gotC.Reason != wantC.Reason {
 		t.Errorf("circuit: model %+v, dynalite %+v", gotC, wantC)
 	}
 	if len(gotB) != len(wantB) || len(gotB) != 1 || gotB[0].Counts != wantB[0].Counts {
 		t.Errorf("buckets: model %+v, dynalite %+v", gotB, wantB)
+	}
+	// The bucket writes return the shard (ReturnValues UPDATED_NEW).
+	if len(gotW) != 3 || gotW[2].Writes != 2 || gotW[2].Calls != 12 || gotW[2].Runs != 1 {
+		t.Errorf("model's writes returned %+v", gotW)
+	}
+	for i := range min(len(gotW), len(wantW)) {
+		if gotW[i] != wantW[i] {
+			t.Errorf("write %d returned %+v by the model, %+v by dynalite", i, gotW[i], wantW[i])
+		}
 	}
 	if len(gotErrs) != len(wantErrs) {
 		t.Fatalf("errors: %d against %d", len(gotErrs), len(wantErrs))
@@ -71,16 +84,17 @@ func TestModelMatchesDynalite(t *testing.T) {
 		t.Errorf("second write: %v, want a conflict", gotErrs[2])
 	}
 	tot := m.Total()
-	// Reads: Get (2 keys) at the start and end, GetBuckets (2 keys), all
-	// strongly consistent; the conflicting write's token check reads the
-	// failed item from the exception, not the table.
-	if tot.ReadUnits != 6 || tot.Reads != 6 {
-		t.Errorf("read units %v in %d reads, want 6 in 6", tot.ReadUnits, tot.Reads)
+	// Reads: Get (2 keys) at the start and end, strongly consistent, and
+	// GetBuckets (2 buckets of BucketShards shards each), eventually
+	// consistent; the conflicting write's token check reads the failed
+	// item from the exception, not the table.
+	if want := 4 + 2*store.BucketShards; tot.ReadUnits != 4+float64(want-4)/2 || tot.Reads != int64(want) {
+		t.Errorf("read units %v in %d reads, want %v in %d", tot.ReadUnits, tot.Reads, 4+float64(want-4)/2, want)
 	}
-	// Writes: two transitions (one refused, still charged), two bucket
+	// Writes: two transitions (one refused, still charged), three bucket
 	// ADDs, two claims (one refused), two releases (one refused).
-	if tot.WriteUnits != 8 || tot.Writes != 8 {
-		t.Errorf("write units %v in %d writes, want 8 in 8", tot.WriteUnits, tot.Writes)
+	if tot.WriteUnits != 9 || tot.Writes != 9 {
+		t.Errorf("write units %v in %d writes, want 9 in 9", tot.WriteUnits, tot.Writes)
 	}
 }
 
@@ -94,7 +108,7 @@ func TestModelThrottlesPerItem(t *testing.T) {
 	t0 := now
 	var throttled int
 	for range 1001 {
-		err := st.AddCounts(ctx, "pay", t0, circuit.Counts{Calls: 1}, now.Add(time.Hour))
+		_, err := st.AddCounts(ctx, "pay", t0, 0, circuit.Counts{Calls: 1}, now.Add(time.Hour))
 		var pte *types.ProvisionedThroughputExceededException
 		if errors.As(err, &pte) {
 			throttled++
@@ -106,15 +120,15 @@ func TestModelThrottlesPerItem(t *testing.T) {
 		t.Errorf("%d of 1001 writes in one second throttled, want 1", throttled)
 	}
 	// Another item is not affected.
-	if err := st.AddCounts(ctx, "other", now, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
+	if _, err := st.AddCounts(ctx, "other", now, 0, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Second)
-	if err := st.AddCounts(ctx, "pay", t0, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
+	if _, err := st.AddCounts(ctx, "pay", t0, 0, circuit.Counts{Calls: 1}, now.Add(time.Hour)); err != nil {
 		t.Fatalf("the next second: %v", err)
 	}
 	_, _, w, key := m.Hottest()
-	if w != 1000 || key != store.BucketKey("pay", t0) {
+	if w != 1000 || key != store.BucketKey("pay", t0, 0) {
 		t.Errorf("hottest write %v on %q", w, key)
 	}
 	u := m.Items()

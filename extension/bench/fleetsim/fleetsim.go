@@ -399,7 +399,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 					c.Slow = 1
 				}
 				bs := t.Truncate(policy.BucketSize)
-				_ = raw.AddCounts(ctxRun, cfg.Service, bs, c, bs.Add(policy.BucketSize+rates.Window+time.Minute))
+				_, _ = raw.AddCounts(ctxRun, cfg.Service, bs, e.rng.IntN(store.BucketShards), c, bs.Add(policy.BucketSize+rates.Window+time.Minute))
 			}
 		}
 		e.flush(ctx)

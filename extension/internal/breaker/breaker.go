@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ const (
 	// writeTimeout bounds one bucket write, which is not cut off by the
 	// flush's budget (see Flush).
 	writeTimeout = 5 * time.Second
+	// evaluateSample is c in the chance c/k that a write, the k-th of its
+	// bucket shard, leads to a window evaluation (see evaluateChance).
+	evaluateSample = 2
 )
 
 // StoreFunc returns the table store, waiting for it to be built at most
@@ -83,6 +87,17 @@ type Breaker struct {
 	leases      map[string]store.Lease // by token
 	busy        map[string]time.Time   // circuit ID -> no lookup write before
 	inflight    map[string]bool        // circuits with a cool-down end or claim in progress
+	// own holds, per circuit and bucket start (Unix seconds), this
+	// environment's bucket shard as its last write returned it: a window
+	// read, eventually consistent, may miss that write.
+	own map[string]map[int64]store.BucketShard
+
+	// shard is the bucket shard this environment writes (see
+	// store.BucketShards), picked at random by New.
+	shard int
+	// chance draws a number in [0, 1) for the sampling of evaluations
+	// (default rand.Float64; tests make it deterministic).
+	chance func() float64
 
 	// gate orders Stop against the recording of outcomes: once Stop has
 	// returned, nothing more is recorded, so the last flush has it all.
@@ -135,6 +150,9 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 		leases:      map[string]store.Lease{},
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
+		own:         map[string]map[int64]store.BucketShard{},
+		shard:       mrand.IntN(store.BucketShards),
+		chance:      mrand.Float64,
 		stopping:    make(chan struct{}),
 		busyRetry:   busyRetry,
 	}

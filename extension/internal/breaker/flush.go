@@ -26,6 +26,10 @@ type FlushResult struct {
 	// Evaluated counts the circuits whose window was read; Tripped those
 	// this flush opened (see circuit.DecideRate).
 	Evaluated, Tripped int
+	// Skipped counts the written buckets holding trouble that led to no
+	// evaluation: this environment's own window was not urgent, or the
+	// write was not sampled (see evaluateChance).
+	Skipped int
 }
 
 // maxLoggedErrors is how many errors a flush's error names; the others
@@ -33,10 +37,11 @@ type FlushResult struct {
 const maxLoggedErrors = 3
 
 // Flush writes the counts that are due, by the write policy of package
-// outcomes, to their bucket items (atomic ADDs); this extension's window
-// reaching a rate threshold makes its filling bucket urgent. Then, for each
-// circuit whose written counts held a failure or a slow call, it reads the
-// window's buckets and trips the circuit when circuit.DecideRate says so.
+// outcomes, to this environment's shard of their bucket items (atomic
+// ADDs); this extension's window reaching a rate threshold makes its
+// filling bucket urgent. Then it evaluates the circuits that a write
+// elected (see evaluation): it reads every shard of the window's buckets
+// and trips the circuit when circuit.DecideRate says so.
 // Writes and evaluations of different circuits run concurrently. Counts
 // whose write failed are kept for the next flush, unless the failure is
 // permanent (access denied: the function is not attached to that service;
@@ -154,14 +159,15 @@ func (b *Breaker) writeBuckets(ctx context.Context, st *store.Store, run *flushR
 	waitFor(ctx, &writes)
 }
 
-// writeBucket writes the counts of e and settles them: written, kept for
-// the next flush, or given up when the table refuses them for good. A
-// written bucket holding trouble leaves its circuit to evaluate.
+// writeBucket writes the counts of e to this environment's shard and
+// settles them: written, kept for the next flush, or given up when the
+// table refuses them for good. A written bucket holding trouble may leave
+// its circuit to evaluate (see elect).
 func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRun, e outcomes.Entry) {
 	window := b.o.Policies.For(e.ID).Rates().Window
 	expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	err := st.AddCounts(wctx, e.ID, e.Start, e.Counts, expires)
+	shard, err := st.AddCounts(wctx, e.ID, e.Start, b.shard, e.Counts, expires)
 	cancel()
 	switch {
 	case err != nil && store.Permanent(err):
@@ -175,12 +181,92 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 	default:
 		b.agg.Written(e)
 		run.add(nil, func(res *FlushResult) { res.Written++ })
-		if e.Failures > 0 || e.Slow > 0 {
-			b.mu.Lock()
-			b.unevaluated[e.ID] = time.Time{}
-			b.mu.Unlock()
+		b.remember(e.ID, shard, window)
+		if e.Failures == 0 && e.Slow == 0 {
+			return
+		}
+		if !b.elect(e.ID, shard.Writes) {
+			run.add(nil, func(res *FlushResult) { res.Skipped++ })
+			return
+		}
+		b.mu.Lock()
+		b.unevaluated[e.ID] = time.Time{}
+		b.mu.Unlock()
+	}
+}
+
+// elect says whether a written bucket of circuit id that held a failed or
+// slow call leads to an evaluation of the circuit's window, the write
+// being the k-th of its bucket shard (0: unknown). Two rules keep the
+// window reads of a fleet small:
+//
+//   - Only an environment whose own window is urgent (it reaches a rate
+//     threshold, or holds a run: see urgent) evaluates. When the fleet's
+//     window reaches a threshold, so does the window of at least one
+//     environment that wrote, since the fleet's rate is a weighted mean of
+//     theirs; a fleet degraded below the threshold reads almost nothing.
+//   - Of those, one evaluates with probability evaluateChance(k): the
+//     first writers of each shard always, later ones less and less often,
+//     so that a bucket's evaluations grow with the logarithm of the fleet,
+//     not with the fleet.
+func (b *Breaker) elect(id string, k int64) bool {
+	if !b.urgent(id, b.agg.Counted(id)) {
+		return false
+	}
+	return b.chance() < evaluateChance(k)
+}
+
+// evaluateChance is the probability that the k-th write of a bucket
+// shard leads to an evaluation: min(1, c/k) with c = evaluateSample. Over
+// a bucket written by n environments spread over S shards, that is about
+// S·c·(1 + ln(n/(S·c))) evaluations fleet-wide (the harmonic sum of each
+// shard's n/S writes), and a lone environment (k = 1) always evaluates.
+// k < 1 (the table did not say) counts as the first.
+func evaluateChance(k int64) float64 {
+	if k <= evaluateSample {
+		return 1
+	}
+	return evaluateSample / float64(k)
+}
+
+// remember keeps shard, this environment's shard of a bucket of circuit
+// id as its write left it, for the evaluations of the window: their reads
+// may not see that write yet. Shards of buckets older than the window are
+// forgotten.
+func (b *Breaker) remember(id string, shard store.BucketShard, window time.Duration) {
+	if shard.Writes == 0 {
+		return // the table did not return the shard
+	}
+	oldest := b.o.Now().Add(-window - policy.BucketSize).Unix()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.own[id]
+	if m == nil {
+		m = map[int64]store.BucketShard{}
+		b.own[id] = m
+	}
+	for start := range m {
+		if start < oldest {
+			delete(m, start)
 		}
 	}
+	if cur, ok := m[shard.Start.Unix()]; !ok || cur.Writes < shard.Writes {
+		m[shard.Start.Unix()] = shard
+	}
+}
+
+// ownShards returns the shards of circuit id that this environment wrote,
+// of the buckets that start at starts.
+func (b *Breaker) ownShards(id string, starts []time.Time) []store.BucketShard {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []store.BucketShard
+	for _, st := range starts {
+		if sh, ok := b.own[id][st.Unix()]; ok {
+			out = append(out, sh)
+		}
+	}
+	return out
 }
 
 // evaluateWindows starts the evaluation of every circuit whose written
@@ -311,8 +397,11 @@ func WindowStarts(now time.Time, window time.Duration) []time.Time {
 	return out
 }
 
-// evaluate reads the window of circuit id and trips it when the rate is
-// reached, through store.Apply. A circuit the cache holds as not CLOSED is
+// evaluate reads the window of circuit id, every shard of its buckets
+// (eventually consistent; this environment's own shards as its writes
+// returned them when the read is behind), and trips it when the rate is
+// reached, through store.Apply, whose read of the circuit is strongly
+// consistent. A circuit the cache holds as not CLOSED is
 // read again first, since the cache may be behind the table (another
 // sandbox's probe closed it meanwhile); it is skipped only when the table
 // agrees.
@@ -339,10 +428,19 @@ func (b *Breaker) evaluate(ctx context.Context, id string) (bool, error) {
 	pol := b.o.Policies.For(id)
 	settings, rates := pol.Settings(), pol.Rates()
 	now := b.o.Now()
-	buckets, err := st.GetBuckets(ctx, id, WindowStarts(now, rates.Window))
+	// Buckets that started before the circuit's last transition never
+	// count (see circuit.WindowCounts): they are not read.
+	starts := slices.DeleteFunc(WindowStarts(now, rates.Window), func(s time.Time) bool {
+		return !cached.UpdatedAt.IsZero() && s.Before(cached.UpdatedAt)
+	})
+	if len(starts) == 0 {
+		return false, nil
+	}
+	shards, err := st.GetBucketShards(ctx, id, starts)
 	if err != nil {
 		return false, fmt.Errorf("evaluate %q: %w", id, err)
 	}
+	buckets := store.SumShards(append(shards, b.ownShards(id, starts)...))
 	if circuit.DecideRate(cached, settings, rates, buckets, now).Change != circuit.Transition {
 		return false, nil
 	}

@@ -3,9 +3,13 @@ package breaker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
@@ -122,4 +126,248 @@ func TestFlushDropsWhatCanNeverCount(t *testing.T) {
 			t.Fatalf("flush to a missing table = %+v, %v, pending %d; want the counts dropped and the error returned", res, err, b.Pending())
 		}
 	})
+}
+
+func TestEvaluateChance(t *testing.T) {
+	tests := []struct {
+		k    int64
+		want float64
+	}{
+		{0, 1}, // the table did not say: as the first
+		{1, 1},
+		{2, 1},
+		{3, 2.0 / 3},
+		{4, 0.5},
+		{100, 0.02},
+		{10_000, 0.0002},
+	}
+	for _, tt := range tests {
+		if got := evaluateChance(tt.k); got != tt.want {
+			t.Errorf("evaluateChance(%d) = %v, want %v", tt.k, got, tt.want)
+		}
+	}
+}
+
+// A write that held trouble leads to an evaluation only when this
+// environment's window is urgent, and then with probability c/k for the
+// k-th write of its shard; the draws come from an injected source.
+func TestFlushSamplesEvaluations(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(5 * time.Second)
+	tests := []struct {
+		name string
+		// others is how many writes other environments made to the shard
+		// first; failed and ok are this environment's calls.
+		others    int
+		failed    int
+		ok        int
+		draw      float64
+		evaluated int
+	}{
+		{"lone writer, urgent: always", 0, 3, 0, 0.999, 1},
+		{"second writer: always", 1, 3, 0, 0.999, 1},
+		{"tenth writer, draw under 2/10", 9, 3, 0, 0.19, 1},
+		{"tenth writer, draw over 2/10", 9, 3, 0, 0.21, 0},
+		{"not urgent (1 failure in 10)", 0, 1, 9, 0, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("svc-%d", i)
+			clk := &clock{now: t0.Add(time.Second)}
+			b := newBreaker(f.st, Options{Logger: quiet(), Now: clk.Now,
+				Policies: policy.Policies{id: {Passive: circuit.RateSettings{FastTripFailures: 100}}}})
+			b.SetShard(7, func() float64 { return tt.draw })
+			for range tt.others {
+				if _, err := f.st.AddCounts(ctx, id, t0, 7, circuit.Counts{Calls: 1}, t0.Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var outs []api.Outcome
+			for range tt.ok {
+				outs = append(outs, api.Outcome{Success: ptr(true)})
+			}
+			for range tt.failed {
+				outs = append(outs, api.Outcome{Success: ptr(false)})
+			}
+			if _, err := b.Report(ctx, id, outs); err != nil {
+				t.Fatal(err)
+			}
+			clk.Add(5 * time.Second) // the bucket has ended: written
+			res, err := b.Flush(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Written != 1 || res.Evaluated != tt.evaluated || res.Skipped != 1-tt.evaluated {
+				t.Errorf("flush = %+v; want 1 written, %d evaluated, %d skipped", res, tt.evaluated, 1-tt.evaluated)
+			}
+		})
+	}
+}
+
+// missShard hides one bucket shard from window reads, as an eventually
+// consistent read that has not seen the latest write yet would.
+type missShard struct {
+	store.API
+	key string
+}
+
+func (m *missShard) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	out, err := m.API.BatchGetItem(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	for table, items := range out.Responses {
+		out.Responses[table] = slices.DeleteFunc(items, func(item map[string]types.AttributeValue) bool {
+			k, ok := item[store.KeyAttribute].(*types.AttributeValueMemberS)
+			return ok && k.Value == m.key
+		})
+	}
+	return out, nil
+}
+
+// The evaluation sums every shard of the window: counts that trip the
+// circuit only together, spread over shards of two buckets, trip it; this
+// environment's own shard counts as its write returned it even when the
+// read misses it.
+func TestEvaluationSumsShards(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	now := time.Now()
+	starts := WindowStarts(now, 30*time.Second)
+	tests := []struct {
+		name string
+		// spread writes these counts to these shards of the last two
+		// buckets; then this environment reports its failures.
+		spread   map[int]circuit.Counts
+		mine     int
+		miss     bool
+		tripped  bool
+		reason   string
+		wantSeen int64
+	}{
+		// 26 calls that all failed trip at the default threshold; 25 do not.
+		{"the sum of four shards trips", map[int]circuit.Counts{0: {Calls: 5, Failures: 5}, 9: {Calls: 6, Failures: 6}, 17: {Calls: 6, Failures: 6}, 31: {Calls: 6, Failures: 6}}, 3, false, true, "failure rate 100% over 30s (26 calls)", 26},
+		{"one call short", map[int]circuit.Counts{0: {Calls: 5, Failures: 5}, 9: {Calls: 6, Failures: 6}, 17: {Calls: 6, Failures: 6}, 31: {Calls: 5, Failures: 5}}, 3, false, false, "", 25},
+		{"own shard missed by the read", map[int]circuit.Counts{0: {Calls: 11, Failures: 11}, 9: {Calls: 12, Failures: 12}}, 3, true, true, "failure rate 100% over 30s (26 calls)", 26},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("svc-%d", i)
+			st := store.New(srv.Client(), table).WithLogger(quiet())
+			if tt.miss {
+				st = store.New(&missShard{API: srv.Client(), key: store.BucketKey(id, starts[len(starts)-1], 20)}, table).WithLogger(quiet())
+			}
+			for shard, c := range tt.spread {
+				// Half of each shard's counts in each of the last two buckets.
+				half := circuit.Counts{Calls: c.Calls / 2, Failures: c.Failures / 2}
+				for j, part := range []circuit.Counts{half, c.Sub(half)} {
+					if _, err := st.AddCounts(ctx, id, starts[len(starts)-2+j], shard, part, now.Add(time.Hour)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			b := newBreaker(st, Options{Logger: quiet(), Policies: policy.Policies{id: {Passive: circuit.RateSettings{FastTripFailures: 100}}}})
+			b.SetShard(20, nil)
+			outs := make([]api.Outcome, tt.mine)
+			for j := range outs {
+				outs[j] = api.Outcome{Success: ptr(false)}
+			}
+			if _, err := b.Report(ctx, id, outs); err != nil {
+				t.Fatal(err)
+			}
+			res, err := b.Flush(ctx)
+			if err != nil || res.Written != 1 || res.Evaluated != 1 {
+				t.Fatalf("flush = %+v, %v; want one write and one evaluation", res, err)
+			}
+			got, _, err := store.New(srv.Client(), table).Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (res.Tripped == 1) != tt.tripped || (got.State == circuit.Open) != tt.tripped || got.Reason != tt.reason {
+				t.Errorf("flush %+v, circuit %s %q; want tripped %v, reason %q", res, got.State, got.Reason, tt.tripped, tt.reason)
+			}
+			bs, err := store.New(srv.Client(), table).GetBuckets(ctx, id, starts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum circuit.Counts
+			for _, x := range bs {
+				sum = sum.Add(x.Counts)
+			}
+			if sum.Calls != tt.wantSeen {
+				t.Errorf("the table holds %d calls, want %d", sum.Calls, tt.wantSeen)
+			}
+		})
+	}
+}
+
+// Several environments, each writing its own shard, open the circuit
+// together on evidence that none of them holds alone: each reports 11
+// successes, then a run of 10 failures (under the 50 % threshold, but a
+// run makes its window urgent); five runs among 105 calls trip the runs
+// rule, four among 84 do not. Then every environment refuses.
+func TestEnvironmentsOnDifferentShardsTripTogether(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const envs = 5
+	var bs []*Breaker
+	var caches []*cache.Cache
+	for i := range envs {
+		b, c := f.extension(nil)
+		b.SetShard(i*7, nil)
+		bs = append(bs, b)
+		caches = append(caches, c)
+	}
+	var outs []api.Outcome
+	for range 11 {
+		outs = append(outs, api.Outcome{Success: ptr(true)})
+	}
+	for range circuit.DefaultFastTripFailures {
+		outs = append(outs, api.Outcome{Success: ptr(false)})
+	}
+	for i, b := range bs {
+		if d := b.Lookup(ctx, "svc"); !d.Allowed {
+			t.Fatalf("env %d refused before any failure: %+v", i, d)
+		}
+		if _, err := b.Report(ctx, "svc", outs); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.Flush(ctx)
+		if err != nil || res.Written != 1 || res.Evaluated != 1 {
+			t.Fatalf("env %d: flush = %+v, %v; want one write and one evaluation", i, res, err)
+		}
+		got := f.get(t, "svc")
+		if last := i == envs-1; (got.State == circuit.Open) != last || (res.Tripped == 1) != last {
+			t.Fatalf("after env %d's run: circuit %s, flush %+v; want it tripped by the fifth run only", i, got.State, res)
+		}
+	}
+	if got := f.get(t, "svc"); got.Reason != "5 runs of 10 consecutive failed calls over 30s (105 calls)" {
+		t.Errorf("reason %q", got.Reason)
+	}
+	// The counts sit in five shard items.
+	shards, err := f.st.GetBucketShards(ctx, "svc", WindowStarts(time.Now(), 30*time.Second))
+	if err != nil || len(shards) != envs {
+		t.Fatalf("shards = %+v, %v; want %d", shards, err, envs)
+	}
+	// Each environment refuses on its own (its run is a local trip); each
+	// cache comes to hold the fleet-wide trip from the table.
+	for i, b := range bs {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d := b.Lookup(ctx, "svc") // starts a refresh (every millisecond here)
+			c, _ := caches[i].Peek("svc")
+			if d.Allowed {
+				t.Fatalf("env %d allowed a call: %+v", i, d)
+			}
+			if c.State == circuit.Open && c.Version == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("env %d's cache still holds %+v", i, c)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
