@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -41,17 +41,28 @@ type Evidence struct {
 func (e Evidence) MinTail() float64 { return math.Exp(-max(e.MaxRuns, e.MaxRate)) }
 
 // evidenceWatch passes the environments' table calls on and weighs every
-// window read: a strongly consistent BatchGetItem of bucket keys, which is
-// how the breaker reads a window before DecideRate. Buckets that started
-// before the circuit's last transition (since, Unix nanoseconds, as last
-// polled) are left out, as DecideRate leaves them out.
+// window read: BatchGetItem calls of bucket shard keys only, which is how
+// the breaker reads a window before DecideRate. A window of 6 buckets of
+// store.BucketShards shards takes two calls (at most 100 keys each); the
+// watch keeps the latest counts it saw of every shard and weighs the
+// window at the call that holds its last key (the last shard of the
+// newest bucket), over every shard of the window's buckets. Buckets that
+// started before the circuit's last transition (since, Unix nanoseconds,
+// as last polled) are left out, as DecideRate leaves them out.
 type evidenceWatch struct {
 	store.API
 	rates circuit.RateSettings
 	since *atomic.Int64
 
-	mu sync.Mutex
-	ev Evidence
+	mu   sync.Mutex
+	ev   Evidence
+	seen map[string]shardSeen // by key
+}
+
+// shardSeen is the latest counts read of one bucket shard.
+type shardSeen struct {
+	start int64 // bucket start, Unix seconds
+	c     circuit.Counts
 }
 
 func (w *evidenceWatch) evidence() Evidence {
@@ -60,20 +71,63 @@ func (w *evidenceWatch) evidence() Evidence {
 	return w.ev
 }
 
-// BatchGetItem reads, and weighs the window when it is one.
+// BatchGetItem reads, and weighs the window when the call completes one.
 func (w *evidenceWatch) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
 	out, err := w.API.BatchGetItem(ctx, in, opts...)
 	if err != nil || !windowRead(in) {
 		return out, err
 	}
-	since := time.Unix(0, w.since.Load())
-	var c circuit.Counts
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen == nil {
+		w.seen = map[string]shardSeen{}
+	}
 	for _, items := range out.Responses {
 		for _, item := range items {
-			if start := time.Unix(intAttr(item, "bucketStart"), 0); w.since.Load() != 0 && start.Before(since) {
+			k, _ := item[store.KeyAttribute].(*types.AttributeValueMemberS)
+			if k == nil {
 				continue
 			}
-			c = c.Add(circuit.Counts{Calls: intAttr(item, "calls"), Failures: intAttr(item, "failures"), Runs: intAttr(item, "runs")})
+			c := circuit.Counts{Calls: intAttr(item, "calls"), Failures: intAttr(item, "failures"), Runs: intAttr(item, "runs")}
+			if old, ok := w.seen[k.Value]; !ok || old.c.Calls <= c.Calls {
+				w.seen[k.Value] = shardSeen{start: intAttr(item, "bucketStart"), c: c}
+			}
+		}
+	}
+	// The window ends with the newest bucket asked for; it is complete at
+	// the call that asks for that bucket's last shard.
+	id, newest, complete := "", int64(-1), false
+	for _, ka := range in.RequestItems {
+		for _, key := range ka.Keys {
+			s := key[store.KeyAttribute].(*types.AttributeValueMemberS).Value
+			kid, start, shard, ok := bucketShardKey(s)
+			if !ok {
+				continue
+			}
+			if start > newest {
+				id, newest, complete = kid, start, false
+			}
+			if start == newest && shard == store.BucketShards-1 {
+				complete = true
+			}
+		}
+	}
+	if !complete {
+		return out, nil
+	}
+	oldest := newest - int64((w.rates.WithDefaults().Window-policy.BucketSize)/time.Second)
+	if since := w.since.Load(); since != 0 {
+		oldest = max(oldest, (since+int64(time.Second)-1)/int64(time.Second))
+	}
+	var c circuit.Counts
+	for key, sh := range w.seen {
+		if sh.start >= oldest && sh.start <= newest && strings.HasPrefix(key, id+store.BucketInfix) {
+			c = c.Add(sh.c)
+		}
+	}
+	for key, sh := range w.seen { // forget what no later window reads
+		if sh.start < newest-int64(time.Hour/time.Second) {
+			delete(w.seen, key)
 		}
 	}
 	if c.Calls == 0 {
@@ -82,8 +136,6 @@ func (w *evidenceWatch) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetI
 	p0 := circuit.NullShare * w.rates.FailureRateThreshold / 100
 	runs := circuit.RunsEvidence(c.Calls, c.Runs, p0, w.rates.FastTripFailures)
 	rate := circuit.RateEvidence(c.Calls, c.Failures, p0)
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.ev.Evaluations++
 	w.ev.MaxRuns, w.ev.MaxRate = max(w.ev.MaxRuns, runs), max(w.ev.MaxRate, rate)
 	if c.Calls >= int64(w.rates.MinimumCalls) {
@@ -92,11 +144,25 @@ func (w *evidenceWatch) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetI
 	return out, nil
 }
 
-// windowRead says whether in is a strongly consistent read of bucket items
-// only.
+// bucketShardKey splits "<id>#b#<start>#<shard>".
+func bucketShardKey(k string) (id string, start int64, shard int, ok bool) {
+	id, rest, ok := strings.Cut(k, store.BucketInfix)
+	if !ok {
+		return "", 0, 0, false
+	}
+	secs, sh, ok := strings.Cut(rest, "#")
+	if !ok {
+		return "", 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(secs, 10, 64)
+	shard, err2 := strconv.Atoi(sh)
+	return id, start, shard, err1 == nil && err2 == nil
+}
+
+// windowRead says whether in is a read of bucket items only.
 func windowRead(in *dynamodb.BatchGetItemInput) bool {
 	for _, ka := range in.RequestItems {
-		if !aws.ToBool(ka.ConsistentRead) || len(ka.Keys) == 0 {
+		if len(ka.Keys) == 0 {
 			return false
 		}
 		for _, k := range ka.Keys {
