@@ -103,7 +103,9 @@ type Config struct {
 	// Start is the simulated start (default: a fixed date at a bucket
 	// start).
 	Start time.Time
-	// Workers bounds the environments run at once (default GOMAXPROCS).
+	// Workers is the number of goroutines that share the environments
+	// in each tick, each a contiguous part of them (default four per
+	// GOMAXPROCS, so that a CPU whose part ends early finds another).
 	Workers int
 	// Logger receives the extensions' logs (default: discarded).
 	Logger *slog.Logger
@@ -227,7 +229,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 		cfg.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	if cfg.Workers < 1 {
-		cfg.Workers = runtime.GOMAXPROCS(0)
+		cfg.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	tick := cfg.Tick
 	if tick <= 0 {
