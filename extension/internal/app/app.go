@@ -370,7 +370,7 @@ func logFlush(log *slog.Logger, began time.Time, res breaker.FlushResult, err er
 	if res == (breaker.FlushResult{}) && err == nil {
 		return
 	}
-	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "tripped", res.Tripped, "durationMs", time.Since(began).Milliseconds()}
+	attrs := []any{"buckets", res.Written, "failed", res.Failed, "dropped", res.Dropped, "evaluated", res.Evaluated, "skipped", res.Skipped, "tripped", res.Tripped, "durationMs", time.Since(began).Milliseconds()}
 	if err != nil {
 		log.Warn("flushing outcomes failed or ran out of time; failed counts are kept for the next flush", append(attrs, "error", err.Error())...)
 		return
