@@ -12,6 +12,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 func TestTableSettings(t *testing.T) {
@@ -155,6 +156,14 @@ func TestMockAPISwitchAndPaths(t *testing.T) {
 	}
 }
 
+// wantCircuitCondition is the condition of the attached function's
+// UpdateItem on its circuit item: its own key, no protected attribute, no
+// whole item returned.
+var wantCircuitCondition = func() string {
+	attrs, _ := json.Marshal(store.ProtectedAttributes)
+	return `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api"]},"ForAllValues:StringNotEquals":{"dynamodb:Attributes":` + string(attrs) + `},"StringEqualsIfExists":{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}}`
+}()
+
 // TestIAMLeastPrivilege checks every policy statement: no wildcard action,
 // no table-wide write for readers, no Scan anywhere.
 func TestIAMLeastPrivilege(t *testing.T) {
@@ -180,10 +189,10 @@ func TestIAMLeastPrivilege(t *testing.T) {
 					t.Errorf("%s: %s is never needed", id, a)
 				}
 				if strings.HasPrefix(id, "MyMicroservice") && strings.HasPrefix(a, "dynamodb:") && a != "dynamodb:GetItem" && a != "dynamodb:BatchGetItem" {
-					// The only write: outcomes, leases and trips of the
-					// attached service's own keys.
+					// The only writes: outcomes and leases of the attached
+					// service's own keys, and its circuit item's state.
 					cond, _ := json.Marshal(stmt["Condition"])
-					if a != "dynamodb:UpdateItem" || string(cond) != `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api","mock-api#b#*","mock-api#lease#*"]}}` {
+					if a != "dynamodb:UpdateItem" || (string(cond) != `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api#b#*","mock-api#lease#*"]}}` && string(cond) != wantCircuitCondition) {
 						t.Errorf("%s: function has %s with condition %s", id, a, cond)
 					}
 				}
@@ -217,13 +226,16 @@ func stringLike(pattern, s string) bool {
 	return regexp.MustCompile(re).MatchString(s)
 }
 
-// TestOverrideItemOutOfAttachedReach checks that no statement of the
-// attached function lets it write the override item "mock-api#override",
-// while its own circuit, bucket and lease keys stay writable, and that
-// the updater may write only the monitored circuit and override keys.
-func TestOverrideItemOutOfAttachedReach(t *testing.T) {
+// TestOverrideOutOfAttachedReach checks that the attached function may
+// write its circuit item only without the protected attributes (exactly
+// store.ProtectedAttributes: the operator override), and no other
+// service's or the legacy override item's key, while its own circuit,
+// bucket and lease keys stay writable; and that the updater may write
+// only the monitored circuit keys.
+func TestOverrideOutOfAttachedReach(t *testing.T) {
 	_, st := appStack(t, false)
-	var attachedWrites, updaterWrites int
+	var attachedWrites, guarded, updaterWrites int
+	var attachedKeys []string
 	for id, res := range resources(template(t, st), "AWS::IAM::Policy") {
 		doc := props(res)["PolicyDocument"].(map[string]interface{})
 		for _, s := range doc["Statement"].([]interface{}) {
@@ -239,26 +251,44 @@ func TestOverrideItemOutOfAttachedReach(t *testing.T) {
 				if op != "ForAllValues:StringLike" || len(keys) == 0 {
 					t.Fatalf("%s: UpdateItem under %q %v: not limited by key", id, op, keys)
 				}
+				cond, _ := stmt["Condition"].(map[string]interface{})
+				var protected []string
+				if m, ok := cond["ForAllValues:StringNotEquals"].(map[string]interface{}); ok {
+					for _, a := range m["dynamodb:Attributes"].([]interface{}) {
+						protected = append(protected, a.(string))
+					}
+				}
 				for _, k := range keys {
 					if stringLike(k, "mock-api#override") {
 						t.Errorf("%s: key pattern %q lets the attached function write the override item", id, k)
 					}
-				}
-				for _, own := range []string{"mock-api", "mock-api#b#1700000000#31", "mock-api#lease#0"} {
-					if !slices.ContainsFunc(keys, func(k string) bool { return stringLike(k, own) }) {
-						t.Errorf("%s: no key pattern covers %q: %v", id, own, keys)
+					if stringLike(k, "mock-api") {
+						guarded++
+						if !slices.Equal(protected, store.ProtectedAttributes) {
+							t.Errorf("%s: circuit key %q writable with protected attributes %v; want exactly %v", id, k, protected, store.ProtectedAttributes)
+						}
+						rv, _ := json.Marshal(cond["StringEqualsIfExists"])
+						if string(rv) != `{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}` {
+							t.Errorf("%s: circuit key writable with ReturnValues condition %s", id, rv)
+						}
 					}
 				}
+				attachedKeys = append(attachedKeys, keys...)
 			case strings.HasPrefix(id, "CircuitBreakerUpdater"):
 				updaterWrites++
-				if op != "ForAllValues:StringEquals" || strings.Join(keys, ",") != "mock-api,mock-api#override" {
-					t.Errorf("%s: updater writes under %q %v; want exactly the monitored circuit and override keys", id, op, keys)
+				if op != "ForAllValues:StringEquals" || strings.Join(keys, ",") != "mock-api" {
+					t.Errorf("%s: updater writes under %q %v; want exactly the monitored circuit key", id, op, keys)
 				}
 			}
 		}
 	}
-	if attachedWrites != 1 || updaterWrites != 1 {
-		t.Errorf("%d attached and %d updater UpdateItem statements, want 1 each", attachedWrites, updaterWrites)
+	for _, own := range []string{"mock-api", "mock-api#b#1700000000#31", "mock-api#lease#0"} {
+		if !slices.ContainsFunc(attachedKeys, func(k string) bool { return stringLike(k, own) }) {
+			t.Errorf("no key pattern covers %q: %v", own, attachedKeys)
+		}
+	}
+	if attachedWrites != 2 || guarded != 1 || updaterWrites != 1 {
+		t.Errorf("%d attached UpdateItem statements (%d on the circuit key) and %d updater ones, want 2 (1) and 1", attachedWrites, guarded, updaterWrites)
 	}
 	if !stringLike("mock-api#b#*", "mock-api#b#1") || stringLike("mock-api", "mock-api#override") {
 		t.Error("stringLike does not match as IAM does")
@@ -286,9 +316,13 @@ func TestGrantOperate(t *testing.T) {
 		}
 		found = true
 		doc, _ := json.Marshal(props(res)["PolicyDocument"])
-		want := `"Action":["dynamodb:BatchGetItem","dynamodb:GetItem","dynamodb:UpdateItem"],"Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","orders#override","search","search#override"]}}`
-		if !strings.Contains(string(doc), want) {
-			t.Errorf("%s: operators' policy %s\nlacks %s", id, doc, want)
+		for _, want := range []string{
+			`"Action":["dynamodb:BatchGetItem","dynamodb:GetItem"],"Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","orders#override","search","search#override"]}}`,
+			`"Action":"dynamodb:UpdateItem","Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","search"]}}`,
+		} {
+			if !strings.Contains(string(doc), want) {
+				t.Errorf("%s: operators' policy %s\nlacks %s", id, doc, want)
+			}
 		}
 	}
 	if !found {
@@ -339,7 +373,7 @@ func TestOperations(t *testing.T) {
 	for id, res := range mappings {
 		p := props(res)
 		m, _ := json.Marshal(p)
-		for _, want := range []string{`"FunctionResponseTypes":["ReportBatchItemFailures"]`, `"BisectBatchOnFunctionError":true`, `HALF_OPEN`, `{\"kind\":{\"S\":[\"override\"]}}`, `"DestinationConfig"`, `"StartingPosition":"LATEST"`} {
+		for _, want := range []string{`"FunctionResponseTypes":["ReportBatchItemFailures"]`, `"BisectBatchOnFunctionError":true`, `HALF_OPEN`, `"DestinationConfig"`, `"StartingPosition":"LATEST"`} {
 			if !strings.Contains(string(m), want) {
 				t.Errorf("%s: mapping lacks %s: %s", id, want, m)
 			}

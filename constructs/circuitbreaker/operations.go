@@ -13,7 +13,6 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/changeevents"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/metrics"
-	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // EventsPackage is the import path of the change-events function.
@@ -54,17 +53,15 @@ func (s *circuitBreakedService) newEventsFunction() awslambda.Function {
 		RetryAttempts:           jsii.Number(10),
 		MaxRecordAge:            awscdk.Duration_Hours(jsii.Number(6)),
 		OnFailure:               awslambdaeventsources.NewSqsDlq(s.dlq),
-		// Only circuit items carry a state and only override items a
-		// kind of "override"; counter buckets and probe leases written by
-		// the extension never invoke the function. The function checks
-		// each record's key again, since attached functions can write
-		// any attribute on their own keys.
+		// Only circuit items (and their read copies) carry a state: an
+		// override write gives a new circuit item the state CLOSED.
+		// Counter buckets and probe leases written by the extension never
+		// invoke the function. The function checks each record's key
+		// again, since attached functions can write attributes on their
+		// own keys.
 		Filters: &[]*map[string]interface{}{
 			awslambda.FilterCriteria_Filter(&map[string]interface{}{
 				"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{"state": map[string]interface{}{"S": []interface{}{"CLOSED", "OPEN", "HALF_OPEN"}}}},
-			}),
-			awslambda.FilterCriteria_Filter(&map[string]interface{}{
-				"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{"kind": map[string]interface{}{"S": []interface{}{string(store.KindOverride)}}}},
 			}),
 		},
 	}))

@@ -74,9 +74,10 @@ type CircuitBreakedService interface {
 	// matching fn's architecture, the extension's environment variables,
 	// read access to the table, and UpdateItem limited by a
 	// dynamodb:LeadingKeys condition to those services' circuit, outcome
-	// bucket and probe lease items. The override items "<id>#override"
-	// stay out of reach: the function's code cannot undo an operator's
-	// override. It works alike for on-demand, provisioned-concurrency,
+	// bucket and probe lease items; on circuit items a
+	// dynamodb:Attributes condition keeps the operator override
+	// (store.ProtectedAttributes) out of reach: the function's code cannot
+	// undo an operator's override. It works alike for on-demand, provisioned-concurrency,
 	// SnapStart and Managed Instances functions. It panics, as the
 	// constructor does, for a service ID that is not monitored and for a
 	// function attached twice.
@@ -91,9 +92,10 @@ type CircuitBreakedService interface {
 	// Scan or Query).
 	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
 	// GrantOperate lets grantee, such as an operators' role, run circuitctl
-	// on the monitored services: GetItem, BatchGetItem and UpdateItem,
-	// limited by a dynamodb:LeadingKeys condition to their circuit items
-	// "<id>" and override items "<id>#override".
+	// on the monitored services: UpdateItem limited by a
+	// dynamodb:LeadingKeys condition to their circuit items "<id>", and
+	// GetItem and BatchGetItem to those and to the override items
+	// "<id>#override" of earlier versions (read until migrated).
 	GrantOperate(grantee awsiam.IGrantable) awsiam.Grant
 	// EventsFunction publishes state-change events, or nil when events are
 	// disabled.
@@ -246,19 +248,36 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 		Environment: env,
 	})
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:        jsii.String("ReadAndTransitionCircuits"),
-		Actions:    jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+		Sid:        jsii.String("ReadCircuits"),
+		Actions:    jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+		Resources:  jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]interface{}{"ForAllValues:StringEquals": map[string]interface{}{"dynamodb:LeadingKeys": s.readKeys()}},
+	}))
+	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("TransitionCircuits"),
+		Actions:    jsii.Strings("dynamodb:UpdateItem"),
 		Resources:  jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]interface{}{"ForAllValues:StringEquals": map[string]interface{}{"dynamodb:LeadingKeys": s.circuitKeys()}},
 	}))
 	return fn
 }
 
-// circuitKeys are the circuit and override item keys of the monitored
-// services. The updater's and operators' grants name them in a
-// dynamodb:LeadingKeys condition, so a crafted updater input or an
-// operator's typo cannot reach any other key.
+// circuitKeys are the circuit item keys of the monitored services. The
+// updater's and operators' grants name them in a dynamodb:LeadingKeys
+// condition, so a crafted updater input or an operator's typo cannot
+// reach any other key.
 func (s *circuitBreakedService) circuitKeys() []string {
+	var keys []string
+	for _, svc := range s.services {
+		keys = append(keys, svc.ID)
+	}
+	return keys
+}
+
+// readKeys are circuitKeys and the legacy override item keys
+// "<id>#override", which the updater and circuitctl read (never write)
+// while a circuit's override has not been moved into its circuit item.
+func (s *circuitBreakedService) readKeys() []string {
 	var keys []string
 	for _, svc := range s.services {
 		keys = append(keys, svc.ID, store.OverrideKey(svc.ID))
@@ -330,33 +349,54 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 }
 
 // grantReport lets grantee record call outcomes and probe leases, and move
-// the circuits, of the given services only: UpdateItem on the circuit
-// items, their counter buckets and their lease slots, enforced with the
-// dynamodb:LeadingKeys condition.
+// the circuits, of the given services only, enforced with
+// dynamodb:LeadingKeys conditions: UpdateItem on their counter buckets and
+// lease slots, and, in a second statement, UpdateItem on their circuit
+// items that touches no attribute of store.ProtectedAttributes (the
+// operator override) and returns no whole item.
 func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceIDs []string) awsiam.Grant {
-	var keys []string
+	var outcomes, circuits []string
 	for _, id := range serviceIDs {
-		keys = append(keys, id, id+store.BucketInfix+"*", id+store.LeaseInfix+"*")
+		outcomes = append(outcomes, id+store.BucketInfix+"*", id+store.LeaseInfix+"*")
+		circuits = append(circuits, id)
 	}
-	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+	g := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee:      grantee,
 		Actions:      jsii.Strings("dynamodb:UpdateItem"),
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
-			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys},
+			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": outcomes},
 		},
 	})
+	return g.Combine(awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("dynamodb:UpdateItem"),
+		ResourceArns: jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]*map[string]interface{}{
+			"ForAllValues:StringLike":      {"dynamodb:LeadingKeys": circuits},
+			"ForAllValues:StringNotEquals": {"dynamodb:Attributes": store.ProtectedAttributes},
+			"StringEqualsIfExists":         {"dynamodb:ReturnValues": []string{"NONE", "UPDATED_OLD", "UPDATED_NEW"}},
+		},
+	}))
 }
 
 func (s *circuitBreakedService) GrantOperate(grantee awsiam.IGrantable) awsiam.Grant {
-	return awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+	g := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee:      grantee,
-		Actions:      jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"),
+		Actions:      jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem"),
+		ResourceArns: jsii.Strings(*s.table.TableArn()),
+		Conditions: &map[string]*map[string]interface{}{
+			"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": s.readKeys()},
+		},
+	})
+	return g.Combine(awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee:      grantee,
+		Actions:      jsii.Strings("dynamodb:UpdateItem"),
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
 			"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": s.circuitKeys()},
 		},
-	})
+	}))
 }
 
 func (s *circuitBreakedService) GrantRead(grantee awsiam.IGrantable) awsiam.Grant {

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 				fmt.Fprintf(stderr, "circuitctl: %s\n", clean(rerr.Error()))
 				return exitError
 			}
-			if !r.Found && !r.OverrideStored {
+			if !r.Found && !r.LegacyOverrideItem {
 				fmt.Fprintf(stderr, "circuitctl: the table holds no circuit %q: no check or call has recorded it yet. Check the ID (a typo would override a circuit nobody monitors), or pass --create\n", ids[0])
 				return exitUsage
 			}

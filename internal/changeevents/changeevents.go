@@ -4,8 +4,11 @@
 //
 // A transition is a record of a circuit item ("<id>") whose new image has
 // a higher version than its old image; an override change is a record of
-// an override item ("<id>#override"). Counter updates, bucket and lease
-// items, removals and items of any other key produce no event. Each stream record is delivered to the function at least once
+// a circuit item whose override attribute (store.OverrideAttribute, which
+// attached functions cannot write) changed its override, reason or
+// expiry. Counter updates, bucket, lease and read-copy items, legacy
+// override items ("<id>#override", no longer written), removals and items
+// of any other key produce no event. Each stream record is delivered to the function at least once
 // and each transition writes exactly one record, so subscribers see each
 // transition once; after a retried delivery they can drop duplicates by
 // (serviceId, version).
@@ -21,6 +24,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
@@ -99,14 +103,14 @@ type Entry struct {
 // by a function with a wide grant. It produces no event.
 var ErrIgnored = errors.New("changeevents: not a circuit or override item")
 
-// FromRecord returns the events one stream record stands for: none, a
-// state change (from a circuit item "<id>") or an override change (from an
-// override item "<id>#override"). Counter buckets, probe leases and
+// FromRecord returns the events one stream record of a circuit item
+// "<id>" stands for: none, a state change, an override change, or both.
+// Counter buckets, probe leases, read copies, legacy override items and
 // removals produce none; a key that is not one of the table's item kinds,
 // or whose service ID is invalid, returns an error wrapping ErrIgnored.
-// Override attributes on a circuit item (the layout of earlier versions)
-// produce no event: only the override item, which attached functions
-// cannot write, speaks for an operator.
+// Legacy override attributes on a circuit item produce no event: only the
+// override attribute, which attached functions cannot write, speaks for
+// an operator.
 func FromRecord(r events.DynamoDBEventRecord) ([]Entry, error) {
 	if r.EventName != string(events.DynamoDBOperationTypeInsert) && r.EventName != string(events.DynamoDBOperationTypeModify) {
 		return nil, nil
@@ -119,13 +123,16 @@ func FromRecord(r events.DynamoDBEventRecord) ([]Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrIgnored, err)
 	}
-	switch kind {
-	case store.KindCircuit:
-		return stateEntries(r, id)
-	case store.KindOverride:
-		return overrideEntries(r, id)
+	if kind != store.KindCircuit {
+		return nil, nil
 	}
-	return nil, nil
+	overrides, oerr := overrideEntries(r, id)
+	states, serr := stateEntries(r, id)
+	entries := append(overrides, states...)
+	if len(entries) == 0 {
+		return nil, errors.Join(oerr, serr)
+	}
+	return entries, nil
 }
 
 // recordKey is the record's partition key, which every image it carries
@@ -182,25 +189,35 @@ func stateEntries(r events.DynamoDBEventRecord, id string) ([]Entry, error) {
 	}}}, nil
 }
 
-// overrideEntries is the override change of an override item's record, if
-// the override, its reason or its expiry changed.
+// overrideEntries is the override change of a circuit item's record, if
+// its override attribute's override, reason or expiry changed. An old
+// image without the attribute, or with one that does not decode, counts
+// as no override.
 func overrideEntries(r events.DynamoDBEventRecord, id string) ([]Entry, error) {
-	newImage, err := decodeOverride(r.Change.NewImage)
+	item, err := convertImage(r.Change.NewImage)
 	if err != nil {
 		return nil, err
 	}
-	old := store.OverrideItem{ID: id}
+	newOverride, found, err := store.DecodeOverrideAttribute(item)
+	if err != nil || !found {
+		return nil, err
+	}
+	var old store.OverrideItem
 	if len(r.Change.OldImage) > 0 {
-		if old, err = decodeOverride(r.Change.OldImage); err != nil {
-			return nil, err
+		if oldItem, err := convertImage(r.Change.OldImage); err == nil {
+			old, _, _ = store.DecodeOverrideAttribute(oldItem)
 		}
 	}
-	if newImage.Override == old.Override && newImage.Until.Equal(old.Until) && newImage.Reason == old.Reason {
+	if newOverride.Override == old.Override && newOverride.Until.Equal(old.Until) && newOverride.Reason == old.Reason {
 		return nil, nil
 	}
-	d := OverrideChanged{ServiceID: id, Override: newImage.Override, Previous: old.Override, Reason: newImage.Reason, State: newImage.CircuitState}
-	if !newImage.Until.IsZero() {
-		until := newImage.Until
+	state := circuit.Closed
+	if v, ok := item["state"].(*types.AttributeValueMemberS); ok && circuit.State(v.Value).Valid() {
+		state = circuit.State(v.Value)
+	}
+	d := OverrideChanged{ServiceID: id, Override: newOverride.Override, Previous: old.Override, Reason: newOverride.Reason, State: state}
+	if !newOverride.Until.IsZero() {
+		until := newOverride.Until
 		d.Until = &until
 	}
 	return []Entry{{Sequence: r.Change.SequenceNumber, DetailType: DetailTypeOverrideChanged, Detail: d}}, nil
@@ -228,14 +245,6 @@ func imageVersion(image map[string]events.DynamoDBAttributeValue) (int64, error)
 		return 0, fmt.Errorf("changeevents: old image's version: %w", err)
 	}
 	return n, nil
-}
-
-func decodeOverride(image map[string]events.DynamoDBAttributeValue) (store.OverrideItem, error) {
-	item, err := convertImage(image)
-	if err != nil {
-		return store.OverrideItem{}, err
-	}
-	return store.DecodeOverride(item)
 }
 
 // Handle is the Lambda handler for a DynamoDB stream batch. It sends the

@@ -53,6 +53,8 @@ func toStream(item map[string]types.AttributeValue) map[string]events.DynamoDBAt
 			out[k] = events.NewStringAttribute(x.Value)
 		case *types.AttributeValueMemberN:
 			out[k] = events.NewNumberAttribute(x.Value)
+		case *types.AttributeValueMemberM:
+			out[k] = events.NewMapAttribute(toStream(x.Value))
 		}
 	}
 	return out
@@ -111,11 +113,11 @@ func TestEventsForASequenceOfTransitions(t *testing.T) {
 	for _, ok := range []bool{false, true, false, false, false, true, true, true} {
 		check(ok)
 	}
-	before := readKey("orders#override")
+	before := read()
 	if _, err := st.SetOverride(ctx, "orders", circuit.ForcedOpen, "bad deploy downstream", now.Add(time.Hour), now); err != nil {
 		t.Fatal(err)
 	}
-	recordKey("orders#override", before)
+	record(before)
 	// Override attributes written on the circuit item (as an attached
 	// function could) are no operator's: no event.
 	before = read()
@@ -295,28 +297,36 @@ func TestRewriteOfAnUnreadableItem(t *testing.T) {
 	}
 }
 
-// TestOverrideItemRecords checks the override events of an override
-// item's records: a legacy override moved into a new item, then cleared.
-func TestOverrideItemRecords(t *testing.T) {
-	key := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("orders#override")}
-	moved := map[string]events.DynamoDBAttributeValue{
-		"id": events.NewStringAttribute("orders#override"), "kind": events.NewStringAttribute("override"),
+// TestOverrideAttributeRecords checks the override events of a circuit
+// item's records: a legacy override moved into the override attribute,
+// then cleared; and that a legacy override item speaks no more.
+func TestOverrideAttributeRecords(t *testing.T) {
+	key := map[string]events.DynamoDBAttributeValue{"id": events.NewStringAttribute("orders")}
+	legacy := map[string]events.DynamoDBAttributeValue{
+		"id": events.NewStringAttribute("orders"), "state": events.NewStringAttribute("OPEN"), "version": events.NewNumberAttribute("3"),
 		"override": events.NewStringAttribute("FORCED_OPEN"), "overrideReason": events.NewStringAttribute("maintenance"),
-		"overrideAt": events.NewNumberAttribute("1767225600000"), "circuitState": events.NewStringAttribute("OPEN"),
 	}
-	cleared := map[string]events.DynamoDBAttributeValue{
-		"id": events.NewStringAttribute("orders#override"), "kind": events.NewStringAttribute("override"),
-		"clearedAt": events.NewNumberAttribute("1767229200000"), "circuitState": events.NewStringAttribute("CLOSED"),
+	withOverride := func(m map[string]events.DynamoDBAttributeValue) map[string]events.DynamoDBAttributeValue {
+		out := map[string]events.DynamoDBAttributeValue{"id": legacy["id"], "state": legacy["state"], "version": legacy["version"]}
+		out["operatorOverride"] = events.NewMapAttribute(m)
+		return out
 	}
+	moved := withOverride(map[string]events.DynamoDBAttributeValue{
+		"override": events.NewStringAttribute("FORCED_OPEN"), "reason": events.NewStringAttribute("maintenance"),
+		"at": events.NewNumberAttribute("1767225600000"), "rev": events.NewNumberAttribute("1"),
+	})
+	cleared := withOverride(map[string]events.DynamoDBAttributeValue{
+		"clearedAt": events.NewNumberAttribute("1767229200000"), "rev": events.NewNumberAttribute("2"),
+	})
 	tests := []struct {
 		name string
 		r    events.DynamoDBEventRecord
 		want OverrideChanged
 	}{
-		{"legacy override moved", events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: key, NewImage: moved}},
+		{"legacy override moved", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: key, OldImage: legacy, NewImage: moved}},
 			OverrideChanged{ServiceID: "orders", Override: circuit.ForcedOpen, Reason: "maintenance", State: circuit.Open}},
 		{"cleared", events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: key, OldImage: moved, NewImage: cleared}},
-			OverrideChanged{ServiceID: "orders", Previous: circuit.ForcedOpen, State: circuit.Closed}},
+			OverrideChanged{ServiceID: "orders", Previous: circuit.ForcedOpen, State: circuit.Open}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,8 +339,14 @@ func TestOverrideItemRecords(t *testing.T) {
 			}
 		})
 	}
-	bad := events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{Keys: key, NewImage: withAttr(moved, "override", "SOMETIMES")}}
+	bad := events.DynamoDBEventRecord{EventName: "MODIFY", Change: events.DynamoDBStreamRecord{Keys: key, OldImage: moved, NewImage: withOverride(map[string]events.DynamoDBAttributeValue{
+		"override": events.NewStringAttribute("SOMETIMES"), "rev": events.NewNumberAttribute("3")})}}
 	if got, err := FromRecord(bad); err == nil || len(got) != 0 {
-		t.Errorf("override item with an unknown override = %v, %v; want an error", got, err)
+		t.Errorf("override attribute with an unknown override = %v, %v; want an error", got, err)
+	}
+	oldItem := events.DynamoDBEventRecord{EventName: "INSERT", Change: events.DynamoDBStreamRecord{NewImage: map[string]events.DynamoDBAttributeValue{
+		"id": events.NewStringAttribute("orders#override"), "override": events.NewStringAttribute("FORCED_CLOSED")}}}
+	if got, err := FromRecord(oldItem); err != nil || len(got) != 0 {
+		t.Errorf("legacy override item = %v, %v; want no event", got, err)
 	}
 }

@@ -32,8 +32,8 @@ type Applied struct {
 	Decision circuit.Decision
 	// Found reports whether the circuit item existed when last read.
 	Found bool
-	// OverrideStored reports whether the override item existed when last
-	// read; when it did not, see MigrateOverride.
+	// OverrideStored reports whether the circuit item held the override
+	// attribute when last read; when it did not, see MigrateOverride.
 	OverrideStored bool
 	// Reads and Writes count the DynamoDB calls made, including lost
 	// conditional writes.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,16 +15,43 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 )
 
-// Override attributes. An override item holds them; a circuit item
-// written by earlier versions may hold them too (the legacy layout, read
-// only while the circuit has no override item; see Get).
+// OverrideAttribute is the map attribute of a circuit item that holds the
+// operator override (documented in docs/state-model.md). Attached
+// functions may write their circuit items, but an IAM condition on
+// dynamodb:Attributes keeps this attribute (and the others in
+// ProtectedAttributes) out of their reach.
+const OverrideAttribute = "operatorOverride"
+
+// Legacy override attributes: earlier versions kept the override in these
+// top-level attributes of the circuit item, and later in an override item
+// "<id>#override". Both are read only while the circuit item has no
+// OverrideAttribute, and moved into it by MigrateOverride.
 var legacyOverrideAttributes = []string{"override", "overrideReason", "overrideUntil", "overrideAt"}
 
-// overrideRecord is the item layout of an override item (documented in
-// docs/state-model.md). Times are Unix milliseconds.
+// ProtectedAttributes are the attributes of circuit items that attached
+// functions must never write: the operator override, its legacy
+// top-level attributes, and the table's TTL attribute (which would let
+// DynamoDB delete the circuit item, and its override with it). The
+// construct's
+// grant for attached functions lists exactly these in a
+// ForAllValues:StringNotEquals condition on dynamodb:Attributes, and the
+// extension's writes never name them.
+var ProtectedAttributes = []string{OverrideAttribute, "override", "overrideReason", "overrideUntil", "overrideAt", TTLAttribute}
+
+// overrideMap is the layout of OverrideAttribute. Times are Unix
+// milliseconds. Rev goes up by one with every write of the map.
+type overrideMap struct {
+	Override  string `dynamodbav:"override,omitempty"`
+	Reason    string `dynamodbav:"reason,omitempty"`
+	Until     int64  `dynamodbav:"until,omitempty"`
+	At        int64  `dynamodbav:"at,omitempty"`
+	ClearedAt int64  `dynamodbav:"clearedAt,omitempty"`
+	Rev       int64  `dynamodbav:"rev"`
+}
+
+// overrideRecord is the layout of a legacy override item "<id>#override".
 type overrideRecord struct {
 	ID             string `dynamodbav:"id"`
-	Kind           string `dynamodbav:"kind"`
 	Override       string `dynamodbav:"override,omitempty"`
 	OverrideReason string `dynamodbav:"overrideReason,omitempty"`
 	OverrideUntil  int64  `dynamodbav:"overrideUntil,omitempty"`
@@ -34,11 +60,12 @@ type overrideRecord struct {
 	CircuitState   string `dynamodbav:"circuitState,omitempty"`
 }
 
-// OverrideItem is a decoded override item. An item without an override
-// (cleared, or created when the circuit was first checked) still counts:
-// while it exists, override attributes on the circuit item are ignored.
+// OverrideItem is a decoded operator override: a circuit item's
+// OverrideAttribute, or a legacy override item. One without an override
+// (cleared, or created by the migration) still counts: while it exists,
+// older places of the override are ignored.
 type OverrideItem struct {
-	// ID is the service ID (not the item's key).
+	// ID is the service ID.
 	ID string
 	// Override is the operator override, or NoOverride.
 	Override circuit.Override
@@ -48,12 +75,15 @@ type OverrideItem struct {
 	Until, At time.Time
 	// ClearedAt is when an operator last cleared an override.
 	ClearedAt time.Time
-	// CircuitState is the circuit's own state when the item was last
-	// written, for the change event.
+	// Rev counts the writes of the override (zero for a legacy override
+	// item).
+	Rev int64
+	// CircuitState is, for a legacy override item, the circuit's own
+	// state when the item was last written.
 	CircuitState circuit.State
 }
 
-// DecodeOverride turns an override item into an OverrideItem.
+// DecodeOverride decodes a legacy override item "<id>#override".
 func DecodeOverride(item map[string]types.AttributeValue) (OverrideItem, error) {
 	var r overrideRecord
 	if err := attributevalue.UnmarshalMap(item, &r); err != nil {
@@ -78,21 +108,49 @@ func DecodeOverride(item map[string]types.AttributeValue) (OverrideItem, error) 
 	return o, nil
 }
 
-// EncodeOverride turns the override fields of c into c's override item.
-func EncodeOverride(c circuit.Circuit) (map[string]types.AttributeValue, error) {
-	item, err := attributevalue.MarshalMap(overrideRecord{
-		ID:             OverrideKey(c.ID),
-		Kind:           string(KindOverride),
-		Override:       string(c.Override),
-		OverrideReason: c.OverrideReason,
-		OverrideUntil:  toMillis(c.OverrideUntil),
-		OverrideAt:     toMillis(c.OverrideAt),
-		CircuitState:   string(c.State),
+// DecodeOverrideAttribute decodes the OverrideAttribute of a circuit item
+// (or of one of its read copies): found is false when the item has none.
+// Legacy override attributes are not read.
+func DecodeOverrideAttribute(item map[string]types.AttributeValue) (o OverrideItem, found bool, err error) {
+	v, ok := item[OverrideAttribute]
+	if !ok {
+		return OverrideItem{}, false, nil
+	}
+	var m overrideMap
+	if err := attributevalue.Unmarshal(v, &m); err != nil {
+		return OverrideItem{}, true, fmt.Errorf("store: decode %s: %w", OverrideAttribute, err)
+	}
+	o = OverrideItem{
+		Override:  circuit.Override(m.Override),
+		Reason:    m.Reason,
+		Until:     fromMillis(m.Until),
+		At:        fromMillis(m.At),
+		ClearedAt: fromMillis(m.ClearedAt),
+		Rev:       m.Rev,
+	}
+	if k, ok := item[KeyAttribute].(*types.AttributeValueMemberS); ok {
+		o.ID, _, _ = ParseKey(k.Value)
+	}
+	if o.Override != circuit.NoOverride && !o.Override.Valid() {
+		return OverrideItem{}, true, fmt.Errorf("store: decode %s: unknown override %q", OverrideAttribute, o.Override)
+	}
+	return o, true, nil
+}
+
+// encode is o as OverrideAttribute's value.
+func (o OverrideItem) encode() (types.AttributeValue, error) {
+	v, err := attributevalue.Marshal(overrideMap{
+		Override:  string(o.Override),
+		Reason:    o.Reason,
+		Until:     toMillis(o.Until),
+		At:        toMillis(o.At),
+		ClearedAt: toMillis(o.ClearedAt),
+		Rev:       o.Rev,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: encode override of %q: %w", c.ID, err)
+		return nil, fmt.Errorf("store: encode override of %q: %w", o.ID, err)
 	}
-	return item, nil
+	return v, nil
 }
 
 // applyTo replaces the override fields of c with o's.
@@ -103,10 +161,12 @@ func (o OverrideItem) applyTo(c *circuit.Circuit) {
 // SetOverride sets an operator override on circuit id, replacing any
 // earlier one, and returns the circuit with it. until is when it expires
 // (the zero time: never); now is the time of the request, recorded as
-// overrideAt. It writes only the override item "<id>#override", so the
-// state machine's attributes are untouched: the override neither bumps the
-// version nor loses a concurrent transition. A legacy override on the
-// circuit item is migrated first.
+// overrideAt. It writes only the circuit item's OverrideAttribute (and
+// removes legacy override attributes), so the state machine's attributes
+// are untouched: the override neither bumps the version nor loses a
+// concurrent transition. The write is conditioned on the override read
+// (its revision), and read again after a lost race, so that every
+// override write gets the next revision; the last write wins.
 func (s *Store) SetOverride(ctx context.Context, id string, o circuit.Override, reason string, until, now time.Time) (circuit.Circuit, error) {
 	if err := circuit.ValidateID(id); err != nil {
 		return circuit.Circuit{}, fmt.Errorf("store: set override: %w", err)
@@ -114,199 +174,161 @@ func (s *Store) SetOverride(ctx context.Context, id string, o circuit.Override, 
 	if err := circuit.ValidateOverride(o, reason, until, now); err != nil {
 		return circuit.Circuit{}, fmt.Errorf("store: set override on %q: %w", id, err)
 	}
-	cur, err := s.read(ctx, id)
-	if err != nil {
-		return circuit.Circuit{}, err
-	}
-	if !cur.OverrideStored && cur.Circuit.Override != circuit.NoOverride {
-		if _, err := s.MigrateOverride(ctx, cur.Circuit, now); err != nil {
+	for attempt := 1; ; attempt++ {
+		cur, err := s.read(ctx, id)
+		if err != nil {
 			return circuit.Circuit{}, err
 		}
+		ov := OverrideItem{ID: id, Override: o, Reason: reason, Until: until, At: now, ClearedAt: cur.override.ClearedAt}
+		err = s.writeOverride(ctx, cur, ov)
+		if errors.Is(err, ErrConflict) && attempt < s.maxAttempts {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return circuit.Circuit{}, fmt.Errorf("store: set override on %q: %w", id, err)
+			}
+			continue
+		}
+		if err != nil {
+			return circuit.Circuit{}, fmt.Errorf("store: set override %s on %q: %w", o, id, err)
+		}
+		c := cur.Circuit
+		ov.applyTo(&c)
+		attrs := []slog.Attr{
+			slog.String("service", id),
+			slog.String("override", string(o)),
+			slog.String("reason", reason),
+			slog.Time("at", now),
+		}
+		if !until.IsZero() {
+			attrs = append(attrs, slog.Time("until", until))
+		}
+		s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideSet, attrs...)
+		return c, nil
 	}
-	e := newExpr()
-	e.set("kind", &types.AttributeValueMemberS{Value: string(KindOverride)})
-	e.set("override", &types.AttributeValueMemberS{Value: string(o)})
-	e.set("overrideReason", &types.AttributeValueMemberS{Value: reason})
-	e.set("overrideAt", num(toMillis(now)))
-	e.set("circuitState", &types.AttributeValueMemberS{Value: string(cur.Circuit.State)})
-	e.setOrRemove("overrideUntil", toMillis(until))
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(OverrideKey(id)),
-		UpdateExpression:          aws.String(e.update()),
-		ExpressionAttributeNames:  e.names,
-		ExpressionAttributeValues: e.values,
-		ReturnValues:              types.ReturnValueAllNew,
-	})
-	if err != nil {
-		return circuit.Circuit{}, fmt.Errorf("store: set override %s on %q: %w", o, id, err)
-	}
-	ov, err := DecodeOverride(out.Attributes)
-	if err != nil {
-		return circuit.Circuit{}, err
-	}
-	c := cur.Circuit
-	ov.applyTo(&c)
-	attrs := []slog.Attr{
-		slog.String("service", id),
-		slog.String("override", string(o)),
-		slog.String("reason", reason),
-		slog.Time("at", now),
-	}
-	if !until.IsZero() {
-		attrs = append(attrs, slog.Time("until", until))
-	}
-	s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideSet, attrs...)
-	return c, nil
 }
 
 // ClearOverride removes the operator override of circuit id and returns
-// the circuit and whether there was an override to clear (an expired one
-// counts). The override item stays, without an override, so that a legacy
-// override on the circuit item is never read again. Clearing a circuit
-// with no override writes nothing, except for the refused conditional
-// write when the circuit has an override item.
+// the circuit and whether there was an override to clear (an expired one,
+// or an invalid legacy one, counts). Clearing a circuit with no override
+// writes nothing.
 func (s *Store) ClearOverride(ctx context.Context, id string, now time.Time) (c circuit.Circuit, cleared bool, err error) {
 	if err := circuit.ValidateID(id); err != nil {
 		return circuit.Circuit{}, false, fmt.Errorf("store: clear override: %w", err)
 	}
-	cur, err := s.read(ctx, id)
-	if err != nil {
-		return circuit.Circuit{}, false, err
-	}
-	c = cur.Circuit
-	if !cur.OverrideStored {
-		if cur.DroppedOverride != "" {
-			// An invalid legacy override: create the override item, so
-			// that the attributes are never read again, and remove them.
-			if _, err := s.migrate(ctx, c, true, now); err != nil {
-				return circuit.Circuit{}, false, err
-			}
-			s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideCleared,
-				slog.String("service", id),
-				slog.String("override", cur.DroppedOverride),
-				slog.Time("at", now),
-			)
-			return c, true, nil
-		}
-		if c.Override == circuit.NoOverride {
-			return c, false, nil
-		}
-		if _, err := s.MigrateOverride(ctx, c, now); err != nil {
+	for attempt := 1; ; attempt++ {
+		cur, err := s.read(ctx, id)
+		if err != nil {
 			return circuit.Circuit{}, false, err
 		}
-	}
-	e := newExpr()
-	for _, a := range legacyOverrideAttributes {
-		e.remove(a)
-	}
-	e.set("clearedAt", num(toMillis(now)))
-	e.set("circuitState", &types.AttributeValueMemberS{Value: string(c.State)})
-	cond := "attribute_exists(" + e.name("override") + ")"
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(OverrideKey(id)),
-		UpdateExpression:          aws.String(e.update()),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  e.names,
-		ExpressionAttributeValues: e.values,
-		ReturnValues:              types.ReturnValueAllOld,
-	})
-	if err != nil {
-		var ccf *types.ConditionalCheckFailedException
-		if errors.As(err, &ccf) {
-			c.Override, c.OverrideReason, c.OverrideUntil, c.OverrideAt = circuit.NoOverride, "", time.Time{}, time.Time{}
+		c = cur.Circuit
+		old := c.Override
+		if old == circuit.NoOverride {
+			old = circuit.Override(cur.DroppedOverride)
+		}
+		if old == circuit.NoOverride && !cur.overrideBroken {
 			return c, false, nil
 		}
-		return circuit.Circuit{}, false, fmt.Errorf("store: clear override on %q: %w", id, err)
+		err = s.writeOverride(ctx, cur, OverrideItem{ID: id, ClearedAt: now})
+		if errors.Is(err, ErrConflict) && attempt < s.maxAttempts {
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return circuit.Circuit{}, false, fmt.Errorf("store: clear override on %q: %w", id, err)
+			}
+			continue
+		}
+		if err != nil {
+			return circuit.Circuit{}, false, fmt.Errorf("store: clear override on %q: %w", id, err)
+		}
+		s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideCleared,
+			slog.String("service", id),
+			slog.String("override", string(old)),
+			slog.Time("at", now),
+		)
+		c.Override, c.OverrideReason, c.OverrideUntil, c.OverrideAt = circuit.NoOverride, "", time.Time{}, time.Time{}
+		return c, true, nil
 	}
-	old, err := DecodeOverride(out.Attributes)
-	if err != nil {
-		return circuit.Circuit{}, false, err
-	}
-	s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideCleared,
-		slog.String("service", id),
-		slog.String("override", string(old.Override)),
-		slog.Time("at", now),
-	)
-	c.Override, c.OverrideReason, c.OverrideUntil, c.OverrideAt = circuit.NoOverride, "", time.Time{}, time.Time{}
-	return c, true, nil
 }
 
-// MigrateOverride creates the override item of circuit c when it has none,
-// holding the legacy override that c was read with (or no override), and
-// then removes the legacy override attributes from the circuit item. From
-// then on the circuit item's override attributes are ignored, whoever
-// writes them. It reports whether it created the item; when another
-// writer created it first, it changes nothing.
-//
-// A legacy override attribute that holds no valid override is not
-// migrated: c, as read, has no override, and the item is created without
-// one (see Read.DroppedOverride).
-func (s *Store) MigrateOverride(ctx context.Context, c circuit.Circuit, now time.Time) (bool, error) {
-	return s.migrate(ctx, c, c.Override != circuit.NoOverride, now)
-}
-
-// migrate is MigrateOverride; it removes the legacy override attributes
-// from the circuit item after creating the override item when
-// removeLegacy is set.
-func (s *Store) migrate(ctx context.Context, c circuit.Circuit, removeLegacy bool, now time.Time) (bool, error) {
-	item, err := EncodeOverride(c)
+// MigrateOverride moves the override of circuit id from where earlier
+// versions kept it (the override item "<id>#override", or else the
+// legacy attributes of the circuit item) into the circuit item's
+// OverrideAttribute, and removes the legacy attributes. A circuit item
+// that already has the attribute is left alone (the override there was
+// set later and wins), as is the old override item, which is never read
+// again. It creates the attribute, without an override, when there is
+// nothing to move. It reports whether it wrote.
+func (s *Store) MigrateOverride(ctx context.Context, id string, now time.Time) (bool, error) {
+	cur, err := s.read(ctx, id)
 	if err != nil {
 		return false, err
 	}
-	// UpdateItem rather than PutItem, so that no role needs PutItem.
-	attrs := make([]string, 0, len(item))
-	for a := range item {
-		if a != KeyAttribute {
-			attrs = append(attrs, a)
-		}
+	if cur.OverrideStored {
+		return false, nil
 	}
-	sort.Strings(attrs)
-	e := newExpr()
-	for _, a := range attrs {
-		e.set(a, item[a])
-	}
-	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(OverrideKey(c.ID)),
-		UpdateExpression:          aws.String(e.update()),
-		ConditionExpression:       aws.String("attribute_not_exists(" + e.name(KeyAttribute) + ")"),
-		ExpressionAttributeNames:  e.names,
-		ExpressionAttributeValues: e.values,
-	})
-	if err != nil {
-		var ccf *types.ConditionalCheckFailedException
-		if errors.As(err, &ccf) {
+	ov := cur.override
+	ov.ID = id
+	cur.Circuit.Override, cur.Circuit.OverrideReason, cur.Circuit.OverrideUntil, cur.Circuit.OverrideAt = ov.Override, ov.Reason, ov.Until, ov.At
+	if err := s.writeOverride(ctx, cur, ov); err != nil {
+		if errors.Is(err, ErrConflict) {
 			return false, nil
 		}
-		return false, fmt.Errorf("store: create override item of %q: %w", c.ID, err)
+		return false, fmt.Errorf("store: migrate override of %q: %w", id, err)
 	}
-	if !removeLegacy {
-		return true, nil
+	if ov.Override != circuit.NoOverride {
+		s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideMigrated,
+			slog.String("service", id),
+			slog.String("override", string(ov.Override)),
+			slog.Time("at", now),
+		)
 	}
-	e = newExpr()
+	return true, nil
+}
+
+// writeOverride writes ov, at the revision after cur's, as the
+// OverrideAttribute of cur's circuit item, on the condition that the
+// attribute's revision is still the one read (or that the attribute still
+// does not exist). It removes the legacy override attributes, and gives
+// an item that has no state the state CLOSED, which it would read as
+// anyway. A lost race is ErrConflict.
+func (s *Store) writeOverride(ctx context.Context, cur Read, ov OverrideItem) error {
+	id := cur.Circuit.ID
+	ov.Rev = cur.override.Rev + 1
+	v, err := ov.encode()
+	if err != nil {
+		return err
+	}
+	e := newExpr()
+	e.set(OverrideAttribute, v)
+	st := e.name("state")
+	e.sets = append(e.sets, st+" = if_not_exists("+st+", "+e.value(&types.AttributeValueMemberS{Value: string(circuit.Closed)})+")")
 	for _, a := range legacyOverrideAttributes {
 		e.remove(a)
 	}
+	switch {
+	case cur.overrideBroken:
+		// Written by hand: any revision is replaced.
+		e.conds = append(e.conds, "attribute_exists("+e.name(OverrideAttribute)+")")
+	case cur.OverrideStored:
+		rev := e.name(OverrideAttribute) + "." + e.name("rev")
+		e.conds = append(e.conds, rev+" = "+e.value(num(cur.override.Rev)))
+		if cur.override.Rev == 0 {
+			e.conds = []string{"(attribute_not_exists(" + rev + ") OR " + rev + " = " + e.value(num(0)) + ")"}
+		}
+	default:
+		e.conds = append(e.conds, "attribute_not_exists("+e.name(OverrideAttribute)+")")
+	}
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      key(c.ID),
-		UpdateExpression:         aws.String(e.update()),
-		ConditionExpression:      aws.String("attribute_exists(" + e.name("override") + ")"),
-		ExpressionAttributeNames: e.names,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		return true, fmt.Errorf("store: remove legacy override attributes of %q: %w", c.ID, err)
+		TableName:                 aws.String(s.table),
+		Key:                       key(id),
+		UpdateExpression:          aws.String(e.update()),
+		ConditionExpression:       aws.String(e.condition()),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}, s.callOpts...)
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return fmt.Errorf("store: write override of %q: %w", id, ErrConflict)
+		}
+		return fmt.Errorf("store: write override of %q: %w", id, err)
 	}
-	if c.Override == circuit.NoOverride {
-		return true, nil
-	}
-	s.log().LogAttrs(ctx, slog.LevelInfo, MsgOverrideMigrated,
-		slog.String("service", c.ID),
-		slog.String("override", string(c.Override)),
-		slog.Time("at", now),
-	)
-	return true, nil
+	return nil
 }

@@ -20,6 +20,7 @@ func putLegacy(t *testing.T, s *Store, c circuit.Circuit) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	delete(item, OverrideAttribute)
 	item["override"] = strAV(string(c.Override))
 	item["overrideReason"] = strAV(c.OverrideReason)
 	item["overrideAt"] = num(toMillis(c.OverrideAt))
@@ -42,37 +43,62 @@ func rawItem(t *testing.T, s *Store, k string) map[string]types.AttributeValue {
 	return out.Item
 }
 
-// TestOverrideItemWins checks that the override item decides, whatever the
-// circuit item's own override attributes say, including when it holds no
-// override at all.
-func TestOverrideItemWins(t *testing.T) {
+// putOverrideItem writes a legacy override item "<id>#override", as the
+// previous version did.
+func putOverrideItem(t *testing.T, s *Store, id string, o circuit.Override, reason string, at time.Time) {
+	t.Helper()
+	item := map[string]types.AttributeValue{
+		KeyAttribute: strAV(OverrideKey(id)), "kind": strAV("override"), "overrideAt": num(toMillis(at)), "circuitState": strAV("CLOSED"),
+	}
+	if o != circuit.NoOverride {
+		item["override"], item["overrideReason"] = strAV(string(o)), strAV(reason)
+	}
+	tbl := s.Table()
+	if _, err := s.db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &tbl, Item: item}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOverrideAttributeWins checks that the circuit item's override
+// attribute decides, whatever a legacy override item or the legacy
+// attributes say, including when it holds no override at all, and that a
+// migrated circuit costs one item read.
+func TestOverrideAttributeWins(t *testing.T) {
 	s, api, _ := newTestStore(t)
 	ctx := context.Background()
 	putLegacy(t, s, circuit.Circuit{ID: "a", State: circuit.Closed, Version: 3, Override: circuit.ForcedClosed, OverrideReason: "forged", OverrideAt: t0})
+	putOverrideItem(t, s, "a", circuit.ForcedClosed, "old item", t0)
 	putLegacy(t, s, circuit.Circuit{ID: "b", State: circuit.Open, Version: 1, Override: circuit.ForcedClosed, OverrideReason: "forged", OverrideAt: t0})
 	if _, err := s.SetOverride(ctx, "a", circuit.ForcedOpen, "bad deploy", time.Time{}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.MigrateOverride(ctx, circuit.New("b"), t0); err != nil {
+	if _, _, err := s.ClearOverride(ctx, "b", t0); err != nil {
 		t.Fatal(err)
 	}
+	// An earlier version's operator tool writing the old item after the
+	// migration changes nothing.
+	putOverrideItem(t, s, "a", circuit.ForcedClosed, "stale tool", t0)
 
-	r0 := api.Reads.Load()
-	got, err := s.GetMany(ctx, []string{"a", "b", "c"})
+	r0, k0 := api.Reads.Load(), api.KeysRead.Load()
+	got, err := s.GetMany(ctx, []string{"a", "b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if api.Reads.Load()-r0 != 1 {
-		t.Errorf("GetMany made %d reads, want one BatchGetItem", api.Reads.Load()-r0)
+	if n, k := api.Reads.Load()-r0, api.KeysRead.Load()-k0; n != 1 || k != 2 {
+		t.Errorf("GetMany made %d reads of %d keys, want one BatchGetItem of the 2 circuit keys", n, k)
 	}
 	if a := got["a"]; a.Override != circuit.ForcedOpen || a.OverrideReason != "bad deploy" || a.Allowed(t0) || a.Version != 3 {
-		t.Errorf("a = %+v; want the override item's FORCED_OPEN over the circuit item's FORCED_CLOSED", a)
+		t.Errorf("a = %+v; want the override attribute's FORCED_OPEN", a)
 	}
 	if b := got["b"]; b.Override != circuit.NoOverride || b.Allowed(t0) || b.State != circuit.Open {
-		t.Errorf("b = %+v; an override item without an override must hide the circuit item's FORCED_CLOSED", b)
+		t.Errorf("b = %+v; a cleared override attribute must hide the legacy FORCED_CLOSED", b)
 	}
-	if _, ok := got["c"]; ok {
-		t.Error("a circuit with no items is in the result")
+	for _, id := range []string{"a", "b"} {
+		for _, attr := range legacyOverrideAttributes {
+			if _, ok := rawItem(t, s, id)[attr]; ok {
+				t.Errorf("%s keeps legacy attribute %s after an override write", id, attr)
+			}
+		}
 	}
 	one, found, err := s.Get(ctx, "a")
 	if err != nil || !found || one.Override != circuit.ForcedOpen {
@@ -80,9 +106,86 @@ func TestOverrideItemWins(t *testing.T) {
 	}
 }
 
+// TestUpgradeKeepsForcedOpen checks that a FORCED_OPEN set with the
+// previous layout (an override item) is in force before, during and after
+// the migration, and that readers need one item once it is done.
+func TestUpgradeKeepsForcedOpen(t *testing.T) {
+	s, api, logs := newTestStore(t)
+	ctx := context.Background()
+	putLegacy(t, s, circuit.Circuit{ID: "svc", State: circuit.Closed, Version: 5})
+	putOverrideItem(t, s, "svc", circuit.ForcedOpen, "incident", t0)
+	putOverrideItem(t, s, "fresh", circuit.ForcedOpen, "not yet called", t0)
+	reader := s.WithEventualReads()
+
+	for _, id := range []string{"svc", "fresh"} {
+		c, _, err := reader.Get(ctx, id)
+		if err != nil || c.Allowed(t0) || c.ActiveOverride(t0) != circuit.ForcedOpen {
+			t.Fatalf("before the migration, Get(%s) = %+v, %v; want FORCED_OPEN", id, c, err)
+		}
+		moved, err := s.MigrateOverride(ctx, id, t0)
+		if err != nil || !moved {
+			t.Fatalf("MigrateOverride(%s) = %v, %v", id, moved, err)
+		}
+		if moved, err := s.MigrateOverride(ctx, id, t0); err != nil || moved {
+			t.Errorf("second MigrateOverride(%s) = %v, %v; want nothing done", id, moved, err)
+		}
+		k0 := api.KeysRead.Load()
+		c, _, err = reader.Get(ctx, id)
+		if err != nil || c.Allowed(t0) || c.OverrideReason != c.OverrideReason || c.ActiveOverride(t0) != circuit.ForcedOpen {
+			t.Fatalf("after the migration, Get(%s) = %+v, %v; want FORCED_OPEN", id, c, err)
+		}
+		if k := api.KeysRead.Load() - k0; k != 1 {
+			t.Errorf("Get(%s) read %d keys after the migration, want 1", id, k)
+		}
+	}
+	if c, _, _ := reader.Get(ctx, "svc"); c.Version != 5 || c.OverrideReason != "incident" {
+		t.Errorf("svc = %+v; want version 5 and the reason moved", c)
+	}
+	if n := len(withMsg(logs.Lines(t), MsgOverrideMigrated)); n != 2 {
+		t.Errorf("%d migration log lines, want 2", n)
+	}
+	// The override is cleared the new way.
+	if _, cleared, err := s.ClearOverride(ctx, "svc", t0); err != nil || !cleared {
+		t.Fatalf("ClearOverride = %v, %v", cleared, err)
+	}
+	if c, _, err := reader.Get(ctx, "svc"); err != nil || !c.Allowed(t0) {
+		t.Errorf("after clear: %+v, %v", c, err)
+	}
+}
+
+// TestOverrideRevisions checks that every override write gets the next
+// revision, also when operators race, and that the last write wins.
+func TestOverrideRevisions(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.SetOverride(ctx, "svc", circuit.ForcedOpen, "r"+string(rune('a'+i)), time.Time{}, t0)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, found, err := DecodeOverrideAttribute(rawItem(t, s, "svc"))
+	if err != nil || !found || o.Rev != n {
+		t.Fatalf("after %d concurrent sets: %+v, %v, %v; want revision %d", n, o, found, err, n)
+	}
+	if _, err := s.SetOverride(ctx, "svc", circuit.ForcedClosed, "last", time.Time{}, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err := s.Get(ctx, "svc"); err != nil || c.Override != circuit.ForcedClosed || c.OverrideReason != "last" || c.State != circuit.Closed {
+		t.Errorf("Get = %+v, %v; want the last FORCED_CLOSED on a CLOSED circuit", c, err)
+	}
+}
+
 // TestLegacyOverride checks that a table written by earlier versions, with
 // the override on the circuit item, still works, and that MigrateOverride
-// moves the override to its own item.
+// moves the override into the override attribute.
 func TestLegacyOverride(t *testing.T) {
 	s, _, logs := newTestStore(t)
 	ctx := context.Background()
@@ -103,7 +206,7 @@ func TestLegacyOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	created, err := s.MigrateOverride(ctx, r.Circuit, t0)
+	created, err := s.MigrateOverride(ctx, "old", t0)
 	if err != nil || !created {
 		t.Fatalf("MigrateOverride = %v, %v", created, err)
 	}
@@ -113,16 +216,13 @@ func TestLegacyOverride(t *testing.T) {
 			t.Errorf("circuit item still has %s after the migration", a)
 		}
 	}
-	ov, err := DecodeOverride(rawItem(t, s, OverrideKey("old")))
-	if err != nil || ov.Override != circuit.ForcedOpen || ov.Reason != "maintenance" || !ov.Until.Equal(until) || !ov.At.Equal(t0) {
-		t.Fatalf("override item = %+v, %v", ov, err)
+	ov, found, err := DecodeOverrideAttribute(item)
+	if err != nil || !found || ov.Override != circuit.ForcedOpen || ov.Reason != "maintenance" || !ov.Until.Equal(until) || !ov.At.Equal(t0) || ov.Rev != 1 {
+		t.Fatalf("override attribute = %+v, %v, %v", ov, found, err)
 	}
 	r, err = s.read(ctx, "old")
 	if err != nil || !r.OverrideStored || r.Circuit.ActiveOverride(t0) != circuit.ForcedOpen || r.Circuit.State != circuit.Open || r.Circuit.Version != 3 {
 		t.Fatalf("after migration: %+v, %v", r, err)
-	}
-	if created, err := s.MigrateOverride(ctx, r.Circuit, t0); err != nil || created {
-		t.Errorf("second MigrateOverride = %v, %v; want nothing done", created, err)
 	}
 	if n := len(withMsg(logs.Lines(t), MsgOverrideMigrated)); n != 1 {
 		t.Errorf("%d migration log lines, want 1", n)
@@ -163,8 +263,8 @@ func TestUnreadableOverrideItem(t *testing.T) {
 
 // TestInvalidLegacyOverride checks that a legacy override attribute that
 // holds no valid override is dropped with a warning: the circuit reads
-// without an override, the migration creates an override item without
-// one, and ClearOverride removes the attribute.
+// without an override, the migration creates an override attribute
+// without one and removes it, and so does ClearOverride.
 func TestInvalidLegacyOverride(t *testing.T) {
 	s, _, logs := newTestStore(t)
 	ctx := context.Background()
@@ -188,12 +288,16 @@ func TestInvalidLegacyOverride(t *testing.T) {
 	if err != nil || a.OverrideStored {
 		t.Fatalf("Apply = %+v, %v", a, err)
 	}
-	if _, err := s.MigrateOverride(ctx, a.After(), t0); err != nil {
+	if _, err := s.MigrateOverride(ctx, "migrated", t0); err != nil {
 		t.Fatal(err)
 	}
-	ov, err := DecodeOverride(rawItem(t, s, OverrideKey("migrated")))
-	if err != nil || ov.Override != circuit.NoOverride {
-		t.Errorf("override item after the migration = %+v, %v; want one without an override", ov, err)
+	item := rawItem(t, s, "migrated")
+	ov, found, err := DecodeOverrideAttribute(item)
+	if err != nil || !found || ov.Override != circuit.NoOverride {
+		t.Errorf("override attribute after the migration = %+v, %v, %v; want one without an override", ov, found, err)
+	}
+	if _, ok := item["override"]; ok {
+		t.Error("the migration left the invalid legacy attribute")
 	}
 	if c, _, err := s.Get(ctx, "migrated"); err != nil || c.Override != circuit.NoOverride {
 		t.Errorf("Get after the migration = %+v, %v", c, err)

@@ -144,25 +144,38 @@ type Read struct {
 	Circuit circuit.Circuit
 	// Found reports whether the circuit item exists.
 	Found bool
-	// OverrideStored reports whether the override item exists. When it
-	// does not, the override (if any) came from legacy attributes of the
-	// circuit item, and MigrateOverride should move it.
+	// OverrideStored reports whether the circuit item holds the override
+	// attribute (OverrideAttribute). When it does not, the override (if
+	// any) came from where earlier versions kept it, and MigrateOverride
+	// should move it.
 	OverrideStored bool
+	// LegacyOverrideItem reports whether the override was read from a
+	// legacy override item "<id>#override" (only read while the circuit
+	// item has no OverrideAttribute).
+	LegacyOverrideItem bool
 	// Unreadable is why the circuit item, which exists, cannot be decoded
-	// (an attribute of the wrong type, an unknown state); nil when it was
-	// decoded. Circuit then holds the attributes that could be decoded,
-	// the others zero; an unknown state reads as the state an active
-	// override forces, otherwise as CLOSED. Apply rewrites such an item.
+	// (an attribute of the wrong type, an unknown state, an override
+	// attribute that is no override); nil when it was decoded. Circuit
+	// then holds the attributes that could be decoded, the others zero;
+	// an unknown state reads as the state an active override forces,
+	// otherwise as CLOSED. Apply rewrites the state of such an item, and
+	// SetOverride or ClearOverride its override.
 	Unreadable error
 	// DroppedOverride is a legacy override attribute of the circuit item
 	// that holds no valid override (neither FORCED_OPEN nor FORCED_CLOSED):
 	// it is ignored, and never migrated. Empty when there is none, or when
-	// the override item exists (legacy attributes are then not read).
+	// the override is found elsewhere (legacy attributes are then not
+	// read).
 	DroppedOverride string
 
 	// raw is the circuit item as read, kept when Unreadable is set: a
 	// rewrite is conditioned on it.
 	raw map[string]types.AttributeValue
+	// override is the override as found (its revision and clearedAt
+	// included); overrideBroken is set when OverrideAttribute exists but
+	// does not decode.
+	override       OverrideItem
+	overrideBroken bool
 }
 
 // ReadCircuit reads one circuit and its override item with one strongly
@@ -205,20 +218,16 @@ func (s *Store) read(ctx context.Context, id string) (Read, error) {
 	return r, nil
 }
 
-// readAll reads the circuit and override items of ids (unique, valid)
-// with BatchGetItem. Circuits with neither item are absent from the
-// result. A circuit item that cannot be decoded is salvaged (see
-// Read.Unreadable); an override item that cannot be decoded fails its
-// circuit in bad. When the read fails part-way, the result holds only the
-// circuits both of whose items were read.
+// readAll reads the circuit items of ids (unique, valid) with
+// BatchGetItem, and then, for the circuits whose item is missing or has no
+// OverrideAttribute (not migrated yet), their legacy override items.
+// Circuits with neither item are absent from the result. A circuit item
+// that cannot be decoded is salvaged (see Read.Unreadable); an override
+// item that cannot be decoded fails its circuit in bad. When a read fails
+// part-way, the result holds only the circuits whose override is known.
 func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
-	keys := make([]string, 0, 2*len(ids))
-	for _, id := range ids {
-		keys = append(keys, id, OverrideKey(id))
-	}
-	items, err := s.batchGet(ctx, keys, consistent, opts...)
+	items, err := s.batchGet(ctx, ids, consistent, opts...)
 	result := make(map[string]Read, len(ids))
-	overrides := map[string]OverrideItem{}
 	bad := ItemErrors{}
 	for _, item := range items {
 		k, _ := item[KeyAttribute].(*types.AttributeValueMemberS)
@@ -226,41 +235,49 @@ func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts
 			continue
 		}
 		id, kind, kerr := ParseKey(k.Value)
-		if kerr != nil {
+		if kerr != nil || kind != KindCircuit {
 			continue
 		}
-		switch kind {
-		case KindCircuit:
-			r := result[id]
-			var dropped circuit.Override
-			r.Circuit, dropped, r.Unreadable = decode(item)
-			if r.Unreadable != nil {
-				r.Circuit, dropped = salvage(id, item)
-				r.raw = item
+		result[id] = readItem(id, item)
+	}
+	if err != nil {
+		for id, r := range result {
+			if !r.OverrideStored {
+				delete(result, id)
 			}
-			r.DroppedOverride = string(dropped)
-			r.Found = true
-			result[id] = r
-		case KindOverride:
-			o, derr := DecodeOverride(item)
-			if derr != nil {
-				bad[id] = derr
-				continue
-			}
-			overrides[id] = o
+		}
+		return result, bad, err
+	}
+	var legacy []string
+	for _, id := range ids {
+		if r, ok := result[id]; !ok || !r.OverrideStored {
+			legacy = append(legacy, OverrideKey(id))
 		}
 	}
-	for id, o := range overrides {
-		r, ok := result[id]
-		if !ok {
-			r.Circuit = circuit.New(id)
+	if len(legacy) > 0 {
+		items, err = s.batchGet(ctx, legacy, consistent, opts...)
+		for _, item := range items {
+			o, derr := DecodeOverride(item)
+			if derr != nil {
+				if k, ok := item[KeyAttribute].(*types.AttributeValueMemberS); ok {
+					if id, _, kerr := ParseKey(k.Value); kerr == nil {
+						bad[id] = derr
+					}
+				}
+				continue
+			}
+			r, ok := result[o.ID]
+			if !ok {
+				r.Circuit = circuit.New(o.ID)
+			}
+			// The override item wins over the circuit item's legacy
+			// attributes (which attached functions could write).
+			o.applyTo(&r.Circuit)
+			r.override = o
+			r.LegacyOverrideItem = true
+			r.DroppedOverride = ""
+			result[o.ID] = r
 		}
-		// The override item wins; the circuit item's override attributes
-		// (legacy, writable by attached functions) are then ignored.
-		o.applyTo(&r.Circuit)
-		r.OverrideStored = true
-		r.DroppedOverride = ""
-		result[id] = r
 	}
 	now := s.now()
 	for id, r := range result {
@@ -279,11 +296,10 @@ func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts
 		delete(result, id)
 	}
 	if err != nil {
-		// Some keys were not read. A circuit counts as read only when
-		// both its items came back: its override item may exist among
-		// the keys left unread.
+		// Some override items were not read: only the circuits whose
+		// override is on the circuit item count as read.
 		for id, r := range result {
-			if !r.Found || !r.OverrideStored {
+			if !r.OverrideStored {
 				delete(result, id)
 			}
 		}
@@ -297,6 +313,39 @@ func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts
 		}
 	}
 	return result, bad, nil
+}
+
+// readItem decodes circuit item item of circuit id, salvaging what it can
+// of an item that does not decode.
+func readItem(id string, item map[string]types.AttributeValue) Read {
+	r := Read{Found: true}
+	var dropped circuit.Override
+	r.Circuit, dropped, r.Unreadable = decode(item)
+	if r.Unreadable != nil {
+		r.Circuit, dropped = salvage(id, item)
+		r.raw = item
+	}
+	r.DroppedOverride = string(dropped)
+	o, found, oerr := DecodeOverrideAttribute(item)
+	switch {
+	case oerr != nil:
+		r.OverrideStored, r.overrideBroken = true, true
+		if r.Unreadable == nil {
+			r.Unreadable = fmt.Errorf("store: circuit %q: %w", id, oerr)
+			r.raw = item
+		}
+		r.Circuit.Override, r.Circuit.OverrideReason, r.Circuit.OverrideUntil, r.Circuit.OverrideAt = circuit.NoOverride, "", time.Time{}, time.Time{}
+		r.DroppedOverride = ""
+	case found:
+		o.ID = id
+		o.applyTo(&r.Circuit)
+		r.override, r.OverrideStored, r.DroppedOverride = o, true, ""
+	default:
+		// Not migrated: the legacy attributes, decoded with the item,
+		// speak until an override item is found.
+		r.override = OverrideItem{ID: id, Override: r.Circuit.Override, Reason: r.Circuit.OverrideReason, Until: r.Circuit.OverrideUntil, At: r.Circuit.OverrideAt}
+	}
+	return r
 }
 
 // readMany is readAll for the readers that serve circuits (Get, GetMany):
@@ -432,17 +481,47 @@ func fromMillis(ms int64) time.Time {
 	return time.UnixMilli(ms).UTC()
 }
 
-// Decode turns a circuit item into a Circuit. Override attributes on it
-// (the legacy layout) are decoded too; readers replace them with the
-// override item's when it exists. A legacy override attribute that holds
-// no valid override is dropped: the circuit comes back without one.
+// Decode turns a circuit item (or a read copy) into a Circuit, with the
+// operator override of its OverrideAttribute. An item without that
+// attribute (written by earlier versions) comes back with the override of
+// its legacy attributes; readers replace it with the override item's when
+// that exists. A legacy override attribute that holds no valid override
+// is dropped: the circuit comes back without one.
 func Decode(item map[string]types.AttributeValue) (circuit.Circuit, error) {
 	c, _, err := decode(item)
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	o, found, err := DecodeOverrideAttribute(item)
+	if err != nil {
+		return circuit.Circuit{}, fmt.Errorf("store: circuit %q: %w", c.ID, err)
+	}
+	if found {
+		o.applyTo(&c)
+	}
+	return c, nil
+}
+
+// withoutLegacy is item without its legacy override attributes when it
+// has the OverrideAttribute, which makes them meaningless; item itself
+// otherwise.
+func withoutLegacy(item map[string]types.AttributeValue) map[string]types.AttributeValue {
+	if _, ok := item[OverrideAttribute]; !ok {
+		return item
+	}
+	out := make(map[string]types.AttributeValue, len(item))
+	for k, v := range item {
+		out[k] = v
+	}
+	for _, a := range legacyOverrideAttributes {
+		delete(out, a)
+	}
+	return out
 }
 
 // decode is Decode, also returning a legacy override value it dropped.
 func decode(item map[string]types.AttributeValue) (circuit.Circuit, circuit.Override, error) {
+	item = withoutLegacy(item)
 	var r record
 	if err := attributevalue.UnmarshalMap(item, &r); err != nil {
 		return circuit.Circuit{}, "", fmt.Errorf("store: decode circuit item: %w", err)
@@ -465,7 +544,7 @@ func decode(item map[string]types.AttributeValue) (circuit.Circuit, circuit.Over
 // unknown state is left empty for the caller to fill in.
 func salvage(id string, item map[string]types.AttributeValue) (circuit.Circuit, circuit.Override) {
 	clean := make(map[string]types.AttributeValue, len(item))
-	for name, v := range item {
+	for name, v := range withoutLegacy(item) {
 		var probe record
 		if attributevalue.UnmarshalMap(map[string]types.AttributeValue{name: v}, &probe) == nil {
 			clean[name] = v
@@ -508,8 +587,9 @@ func (r record) circuit() (circuit.Circuit, circuit.Override) {
 	return c, ""
 }
 
-// Encode turns a Circuit into its circuit item. The override fields are
-// left out: they belong in the override item (see EncodeOverride).
+// Encode turns a Circuit into its whole circuit item, for a PutItem by a
+// tool or a test: the state machine's attributes and the override
+// attribute (revision 1) with c's override, or none.
 func Encode(c circuit.Circuit) (map[string]types.AttributeValue, error) {
 	item, err := attributevalue.MarshalMap(record{
 		ID:                   c.ID,
@@ -525,6 +605,10 @@ func Encode(c circuit.Circuit) (map[string]types.AttributeValue, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: encode circuit %q: %w", c.ID, err)
+	}
+	o := OverrideItem{ID: c.ID, Override: c.Override, Reason: c.OverrideReason, Until: c.OverrideUntil, At: c.OverrideAt, Rev: 1}
+	if item[OverrideAttribute], err = o.encode(); err != nil {
+		return nil, err
 	}
 	return item, nil
 }

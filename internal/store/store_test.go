@@ -145,6 +145,9 @@ func TestBatchGetBacksOffOnUnprocessedKeys(t *testing.T) {
 		if err := seed.Write(ctx, circuit.New(c.ID), c, circuit.Transition); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := seed.MigrateOverride(ctx, c.ID, t0); err != nil {
+			t.Fatal(err)
+		}
 		ids = append(ids, c.ID)
 	}
 
@@ -219,9 +222,8 @@ func TestPartialReadNeverDropsAnOverride(t *testing.T) {
 	if err := seed.Write(ctx, circuit.New("svc"), circuit.Circuit{ID: "svc", State: circuit.Closed, Version: 1}, circuit.Transition); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := seed.SetOverride(ctx, "svc", circuit.ForcedOpen, "bad deploy", time.Time{}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	// Set by the previous version, not migrated yet.
+	putOverrideItem(t, seed, "svc", circuit.ForcedOpen, "bad deploy", time.Now())
 	ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	got, err := New(overrideLaggingAPI{srv.Client()}, table).GetMany(ctx, []string{"svc"})

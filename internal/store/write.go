@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -57,9 +56,11 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 
 // write is Write. With raw, the circuit item as read when it could not be
 // decoded (cur is then what was salvaged from it), the write rewrites
-// every attribute of the state machine, removes legacy override attributes
-// that do not decode or hold no valid override, and is conditioned on the
-// item still holding the raw values read, rather than on cur's.
+// every attribute of the state machine and is conditioned on the item
+// still holding the raw values read, rather than on cur's. It never names
+// an attribute of ProtectedAttributes (attached functions may not), so
+// legacy override attributes that do not decode stay until the override
+// is migrated (MigrateOverride removes them), and are ignored after.
 func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change, raw map[string]types.AttributeValue) error {
 	switch change {
 	case circuit.Transition:
@@ -104,9 +105,6 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 		e.setOrRemoveString("reason", next.Reason)
 	}
 	if raw != nil {
-		for _, a := range brokenLegacyAttributes(raw) {
-			e.remove(a)
-		}
 		for _, a := range []string{"state", "version", "failures", "successes", "openCount", "retryAt", WriteTokenAttribute} {
 			e.guardRaw(a, raw[a])
 		}
@@ -119,13 +117,12 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 	}
 
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(s.table),
-		Key:                                 key(cur.ID),
-		UpdateExpression:                    aws.String(e.update()),
-		ConditionExpression:                 aws.String(e.condition()),
-		ExpressionAttributeNames:            e.names,
-		ExpressionAttributeValues:           e.values,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		TableName:                 aws.String(s.table),
+		Key:                       key(cur.ID),
+		UpdateExpression:          aws.String(e.update()),
+		ConditionExpression:       aws.String(e.condition()),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
 	}, s.callOpts...)
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
@@ -140,32 +137,14 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 	return nil
 }
 
-// brokenLegacyAttributes lists the legacy override attributes of a circuit
-// item that do not decode, or all of them when the override they hold is
-// no valid override.
-func brokenLegacyAttributes(item map[string]types.AttributeValue) []string {
-	var out []string
-	for _, a := range legacyOverrideAttributes {
-		v, ok := item[a]
-		if !ok {
-			continue
-		}
-		var probe record
-		if attributevalue.UnmarshalMap(map[string]types.AttributeValue{a: v}, &probe) != nil {
-			out = append(out, a)
-		}
-	}
-	if o, ok := item["override"].(*types.AttributeValueMemberS); ok && !circuit.Override(o.Value).Valid() {
-		return legacyOverrideAttributes
-	}
-	return out
-}
-
 // holdsToken reports whether the item a failed condition check was made
 // on (item id) holds token in one of the attributes attrs. DynamoDB
-// returns that item with the failure; when it is missing (an emulator
-// without ReturnValuesOnConditionCheckFailure), the item is read back
-// instead. A failed read counts as not holding it.
+// returns that item with the failure when the request asked for it
+// (ReturnValuesOnConditionCheckFailure); otherwise, or with an emulator
+// that does not return it, the item is read back. Writes of circuit items
+// do not ask for it: attached functions' grant on those keys restricts
+// the attributes a request may touch, and the read back needs no such
+// care. A failed read counts as not holding it.
 func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFailedException, id, token string, attrs ...string) bool {
 	item := ccf.Item
 	if len(item) == 0 {

@@ -277,12 +277,13 @@ func (r *run) check(ctx context.Context, timeout time.Duration) (store.Applied, 
 	after := applied.After()
 	now := u.now()
 	if !applied.OverrideStored {
-		// The first check of a circuit creates its override item, moving
-		// a legacy override there: from then on the circuit item's
-		// override attributes, which attached functions can write, are
-		// ignored. A failure here leaves that to the next check.
-		if _, err := u.Store.MigrateOverride(ctx, after, now); err != nil {
-			u.logger().WarnContext(ctx, "override item not created", slog.String("service", cfg.ID), slog.String("error", err.Error()))
+		// The first check of a circuit after an upgrade moves its
+		// override into the circuit item (from the override item or the
+		// legacy attributes), or creates the override attribute without
+		// one: from then on readers read one item. A failure here leaves
+		// that to the next check.
+		if _, err := u.Store.MigrateOverride(ctx, cfg.ID, now); err != nil {
+			u.logger().WarnContext(ctx, "override not migrated", slog.String("service", cfg.ID), slog.String("error", err.Error()))
 		}
 	}
 	out := &r.out

@@ -91,11 +91,16 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 				if st.change == circuit.NoChange {
 					wantWrites = 0
 				}
+				wantReads := int64(1)
 				if i == 0 {
-					wantWrites++ // the first check creates the override item
+					// The first check migrates the override: its read
+					// also reads the legacy override item, the migration
+					// reads both again and writes the override attribute.
+					wantWrites++
+					wantReads += 3
 				}
-				if reads != 1 || writes != wantWrites {
-					t.Errorf("step %d %s: %d reads, %d writes; want 1, %d", i, st.name, reads, writes, wantWrites)
+				if reads != wantReads || writes != wantWrites {
+					t.Errorf("step %d %s: %d reads, %d writes; want %d, %d", i, st.name, reads, writes, wantReads, wantWrites)
 				}
 				wantOutcome := healthcheck.OK
 				if st.failing {
@@ -257,18 +262,19 @@ func TestOverrideShownInOutput(t *testing.T) {
 	}
 }
 
-// TestOverrideItemWinsAndLegacyMigrates checks the updater against a table
-// written by earlier versions: a legacy override on the circuit item is
-// honoured, then moved to the override item by the first check, after
-// which override attributes written on the circuit item (as an attached
-// function could) are ignored.
-func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
+// TestOverrideMigrates checks the updater against tables written by
+// earlier versions: an override on the circuit item's legacy attributes
+// ("a") or in an override item ("b") is honoured, then moved into the
+// circuit item's override attribute by the first check, after which
+// legacy attributes written on the circuit item (as an attached function
+// could) and the old override item are ignored.
+func TestOverrideMigrates(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
 	now := time.Now()
 	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Now: func() time.Time { return now }, Logger: e.logger}
 	ctx := context.Background()
-	setAttrs := func(attrs map[string]typesAV) {
+	setAttrs := func(id string, attrs map[string]typesAV) {
 		t.Helper()
 		expr, names, values := "SET ", map[string]string{}, map[string]typesAV{}
 		i := 0
@@ -282,41 +288,41 @@ func TestOverrideItemWinsAndLegacyMigrates(t *testing.T) {
 			i++
 		}
 		tbl := e.store.Table()
-		if _, err := e.api.API.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl, Key: map[string]typesAV{"id": strAV("a")}, UpdateExpression: &expr, ExpressionAttributeNames: names, ExpressionAttributeValues: values}); err != nil {
+		if _, err := e.api.API.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &tbl, Key: map[string]typesAV{"id": strAV(id)}, UpdateExpression: &expr, ExpressionAttributeNames: names, ExpressionAttributeValues: values}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A table written by earlier versions: FORCED_OPEN on the circuit item.
-	setAttrs(map[string]typesAV{"state": strAV("CLOSED"), "version": &types.AttributeValueMemberN{Value: "0"}, "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
-	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(healthy)})
-	out, err := u.Handle(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
-		t.Fatalf("legacy FORCED_OPEN not honoured: %+v", out)
-	}
-	value := func(item map[string]any, attr string) any {
-		if m, ok := item[attr].(map[string]any); ok {
-			return m["Value"]
+	// Tables written by earlier versions: FORCED_OPEN on the circuit
+	// item, and in an override item.
+	setAttrs("a", map[string]typesAV{"state": strAV("CLOSED"), "version": &types.AttributeValueMemberN{Value: "0"}, "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
+	setAttrs("b#override", map[string]typesAV{"kind": strAV("override"), "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
+	for _, id := range []string{"a", "b"} {
+		in, _ := json.Marshal(Input{ID: id, URL: svc.url(healthy)})
+		out, err := u.Handle(ctx, in)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	}
-	if item := rawItem(t, e, "a#override"); value(item, "override") != "FORCED_OPEN" || value(item, "overrideReason") != "maintenance" {
-		t.Fatalf("override item after the first check = %v", item)
-	}
-	if item := rawItem(t, e, "a"); item["override"] != nil {
-		t.Errorf("circuit item keeps its legacy override: %v", item)
-	}
-	// Attached code removes nothing and forges FORCED_CLOSED on the circuit
-	// item: the override item still decides.
-	setAttrs(map[string]typesAV{"override": strAV("FORCED_CLOSED"), "overrideReason": strAV("forged")})
-	out, err = u.Handle(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
-		t.Errorf("forged in-item override won: %+v", out)
+		if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
+			t.Fatalf("%s: FORCED_OPEN not honoured: %+v", id, out)
+		}
+		r, err := e.store.ReadCircuit(ctx, id)
+		if err != nil || !r.OverrideStored || r.Circuit.Override != circuit.ForcedOpen || r.Circuit.OverrideReason != "maintenance" {
+			t.Fatalf("%s: after the first check: %+v, %v; want FORCED_OPEN in the circuit item", id, r, err)
+		}
+		if item := rawItem(t, e, id); item["override"] != nil {
+			t.Errorf("%s: circuit item keeps its legacy override: %v", id, item)
+		}
+		// Attached code forges FORCED_CLOSED on the legacy attributes, an
+		// old tool on the old item: the override attribute still decides.
+		setAttrs(id, map[string]typesAV{"override": strAV("FORCED_CLOSED"), "overrideReason": strAV("forged")})
+		setAttrs(id+"#override", map[string]typesAV{"override": strAV("FORCED_CLOSED")})
+		out, err = u.Handle(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.EffectiveState != circuit.Open || out.Override != circuit.ForcedOpen {
+			t.Errorf("%s: forged override won: %+v", id, out)
+		}
 	}
 }
 
@@ -444,10 +450,10 @@ func TestConfirmationOpensInOneInvocation(t *testing.T) {
 			if took := clk.Now().Sub(start); took != 2*DefaultConfirmInterval {
 				t.Errorf("invocation took %s on the clock, want %s", took, 2*DefaultConfirmInterval)
 			}
-			// The table sees one more write: the first check of a circuit
-			// creates its override item.
-			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != 3 || w != 3+1 || out.Reads != 3 || out.Writes != 3 {
-				t.Errorf("%d reads, %d writes (output %d, %d); want 3 and 3 (+1 for the override item)", r, w, out.Reads, out.Writes)
+			// The table sees one more write and three more reads: the
+			// first check of a circuit migrates its override.
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != 3+3 || w != 3+1 || out.Reads != 3 || out.Writes != 3 {
+				t.Errorf("%d reads, %d writes (output %d, %d); want 3 and 3 (+3 reads and +1 write for the migration)", r, w, out.Reads, out.Writes)
 			}
 			if n := len(e.logs.WithMsg(t, "check")); n != 3 {
 				t.Errorf("%d check lines logged, want 3", n)
@@ -500,9 +506,10 @@ func TestConfirmationStopsAtFirstSuccess(t *testing.T) {
 			if checks != tt.checks || svc.requests() != tt.checks {
 				t.Errorf("%d checks reported, %d requests; want %d", checks, svc.requests(), tt.checks)
 			}
-			// +1 write: the first check of a circuit creates its override item.
-			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads || w != tt.writes+1 {
-				t.Errorf("%d reads, %d writes; want %d, %d (+1 for the override item)", r, w, tt.reads, tt.writes)
+			// +3 reads, +1 write: the first check of a circuit migrates
+			// its override.
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads+3 || w != tt.writes+1 {
+				t.Errorf("%d reads, %d writes; want %d, %d (+3, +1 for the migration)", r, w, tt.reads, tt.writes)
 			}
 			for _, d := range clk.Slept() {
 				if d != 2*time.Second {
@@ -610,10 +617,10 @@ func TestCheckInterval(t *testing.T) {
 			if out.Checks != tt.checks || svc.requests() != tt.checks || !slices.Contains(tt.states, out.State) {
 				t.Errorf("%d checks (%d requests), state %s; want %d, %v (%+v)", out.Checks, svc.requests(), out.State, tt.checks, tt.states, out)
 			}
-			// +1 write in the table: the first check of a circuit creates
-			// its override item.
-			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads || w != tt.writes+1 || int64(out.Reads) != r || int64(out.Writes) != tt.writes {
-				t.Errorf("%d reads, %d writes (output %d, %d); want %d, %d (+1 for the override item)", r, w, out.Reads, out.Writes, tt.reads, tt.writes)
+			// +3 reads, +1 write in the table: the first check of a
+			// circuit migrates its override.
+			if r, w := e.api.Reads.Load(), e.api.Writes.Load(); r != tt.reads+3 || w != tt.writes+1 || int64(out.Reads) != tt.reads || int64(out.Writes) != tt.writes {
+				t.Errorf("%d reads, %d writes (output %d, %d); want %d, %d (+3, +1 for the migration)", r, w, out.Reads, out.Writes, tt.reads, tt.writes)
 			}
 			if at := clk.Now().Sub(start); at != tt.lastCheckAt {
 				t.Errorf("last check started at %s, want %s (slept %v)", at, tt.lastCheckAt, clk.Slept())

@@ -50,15 +50,6 @@ func put(t *testing.T, db *dynamodb.Client, table string, c circuit.Circuit) {
 	if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
 		t.Fatal(err)
 	}
-	if c.Override == circuit.NoOverride {
-		return
-	}
-	if item, err = store.EncodeOverride(c); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func invoke(t *testing.T, emu *rie.Emulator, ids ...string) result {

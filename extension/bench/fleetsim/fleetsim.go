@@ -246,7 +246,12 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	watch := &evidenceWatch{API: db, rates: cfg.Policy.Rates(), since: &transitionAt}
 	db = watch
 	st := store.New(db, cfg.Table).WithLogger(cfg.Logger)
-	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger)    // the baseline's own bucket writes
+	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger) // the baseline's own bucket writes
+	// A deployed table: the updater's first check has created the circuit
+	// item with its override attribute, so a read is one item.
+	if _, err := raw.MigrateOverride(ctx, cfg.Service, cfg.Start); err != nil {
+		return Result{}, fmt.Errorf("fleetsim: create the circuit item: %w", err)
+	}
 	truth := func(ctx context.Context) (circuit.Circuit, error) { // uncharged when DB can say so
 		if p, ok := cfg.DB.(interface {
 			Peek(ctx context.Context, id string) (circuit.Circuit, error)

@@ -80,6 +80,23 @@ func signedWith(t *testing.T) (*httptest.Server, func() []string) {
 		keys = append(keys, key+"|"+r.Header.Get("X-Amz-Security-Token"))
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		// A BatchGetItem finds every circuit asked for, with its override
+		// attribute, as the updater leaves it: one call per read.
+		var in struct {
+			RequestItems map[string]struct{ Keys []map[string]any }
+		}
+		if r.Header.Get("X-Amz-Target") == "DynamoDB_20120810.BatchGetItem" && json.NewDecoder(r.Body).Decode(&in) == nil {
+			out := map[string]any{}
+			for table, ka := range in.RequestItems {
+				var items []map[string]any
+				for _, k := range ka.Keys {
+					items = append(items, map[string]any{"id": k["id"], "operatorOverride": map[string]any{"M": map[string]any{"rev": map[string]any{"N": "1"}}}})
+				}
+				out[table] = items
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"Responses": out})
+			return
+		}
 		_, _ = w.Write([]byte(`{}`))
 	}))
 	t.Cleanup(srv.Close)

@@ -17,7 +17,9 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbcount"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/grantcheck"
 )
 
 type fixture struct {
@@ -354,6 +356,100 @@ func TestOverrideItemDecidesForTheExtension(t *testing.T) {
 			if !d.Known || d.Stale || d.Allowed || d.State != circuit.Open {
 				t.Errorf("lookup of %s (batch %v) = %+v; want a denial, state OPEN", batch[i], batch, d)
 			}
+		}
+	}
+}
+
+// TestExtensionWritesStayInTheGrant records every UpdateItem the extension
+// sends in a realistic run (bucket writes, a trip, probe leases and their
+// settlements, the rewrite of an unreadable circuit item) and checks each
+// against the attached function's grant as IAM would: own keys only, no
+// protected attribute (the operator override), no whole item returned.
+func TestExtensionWritesStayInTheGrant(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var sent []*dynamodb.UpdateItemInput
+	rec := &dbcount.Client{API: srv.Client(), OnUpdate: func(in *dynamodb.UpdateItemInput) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, in)
+	}}
+	operator := store.New(srv.Client(), table).WithLogger(quiet())
+	f := &fixture{st: store.New(rec, table).WithLogger(quiet()), db: rec}
+	ids := []string{"svc", "broken"}
+	for _, id := range ids {
+		if _, err := operator.MigrateOverride(ctx, id, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps := policy.Policies{"svc": {Breaker: circuit.Settings{SuccessThreshold: 2}, Passive: circuit.RateSettings{FastTripFailures: 100}}}
+	b, _ := f.extension(ps)
+
+	// Outcomes and a trip.
+	outs := make([]api.Outcome, 45)
+	for i := range outs {
+		outs[i] = api.Outcome{Success: ptr(i < 4), LatencyMs: 4000}
+	}
+	if _, err := b.Report(ctx, "svc", outs); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.Flush(ctx); err != nil || res.Tripped != 1 {
+		t.Fatalf("flush = %+v, %v; want a trip", res, err)
+	}
+	// Probes: two successes close, then a failure reopens.
+	cur, _, err := operator.Get(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := cur
+	half.State, half.Version = circuit.HalfOpen, cur.Version+1
+	if err := operator.Write(ctx, cur, half, circuit.Transition); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = f.extension(ps) // a fresh extension reads HALF_OPEN
+	for _, success := range []bool{true, true} {
+		d := b.Lookup(ctx, "svc")
+		if !d.Allowed || d.Probe == "" {
+			t.Fatalf("lookup = %+v, want a probe", d)
+		}
+		if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(success), LatencyMs: 5, ProbeToken: d.Probe}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.get(t, "svc"); got.State != circuit.Closed {
+		t.Fatalf("after two successful probes: %+v", got)
+	}
+	// An item an attached function broke is rewritten by the next trip.
+	if _, err := srv.Client().UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &table,
+		Key:              map[string]types.AttributeValue{store.KeyAttribute: &types.AttributeValueMemberS{Value: "broken"}},
+		UpdateExpression: aws.String("SET #s = :s"), ExpressionAttributeNames: map[string]string{"#s": "state"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: "BOGUS"}}}); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := f.extension(policy.Policies{"broken": {Passive: circuit.RateSettings{FastTripFailures: 100}}})
+	if _, err := b2.Report(ctx, "broken", outs); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = b2.Flush(ctx)
+	if r, err := operator.ReadCircuit(ctx, "broken"); err != nil || r.Unreadable != nil {
+		t.Fatalf("broken item after the extension's write: %+v, %v; want it rewritten", r, err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	kinds := map[store.Kind]int{}
+	for _, in := range sent {
+		if err := grantcheck.Check(in, ids); err != nil {
+			t.Error(err)
+		}
+		_, kind, _ := store.ParseKey(in.Key[store.KeyAttribute].(*types.AttributeValueMemberS).Value)
+		kinds[kind]++
+	}
+	for _, k := range []store.Kind{store.KindCircuit, store.KindBucket, store.KindLease} {
+		if kinds[k] == 0 {
+			t.Errorf("no write of a %s item recorded (%v): the run does not exercise it", k, kinds)
 		}
 	}
 }

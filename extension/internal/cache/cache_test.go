@@ -921,10 +921,13 @@ func TestUnreadableItemUnderAnOverride(t *testing.T) {
 	if _, err := st.SetOverride(ctx, "bad", circuit.ForcedOpen, "incident", time.Time{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_, err := srv.Client().PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
-		"id":    &types.AttributeValueMemberS{Value: "bad"},
-		"state": &types.AttributeValueMemberS{Value: "BOGUS"},
-	}})
+	// An attached function breaks the state (it may UpdateItem the item,
+	// never replace it, nor touch the override).
+	_, err := srv.Client().UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(table),
+		Key:              map[string]types.AttributeValue{"id": &types.AttributeValueMemberS{Value: "bad"}},
+		UpdateExpression: aws.String("SET #s = :s"), ExpressionAttributeNames: map[string]string{"#s": "state"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: "BOGUS"}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,17 +24,27 @@ type Client struct {
 	API
 	// Reads and Writes count the calls.
 	Reads, Writes atomic.Int64
+	// KeysRead counts the keys asked for by GetItem and BatchGetItem.
+	KeysRead atomic.Int64
+	// OnUpdate, when set, sees every UpdateItem request before it is
+	// sent (from the calling goroutine), for tests that check what a
+	// component writes.
+	OnUpdate func(*dynamodb.UpdateItemInput)
 }
 
 // GetItem counts a read.
 func (c *Client) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	c.Reads.Add(1)
+	c.KeysRead.Add(1)
 	return c.API.GetItem(ctx, in, opts...)
 }
 
 // BatchGetItem counts a read.
 func (c *Client) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
 	c.Reads.Add(1)
+	for _, ka := range in.RequestItems {
+		c.KeysRead.Add(int64(len(ka.Keys)))
+	}
 	return c.API.BatchGetItem(ctx, in, opts...)
 }
 
@@ -47,5 +57,8 @@ func (c *Client) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ..
 // UpdateItem counts a write.
 func (c *Client) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
 	c.Writes.Add(1)
+	if c.OnUpdate != nil {
+		c.OnUpdate(in)
+	}
 	return c.API.UpdateItem(ctx, in, opts...)
 }
