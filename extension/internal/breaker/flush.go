@@ -197,7 +197,7 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 
 // elect says whether a written bucket of circuit id that held a failed or
 // slow call leads to an evaluation of the circuit's window, the write
-// being the k-th of its bucket shard (0: unknown). Two rules keep the
+// being the k-th of its bucket shard (0: unknown). Three rules keep the
 // window reads of a fleet small:
 //
 //   - Only an environment whose own window is urgent (it reaches a rate
@@ -209,11 +209,47 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 //     first writers of each shard always, later ones less and less often,
 //     so that a bucket's evaluations grow with the logarithm of the fleet,
 //     not with the fleet.
+//   - That probability is scaled by the environment's weight in the
+//     fleet's window: its window's calls over minTripCalls, the fewest
+//     calls any window can trip on, when they are fewer. A sparse
+//     environment (one call per window, whose one failure makes it urgent)
+//     evaluates about once per minTripCalls of its calls, so a sparse
+//     fleet evaluates about once per minTripCalls calls it writes, which
+//     is about as often as its evidence can change a decision; a lone
+//     environment with fewer calls cannot trip its window anyway.
 func (b *Breaker) elect(id string, k int64) bool {
-	if !b.urgent(id, b.agg.Counted(id)) {
+	w := b.agg.Counted(id)
+	if !b.urgent(id, w) {
 		return false
 	}
-	return b.chance() < evaluateChance(k)
+	p := evaluateChance(k)
+	if m := minTripCalls(b.o.Policies.For(id).Rates()); w.Calls < m {
+		p *= float64(w.Calls) / float64(m)
+	}
+	return b.chance() < p
+}
+
+// maxTripCalls bounds minTripCalls' search.
+const maxTripCalls = 100_000
+
+// minTripCalls returns the fewest calls in a window on which
+// circuit.DecideRate can open a circuit with rates r: every call failed
+// (or was slow), for the rate rules with at least MinimumCalls calls, or
+// every FastTripFailures calls a run, for the runs rule. 26 with the
+// defaults (the rate rule: 26 failures at 0.8 × 50 %).
+func minTripCalls(r circuit.RateSettings) int64 {
+	r = r.WithDefaults()
+	p0 := circuit.NullShare * r.FailureRateThreshold / 100
+	slow := circuit.NullShare * r.SlowCallRateThreshold / 100
+	for n := int64(1); n < maxTripCalls; n++ {
+		if n >= int64(r.MinimumCalls) && (circuit.ImprobableRate(n, n, p0) || circuit.ImprobableRate(n, n, slow)) {
+			return n
+		}
+		if circuit.ImprobableRuns(n, n/int64(r.FastTripFailures), p0, r.FastTripFailures) {
+			return n
+		}
+	}
+	return maxTripCalls
 }
 
 // evaluateChance is the probability that the k-th write of a bucket

@@ -148,9 +148,29 @@ func TestEvaluateChance(t *testing.T) {
 	}
 }
 
+func TestMinTripCalls(t *testing.T) {
+	tests := []struct {
+		r    circuit.RateSettings
+		want int64
+	}{
+		{circuit.RateSettings{}, 26}, // 26 failures of 26 calls at 0.8 × 50 %
+		{circuit.RateSettings{FailureRateThreshold: 90}, 71},
+		{circuit.RateSettings{FailureRateThreshold: 20}, 13},
+		{circuit.RateSettings{SlowCallRateThreshold: 20}, 13},
+		{circuit.RateSettings{MinimumCalls: 100}, 40}, // the runs rule: 4 runs of 10
+		{circuit.RateSettings{FastTripFailures: 1}, 26},
+	}
+	for _, tt := range tests {
+		if got := minTripCalls(tt.r); got != tt.want {
+			t.Errorf("minTripCalls(%+v) = %d, want %d", tt.r, got, tt.want)
+		}
+	}
+}
+
 // A write that held trouble leads to an evaluation only when this
 // environment's window is urgent, and then with probability c/k for the
-// k-th write of its shard; the draws come from an injected source.
+// k-th write of its shard, times its window's calls over minTripCalls
+// when fewer; the draws come from an injected source.
 func TestFlushSamplesEvaluations(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -165,11 +185,15 @@ func TestFlushSamplesEvaluations(t *testing.T) {
 		draw      float64
 		evaluated int
 	}{
-		{"lone writer, urgent: always", 0, 3, 0, 0.999, 1},
-		{"second writer: always", 1, 3, 0, 0.999, 1},
-		{"tenth writer, draw under 2/10", 9, 3, 0, 0.19, 1},
-		{"tenth writer, draw over 2/10", 9, 3, 0, 0.21, 0},
+		{"lone writer, urgent: always", 0, 16, 14, 0.999, 1},
+		{"second writer: always", 1, 16, 14, 0.999, 1},
+		{"tenth writer, draw under 2/10", 9, 16, 14, 0.19, 1},
+		{"tenth writer, draw over 2/10", 9, 16, 14, 0.21, 0},
 		{"not urgent (1 failure in 10)", 0, 1, 9, 0, 0},
+		{"2 calls in the window, draw under 2/26", 0, 2, 0, 0.07, 1},
+		{"2 calls in the window, draw over 2/26", 0, 2, 0, 0.08, 0},
+		{"tenth writer with 13 calls, draw under 2/10 × 13/26", 9, 13, 0, 0.099, 1},
+		{"tenth writer with 13 calls, draw over 2/10 × 13/26", 9, 13, 0, 0.101, 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +293,7 @@ func TestEvaluationSumsShards(t *testing.T) {
 				}
 			}
 			b := newBreaker(st, Options{Logger: quiet(), Policies: policy.Policies{id: {Passive: circuit.RateSettings{FastTripFailures: 100}}}})
-			b.SetShard(20, nil)
+			b.SetShard(20, func() float64 { return 0 }) // 3 calls: sampled at 3/26
 			outs := make([]api.Outcome, tt.mine)
 			for j := range outs {
 				outs[j] = api.Outcome{Success: ptr(false)}
@@ -288,7 +312,7 @@ func TestEvaluationSumsShards(t *testing.T) {
 			if (res.Tripped == 1) != tt.tripped || (got.State == circuit.Open) != tt.tripped || got.Reason != tt.reason {
 				t.Errorf("flush %+v, circuit %s %q; want tripped %v, reason %q", res, got.State, got.Reason, tt.tripped, tt.reason)
 			}
-			bs, err := store.New(srv.Client(), table).GetBuckets(ctx, id, starts)
+			bs, err := store.New(srv.Client(), table).GetBuckets(ctx, id, WindowStarts(time.Now(), time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -316,7 +340,7 @@ func TestEnvironmentsOnDifferentShardsTripTogether(t *testing.T) {
 	var caches []*cache.Cache
 	for i := range envs {
 		b, c := f.extension(nil)
-		b.SetShard(i*7, nil)
+		b.SetShard(i*7, func() float64 { return 0 }) // 21 calls: sampled at 21/26
 		bs = append(bs, b)
 		caches = append(caches, c)
 	}
