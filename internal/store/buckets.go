@@ -68,7 +68,9 @@ type BucketShard struct {
 // never lose a count, and counts the write in the item's writes
 // attribute. It returns the shard as the write left it (ReturnValues
 // UPDATED_NEW): its Writes says how many writes of this bucket's shard
-// came first, which lets a fleet's writers sample who reads the window.
+// came first, which lets a fleet's writers sample who reads the window
+// (0 when the table did not say; the error is nil once the counts were
+// added, so that they are never added twice).
 // expiresAt (the table's TTL attribute, in seconds) is set on every
 // write; DynamoDB deletes the item some time after it.
 func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, shard int, c circuit.Counts, expiresAt time.Time) (BucketShard, error) {
@@ -95,12 +97,11 @@ func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, shard
 	if err != nil {
 		return BucketShard{}, fmt.Errorf("store: add counts to %s: %w", k, err)
 	}
+	// The counts were added: what the table returned is only told, and a
+	// shard it did not return (or returned unreadable) has Writes 0.
 	got := BucketShard{Start: start.UTC(), Shard: shard}
-	if out != nil && len(out.Attributes) > 0 {
-		var r bucketRecord
-		if err := attributevalue.UnmarshalMap(out.Attributes, &r); err != nil {
-			return got, fmt.Errorf("store: decode %s after the write: %w", k, err)
-		}
+	var r bucketRecord
+	if out != nil && len(out.Attributes) > 0 && attributevalue.UnmarshalMap(out.Attributes, &r) == nil {
 		got.Counts = circuit.Counts{Calls: r.Calls, Failures: r.Failures, Slow: r.Slow, Runs: r.Runs}
 		got.Writes = r.Writes
 	}

@@ -213,3 +213,31 @@ func TestGetBucketShardsReadsEveryShard(t *testing.T) {
 		t.Errorf("BatchGetItem calls = %d, want %d", calls, want)
 	}
 }
+
+// garbledReturn answers UpdateItem with attributes that do not decode.
+type garbledReturn struct{ API }
+
+func (g garbledReturn) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	out, err := g.API.UpdateItem(ctx, in, opts...)
+	if err == nil {
+		out.Attributes = map[string]types.AttributeValue{"writes": &types.AttributeValueMemberS{Value: "many"}}
+	}
+	return out, err
+}
+
+// Once the counts were added, AddCounts reports success even when what
+// the table returned cannot be read: a retry would count them twice.
+func TestAddCountsSucceedsWhateverItReturns(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	g := New(garbledReturn{s.db}, s.table)
+	ctx := context.Background()
+	start := time.Unix(1_800_000_000, 0).UTC()
+	got, err := g.AddCounts(ctx, "svc", start, 1, circuit.Counts{Calls: 2, Failures: 1}, start.Add(time.Hour))
+	if err != nil || got.Writes != 0 || got.Shard != 1 {
+		t.Fatalf("AddCounts = %+v, %v; want success with Writes 0", got, err)
+	}
+	bs, err := s.GetBuckets(ctx, "svc", []time.Time{start})
+	if err != nil || len(bs) != 1 || bs[0].Calls != 2 {
+		t.Fatalf("buckets = %+v, %v", bs, err)
+	}
+}
