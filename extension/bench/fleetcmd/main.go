@@ -70,7 +70,7 @@ func main() {
 	hourEnvs := flag.Int("hour-envs", 10000, "environments of -hour")
 	hourRate := flag.Float64("hour-rate", 20, "calls/s per environment of -hour")
 	hourLength := flag.Duration("hour-length", time.Hour, "simulated time at the error rate of -hour")
-	hourBudget := flag.Duration("hour-budget", 14*time.Minute, "wall time for -hour: each run stops where its share ends")
+	hourBudget := flag.Duration("hour-budget", 14*time.Minute, "wall time for -hour: each run stops where its share ends (0: no limit)")
 	hourSeed := flag.Uint64("hour-seed", 1, "seed of -hour")
 	flag.Parse()
 	if *hourRun {
