@@ -137,18 +137,22 @@ func (b *Breaker) localOutcome(id string, ok bool, now time.Time) {
 // Refusing reports whether a lookup of circuit id made now would be
 // refused whoever makes it, as Lookup decides from what the cache holds,
 // without Lookup's side effects: it neither reads nor writes the table,
-// starts no local trip and counts no lookup. That is: an override
+// waits for no read, starts no local trip and counts no lookup. That is:
+// an expired value under the deny failure policy; an override
 // FORCED_OPEN; OPEN before its retryAt; or CLOSED while a local trip
 // pauses it (no trial call due) or the time rule would start one now. A
-// circuit the cache does not hold, HALF_OPEN (a probe may be let
-// through), OPEN past its retryAt, or a local trip whose trial call is
-// due are not refusing every call.
+// circuit the cache does not hold, an expired value under the allow
+// policy, HALF_OPEN (a probe may be let through), OPEN past its retryAt,
+// or a local trip whose trial call is due are not refusing every call.
 func (b *Breaker) Refusing(id string) bool {
-	c, ok := b.peek(id)
+	v, ok := b.cache.PeekValue(id)
 	if !ok {
 		return false
 	}
-	now := b.o.Now()
+	if v.Expired {
+		return !b.o.FailAllow
+	}
+	c, now := v.Circuit, v.At
 	switch c.ActiveOverride(now) {
 	case circuit.ForcedOpen:
 		return true

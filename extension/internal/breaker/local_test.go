@@ -2,8 +2,12 @@ package breaker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
@@ -285,3 +289,46 @@ func TestLocalTripRules(t *testing.T) {
 // noTable is a store.API whose every call panics (its embedded interface
 // is nil).
 type noTable struct{ store.API }
+
+// errTable is a store.API whose reads fail.
+type errTable struct{ store.API }
+
+func (errTable) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return nil, errors.New("throttled")
+}
+
+func (errTable) BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	return nil, errors.New("throttled")
+}
+
+// Once reads have failed for longer than the maximum staleness, the
+// failure policy decides, and Refusing says what it decides.
+func TestRefusingAnExpiredValueFollowsTheFailurePolicy(t *testing.T) {
+	for _, failAllow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("failAllow=%v", failAllow), func(t *testing.T) {
+			ctx := context.Background()
+			st := store.New(errTable{}, "t")
+			clk := &clock{now: time.Now()}
+			c := cache.New(st, cache.Options{RefreshInterval: time.Second, MaxStaleness: 10 * time.Second, MissTimeout: time.Millisecond, Now: clk.Now, Logger: quiet()})
+			b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{FailAllow: failAllow, Now: clk.Now, Logger: quiet()})
+			c.Put(circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, RetryAt: clk.Now().Add(time.Hour)})
+			if !b.Refusing("svc") {
+				t.Fatal("not Refusing a fresh OPEN")
+			}
+			for range 2 { // the first failed read, then one past the maximum staleness
+				clk.Add(6 * time.Second)
+				c.Get(ctx, "svc")
+				if err := c.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clk.Add(6 * time.Second)
+			if v, _ := c.PeekValue("svc"); !v.Expired {
+				t.Fatalf("value %+v, want expired", v)
+			}
+			if got, a := b.Refusing("svc"), b.Lookup(ctx, "svc"); got != !failAllow || a.Allowed != failAllow {
+				t.Fatalf("Refusing %v, Lookup allowed %v; want %v and %v", got, a.Allowed, !failAllow, failAllow)
+			}
+		})
+	}
+}

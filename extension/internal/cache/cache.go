@@ -496,6 +496,21 @@ func (c *Cache) Peek(id string) (circuit.Circuit, bool) {
 	return e.c, true
 }
 
+// PeekValue returns what a Get of id would answer now from the value
+// held, without its side effects: it counts no use, starts no read, waits
+// for none, and does not look at the clocks for a restore. False when the
+// cache holds no value of id.
+func (c *Cache) PeekValue(id string) (Value, bool) {
+	now := c.o.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || !e.loaded {
+		return Value{}, false
+	}
+	return c.valueLocked(e, now), true
+}
+
 // getLocked returns the entry for id, creating it (and evicting the least
 // recently used entry past the cap) when needed, and marks it used.
 func (c *Cache) getLocked(id string, now time.Time) *entry {

@@ -267,6 +267,7 @@ func TestFailureServesStaleThenFailMode(t *testing.T) {
 	if !d.Stale || d.Expired || allowed(d) || state(d) != circuit.Open {
 		t.Fatalf("within max staleness = %+v, want the stale OPEN value", d)
 	}
+	peekAgrees(t, c, r, d)
 
 	// The value is now 11 s old, past the maximum staleness, but reads
 	// have failed for 9 s only: still the stale value.
@@ -285,6 +286,7 @@ func TestFailureServesStaleThenFailMode(t *testing.T) {
 	if !d.Stale || !d.Expired || state(d) != circuit.Open {
 		t.Fatalf("past max staleness = %+v, want the last state OPEN, expired", d)
 	}
+	peekAgrees(t, c, r, d)
 
 	r.fail(nil)
 	clk.Advance(2 * time.Second)
@@ -1164,5 +1166,35 @@ func TestOnRestoreRunsBeforeTheRestoresReads(t *testing.T) {
 				t.Errorf("OnRestore calls seen by the reads after the pause = %v, want %v (the Get: %+v)", seen, tt.wantSeen, d)
 			}
 		})
+	}
+}
+
+// peekAgrees checks that PeekValue answers as the Get that returned d,
+// at the same instant, and that it starts no read.
+func peekAgrees(t *testing.T, c *Cache, r *fakeReader, d Value) {
+	t.Helper()
+	_ = c.Wait(context.Background())
+	before := r.gets.Load() + r.batches.Load()
+	p, ok := c.PeekValue(d.ID)
+	if !ok || p.Stale != d.Stale || p.Expired != d.Expired || p.Circuit.Version != d.Circuit.Version || p.Age != d.Age {
+		t.Fatalf("PeekValue = %+v (%v), Get = %+v", p, ok, d)
+	}
+	_ = c.Wait(context.Background())
+	if after := r.gets.Load() + r.batches.Load(); after != before {
+		t.Fatalf("PeekValue started %d reads, want none", after-before)
+	}
+}
+
+// PeekValue of a circuit the cache does not hold reports false, and
+// neither reads nor keeps an entry.
+func TestPeekValueUnknown(t *testing.T) {
+	r := newFakeReader(open("a", 1))
+	c := newTestCache(t, r, newClock(), Options{})
+	if v, ok := c.PeekValue("a"); ok {
+		t.Fatalf("PeekValue of an unread circuit = %+v, want false", v)
+	}
+	_ = c.Wait(context.Background())
+	if n := r.gets.Load() + r.batches.Load(); n != 0 || c.Len() != 0 {
+		t.Fatalf("PeekValue read %d times, left %d entries; want none", n, c.Len())
 	}
 }
