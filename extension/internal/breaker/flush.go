@@ -205,6 +205,10 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 //     window reaches a threshold, so does the window of at least one
 //     environment that wrote, since the fleet's rate is a weighted mean of
 //     theirs; a fleet degraded below the threshold reads almost nothing.
+//     A window of at least minTripCalls calls that reaches a threshold
+//     without a run must also be evidence of its own (see
+//     localEvidenceHolds): a few dozen calls reach the threshold by chance
+//     at rates well under it.
 //   - Of those, one evaluates with probability evaluateChance(k): the
 //     first writers of each shard always, later ones less and less often,
 //     so that a bucket's evaluations grow with the logarithm of the fleet,
@@ -222,11 +226,34 @@ func (b *Breaker) elect(id string, k int64) bool {
 	if !b.urgent(id, w) {
 		return false
 	}
+	rates := b.o.Policies.For(id).Rates()
 	p := evaluateChance(k)
-	if m := minTripCalls(b.o.Policies.For(id).Rates()); w.Calls < m {
+	m := minTripCalls(rates)
+	switch {
+	case w.Calls < m:
 		p *= float64(w.Calls) / float64(m)
+	case w.Runs == 0 && !localEvidenceHolds(w, rates):
+		return false
 	}
 	return b.chance() < p
+}
+
+// localEvidence is how much evidence, in nats, a window of at least
+// minTripCalls calls must hold that its calls fail (or are slow) more
+// often than 0.8 × the threshold before its environment reads the fleet's
+// window: 3 nats, a tail probability of 5 % (circuit.RateEvidence). A
+// busy environment's window reaches it at once (600 calls at 50 %: 12
+// nats); 30 calls at 40 % errors reach the 50 % threshold one time in six
+// by chance, but this (19 failed) one time in 120, and at 55 % errors
+// about one time in four.
+const localEvidence = 3.0
+
+// localEvidenceHolds says whether window counts w hold localEvidence for
+// the failure or the slow-call rate of rates.
+func localEvidenceHolds(w circuit.Counts, rates circuit.RateSettings) bool {
+	r := rates.WithDefaults()
+	return circuit.RateEvidence(w.Calls, w.Failures, circuit.NullShare*r.FailureRateThreshold/100) >= localEvidence ||
+		circuit.RateEvidence(w.Calls, w.Slow, circuit.NullShare*r.SlowCallRateThreshold/100) >= localEvidence
 }
 
 // maxTripCalls bounds minTripCalls' search.

@@ -168,9 +168,10 @@ func TestMinTripCalls(t *testing.T) {
 }
 
 // A write that held trouble leads to an evaluation only when this
-// environment's window is urgent, and then with probability c/k for the
-// k-th write of its shard, times its window's calls over minTripCalls
-// when fewer; the draws come from an injected source.
+// environment's window is urgent (and, from minTripCalls calls on, holds
+// evidence of its own), and then with probability c/k for the k-th write
+// of its shard, times its window's calls over minTripCalls when fewer; the
+// draws come from an injected source.
 func TestFlushSamplesEvaluations(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -185,11 +186,12 @@ func TestFlushSamplesEvaluations(t *testing.T) {
 		draw      float64
 		evaluated int
 	}{
-		{"lone writer, urgent: always", 0, 16, 14, 0.999, 1},
-		{"second writer: always", 1, 16, 14, 0.999, 1},
-		{"tenth writer, draw under 2/10", 9, 16, 14, 0.19, 1},
-		{"tenth writer, draw over 2/10", 9, 16, 14, 0.21, 0},
+		{"lone writer, urgent: always", 0, 20, 10, 0.999, 1},
+		{"second writer: always", 1, 20, 10, 0.999, 1},
+		{"tenth writer, draw under 2/10", 9, 20, 10, 0.19, 1},
+		{"tenth writer, draw over 2/10", 9, 20, 10, 0.21, 0},
 		{"not urgent (1 failure in 10)", 0, 1, 9, 0, 0},
+		{"at the threshold without evidence of its own (16 failures in 30)", 0, 16, 14, 0, 0},
 		{"2 calls in the window, draw under 2/26", 0, 2, 0, 0.07, 1},
 		{"2 calls in the window, draw over 2/26", 0, 2, 0, 0.08, 0},
 		{"tenth writer with 13 calls, draw under 2/10 × 13/26", 9, 13, 0, 0.099, 1},
