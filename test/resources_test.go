@@ -161,7 +161,7 @@ func TestMockAPISwitchAndPaths(t *testing.T) {
 // whole item returned.
 var wantCircuitCondition = func() string {
 	attrs, _ := json.Marshal(store.ProtectedAttributes)
-	return `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api"]},"ForAllValues:StringNotEquals":{"dynamodb:Attributes":` + string(attrs) + `},"StringEqualsIfExists":{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}}`
+	return `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api","mock-api#r#*"]},"ForAllValues:StringNotEquals":{"dynamodb:Attributes":` + string(attrs) + `},"StringEqualsIfExists":{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}}`
 }()
 
 // TestIAMLeastPrivilege checks every policy statement: no wildcard action,
@@ -262,7 +262,7 @@ func TestOverrideOutOfAttachedReach(t *testing.T) {
 					if stringLike(k, "mock-api#override") {
 						t.Errorf("%s: key pattern %q lets the attached function write the override item", id, k)
 					}
-					if stringLike(k, "mock-api") {
+					if stringLike(k, "mock-api") || stringLike(k, "mock-api#r#1") {
 						guarded++
 						if !slices.Equal(protected, store.ProtectedAttributes) {
 							t.Errorf("%s: circuit key %q writable with protected attributes %v; want exactly %v", id, k, protected, store.ProtectedAttributes)
@@ -276,19 +276,19 @@ func TestOverrideOutOfAttachedReach(t *testing.T) {
 				attachedKeys = append(attachedKeys, keys...)
 			case strings.HasPrefix(id, "CircuitBreakerUpdater"):
 				updaterWrites++
-				if op != "ForAllValues:StringEquals" || strings.Join(keys, ",") != "mock-api" {
-					t.Errorf("%s: updater writes under %q %v; want exactly the monitored circuit key", id, op, keys)
+				if op != "ForAllValues:StringLike" || strings.Join(keys, ",") != "mock-api,mock-api#r#*" {
+					t.Errorf("%s: updater writes under %q %v; want exactly the monitored circuit key and its read copies", id, op, keys)
 				}
 			}
 		}
 	}
-	for _, own := range []string{"mock-api", "mock-api#b#1700000000#31", "mock-api#lease#0"} {
+	for _, own := range []string{"mock-api", "mock-api#r#3", "mock-api#b#1700000000#31", "mock-api#lease#0"} {
 		if !slices.ContainsFunc(attachedKeys, func(k string) bool { return stringLike(k, own) }) {
 			t.Errorf("no key pattern covers %q: %v", own, attachedKeys)
 		}
 	}
-	if attachedWrites != 2 || guarded != 1 || updaterWrites != 1 {
-		t.Errorf("%d attached UpdateItem statements (%d on the circuit key) and %d updater ones, want 2 (1) and 1", attachedWrites, guarded, updaterWrites)
+	if attachedWrites != 2 || guarded != 2 || updaterWrites != 1 {
+		t.Errorf("%d attached UpdateItem statements (%d patterns of circuit and copy keys) and %d updater ones, want 2 (2) and 1", attachedWrites, guarded, updaterWrites)
 	}
 	if !stringLike("mock-api#b#*", "mock-api#b#1") || stringLike("mock-api", "mock-api#override") {
 		t.Error("stringLike does not match as IAM does")
@@ -317,8 +317,8 @@ func TestGrantOperate(t *testing.T) {
 		found = true
 		doc, _ := json.Marshal(props(res)["PolicyDocument"])
 		for _, want := range []string{
-			`"Action":["dynamodb:BatchGetItem","dynamodb:GetItem"],"Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","orders#override","search","search#override"]}}`,
-			`"Action":"dynamodb:UpdateItem","Condition":{"ForAllValues:StringEquals":{"dynamodb:LeadingKeys":["orders","search"]}}`,
+			`"Action":["dynamodb:BatchGetItem","dynamodb:GetItem"],"Condition":{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["orders","orders#override","orders#r#*","search","search#override","search#r#*"]}}`,
+			`"Action":"dynamodb:UpdateItem","Condition":{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["orders","orders#r#*","search","search#r#*"]}}`,
 		} {
 			if !strings.Contains(string(doc), want) {
 				t.Errorf("%s: operators' policy %s\nlacks %s", id, doc, want)

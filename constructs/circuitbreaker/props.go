@@ -109,6 +109,14 @@ type MonitoredService struct {
 	// Passive tunes failure detection from the calls that attached
 	// functions report. Default: the extension's defaults.
 	Passive PassiveDetection
+	// ReadCopies is how many items hold the circuit for the extensions'
+	// refreshes, the circuit item counting as one (1..16): each execution
+	// environment reads one of them, picked at random, so each item takes
+	// 1/ReadCopies of a fleet's reads (DynamoDB serves one item at most
+	// 3,000 read units a second). Every write of the circuit then writes
+	// each copy too. Default: 4, which keeps one circuit under half an
+	// item's read limit up to about 12,000 busy environments.
+	ReadCopies int
 }
 
 // PassiveDetection tunes how the extension trips a circuit from the
@@ -355,6 +363,9 @@ func (s MonitoredService) ruleInput(url string) map[string]interface{} {
 	}
 	if s.Breaker.SuccessThreshold != 0 {
 		in["SuccessThreshold"] = s.Breaker.SuccessThreshold
+	}
+	if s.ReadCopies != 0 {
+		in["ReadCopies"] = s.ReadCopies
 	}
 	return in
 }

@@ -57,6 +57,7 @@ func TestPropsValidation(t *testing.T) {
 		{"passive rate", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 150}}}}, `service "a": Passive.FailureRateThreshold 150 is out of range 1..100 (percent)`},
 		{"passive ok", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{FailureRateThreshold: 25, MinimumCalls: 20, Window: time.Minute, HalfOpenProbes: 2, ProbeTimeout: 30 * time.Second}}}}, ""},
 		{"probe timeout", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", Passive: PassiveDetection{ProbeTimeout: 20 * time.Minute}}}}, "Passive.ProbeTimeout 20m0s is out of range 1s..15m0s"},
+		{"read copies", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", ReadCopies: 17}}}, "ReadCopies: 17 is out of range 1..16"},
 		{"confirm interval", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: 2 * time.Second}}}}, ""},
 		{"confirm interval range", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Minute}}}}, "HealthCheck.ConfirmInterval"},
 		{"confirmation off and on", CircuitBreakedServiceProps{Services: []MonitoredService{{ID: "a", HealthCheck: HealthCheck{ConfirmInterval: time.Second, DisableConfirmation: true}}}}, "DisableConfirmation"},

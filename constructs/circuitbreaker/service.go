@@ -74,8 +74,8 @@ type CircuitBreakedService interface {
 	// matching fn's architecture, the extension's environment variables,
 	// read access to the table, and UpdateItem limited by a
 	// dynamodb:LeadingKeys condition to those services' circuit, outcome
-	// bucket and probe lease items; on circuit items a
-	// dynamodb:Attributes condition keeps the operator override
+	// bucket and probe lease items; on circuit items and their read
+	// copies a dynamodb:Attributes condition keeps the operator override
 	// (store.ProtectedAttributes) out of reach: the function's code cannot
 	// undo an operator's override. It works alike for on-demand, provisioned-concurrency,
 	// SnapStart and Managed Instances functions. It panics, as the
@@ -93,9 +93,10 @@ type CircuitBreakedService interface {
 	GrantRead(grantee awsiam.IGrantable) awsiam.Grant
 	// GrantOperate lets grantee, such as an operators' role, run circuitctl
 	// on the monitored services: UpdateItem limited by a
-	// dynamodb:LeadingKeys condition to their circuit items "<id>", and
-	// GetItem and BatchGetItem to those and to the override items
-	// "<id>#override" of earlier versions (read until migrated).
+	// dynamodb:LeadingKeys condition to their circuit items "<id>" and
+	// read copies "<id>#r#*", and GetItem and BatchGetItem to those and to
+	// the override items "<id>#override" of earlier versions (read until
+	// migrated).
 	GrantOperate(grantee awsiam.IGrantable) awsiam.Grant
 	// EventsFunction publishes state-change events, or nil when events are
 	// disabled.
@@ -251,25 +252,25 @@ func (s *circuitBreakedService) newUpdater() awslambda.Function {
 		Sid:        jsii.String("ReadCircuits"),
 		Actions:    jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem"),
 		Resources:  jsii.Strings(*s.table.TableArn()),
-		Conditions: &map[string]interface{}{"ForAllValues:StringEquals": map[string]interface{}{"dynamodb:LeadingKeys": s.readKeys()}},
+		Conditions: &map[string]interface{}{"ForAllValues:StringLike": map[string]interface{}{"dynamodb:LeadingKeys": s.readKeys()}},
 	}))
 	fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("TransitionCircuits"),
 		Actions:    jsii.Strings("dynamodb:UpdateItem"),
 		Resources:  jsii.Strings(*s.table.TableArn()),
-		Conditions: &map[string]interface{}{"ForAllValues:StringEquals": map[string]interface{}{"dynamodb:LeadingKeys": s.circuitKeys()}},
+		Conditions: &map[string]interface{}{"ForAllValues:StringLike": map[string]interface{}{"dynamodb:LeadingKeys": s.circuitKeys()}},
 	}))
 	return fn
 }
 
-// circuitKeys are the circuit item keys of the monitored services. The
-// updater's and operators' grants name them in a dynamodb:LeadingKeys
-// condition, so a crafted updater input or an operator's typo cannot
-// reach any other key.
+// circuitKeys are the circuit item keys of the monitored services and
+// the patterns of their read copies. The updater's and operators' grants
+// name them in a dynamodb:LeadingKeys condition, so a crafted updater
+// input or an operator's typo cannot reach any other key.
 func (s *circuitBreakedService) circuitKeys() []string {
 	var keys []string
 	for _, svc := range s.services {
-		keys = append(keys, svc.ID)
+		keys = append(keys, svc.ID, svc.ID+store.CopyInfix+"*")
 	}
 	return keys
 }
@@ -280,7 +281,7 @@ func (s *circuitBreakedService) circuitKeys() []string {
 func (s *circuitBreakedService) readKeys() []string {
 	var keys []string
 	for _, svc := range s.services {
-		keys = append(keys, svc.ID, store.OverrideKey(svc.ID))
+		keys = append(keys, svc.ID, store.OverrideKey(svc.ID), svc.ID+store.CopyInfix+"*")
 	}
 	return keys
 }
@@ -352,13 +353,14 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 // the circuits, of the given services only, enforced with
 // dynamodb:LeadingKeys conditions: UpdateItem on their counter buckets and
 // lease slots, and, in a second statement, UpdateItem on their circuit
-// items that touches no attribute of store.ProtectedAttributes (the
-// operator override) and returns no whole item.
+// items and read copies that touches no attribute of
+// store.ProtectedAttributes (the operator override) and returns no whole
+// item.
 func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceIDs []string) awsiam.Grant {
 	var outcomes, circuits []string
 	for _, id := range serviceIDs {
 		outcomes = append(outcomes, id+store.BucketInfix+"*", id+store.LeaseInfix+"*")
-		circuits = append(circuits, id)
+		circuits = append(circuits, id, id+store.CopyInfix+"*")
 	}
 	g := awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee:      grantee,
@@ -386,7 +388,7 @@ func (s *circuitBreakedService) GrantOperate(grantee awsiam.IGrantable) awsiam.G
 		Actions:      jsii.Strings("dynamodb:GetItem", "dynamodb:BatchGetItem"),
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
-			"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": s.readKeys()},
+			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": s.readKeys()},
 		},
 	})
 	return g.Combine(awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
@@ -394,7 +396,7 @@ func (s *circuitBreakedService) GrantOperate(grantee awsiam.IGrantable) awsiam.G
 		Actions:      jsii.Strings("dynamodb:UpdateItem"),
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
-			"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": s.circuitKeys()},
+			"ForAllValues:StringLike": {"dynamodb:LeadingKeys": s.circuitKeys()},
 		},
 	}))
 }

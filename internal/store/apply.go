@@ -35,6 +35,9 @@ type Applied struct {
 	// OverrideStored reports whether the circuit item held the override
 	// attribute when last read; when it did not, see MigrateOverride.
 	OverrideStored bool
+	// ReadCopies is the circuit item's number of read copies when last
+	// read (see SyncCopies).
+	ReadCopies int
 	// Reads and Writes count the DynamoDB calls made, including lost
 	// conditional writes.
 	Reads, Writes int
@@ -73,12 +76,12 @@ func (s *Store) Apply(ctx context.Context, id string, decide Decider) (Applied, 
 		if r.Unreadable != nil && d.Change == circuit.NoChange {
 			d.Change = circuit.CounterUpdate
 		}
-		a.Before, a.Decision, a.Found, a.OverrideStored = cur, d, r.Found, r.OverrideStored
+		a.Before, a.Decision, a.Found, a.OverrideStored, a.ReadCopies = cur, d, r.Found, r.OverrideStored, r.ReadCopies
 		if d.Change == circuit.NoChange {
 			return a, nil
 		}
 		a.Writes++
-		err = s.write(ctx, cur, d.Next, d.Change, r.raw)
+		err = s.write(ctx, cur, d.Next, d.Change, r.raw, r.ReadCopies)
 		if err == nil {
 			if r.Unreadable != nil {
 				a.Rewritten = r.Unreadable

@@ -18,6 +18,20 @@ const OverrideSuffix = "#override"
 // OverrideKey is the key of the override item of service id.
 func OverrideKey(id string) string { return id + OverrideSuffix }
 
+// CopyInfix is in the key of a read copy of a circuit item:
+// "<id>#r#<k>", 1 ≤ k < the circuit's number of read copies (copy 0 is
+// the circuit item "<id>" itself).
+const CopyInfix = "#r#"
+
+// CopyKey is the key of read copy k of the circuit item of service id;
+// copy 0 is the circuit item itself.
+func CopyKey(id string, k int) string {
+	if k == 0 {
+		return id
+	}
+	return id + CopyInfix + strconv.Itoa(k)
+}
+
 // Kind is the kind of a table item, told by its key.
 type Kind string
 
@@ -27,6 +41,7 @@ const (
 	KindOverride Kind = "override"
 	KindBucket   Kind = "bucket"
 	KindLease    Kind = "lease"
+	KindCopy     Kind = "copy"
 )
 
 // ParseKey splits a table key into its service ID and item kind: "<id>"
@@ -55,8 +70,27 @@ func ParseKey(k string) (id string, kind Kind, err error) {
 		return id, KindBucket, nil
 	case strings.HasPrefix("#"+rest, LeaseInfix) && allDigits(strings.TrimPrefix("#"+rest, LeaseInfix)):
 		return id, KindLease, nil
+	case strings.HasPrefix("#"+rest, CopyInfix) && copyIndex(k) > 0:
+		return id, KindCopy, nil
 	}
-	return "", "", fmt.Errorf("store: key %q is not a circuit, override, bucket or lease key", k)
+	return "", "", fmt.Errorf("store: key %q is not a circuit, override, bucket, lease or read-copy key", k)
+}
+
+// copyIndex is k of a read-copy key "<id>#r#<k>" (1 ≤ k < MaxReadCopies,
+// without leading zeros), 0 for a circuit key, and -1 for anything else.
+func copyIndex(key string) int {
+	_, rest, found := strings.Cut(key, CopyInfix)
+	if !found {
+		if strings.Contains(key, "#") {
+			return -1
+		}
+		return 0
+	}
+	k, err := strconv.Atoi(rest)
+	if err != nil || k < 1 || k >= MaxReadCopies || strconv.Itoa(k) != rest {
+		return -1
+	}
+	return k
 }
 
 func allDigits(s string) bool {

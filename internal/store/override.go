@@ -28,15 +28,16 @@ const OverrideAttribute = "operatorOverride"
 // OverrideAttribute, and moved into it by MigrateOverride.
 var legacyOverrideAttributes = []string{"override", "overrideReason", "overrideUntil", "overrideAt"}
 
-// ProtectedAttributes are the attributes of circuit items that attached
-// functions must never write: the operator override, its legacy
-// top-level attributes, and the table's TTL attribute (which would let
-// DynamoDB delete the circuit item, and its override with it). The
+// ProtectedAttributes are the attributes of circuit items (and their read
+// copies) that attached functions must never write: the operator
+// override, its legacy top-level attributes, the table's TTL attribute
+// (which would let DynamoDB delete the circuit item, and its override with
+// it), and the number of read copies. The
 // construct's
 // grant for attached functions lists exactly these in a
 // ForAllValues:StringNotEquals condition on dynamodb:Attributes, and the
 // extension's writes never name them.
-var ProtectedAttributes = []string{OverrideAttribute, "override", "overrideReason", "overrideUntil", "overrideAt", TTLAttribute}
+var ProtectedAttributes = []string{OverrideAttribute, "override", "overrideReason", "overrideUntil", "overrideAt", TTLAttribute, ReadCopiesAttribute}
 
 // overrideMap is the layout of OverrideAttribute. Times are Unix
 // milliseconds. Rev goes up by one with every write of the map.
@@ -329,6 +330,9 @@ func (s *Store) writeOverride(ctx context.Context, cur Read, ov OverrideItem) er
 			return fmt.Errorf("store: write override of %q: %w", id, ErrConflict)
 		}
 		return fmt.Errorf("store: write override of %q: %w", id, err)
+	}
+	if cur.ReadCopies > 1 {
+		s.copyOverrideWrites(ctx, id, v, ov.Rev, cur.ReadCopies)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -43,14 +44,27 @@ type Store struct {
 	// conditional write.
 	callOpts []func(*dynamodb.Options)
 	// eventual makes Get and GetMany read eventually consistent (see
-	// WithEventualReads).
+	// WithEventualReads), from the read copy pick selects.
 	eventual bool
+	// pick chooses the read copy of each circuit that eventual reads
+	// read: copy pick mod K. memo holds what was learned of the copies.
+	pick int
+	memo *copyMemo
 }
 
 // New returns a Store over the named table. It logs transitions to
 // slog.Default(); see WithLogger.
 func New(db API, table string) *Store {
-	return &Store{db: db, table: table, maxAttempts: DefaultMaxAttempts}
+	return &Store{db: db, table: table, maxAttempts: DefaultMaxAttempts, pick: rand.IntN(1 << 30), memo: newCopyMemo()}
+}
+
+// WithReadCopy returns a copy of s whose eventually consistent reads read
+// copy pick mod K of each circuit (New picks at random), with its own
+// memory of the copies: one per simulated environment.
+func (s *Store) WithReadCopy(pick int) *Store {
+	c := *s
+	c.pick, c.memo = max(pick, 0), newCopyMemo()
+	return &c
 }
 
 // WithLogger returns a copy of s that logs transitions and override
@@ -61,9 +75,11 @@ func (s *Store) WithLogger(l *slog.Logger) *Store {
 	return &c
 }
 
-// WithEventualReads returns a copy of s whose Get and GetMany read the
-// circuit and override items eventually consistent, for half the read
-// units of a strongly consistent read. Such a read may miss a write made
+// WithEventualReads returns a copy of s whose Get and GetMany read
+// eventually consistent, for half the read units of a strongly consistent
+// read, and from one read copy of each circuit (see SyncCopies): the one
+// chosen by New (or WithReadCopy), the circuit item itself until the
+// number of copies is known, and while the copy is missing. Such a read may miss a write made
 // within about the last second; it is meant for a cache that reads again
 // every refresh interval. Every read of a circuit that decides a write
 // (Apply, the reads of ReadCircuit and ReadMany) stays strongly
@@ -149,6 +165,9 @@ type Read struct {
 	// any) came from where earlier versions kept it, and MigrateOverride
 	// should move it.
 	OverrideStored bool
+	// ReadCopies is the circuit item's number of read copies, K (1 when
+	// it has none).
+	ReadCopies int
 	// LegacyOverrideItem reports whether the override was read from a
 	// legacy override item "<id>#override" (only read while the circuit
 	// item has no OverrideAttribute).
@@ -176,6 +195,8 @@ type Read struct {
 	// does not decode.
 	override       OverrideItem
 	overrideBroken bool
+	// stateRev is the circuit item's StateRevAttribute.
+	stateRev int64
 }
 
 // ReadCircuit reads one circuit and its override item with one strongly
@@ -226,19 +247,62 @@ func (s *Store) read(ctx context.Context, id string) (Read, error) {
 // item that cannot be decoded fails its circuit in bad. When a read fails
 // part-way, the result holds only the circuits whose override is known.
 func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
-	items, err := s.batchGet(ctx, ids, consistent, opts...)
+	return s.readFrom(ctx, ids, consistent, false, opts...)
+}
+
+// readFrom is readAll; with fromCopies, each circuit is read from its
+// read copy (see WithEventualReads), and from its circuit item when the
+// copy is missing or may not stand for it.
+func (s *Store) readFrom(ctx context.Context, ids []string, consistent, fromCopies bool, opts ...func(*dynamodb.Options)) (map[string]Read, ItemErrors, error) {
+	keys := ids
+	now := s.now()
+	if fromCopies {
+		keys = make([]string, len(ids))
+		for i, id := range ids {
+			keys[i] = s.memo.readKey(id, s.pick, now)
+		}
+	}
+	items, err := s.batchGet(ctx, keys, consistent, opts...)
 	result := make(map[string]Read, len(ids))
 	bad := ItemErrors{}
-	for _, item := range items {
-		k, _ := item[KeyAttribute].(*types.AttributeValueMemberS)
-		if k == nil {
-			continue
+	take := func(items []map[string]types.AttributeValue) {
+		for _, item := range items {
+			k, _ := item[KeyAttribute].(*types.AttributeValueMemberS)
+			if k == nil {
+				continue
+			}
+			id, kind, kerr := ParseKey(k.Value)
+			if kerr != nil || (kind != KindCircuit && kind != KindCopy) {
+				continue
+			}
+			if kind == KindCopy && !usableCopy(item, copyIndex(k.Value)) {
+				if fromCopies {
+					s.memo.learn(id, readCopies(item))
+				}
+				continue
+			}
+			r := readItem(id, item)
+			if fromCopies {
+				s.memo.learn(id, r.ReadCopies)
+			}
+			result[id] = r
 		}
-		id, kind, kerr := ParseKey(k.Value)
-		if kerr != nil || kind != KindCircuit {
-			continue
+	}
+	take(items)
+	if fromCopies && err == nil {
+		var again []string
+		for i, id := range ids {
+			if _, ok := result[id]; !ok && keys[i] != id {
+				again = append(again, id)
+				if !slicesContainsKey(items, keys[i]) {
+					s.memo.skip(id, now.Add(copyRetry))
+				}
+			}
 		}
-		result[id] = readItem(id, item)
+		if len(again) > 0 {
+			items, err = s.batchGet(ctx, again, consistent, opts...)
+			take(items)
+		}
 	}
 	if err != nil {
 		for id, r := range result {
@@ -279,7 +343,7 @@ func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts
 			result[o.ID] = r
 		}
 	}
-	now := s.now()
+	now = s.now()
 	for id, r := range result {
 		if r.Unreadable != nil && r.Circuit.State == "" {
 			r.Circuit.State = circuit.Closed
@@ -315,10 +379,20 @@ func (s *Store) readAll(ctx context.Context, ids []string, consistent bool, opts
 	return result, bad, nil
 }
 
-// readItem decodes circuit item item of circuit id, salvaging what it can
-// of an item that does not decode.
+// slicesContainsKey reports whether items holds the item of key k.
+func slicesContainsKey(items []map[string]types.AttributeValue, k string) bool {
+	for _, item := range items {
+		if v, ok := item[KeyAttribute].(*types.AttributeValueMemberS); ok && v.Value == k {
+			return true
+		}
+	}
+	return false
+}
+
+// readItem decodes circuit item (or read copy) item of circuit id,
+// salvaging what it can of an item that does not decode.
 func readItem(id string, item map[string]types.AttributeValue) Read {
-	r := Read{Found: true}
+	r := Read{Found: true, ReadCopies: readCopies(item), stateRev: numAttr(item, StateRevAttribute)}
 	var dropped circuit.Override
 	r.Circuit, dropped, r.Unreadable = decode(item)
 	if r.Unreadable != nil {
@@ -355,7 +429,7 @@ func readItem(id string, item map[string]types.AttributeValue) Read {
 // own state could be read), with UnreadableReason as its reason, and the
 // item is logged (MsgUnreadableOverridden).
 func (s *Store) readMany(ctx context.Context, ids []string, opts ...func(*dynamodb.Options)) (map[string]Read, error) {
-	result, bad, err := s.readAll(ctx, ids, !s.eventual, opts...)
+	result, bad, err := s.readFrom(ctx, ids, !s.eventual, s.eventual, opts...)
 	now := s.now()
 	for id, r := range result {
 		if r.Unreadable == nil {

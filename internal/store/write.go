@@ -50,8 +50,11 @@ const noToken = "-"
 // write was applied (the SDK retried it after losing the answer; another
 // write may have landed on top of it since), so Write reports success
 // rather than a conflict: the decision counts once.
+//
+// Write writes the circuit item only; Apply also brings its read copies
+// in step (see SyncCopies), as the updater's next check does.
 func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change) error {
-	return s.write(ctx, cur, next, change, nil)
+	return s.write(ctx, cur, next, change, nil, 0)
 }
 
 // write is Write. With raw, the circuit item as read when it could not be
@@ -61,7 +64,11 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 // an attribute of ProtectedAttributes (attached functions may not), so
 // legacy override attributes that do not decode stay until the override
 // is migrated (MigrateOverride removes them), and are ignored after.
-func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change, raw map[string]types.AttributeValue) error {
+//
+// Every write adds one to StateRevAttribute and asks for it back
+// (ReturnValues UPDATED_NEW); with copies > 1 it then writes the state
+// machine's attributes, at that revision, to the circuit's read copies.
+func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change, raw map[string]types.AttributeValue, copies int) error {
 	switch change {
 	case circuit.Transition:
 		if next.Version != cur.Version+1 {
@@ -116,13 +123,16 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 		e.guard("retryAt", toMillis(cur.RetryAt))
 	}
 
-	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	e.add(StateRevAttribute, num(1))
+
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(cur.ID),
 		UpdateExpression:          aws.String(e.update()),
 		ConditionExpression:       aws.String(e.condition()),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
+		ReturnValues:              types.ReturnValueUpdatedNew,
 	}, s.callOpts...)
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
@@ -133,6 +143,18 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 			return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, ErrConflict)
 		}
 		return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, err)
+	}
+	if copies > 1 {
+		if rev := numAttr(out.Attributes, StateRevAttribute); rev > 0 {
+			c := next
+			switch {
+			case change == circuit.Transition:
+				c.PreviousState = cur.State
+			case raw == nil:
+				c.UpdatedAt, c.PreviousState, c.Reason = cur.UpdatedAt, cur.PreviousState, cur.Reason
+			}
+			s.copyStateWrites(ctx, c, rev, copies)
+		}
 	}
 	return nil
 }
@@ -170,10 +192,10 @@ func (s *Store) holdsToken(ctx context.Context, ccf *types.ConditionalCheckFaile
 // expr builds an update and a condition expression with placeholder names
 // for every attribute, so reserved words (such as state) need no care.
 type expr struct {
-	sets, removes, conds []string
-	names                map[string]string
-	values               map[string]types.AttributeValue
-	n                    int
+	sets, removes, adds, conds []string
+	names                      map[string]string
+	values                     map[string]types.AttributeValue
+	n                          int
 }
 
 func newExpr() *expr {
@@ -255,6 +277,11 @@ func attributeType(v types.AttributeValue) string {
 	return "S"
 }
 
+// add adds v to number attribute attr (ADD), creating it when missing.
+func (e *expr) add(attr string, v types.AttributeValue) {
+	e.adds = append(e.adds, e.name(attr)+" "+e.value(v))
+}
+
 func (e *expr) remove(attr string) {
 	e.removes = append(e.removes, e.name(attr))
 }
@@ -286,6 +313,9 @@ func (e *expr) update() string {
 	}
 	if len(e.removes) > 0 {
 		parts = append(parts, "REMOVE "+strings.Join(e.removes, ", "))
+	}
+	if len(e.adds) > 0 {
+		parts = append(parts, "ADD "+strings.Join(e.adds, ", "))
 	}
 	return strings.Join(parts, " ")
 }

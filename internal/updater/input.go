@@ -10,6 +10,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/healthcheck"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // MaxInputBytes bounds the input document (EventBridge allows 8192
@@ -64,6 +65,11 @@ type Input struct {
 	// RunWindow, as a Go duration (1s..30s); empty means one scheduled
 	// check per invocation.
 	CheckInterval string `json:"CheckInterval,omitempty"`
+	// ReadCopies is how many items hold the circuit for the extensions'
+	// refreshes, the circuit item counting as one (1..16, default 4): each
+	// extension reads one of them, so each takes 1/ReadCopies of the reads
+	// (see store.SyncCopies).
+	ReadCopies int `json:"ReadCopies,omitempty"`
 }
 
 // wireInput mirrors Input with pointers, so that an explicit zero or empty
@@ -80,13 +86,14 @@ type wireInput struct {
 	MaxOpenCooldown   *string `json:"MaxOpenCooldown"`
 	ConfirmInterval   *string `json:"ConfirmInterval"`
 	CheckInterval     *string `json:"CheckInterval"`
+	ReadCopies        *int    `json:"ReadCopies"`
 }
 
 // inputKeys are the accepted keys, matched case-sensitively.
 var inputKeys = map[string]bool{
 	"ID": true, "URL": true, "Timeout": true, "SlowCallThreshold": true, "ExpectedStatus": true,
 	"FailureThreshold": true, "SuccessThreshold": true, "OpenCooldown": true, "MaxOpenCooldown": true,
-	"ConfirmInterval": true, "CheckInterval": true,
+	"ConfirmInterval": true, "CheckInterval": true, "ReadCopies": true,
 }
 
 // Config is a parsed, validated and defaulted Input.
@@ -102,6 +109,9 @@ type Config struct {
 	// CheckInterval is the time between two regular checks within one
 	// invocation; 0 means one regular check per invocation.
 	CheckInterval time.Duration
+	// ReadCopies is the number of items that hold the circuit for reads,
+	// the circuit item included.
+	ReadCopies int
 }
 
 // ParseInput parses and validates the rule's input. Keys are
@@ -144,6 +154,7 @@ func (in Input) Config() (Config, error) {
 	w.OpenCooldown, w.MaxOpenCooldown = str(in.OpenCooldown), str(in.MaxOpenCooldown)
 	w.ConfirmInterval, w.CheckInterval = str(in.ConfirmInterval), str(in.CheckInterval)
 	w.FailureThreshold, w.SuccessThreshold = integer(in.FailureThreshold), integer(in.SuccessThreshold)
+	w.ReadCopies = integer(in.ReadCopies)
 	return w.config()
 }
 
@@ -166,7 +177,7 @@ func checkKeys(data []byte) error {
 		}
 		k, _ := tok.(string)
 		if !inputKeys[k] {
-			return fmt.Errorf("unknown key %q (keys are case-sensitive: ID, URL, Timeout, SlowCallThreshold, ExpectedStatus, FailureThreshold, SuccessThreshold, OpenCooldown, MaxOpenCooldown, ConfirmInterval, CheckInterval)", k)
+			return fmt.Errorf("unknown key %q (keys are case-sensitive: ID, URL, Timeout, SlowCallThreshold, ExpectedStatus, FailureThreshold, SuccessThreshold, OpenCooldown, MaxOpenCooldown, ConfirmInterval, CheckInterval, ReadCopies)", k)
 		}
 		if seen[k] {
 			return fmt.Errorf("duplicate key %q", k)
@@ -264,6 +275,14 @@ func (w wireInput) config() (Config, error) {
 	between("CheckInterval", w.CheckInterval, MinCheckInterval, MaxCheckInterval, &cfg.CheckInterval)
 	threshold("FailureThreshold", w.FailureThreshold, &cfg.Settings.FailureThreshold)
 	threshold("SuccessThreshold", w.SuccessThreshold, &cfg.Settings.SuccessThreshold)
+	cfg.ReadCopies = store.DefaultReadCopies
+	if w.ReadCopies != nil {
+		if *w.ReadCopies < 1 || *w.ReadCopies > store.MaxReadCopies {
+			errs = append(errs, fmt.Errorf("ReadCopies: %d is out of range 1..%d", *w.ReadCopies, store.MaxReadCopies))
+		} else {
+			cfg.ReadCopies = *w.ReadCopies
+		}
+	}
 	if w.ExpectedStatus != nil {
 		s, err := healthcheck.ParseStatusSet(*w.ExpectedStatus)
 		if err != nil {

@@ -286,6 +286,15 @@ func (r *run) check(ctx context.Context, timeout time.Duration) (store.Applied, 
 			u.logger().WarnContext(ctx, "override not migrated", slog.String("service", cfg.ID), slog.String("error", err.Error()))
 		}
 	}
+	// Every check brings the read copies in step with the circuit item,
+	// creating, repairing or retiring them (each repair logged). A failure
+	// leaves that to the next check.
+	if sync, err := u.Store.SyncCopies(ctx, cfg.ID, cfg.ReadCopies, applied.ReadCopies); err != nil {
+		u.logger().WarnContext(ctx, "read copies not synced", slog.String("service", cfg.ID), slog.String("error", err.Error()))
+	} else {
+		r.out.Reads += sync.Reads
+		r.out.Writes += sync.Writes
+	}
 	out := &r.out
 	out.ID = cfg.ID
 	out.State = after.State

@@ -80,7 +80,7 @@ func TestEveryTransitionForEveryFailureKind(t *testing.T) {
 					mode = f.mode
 				}
 				// One check per invocation: confirmation is tested below.
-				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms", ConfirmInterval: "0s"})
+				in, _ := json.Marshal(Input{ID: "mock-api", URL: svc.url(mode), Timeout: "1s", SlowCallThreshold: "300ms", ConfirmInterval: "0s", ReadCopies: 1})
 				r0, w0 := e.api.Reads.Load(), e.api.Writes.Load()
 				out, err := u.Handle(ctx, in)
 				if err != nil {
@@ -205,7 +205,7 @@ func TestInterruptedCheckWritesNothing(t *testing.T) {
 	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "2s"})
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "2s", ReadCopies: 1})
 	if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("interrupted check returned %v, want an interruption", err)
 	}
@@ -217,7 +217,7 @@ func TestInterruptedCheckWritesNothing(t *testing.T) {
 	// written, the confirmation never runs.
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
-	in, _ = json.Marshal(Input{ID: "b", URL: svc.url(fail500), ConfirmInterval: "30s"})
+	in, _ = json.Marshal(Input{ID: "b", URL: svc.url(fail500), ConfirmInterval: "30s", ReadCopies: 1})
 	if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "confirmation of \"b\" interrupted") {
 		t.Fatalf("interrupted confirmation returned %v", err)
 	}
@@ -237,7 +237,7 @@ func TestOverrideShownInOutput(t *testing.T) {
 	if _, err := e.store.SetOverride(ctx, "a", circuit.ForcedOpen, "maintenance", now.Add(time.Hour), now); err != nil {
 		t.Fatal(err)
 	}
-	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(fail500), FailureThreshold: 1})
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(fail500), FailureThreshold: 1, ReadCopies: 1})
 	out, err := u.Handle(ctx, in)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +248,7 @@ func TestOverrideShownInOutput(t *testing.T) {
 	if _, err := e.store.SetOverride(ctx, "a", circuit.ForcedClosed, "false alarm", time.Time{}, now); err != nil {
 		t.Fatal(err)
 	}
-	in, _ = json.Marshal(Input{ID: "a", URL: svc.url(fail500), FailureThreshold: 1})
+	in, _ = json.Marshal(Input{ID: "a", URL: svc.url(fail500), FailureThreshold: 1, ReadCopies: 1})
 	out, err = u.Handle(ctx, in)
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestOverrideMigrates(t *testing.T) {
 	setAttrs("a", map[string]typesAV{"state": strAV("CLOSED"), "version": &types.AttributeValueMemberN{Value: "0"}, "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
 	setAttrs("b#override", map[string]typesAV{"kind": strAV("override"), "override": strAV("FORCED_OPEN"), "overrideReason": strAV("maintenance")})
 	for _, id := range []string{"a", "b"} {
-		in, _ := json.Marshal(Input{ID: id, URL: svc.url(healthy)})
+		in, _ := json.Marshal(Input{ID: id, URL: svc.url(healthy), ReadCopies: 1})
 		out, err := u.Handle(ctx, in)
 		if err != nil {
 			t.Fatal(err)
@@ -361,7 +361,7 @@ func TestUnreadableCircuitItemRewritten(t *testing.T) {
 				ExpressionAttributeValues: map[string]typesAV{":s": strAV("BOGUS"), ":v": &types.AttributeValueMemberN{Value: "5"}}}); err != nil {
 				t.Fatal(err)
 			}
-			in, _ := json.Marshal(Input{ID: "a", URL: svc.url(tt.mode), ConfirmInterval: "0s"})
+			in, _ := json.Marshal(Input{ID: "a", URL: svc.url(tt.mode), ConfirmInterval: "0s", ReadCopies: 1})
 			out, err := u.Handle(ctx, in)
 			if err != nil {
 				t.Fatalf("check of an unreadable circuit: %v", err)
@@ -397,7 +397,7 @@ func TestReasonHoldsNoErrorText(t *testing.T) {
 	e := newEnv(t)
 	svc := newService(t, 0)
 	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
-	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(refused), FailureThreshold: 1})
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(refused), FailureThreshold: 1, ReadCopies: 1})
 	out, err := u.Handle(context.Background(), in)
 	if err != nil || !out.Transitioned || out.Check.Outcome != healthcheck.Connection {
 		t.Fatalf("check = %+v, %v", out, err)
@@ -432,7 +432,7 @@ func TestConfirmationOpensInOneInvocation(t *testing.T) {
 			svc := newService(t, 600*time.Millisecond)
 			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 			u := fakeTimeUpdater(e, clk)
-			in, _ := json.Marshal(Input{ID: "pay", URL: svc.url(f.mode), Timeout: "1s", SlowCallThreshold: "300ms"})
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.url(f.mode), Timeout: "1s", SlowCallThreshold: "300ms", ReadCopies: 1})
 			start := clk.Now()
 			out, err := u.Handle(context.Background(), in)
 			if err != nil {
@@ -490,7 +490,7 @@ func TestConfirmationStopsAtFirstSuccess(t *testing.T) {
 			svc := newScript(t, tt.statuses...)
 			clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 			u := fakeTimeUpdater(e, clk)
-			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "2s"})
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "2s", ReadCopies: 1})
 			checks := 0
 			for i := 0; i < tt.invocations; i++ {
 				clk.Advance(time.Minute)
@@ -532,7 +532,7 @@ func TestConfirmationOff(t *testing.T) {
 	svc := newScript(t, 503)
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	u := fakeTimeUpdater(e, clk)
-	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "0s"})
+	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ConfirmInterval: "0s", ReadCopies: 1})
 	for i := 1; i <= 3; i++ {
 		clk.Advance(time.Minute)
 		out, err := u.Handle(context.Background(), in)
@@ -545,7 +545,7 @@ func TestConfirmationOff(t *testing.T) {
 	}
 	// OPEN: a failed trial after the cool-down stays OPEN, unconfirmed.
 	clk.Advance(time.Minute)
-	in, _ = json.Marshal(Input{ID: "pay", URL: svc.srv.URL})
+	in, _ = json.Marshal(Input{ID: "pay", URL: svc.srv.URL, ReadCopies: 1})
 	out, err := u.Handle(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -608,7 +608,7 @@ func TestCheckInterval(t *testing.T) {
 				e.api.Reads.Store(0)
 				e.api.Writes.Store(0)
 			}
-			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: tt.interval, Timeout: tt.timeout})
+			in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: tt.interval, Timeout: tt.timeout, ReadCopies: 1})
 			start := clk.Now()
 			out, err := u.Handle(ctx, in)
 			if err != nil {
@@ -660,7 +660,7 @@ func TestCheckIntervalTrialWhenTheCoolDownEnds(t *testing.T) {
 	slow := &slowProber{Prober: u.Prober, clk: clk, latency: 200 * time.Millisecond}
 	u.Prober = slow
 	start := clk.Now()
-	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: "10s", Timeout: "4s"})
+	in, _ := json.Marshal(Input{ID: "pay", URL: svc.srv.URL, CheckInterval: "10s", Timeout: "4s", ReadCopies: 1})
 	out, err := u.Handle(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
@@ -697,7 +697,7 @@ func TestCheckDeadlineFollowsTheFunction(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), budget)
 		defer cancel()
 		start := time.Now()
-		in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "4s"})
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.url(hang), Timeout: "4s", ReadCopies: 1})
 		out, err := u.Handle(ctx, in)
 		took := time.Since(start)
 		if err != nil {
@@ -721,7 +721,7 @@ func TestCheckDeadlineFollowsTheFunction(t *testing.T) {
 		// 9.5s: the 5s confirmation ends by 7s, the 10s one would end at 12s.
 		ctx, cancel := context.WithTimeout(context.Background(), 9500*time.Millisecond)
 		defer cancel()
-		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL, Timeout: "1s"})
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL, Timeout: "1s", ReadCopies: 1})
 		out, err := u.Handle(ctx, in)
 		if err != nil {
 			t.Fatal(err)
@@ -736,7 +736,7 @@ func TestCheckDeadlineFollowsTheFunction(t *testing.T) {
 		u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
 		ctx, cancel := context.WithTimeout(context.Background(), WriteAllowance+MinCheckBudget/2)
 		defer cancel()
-		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL})
+		in, _ := json.Marshal(Input{ID: "a", URL: svc.srv.URL, ReadCopies: 1})
 		if _, err := u.Handle(ctx, in); err == nil || !strings.Contains(err.Error(), "not started") {
 			t.Errorf("Handle = %v, want a check not started", err)
 		}
@@ -825,4 +825,38 @@ func TestTimeToOpenWithChecksAlone(t *testing.T) {
 		}
 	}
 	t.Log(table.String())
+}
+
+// TestReadCopiesFollowTheInput checks that the updater's checks create the
+// circuit's read copies (ReadCopies, default 4), repair one that fell
+// behind, and retire those past a smaller ReadCopies.
+func TestReadCopiesFollowTheInput(t *testing.T) {
+	e := newEnv(t)
+	svc := newService(t, 0)
+	ctx := context.Background()
+	u := &Updater{Store: e.store, Prober: healthcheck.NewChecker(nil, healthcheck.AllowLocalTargets()), Logger: e.logger}
+	in, _ := json.Marshal(Input{ID: "a", URL: svc.url(healthy)})
+	if _, err := u.Handle(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < store.DefaultReadCopies; i++ {
+		if item := rawItem(t, e, store.CopyKey("a", i)); item == nil {
+			t.Errorf("copy %d missing after the first check", i)
+		}
+	}
+	if n := len(e.logs.WithMsg(t, store.MsgCopyRepaired)); n != store.DefaultReadCopies-1 {
+		t.Errorf("%d copy log lines, want %d", n, store.DefaultReadCopies-1)
+	}
+	in, _ = json.Marshal(Input{ID: "a", URL: svc.url(healthy), ReadCopies: 2})
+	if _, err := u.Handle(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.store.ReadCircuit(ctx, "a")
+	if err != nil || r.ReadCopies != 2 {
+		t.Fatalf("after ReadCopies 2: %+v, %v", r, err)
+	}
+	// Copy 1 learns the new K; copies 2 and 3 are retired.
+	if n := len(e.logs.WithMsg(t, store.MsgCopyRepaired)); n != store.DefaultReadCopies-1+3 {
+		t.Errorf("%d copy log lines, want 3 more", n)
+	}
 }

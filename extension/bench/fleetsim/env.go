@@ -42,11 +42,12 @@ type env struct {
 	firstFail, firstRefusal, refusingAll, refusedAfterTrip time.Duration
 }
 
-func newEnv(st *store.Store, pols policy.Policies, log *slog.Logger, holder string) *env {
+func newEnv(st *store.Store, pols policy.Policies, log *slog.Logger, holder string, copyPick int) *env {
 	e := &env{firstFail: -1, firstRefusal: -1, refusingAll: -1, refusedAfterTrip: -1}
 	clock := func() time.Time { return time.Unix(0, e.now.Load()) }
 	stf := func(context.Context) (*store.Store, error) { return st, nil }
-	e.c = cache.New(st.WithEventualReads(), cache.Options{ // as the extension wires it
+	// Each environment reads its own read copy, as each extension picks one.
+	e.c = cache.New(st.WithReadCopy(copyPick).WithEventualReads(), cache.Options{ // as the extension wires it
 		RefreshInterval: refreshInterval, MaxAge: maxAge, MissTimeout: missTimeout, FetchTimeout: fetchTimeout,
 		MaxStaleness: maxStaleness, Now: clock, Logger: log,
 	})

@@ -107,6 +107,9 @@ type Config struct {
 	// in each tick, each a contiguous part of them (default four per
 	// GOMAXPROCS, so that a CPU whose part ends early finds another).
 	Workers int
+	// ReadCopies is the circuit's number of read copies, as the updater
+	// keeps them (default store.DefaultReadCopies, the construct's).
+	ReadCopies int
 	// Logger receives the extensions' logs (default: discarded).
 	Logger *slog.Logger
 	// Deadline, when set, is a wall-clock time at which the simulation
@@ -248,9 +251,15 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	st := store.New(db, cfg.Table).WithLogger(cfg.Logger)
 	raw := store.New(cfg.DB, cfg.Table).WithLogger(cfg.Logger) // the baseline's own bucket writes
 	// A deployed table: the updater's first check has created the circuit
-	// item with its override attribute, so a read is one item.
+	// item with its override attribute, and its read copies.
 	if _, err := raw.MigrateOverride(ctx, cfg.Service, cfg.Start); err != nil {
 		return Result{}, fmt.Errorf("fleetsim: create the circuit item: %w", err)
+	}
+	if cfg.ReadCopies == 0 {
+		cfg.ReadCopies = store.DefaultReadCopies
+	}
+	if _, err := raw.SyncCopies(ctx, cfg.Service, cfg.ReadCopies, 1); err != nil {
+		return Result{}, fmt.Errorf("fleetsim: create the read copies: %w", err)
 	}
 	truth := func(ctx context.Context) (circuit.Circuit, error) { // uncharged when DB can say so
 		if p, ok := cfg.DB.(interface {
@@ -291,7 +300,7 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	envs := make([]*env, cfg.Envs)
 	for i := range envs {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)*0x9e3779b97f4a7c15+1))
-		e := newEnv(st, pols, cfg.Logger, fmt.Sprintf("env-%d", i))
+		e := newEnv(st, pols, cfg.Logger, fmt.Sprintf("env-%d", i), rng.IntN(1<<30))
 		e.rng = rng
 		e.next = cfg.Start.Add(expo(rng, cfg.Rate))
 		e.lastBusy = -1

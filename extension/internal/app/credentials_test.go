@@ -80,8 +80,9 @@ func signedWith(t *testing.T) (*httptest.Server, func() []string) {
 		keys = append(keys, key+"|"+r.Header.Get("X-Amz-Security-Token"))
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		// A BatchGetItem finds every circuit asked for, with its override
-		// attribute, as the updater leaves it: one call per read.
+		// A BatchGetItem finds every circuit (or read copy) asked for, with
+		// its override attribute and K, as the updater leaves them: one
+		// call per read.
 		var in struct {
 			RequestItems map[string]struct{ Keys []map[string]any }
 		}
@@ -90,7 +91,7 @@ func signedWith(t *testing.T) (*httptest.Server, func() []string) {
 			for table, ka := range in.RequestItems {
 				var items []map[string]any
 				for _, k := range ka.Keys {
-					items = append(items, map[string]any{"id": k["id"], "operatorOverride": map[string]any{"M": map[string]any{"rev": map[string]any{"N": "1"}}}})
+					items = append(items, map[string]any{"id": k["id"], "readCopies": map[string]any{"N": "4"}, "operatorOverride": map[string]any{"M": map[string]any{"rev": map[string]any{"N": "1"}}}})
 				}
 				out[table] = items
 			}

@@ -383,6 +383,9 @@ func TestExtensionWritesStayInTheGrant(t *testing.T) {
 		if _, err := operator.MigrateOverride(ctx, id, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := operator.SyncCopies(ctx, id, 3, 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ps := policy.Policies{"svc": {Breaker: circuit.Settings{SuccessThreshold: 2}, Passive: circuit.RateSettings{FastTripFailures: 100}}}
 	b, _ := f.extension(ps)
@@ -447,7 +450,7 @@ func TestExtensionWritesStayInTheGrant(t *testing.T) {
 		_, kind, _ := store.ParseKey(in.Key[store.KeyAttribute].(*types.AttributeValueMemberS).Value)
 		kinds[kind]++
 	}
-	for _, k := range []store.Kind{store.KindCircuit, store.KindBucket, store.KindLease} {
+	for _, k := range []store.Kind{store.KindCircuit, store.KindCopy, store.KindBucket, store.KindLease} {
 		if kinds[k] == 0 {
 			t.Errorf("no write of a %s item recorded (%v): the run does not exercise it", k, kinds)
 		}

@@ -75,7 +75,7 @@ func Check(in *dynamodb.UpdateItemInput, ids []string) error {
 	switch kind {
 	case store.KindBucket, store.KindLease:
 		return nil
-	case store.KindCircuit:
+	case store.KindCircuit, store.KindCopy:
 	default:
 		return fmt.Errorf("grantcheck: key %q (%s) is outside the grant", k.Value, kind)
 	}

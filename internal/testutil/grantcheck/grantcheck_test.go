@@ -18,6 +18,8 @@ func TestCheck(t *testing.T) {
 		ok   bool
 	}{
 		{"state write", dynamodb.UpdateItemInput{Key: key("svc"), UpdateExpression: aws.String("SET #s = :v"), ExpressionAttributeNames: map[string]string{"#s": "state"}}, true},
+		{"read copy", dynamodb.UpdateItemInput{Key: key("svc#r#2"), UpdateExpression: aws.String("SET #s = :v"), ExpressionAttributeNames: map[string]string{"#s": "state"}}, true},
+		{"override on a read copy", dynamodb.UpdateItemInput{Key: key("svc#r#2"), UpdateExpression: aws.String("SET #o = :v"), ExpressionAttributeNames: map[string]string{"#o": "operatorOverride"}}, false},
 		{"bucket", dynamodb.UpdateItemInput{Key: key("svc#b#17"), UpdateExpression: aws.String("ADD calls :v")}, true},
 		{"lease with ALL_OLD on failure", dynamodb.UpdateItemInput{Key: key("svc#lease#0"), ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}, true},
 		{"override by name", dynamodb.UpdateItemInput{Key: key("svc"), UpdateExpression: aws.String("SET #o = :v"), ExpressionAttributeNames: map[string]string{"#o": "operatorOverride"}}, false},
