@@ -133,7 +133,7 @@ func TestSteadyNoTripBelowAndTripAtThreshold(t *testing.T) {
 		{"control: at the threshold", thr, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, _ := onModel(t, Steady(200, 20, tc.p, time.Minute, 11))
+			res, _ := onModel(t, Steady(100, 20, tc.p, 40*time.Second, 11))
 			ev := res.Evidence
 			t.Logf("%d evaluations, most evidence: runs %.2f nats, rate %.2f nats (tail ≥ %.2g); highest window failure rate %.3f",
 				ev.Evaluations, ev.MaxRuns, ev.MaxRate, ev.MinTail(), ev.MaxFailureRate)
