@@ -91,6 +91,9 @@ type Breaker struct {
 	// environment's bucket shard as its last write returned it: a window
 	// read, eventually consistent, may miss that write.
 	own map[string]map[int64]store.BucketShard
+	// runFollowUp holds the circuits whose last write held a run: their
+	// next write evaluates too (see elect).
+	runFollowUp map[string]bool
 
 	// shard is the bucket shard this environment writes (see
 	// store.BucketShards), picked at random by New.
@@ -151,6 +154,7 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
 		own:         map[string]map[int64]store.BucketShard{},
+		runFollowUp: map[string]bool{},
 		shard:       mrand.IntN(store.BucketShards),
 		chance:      mrand.Float64,
 		stopping:    make(chan struct{}),

@@ -185,7 +185,7 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 		if e.Failures == 0 && e.Slow == 0 {
 			return
 		}
-		if !b.elect(e.ID, shard.Writes) {
+		if !b.elect(e.ID, e.Runs > 0, shard.Writes) {
 			run.add(nil, func(res *FlushResult) { res.Skipped++ })
 			return
 		}
@@ -196,19 +196,22 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 }
 
 // elect says whether a written bucket of circuit id that held a failed or
-// slow call leads to an evaluation of the circuit's window, the write
-// being the k-th of its bucket shard (0: unknown). Three rules keep the
-// window reads of a fleet small:
+// slow call (and a run when holdsRun) leads to an evaluation of the
+// circuit's window, the write being the k-th of its bucket shard (0:
+// unknown). Three rules keep the window reads of a fleet small:
 //
-//   - Only an environment whose own window is urgent (it reaches a rate
-//     threshold, or holds a run: see urgent) evaluates. When the fleet's
-//     window reaches a threshold, so does the window of at least one
-//     environment that wrote, since the fleet's rate is a weighted mean of
-//     theirs; a fleet degraded below the threshold reads almost nothing.
-//     A window of at least minTripCalls calls that reaches a threshold
-//     without a run must also be evidence of its own (see
+//   - Only an environment whose own window is urgent evaluates. By a rate:
+//     it reaches a rate threshold. When the fleet's window reaches a
+//     threshold, so does the window of at least one environment that
+//     wrote, since the fleet's rate is a weighted mean of theirs; a fleet
+//     degraded below the threshold reads almost nothing. A window of at
+//     least minTripCalls calls must also be evidence of its own (see
 //     localEvidenceHolds): a few dozen calls reach the threshold by chance
-//     at rates well under it.
+//     at rates well under it. By a run: the write that holds the run and
+//     the next one (should the first evaluation's eventually consistent
+//     read have missed a concurrent write), not every write while the run
+//     stays in the window: the runs rule adds up the runs of many
+//     environments, which each evaluate when theirs is written.
 //   - Of those, one evaluates with probability evaluateChance(k): the
 //     first writers of each shard always, later ones less and less often,
 //     so that a bucket's evaluations grow with the logarithm of the fleet,
@@ -221,21 +224,36 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 //     fleet evaluates about once per minTripCalls calls it writes, which
 //     is about as often as its evidence can change a decision; a lone
 //     environment with fewer calls cannot trip its window anyway.
-func (b *Breaker) elect(id string, k int64) bool {
+func (b *Breaker) elect(id string, holdsRun bool, k int64) bool {
 	w := b.agg.Counted(id)
-	if !b.urgent(id, w) {
+	rates := b.o.Policies.For(id).Rates()
+	m := minTripCalls(rates)
+	byRun := w.Runs > 0 && b.runTurn(id, holdsRun)
+	byRate := b.urgentRate(id, w) && (w.Calls < m || localEvidenceHolds(w, rates))
+	if !byRun && !byRate {
 		return false
 	}
-	rates := b.o.Policies.For(id).Rates()
 	p := evaluateChance(k)
-	m := minTripCalls(rates)
-	switch {
-	case w.Calls < m:
+	if w.Calls < m {
 		p *= float64(w.Calls) / float64(m)
-	case w.Runs == 0 && !localEvidenceHolds(w, rates):
-		return false
 	}
 	return b.chance() < p
+}
+
+// runTurn says whether a write of circuit id is one of the two a run
+// makes evaluate: the one that holds it (holdsRun), and the next.
+func (b *Breaker) runTurn(id string, holdsRun bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if holdsRun {
+		b.runFollowUp[id] = true
+		return true
+	}
+	if b.runFollowUp[id] {
+		delete(b.runFollowUp, id)
+		return true
+	}
+	return false
 }
 
 // localEvidence is how much evidence, in nats, a window of at least
@@ -426,11 +444,17 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 // already reach a rate threshold: its evidence may trip the circuit, so
 // the bucket still filling is written at once.
 func (b *Breaker) urgent(id string, w circuit.Counts) bool {
+	return w.Calls > 0 && (w.Runs > 0 || b.urgentRate(id, w))
+}
+
+// urgentRate says whether window counts w of circuit id reach the
+// failure-rate or the slow-call-rate threshold.
+func (b *Breaker) urgentRate(id string, w circuit.Counts) bool {
 	if w.Calls == 0 {
 		return false
 	}
 	r := b.o.Policies.For(id).Rates()
-	return w.Runs > 0 || 100*float64(w.Failures) >= r.FailureRateThreshold*float64(w.Calls) ||
+	return 100*float64(w.Failures) >= r.FailureRateThreshold*float64(w.Calls) ||
 		100*float64(w.Slow) >= r.SlowCallRateThreshold*float64(w.Calls)
 }
 

@@ -397,3 +397,51 @@ func TestEnvironmentsOnDifferentShardsTripTogether(t *testing.T) {
 		}
 	}
 }
+
+// A run makes two writes evaluate, the one that holds it and the next,
+// not every write while it stays in the window.
+func TestRunEvaluatesTwice(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(5 * time.Second)
+	clk := &clock{now: t0.Add(time.Second)}
+	b := newBreaker(f.st, Options{Logger: quiet(), Now: clk.Now})
+	b.SetShard(3, func() float64 { return 0 })
+	outs := func(ok, failed int) []api.Outcome {
+		var o []api.Outcome
+		for range ok {
+			o = append(o, api.Outcome{Success: ptr(true)})
+		}
+		for range failed {
+			o = append(o, api.Outcome{Success: ptr(false)})
+		}
+		return o
+	}
+	steps := []struct {
+		name            string
+		ok, failed      int
+		evaluated, skip int
+	}{
+		{"the write that holds the run", 30, 10, 1, 0},
+		{"the next write", 30, 1, 1, 0},
+		{"a later write, the run still in the window", 30, 1, 0, 1},
+	}
+	for i, st := range steps {
+		if i > 0 {
+			clk.Add(5 * time.Second) // each step fills the next bucket
+		}
+		if _, err := b.Report(ctx, "svc", outs(st.ok, st.failed)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.Flush(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Evaluated != st.evaluated || res.Skipped != st.skip {
+			t.Errorf("%s: flush = %+v; want %d evaluated, %d skipped", st.name, res, st.evaluated, st.skip)
+		}
+	}
+	if c := b.Counted("svc"); c.Runs != 1 {
+		t.Errorf("window holds %+v, want the one run", c)
+	}
+}
