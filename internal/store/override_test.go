@@ -344,3 +344,28 @@ func TestOverridesOnUnreadableCircuit(t *testing.T) {
 		t.Error("Get of the unreadable circuit without an override succeeded")
 	}
 }
+
+// TestBrokenOverrideAttribute checks that an override attribute that does
+// not decode (written by hand) makes the circuit unreadable without an
+// override, and that an operator's clear replaces it.
+func TestBrokenOverrideAttribute(t *testing.T) {
+	s, _, _ := newTestStore(t)
+	ctx := context.Background()
+	if _, err := s.MigrateOverride(ctx, "svc", t0); err != nil {
+		t.Fatal(err)
+	}
+	setAttrs(t, s, "svc", map[string]typesAV{OverrideAttribute: &types.AttributeValueMemberM{Value: map[string]typesAV{"override": strAV("SOMETIMES"), "rev": num(3)}}})
+	if _, _, err := s.Get(ctx, "svc"); err == nil {
+		t.Fatal("Get of a circuit whose override does not decode succeeded")
+	}
+	r, err := s.ReadCircuit(ctx, "svc")
+	if err != nil || r.Unreadable == nil || !r.OverrideStored {
+		t.Fatalf("ReadCircuit = %+v, %v; want it unreadable", r, err)
+	}
+	if _, cleared, err := s.ClearOverride(ctx, "svc", t0); err != nil || !cleared {
+		t.Fatalf("ClearOverride = %v, %v", cleared, err)
+	}
+	if c, _, err := s.Get(ctx, "svc"); err != nil || c.Override != circuit.NoOverride {
+		t.Errorf("after clear: %+v, %v", c, err)
+	}
+}
