@@ -12,6 +12,8 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/constructs/circuitbreaker"
+	"github.com/circuitbreaked/lambda-circuit-breaker/infra/stack"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/appconfig"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
@@ -418,6 +420,31 @@ func TestUpdaterRefusesLocalTargetsByDefault(t *testing.T) {
 		}
 		if !seen {
 			t.Fatal("no updater function")
+		}
+	}
+}
+
+// The settings of infra/services.json, readCopies included, reach the
+// updater's input through the app's stack.
+func TestServicesFileSettingsReachTheRule(t *testing.T) {
+	cfg, err := appconfig.Parse([]byte(`{"services":[{"id":"orders","url":"https://orders.example.com/health","failureThreshold":5,"readCopies":8}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newApp(t, false)
+	var st awscdk.Stack
+	must(t, func() { st = stack.New(app, stack.Name, &stack.Props{Config: cfg}) })
+	rules := resources(template(t, st), "AWS::Events::Rule")
+	if len(rules) != 1 {
+		t.Fatalf("%d rules, want 1", len(rules))
+	}
+	for id, res := range rules {
+		tg := props(res)["Targets"].([]interface{})[0].(map[string]interface{})
+		in, _ := json.Marshal(tg["Input"])
+		for _, want := range []string{`\"FailureThreshold\":5`, `\"ReadCopies\":8`} {
+			if !strings.Contains(string(in), want) {
+				t.Errorf("%s: input %s lacks %s", id, in, want)
+			}
 		}
 	}
 }

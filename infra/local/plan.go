@@ -59,6 +59,7 @@ func plan(f appconfig.File, healthURL string, cooldown time.Duration) ([]check, 
 			OpenCooldown:      cooldown.String(),
 			MaxOpenCooldown:   (maxCooldownScale * cooldown).String(),
 			ConfirmInterval:   cmp.Or(str(hc.ConfirmInterval), localConfirm),
+			ReadCopies:        s.ReadCopies,
 			// No CheckInterval: the local loop already checks every
 			// -interval, and one invocation would hold it for 55s.
 		}

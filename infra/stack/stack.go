@@ -69,6 +69,7 @@ func MonitoredServices(cfg appconfig.File) []circuitbreaker.MonitoredService {
 			HealthCheck: s.HealthCheck,
 			Breaker:     s.Breaker,
 			Passive:     s.Passive,
+			ReadCopies:  s.ReadCopies,
 		}
 		if s.Schedule != "" {
 			ms.Schedule = awsevents.Schedule_Expression(jsii.String(s.Schedule))

@@ -8,7 +8,8 @@
 //
 //	{"services": [{"id": "orders", "url": "https://orders.example.com/health",
 //	  "schedule": "rate(1 minute)", "timeout": "2s", "disableConfirmation": true,
-//	  "failureThreshold": 5, "openCooldown": "1m", "failureRateThreshold": 25}]}
+//	  "failureThreshold": 5, "openCooldown": "1m", "failureRateThreshold": 25,
+//	  "readCopies": 8}]}
 package appconfig
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
 
 // DefaultPath is the configuration file, relative to the repository root.
@@ -47,6 +49,11 @@ type Service struct {
 	// Passive tunes detection from the calls that attached functions
 	// report.
 	Passive circuit.RateSettings `json:",inline"`
+	// ReadCopies is how many items hold the circuit for the extensions'
+	// refreshes, the circuit item included (1..16; 0 keeps the default,
+	// store.DefaultReadCopies): see the construct's
+	// MonitoredService.ReadCopies.
+	ReadCopies int `json:"readCopies"`
 }
 
 // UnmarshalJSON reads one flat object; unknown keys are an error.
@@ -87,7 +94,12 @@ func Parse(data []byte) (File, error) {
 	return f, nil
 }
 
-// Validate checks the three groups of settings, defaults applied.
+// Validate checks the three groups of settings, defaults applied, and
+// ReadCopies.
 func (s Service) Validate() error {
-	return errors.Join(s.HealthCheck.Validate(), s.Breaker.WithDefaults().Validate(), s.Passive.WithDefaults().Validate())
+	var copies error
+	if s.ReadCopies < 0 || s.ReadCopies > store.MaxReadCopies {
+		copies = fmt.Errorf("readCopies: %d is out of range 1..%d", s.ReadCopies, store.MaxReadCopies)
+	}
+	return errors.Join(s.HealthCheck.Validate(), s.Breaker.WithDefaults().Validate(), s.Passive.WithDefaults().Validate(), copies)
 }

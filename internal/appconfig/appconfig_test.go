@@ -32,6 +32,9 @@ func TestParse(t *testing.T) {
 		{"passive out of range", `{"services":[{"id":"a","window":"12s"}]}`, "Window 12s"},
 		{"slow above timeout", `{"services":[{"id":"a","timeout":"1s","slowCallThreshold":"2s"}]}`, "SlowCallThreshold 2s: want at most Timeout (1s)"},
 		{"bad status", `{"services":[{"id":"a","expectedStatus":"2xx"}]}`, "ExpectedStatus"},
+		{"read copies", `{"services":[{"id":"a","readCopies":8}]}`, ""},
+		{"too many read copies", `{"services":[{"id":"a","readCopies":17}]}`, "readCopies: 17 is out of range 1..16"},
+		{"negative read copies", `{"services":[{"id":"a","readCopies":-1}]}`, "readCopies: -1 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,7 +53,7 @@ func TestParse(t *testing.T) {
 // writes back what it read.
 func TestServiceRoundTrip(t *testing.T) {
 	in := `{"services":[{"id":"orders","url":"https://x/health","timeout":"2s","disableConfirmation":true,` +
-		`"failureThreshold":5,"openCooldown":"1m0s","failureRateThreshold":25,"window":"10s","probeTimeout":"45s"}]}`
+		`"failureThreshold":5,"openCooldown":"1m0s","failureRateThreshold":25,"window":"10s","probeTimeout":"45s","readCopies":8}]}`
 	f, err := Parse([]byte(in))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +62,8 @@ func TestServiceRoundTrip(t *testing.T) {
 	want := Service{ID: "orders", URL: "https://x/health",
 		HealthCheck: HealthCheck{Timeout: 2 * time.Second, DisableConfirmation: true},
 		Breaker:     circuit.Settings{FailureThreshold: 5, OpenCooldown: time.Minute},
-		Passive:     circuit.RateSettings{FailureRateThreshold: 25, Window: 10 * time.Second, ProbeTimeout: 45 * time.Second}}
+		Passive:     circuit.RateSettings{FailureRateThreshold: 25, Window: 10 * time.Second, ProbeTimeout: 45 * time.Second},
+		ReadCopies:  8}
 	if s != want {
 		t.Fatalf("Parse = %+v, want %+v", s, want)
 	}
