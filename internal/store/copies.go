@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -222,32 +223,97 @@ type CopySync struct {
 
 // SyncCopies makes circuit id have k read copies (1 ≤ k ≤ MaxReadCopies),
 // all equal to its circuit item: it reads the circuit item and its copies
-// strongly consistent, sets ReadCopiesAttribute on the circuit item when it
-// differs, creates missing copies, writes the state or the override of
-// copies that are behind (each on the condition that the copy did not get
-// newer meanwhile) and tells copies past k, left from a larger K, that they
-// are no longer read. Each repair is logged (MsgCopyRepaired). known is
-// the circuit item's K as last read (Applied.ReadCopies; 0 or 1 when it
-// has none). The updater calls it after every check; k = 1 with known ≤ 1
-// costs nothing.
+// strongly consistent, creates missing copies, writes the state or the
+// override of copies that are behind (each on the condition that the copy
+// did not get newer meanwhile) and tells copies past k, left from a larger
+// K, that they are no longer read. Each repair is logged
+// (MsgCopyRepaired). known is the circuit item's K as last read
+// (Applied.ReadCopies; 0 or 1 when it has none).
+//
+// ReadCopiesAttribute on the circuit item is raised before the copies are
+// written, and lowered only after every copy past k was told: a copy whose
+// retire write failed stays within the circuit item's K, so the next call
+// visits it again. Every copy is tried even when one fails; the errors are
+// joined. After creating copies it reads the circuit item again and
+// brings the new copies up to a write that landed meanwhile (a copy write
+// made before the copy existed is refused). The updater calls it after
+// every check; k = 1 with known ≤ 1 costs nothing.
 func (s *Store) SyncCopies(ctx context.Context, id string, k, known int) (CopySync, error) {
 	var out CopySync
 	if k < 1 || k > MaxReadCopies {
 		return out, fmt.Errorf("store: %d read copies of %q: want 1..%d", k, id, MaxReadCopies)
 	}
-	prev := known
-	if k == 1 && prev <= 1 {
+	if k == 1 && known <= 1 {
 		return out, nil
 	}
-	n := max(k, prev)
-	keys := make([]string, 0, n)
-	for i := range n {
+	byKey, err := s.readCopyItems(ctx, id, 0, max(k, known), &out)
+	if err != nil {
+		return out, err
+	}
+	primary := byKey[id]
+	if primary == nil {
+		return out, nil // nothing to copy yet: the migration creates it
+	}
+	cur := readCopies(primary)
+	if n := max(k, known); cur > n {
+		// The circuit item holds a larger K than the caller knew: read
+		// the copies past what was read, to retire them too.
+		more, err := s.readCopyItems(ctx, id, n, cur, &out)
+		if err != nil {
+			return out, err
+		}
+		maps.Copy(byKey, more)
+	}
+	r := readItem(id, primary)
+	if r.Unreadable != nil || !r.OverrideStored {
+		return out, nil // copies of an item only a rewrite or migration fixes would spread it
+	}
+	if cur < k {
+		if err := s.setReadCopies(ctx, id, k); err != nil {
+			return out, err
+		}
+		out.Writes++
+	}
+	created, err := s.syncCopyItems(ctx, id, k, max(k, known, cur), r, primary, byKey, &out)
+	if len(created) > 0 {
+		// A write of the circuit item that landed between the read above
+		// and a copy's creation was refused on the missing copy: read the
+		// circuit item again and bring the new copies up to it.
+		again, rerr := s.readCopyItems(ctx, id, 0, k, &out)
+		if rerr != nil {
+			return out, errors.Join(err, rerr)
+		}
+		if p := again[id]; p != nil {
+			if r2 := readItem(id, p); r2.Unreadable == nil && r2.OverrideStored {
+				_, serr := s.syncCopyItems(ctx, id, k, k, r2, p, again, &out)
+				err = errors.Join(err, serr)
+			}
+		}
+	}
+	if err != nil {
+		return out, err
+	}
+	if cur > k {
+		// Every copy past k is retired: readers may stop counting them.
+		if err := s.setReadCopies(ctx, id, k); err != nil {
+			return out, err
+		}
+		out.Writes++
+	}
+	return out, nil
+}
+
+// readCopyItems reads copies from..to-1 of circuit id (copy 0 being the
+// circuit item) strongly consistent, by key.
+func (s *Store) readCopyItems(ctx context.Context, id string, from, to int, out *CopySync) (map[string]map[string]types.AttributeValue, error) {
+	keys := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
 		keys = append(keys, CopyKey(id, i))
 	}
 	items, err := s.batchGet(ctx, keys, true, s.callOpts...)
 	out.Reads++
 	if err != nil {
-		return out, fmt.Errorf("store: read copies of %q: %w", id, err)
+		return nil, fmt.Errorf("store: read copies of %q: %w", id, err)
 	}
 	byKey := make(map[string]map[string]types.AttributeValue, len(items))
 	for _, item := range items {
@@ -255,28 +321,33 @@ func (s *Store) SyncCopies(ctx context.Context, id string, k, known int) (CopySy
 			byKey[kv.Value] = item
 		}
 	}
-	primary := byKey[id]
-	if primary == nil {
-		return out, nil // nothing to copy yet: the migration creates it
+	return byKey, nil
+}
+
+// setReadCopies sets ReadCopiesAttribute of circuit item id to k.
+func (s *Store) setReadCopies(ctx context.Context, id string, k int) error {
+	e := newExpr()
+	e.set(ReadCopiesAttribute, num(int64(k)))
+	if err := s.update(ctx, id, e); err != nil {
+		return fmt.Errorf("store: set read copies of %q: %w", id, err)
 	}
-	r := readItem(id, primary)
-	if r.Unreadable != nil || !r.OverrideStored {
-		return out, nil // copies of an item only a rewrite or migration fixes would spread it
-	}
-	if readCopies(primary) != k {
-		e := newExpr()
-		e.set(ReadCopiesAttribute, num(int64(k)))
-		if err := s.update(ctx, id, e); err != nil {
-			return out, fmt.Errorf("store: set read copies of %q: %w", id, err)
-		}
-		out.Writes++
-	}
+	return nil
+}
+
+// syncCopyItems writes copies 1..n-1 of circuit id that differ from its
+// circuit item primary (read as r): those below k get its state and
+// override, those from k on are retired. byKey holds the copies as read.
+// It tries every copy and returns the copies it created and the joined
+// errors of the writes that failed.
+func (s *Store) syncCopyItems(ctx context.Context, id string, k, n int, r Read, primary map[string]types.AttributeValue, byKey map[string]map[string]types.AttributeValue, out *CopySync) ([]int, error) {
 	ov, err := r.override.encode()
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	state := r.Circuit
 	rev := numAttr(primary, StateRevAttribute)
+	var created []int
+	var errs []error
 	for i := 1; i < n; i++ {
 		item := byKey[CopyKey(id, i)]
 		e := newExpr()
@@ -288,7 +359,6 @@ func (s *Store) SyncCopies(ctx context.Context, id string, k, known int) (CopySy
 			}
 			e.set(ReadCopiesAttribute, num(int64(k)))
 			e.conds = append(e.conds, "attribute_exists("+e.name(KeyAttribute)+")")
-			out.Retired = append(out.Retired, i)
 			what = "retired"
 		case item == nil:
 			copyState(e, state, rev)
@@ -336,18 +406,27 @@ func (s *Store) SyncCopies(ctx context.Context, id string, k, known int) (CopySy
 		var ccf *types.ConditionalCheckFailedException
 		switch {
 		case errors.As(err, &ccf):
-			continue // a writer got there first; the next check looks again
+			// A writer got there first (or, for a retire, the copy is
+			// gone): the next check looks again.
+			continue
 		case err != nil:
-			return out, fmt.Errorf("store: write read copy %d of %q: %w", i, id, err)
+			errs = append(errs, fmt.Errorf("store: write read copy %d of %q (%s): %w", i, id, what, err))
+			continue
 		}
-		if i < k {
+		switch {
+		case i >= k:
+			out.Retired = append(out.Retired, i)
+		case item == nil:
+			created = append(created, i)
+			out.Repaired = append(out.Repaired, i)
+		default:
 			out.Repaired = append(out.Repaired, i)
 		}
 		s.log().LogAttrs(ctx, slog.LevelWarn, MsgCopyRepaired,
 			slog.String("service", id), slog.Int("copy", i), slog.String("what", what),
 			slog.Int64("stateRev", rev), slog.Int64("overrideRev", r.override.Rev))
 	}
-	return out, nil
+	return created, errors.Join(errs...)
 }
 
 // sameState reports whether a and b hold the same state machine

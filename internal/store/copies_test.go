@@ -1,13 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbfault"
 )
 
 // withCopies returns a store over a new table whose circuit "svc" has k
@@ -201,5 +205,82 @@ func TestSyncCopiesRepairs(t *testing.T) {
 	}
 	if sync, err := s.SyncCopies(ctx, "other", 1, 1); err != nil || sync.Reads != 0 {
 		t.Errorf("SyncCopies with K 1 = %+v, %v; want nothing done", sync, err)
+	}
+}
+
+// TestRetireFailureKeepsCopyVisited checks that a copy whose retire write
+// fails (K going down) stays within the circuit item's K, so the next
+// check retires it, and that a reader whose pick is that copy then reads
+// the circuit item rather than a copy frozen at the old K.
+func TestRetireFailureKeepsCopyVisited(t *testing.T) {
+	var armed atomic.Bool
+	s, _ := newFaultyStore(t, func(op string, body []byte) dbfault.Action {
+		if armed.Load() && op == "UpdateItem" && (bytes.Contains(body, []byte(`svc#r#3`)) || bytes.Contains(body, []byte(`svc#r#2`))) {
+			return dbfault.Throttle
+		}
+		return dbfault.Pass
+	})
+	s = s.WithMaxAttempts(1)
+	ctx := context.Background()
+	if _, err := s.MigrateOverride(ctx, "svc", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SyncCopies(ctx, "svc", 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	sync, err := s.SyncCopies(ctx, "svc", 2, 5) // retires of copies 2 and 3 throttled, 4 passes
+	armed.Store(false)
+	if err == nil || !strings.Contains(err.Error(), "copy 2") || !strings.Contains(err.Error(), "copy 3") {
+		t.Errorf("SyncCopies with two retires throttled: err = %v; want both failures", err)
+	}
+	if len(sync.Retired) != 1 || sync.Retired[0] != 4 {
+		t.Errorf("Retired = %v; want only copy 4, whose write succeeded", sync.Retired)
+	}
+	r, err := s.ReadCircuit(ctx, "svc")
+	if err != nil || r.ReadCopies != 5 {
+		t.Fatalf("circuit item's K after failed retires = %d, %v; want 5 kept", r.ReadCopies, err)
+	}
+	// The next check passes the K it read and finishes the retirement.
+	sync, err = s.SyncCopies(ctx, "svc", 2, r.ReadCopies)
+	if err != nil || len(sync.Retired) != 2 {
+		t.Fatalf("next SyncCopies = %+v, %v; want copies 2 and 3 retired", sync, err)
+	}
+	if r, _ := s.ReadCircuit(ctx, "svc"); r.ReadCopies != 2 {
+		t.Errorf("circuit item's K = %d; want 2 once every copy is retired", r.ReadCopies)
+	}
+	for i := 2; i < 5; i++ {
+		if k := readCopies(rawItem(t, s, CopyKey("svc", i))); k != 2 {
+			t.Errorf("copy %d holds K %d; want 2", i, k)
+		}
+	}
+	fail := func(c circuit.Circuit) circuit.Decision {
+		return circuit.Decide(c, circuit.Settings{FailureThreshold: 1}, circuit.Failure("500"), t0)
+	}
+	if _, err := s.Apply(ctx, "svc", fail); err != nil {
+		t.Fatal(err)
+	}
+	for _, pick := range []int{2, 3} {
+		reader := s.WithEventualReads().WithReadCopy(pick) // K unknown: guesses DefaultReadCopies
+		for i := 0; i < 2; i++ {
+			c, _, err := reader.Get(ctx, "svc")
+			if err != nil || c.State != circuit.Open {
+				t.Errorf("reader with pick %d, read %d = %s, %v; want OPEN", pick, i, c.State, err)
+			}
+		}
+	}
+}
+
+// TestSyncCopiesReadsPastKnownK checks that copies past the K the caller
+// knew, but within the circuit item's, are retired too.
+func TestSyncCopiesReadsPastKnownK(t *testing.T) {
+	s, _, _ := withCopies(t, 4)
+	ctx := context.Background()
+	sync, err := s.SyncCopies(ctx, "svc", 2, 2)
+	if err != nil || len(sync.Retired) != 2 {
+		t.Fatalf("SyncCopies(2, known 2) on K 4 = %+v, %v; want copies 2 and 3 retired", sync, err)
+	}
+	if r, _ := s.ReadCircuit(ctx, "svc"); r.ReadCopies != 2 {
+		t.Errorf("circuit item's K = %d; want 2", r.ReadCopies)
 	}
 }
