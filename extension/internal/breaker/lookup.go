@@ -35,9 +35,12 @@ type Answer struct {
 //     policy decides;
 //   - otherwise an active override decides (FORCED_CLOSED allows,
 //     FORCED_OPEN denies); CLOSED allows;
-//   - OPEN denies until retryAt; after it, the lookup moves the circuit to
-//     HALF_OPEN with a conditional transition (the first such lookup in
-//     the fleet wins) and goes on as for HALF_OPEN;
+//   - OPEN denies until retryAt; after it, a lookup whose cached value
+//     was read (or written by this extension) at or after retryAt moves
+//     the circuit to HALF_OPEN with a conditional transition (the first
+//     such lookup in the fleet wins) and goes on as for HALF_OPEN; a
+//     lookup whose value was read before retryAt denies and writes
+//     nothing (see cooldownUnconfirmed);
 //   - HALF_OPEN allows only a lookup that claims one of the service's
 //     HalfOpenProbes lease slots; the answer then carries the lease's
 //     token (Answer.Probe). Everyone else is denied.
@@ -46,6 +49,12 @@ type Answer struct {
 // see admit for what happens when they fail.
 func (b *Breaker) Lookup(ctx context.Context, id string) Answer {
 	a := b.answer(b.cache.Get(ctx, id))
+	if !a.FailModeApplied && cooldownUnconfirmed(a.Value) {
+		// Not this lookup: the value may be older than a move to
+		// HALF_OPEN made elsewhere since the cool-down ended.
+		b.count(a)
+		return a
+	}
 	if !a.FailModeApplied {
 		ad := b.admit(ctx, a.Circuit, a.At)
 		if ad.Circuit.ID != "" {
@@ -95,4 +104,21 @@ func (b *Breaker) answer(v cache.Value) Answer {
 	a.State = v.Circuit.EffectiveState(v.At)
 	a.Allowed = a.State == circuit.Closed
 	return a
+}
+
+// cooldownUnconfirmed reports whether v shows an OPEN circuit whose
+// cool-down is over at v.At, with no active override, from a read that
+// started before the cool-down ended. Such a value cannot tell whether
+// another environment has already moved the circuit on, so the lookup
+// denies and leaves the table alone: the cache's next refresh, within one
+// refresh interval, shows either the move or that it is still to be made.
+// Without this, every busy environment of a fleet would read the circuit
+// item strongly in the first second after the cool-down, each on its own
+// copy read up to a refresh interval earlier; with it, only the
+// environments whose copy was read between the end of the cool-down and
+// the move try it, and refreshes are spread at random over the interval.
+func cooldownUnconfirmed(v cache.Value) bool {
+	c := v.Circuit
+	return c.State == circuit.Open && c.ActiveOverride(v.At) == circuit.NoOverride &&
+		!c.RetryAt.IsZero() && !v.At.Before(c.RetryAt) && v.At.Add(-v.Age).Before(c.RetryAt)
 }

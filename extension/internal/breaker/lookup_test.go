@@ -243,3 +243,71 @@ func TestStatsCountHitsMissesStaleAndRefused(t *testing.T) {
 		t.Errorf("TakeLookupStats did not reset: %+v", again)
 	}
 }
+
+// countingWrites counts the UpdateItem calls that reach the table.
+type countingWrites struct {
+	store.API
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingWrites) UpdateItem(ctx context.Context, in *dynamodbUpdateItemInput, opts ...func(*dynamodbOptions)) (*dynamodbUpdateItemOutput, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.API.UpdateItem(ctx, in, opts...)
+}
+
+func (c *countingWrites) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writes
+}
+
+// An environment ends a cool-down only from a value read after it ended:
+// one read before may miss a move made elsewhere since, so the lookup
+// denies and writes nothing; after the next refresh the lookup moves the
+// circuit to HALF_OPEN and probes.
+func TestCooldownEndWaitsForAReadAfterIt(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	t0 := time.Now()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: t0.Add(10 * time.Second)})
+	cw := &countingWrites{API: f.db}
+	st := store.New(cw, f.st.Table()).WithLogger(quiet())
+	clk := &clock{now: t0.Add(9500 * time.Millisecond)}
+	c := cache.New(st, cache.Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
+	b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second, Now: clk.Now})
+
+	steps := []struct {
+		name    string
+		at      time.Duration // after t0
+		refresh bool          // a refresh runs first
+		allowed bool
+		state   circuit.State // in the table after the lookup
+	}{
+		{"in the cool-down", 9500 * time.Millisecond, false, false, circuit.Open},
+		{"over, value read before its end", 10200 * time.Millisecond, false, false, circuit.Open},
+		{"over, value read after its end", 10600 * time.Millisecond, true, true, circuit.HalfOpen},
+	}
+	for _, s := range steps {
+		clk.Add(t0.Add(s.at).Sub(clk.Now()))
+		if s.refresh {
+			c.RefreshDue()
+			if err := c.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := cw.count()
+		a := b.Lookup(ctx, "svc")
+		if a.Allowed != s.allowed || (s.allowed && a.Probe == "") {
+			t.Fatalf("%s: allowed %v probe %q, want allowed %v with a probe when allowed", s.name, a.Allowed, a.Probe, s.allowed)
+		}
+		if got := f.get(t, "svc"); got.State != s.state {
+			t.Fatalf("%s: table holds %s, want %s", s.name, got.State, s.state)
+		}
+		if !s.allowed && cw.count() != before {
+			t.Fatalf("%s: %d table writes, want none", s.name, cw.count()-before)
+		}
+	}
+}
