@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptrace"
 	"slices"
 	"strconv"
 	"time"
@@ -71,6 +72,10 @@ type BucketShard struct {
 // came first, which lets a fleet's writers sample who reads the window
 // (0 when the table did not say; the error is nil once the counts were
 // added, so that they are never added twice).
+// The SDK retries the write only when it was throttled: a write whose
+// answer was lost may have been applied, and is never sent again. Such an
+// error is Ambiguous; an error of a write that was throttled, refused or
+// never sent is not.
 // expiresAt (the table's TTL attribute, in seconds) is set on every
 // write; DynamoDB deletes the item some time after it.
 func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, shard int, c circuit.Counts, expiresAt time.Time) (BucketShard, error) {
@@ -86,16 +91,17 @@ func (s *Store) AddCounts(ctx context.Context, id string, start time.Time, shard
 		e.name("writes") + " " + e.value(num(1))
 	e.set("bucketStart", num(start.Unix()))
 	e.set(TTLAttribute, num(expiresAt.Unix()))
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	tr := &sendTrace{}
+	out, err := s.db.UpdateItem(httptrace.WithClientTrace(ctx, tr.trace()), &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(k),
 		UpdateExpression:          aws.String(e.update() + " ADD " + adds),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
 		ReturnValues:              types.ReturnValueUpdatedNew,
-	})
+	}, onlyThrottlingRetried)
 	if err != nil {
-		return BucketShard{}, fmt.Errorf("store: add counts to %s: %w", k, err)
+		return BucketShard{}, fmt.Errorf("store: add counts to %s: %w", k, tr.settle(err))
 	}
 	// The counts were added: what the table returned is only told, and a
 	// shard it did not return (or returned unreadable) has Writes 0.

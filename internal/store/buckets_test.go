@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbfault"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
 func TestAddCountsConcurrentlyLosesNothing(t *testing.T) {
@@ -239,5 +245,119 @@ func TestAddCountsSucceedsWhateverItReturns(t *testing.T) {
 	bs, err := s.GetBuckets(ctx, "svc", []time.Time{start})
 	if err != nil || len(bs) != 1 || bs[0].Calls != 2 {
 		t.Fatalf("buckets = %+v, %v", bs, err)
+	}
+}
+
+// lateAnswer forwards a request, so that DynamoDB applies it, then ends
+// the caller's context and returns its error, as when the deadline passes
+// while the answer is on its way.
+type lateAnswer struct {
+	base   http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (l lateAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := l.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	l.cancel()
+	<-req.Context().Done()
+	return nil, req.Context().Err()
+}
+
+// A bucket write is sent again only when DynamoDB refused it for its
+// rate: one that may have been applied fails Ambiguous and is counted
+// exactly once; one that was throttled, or never sent, fails not
+// Ambiguous and adds nothing.
+func TestAddCountsNeverCountsTwice(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	plain := New(srv.Client(), table)
+	start := time.Unix(1_800_000_000, 0).UTC()
+	add := circuit.Counts{Calls: 4, Failures: 3}
+	onUpdate := func(actions ...dbfault.Action) func(string, []byte) dbfault.Action {
+		var n atomic.Int32
+		return func(op string, _ []byte) dbfault.Action {
+			if op != "UpdateItem" {
+				return dbfault.Pass
+			}
+			if i := int(n.Add(1)) - 1; i < len(actions) {
+				return actions[i]
+			}
+			return dbfault.Pass
+		}
+	}
+	type call struct {
+		store *Store
+		ctx   context.Context
+		sent  func() int // UpdateItem requests that reached the transport
+	}
+	faulty := func(fault func(string, []byte) dbfault.Action) func(*testing.T) call {
+		return func(*testing.T) call {
+			tr := &dbfault.Transport{Fault: fault}
+			return call{New(tr.Wrap(srv.Client()), table), context.Background(), func() int { return tr.Count("UpdateItem") }}
+		}
+	}
+	tests := []struct {
+		name      string
+		setup     func(t *testing.T) call
+		wantErr   bool
+		ambiguous bool
+		requests  int // -1: not counted
+		added     int64
+	}{
+		{"answer lost (500)", faulty(onUpdate(dbfault.LoseAnswer)), true, true, 1, 1},
+		{"throttled twice, then written", faulty(onUpdate(dbfault.Throttle, dbfault.Throttle)), false, false, 3, 1},
+		{"throttled, then answer lost", faulty(onUpdate(dbfault.Throttle, dbfault.LoseAnswer)), true, true, 2, 1},
+		{"throttled every attempt", faulty(onUpdate(dbfault.Throttle, dbfault.Throttle, dbfault.Throttle)), true, false, 3, 0},
+		{"deadline after sending", func(t *testing.T) call {
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			db := dynamodb.New(srv.Client().Options(), func(o *dynamodb.Options) {
+				o.HTTPClient = &http.Client{Transport: lateAnswer{base: http.DefaultTransport, cancel: cancel}}
+			})
+			return call{New(db, table), ctx, nil}
+		}, true, true, -1, 1},
+		{"context ended before sending", func(t *testing.T) call {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return call{plain, ctx, nil}
+		}, true, false, -1, 0},
+		{"connection refused", func(t *testing.T) call {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			_ = ln.Close()
+			return call{New(dynalite.NewClient("http://"+addr), table), context.Background(), nil}
+		}, true, false, -1, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.setup(t)
+			id := "svc-" + strconv.Itoa(i)
+			_, err := c.store.AddCounts(c.ctx, id, start, 0, add, start.Add(time.Hour))
+			if (err != nil) != tt.wantErr || Ambiguous(err) != tt.ambiguous {
+				t.Fatalf("AddCounts: %v (Ambiguous %v); want error %v, Ambiguous %v", err, Ambiguous(err), tt.wantErr, tt.ambiguous)
+			}
+			if c.sent != nil && c.sent() != tt.requests {
+				t.Errorf("%d UpdateItem requests, want %d", c.sent(), tt.requests)
+			}
+			bs, err := plain.GetBuckets(context.Background(), id, []time.Time{start})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got circuit.Counts
+			for _, b := range bs {
+				got = got.Add(b.Counts)
+			}
+			if want := (circuit.Counts{Calls: add.Calls * tt.added, Failures: add.Failures * tt.added}); got != want {
+				t.Errorf("table holds %+v, want %+v (the counts added %d times)", got, want, tt.added)
+			}
+		})
 	}
 }
