@@ -192,23 +192,46 @@ func (s *Store) copyOverrideWrites(ctx context.Context, id string, v types.Attri
 	})
 }
 
+// copyWriteRetry is how long copyWrite waits before sending a failed
+// copy write again.
+const copyWriteRetry = 50 * time.Millisecond
+
+// MsgCopyNotWritten is logged (a warning) when a write of a read copy
+// failed twice: the copy lags until the updater's next check repairs it.
+const MsgCopyNotWritten = "read copy not written"
+
 // copyWrite sends one conditional write of copy i of circuit id; a
-// refused condition is the normal outcome of a late or concurrent write,
-// and an error is logged at debug level: the updater repairs the copy.
+// refused condition is the normal outcome of a late or concurrent write.
+// A write that fails otherwise is sent once more after copyWriteRetry
+// (within ctx); when that fails too it is logged (MsgCopyNotWritten) and
+// left to the updater's repair.
 func (s *Store) copyWrite(ctx context.Context, id string, i int, e *expr) {
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	in := &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(CopyKey(id, i)),
 		UpdateExpression:          aws.String(e.update()),
 		ConditionExpression:       aws.String(e.condition()),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
-	}, s.callOpts...)
-	var ccf *types.ConditionalCheckFailedException
-	if err != nil && !errors.As(err, &ccf) {
-		s.log().LogAttrs(ctx, slog.LevelDebug, "read copy not written",
-			slog.String("service", id), slog.Int("copy", i), slog.String("error", err.Error()))
 	}
+	var ccf *types.ConditionalCheckFailedException
+	_, err := s.db.UpdateItem(ctx, in, s.callOpts...)
+	if err == nil || errors.As(err, &ccf) {
+		return
+	}
+	t := time.NewTimer(copyWriteRetry)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		err = fmt.Errorf("%w (not retried: %w)", err, ctx.Err())
+	case <-t.C:
+		_, err = s.db.UpdateItem(ctx, in, s.callOpts...)
+	}
+	if err == nil || errors.As(err, &ccf) {
+		return
+	}
+	s.log().LogAttrs(ctx, slog.LevelWarn, MsgCopyNotWritten,
+		slog.String("service", id), slog.Int("copy", i), slog.String("error", err.Error()))
 }
 
 // CopySync is what SyncCopies found and did.

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbfault"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
 )
 
 // withCopies returns a store over a new table whose circuit "svc" has k
@@ -283,4 +285,127 @@ func TestSyncCopiesReadsPastKnownK(t *testing.T) {
 	if r, _ := s.ReadCircuit(ctx, "svc"); r.ReadCopies != 2 {
 		t.Errorf("circuit item's K = %d; want 2", r.ReadCopies)
 	}
+}
+
+// TestLostAnswerStillWritesCopies checks that a write whose answer was
+// lost, recognised by its token on the SDK's retry, still writes the read
+// copies, at the revision read back from the circuit item.
+func TestLostAnswerStillWritesCopies(t *testing.T) {
+	var armed atomic.Bool
+	s, _ := newFaultyStore(t, loseFirst("UpdateItem", &armed))
+	ctx := context.Background()
+	if _, err := s.MigrateOverride(ctx, "svc", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SyncCopies(ctx, "svc", 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(c circuit.Circuit) circuit.Decision {
+		return circuit.Decide(c, circuit.Settings{FailureThreshold: 1}, circuit.Failure("500"), t0)
+	}
+	armed.Store(true)
+	a, err := s.Apply(ctx, "svc", fail)
+	if err != nil || a.After().State != circuit.Open {
+		t.Fatalf("Apply with its answer lost = %s, %v; want OPEN", a.After().State, err)
+	}
+	assertCopiesEqual(t, s, 3, "after a lost answer")
+}
+
+// TestCopyWriteRetriedOnce checks that a copy write that fails (a
+// throttle) is sent once more, and that one failing twice is logged as a
+// warning and left for the updater's repair.
+func TestCopyWriteRetriedOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		failures int32 // throttled requests of copy 1 (the SDK makes 3 attempts per call)
+		inStep   bool
+		warnings int
+	}{
+		{"fails once", 3, true, 0},
+		{"fails every time", 1 << 20, false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var armed atomic.Bool
+			var left atomic.Int32
+			left.Store(tt.failures)
+			s, _ := newFaultyStore(t, func(op string, body []byte) dbfault.Action {
+				if armed.Load() && op == "UpdateItem" && bytes.Contains(body, []byte(`svc#r#1`)) && left.Add(-1) >= 0 {
+					return dbfault.Throttle
+				}
+				return dbfault.Pass
+			})
+			logs := &logBuffer{}
+			s = s.WithLogger(slog.New(slog.NewJSONHandler(logs, nil)))
+			ctx := context.Background()
+			if _, err := s.MigrateOverride(ctx, "svc", t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.SyncCopies(ctx, "svc", 3, 1); err != nil {
+				t.Fatal(err)
+			}
+			armed.Store(true)
+			a, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{FailureThreshold: 1}, circuit.Failure("500"), t0)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Decode(rawItem(t, s, CopyKey("svc", 1)))
+			if inStep := err == nil && c.State == a.After().State; inStep != tt.inStep {
+				t.Errorf("copy 1 = %s, %v; want in step %v", c.State, err, tt.inStep)
+			}
+			if c, _ := Decode(rawItem(t, s, CopyKey("svc", 2))); c.State != a.After().State {
+				t.Errorf("copy 2 = %s; want %s", c.State, a.After().State)
+			}
+			lines := withMsg(logs.Lines(t), MsgCopyNotWritten)
+			if len(lines) != tt.warnings || (len(lines) > 0 && (lines[0]["level"] != "WARN" || lines[0]["copy"] != float64(1))) {
+				t.Errorf("%q lines = %v; want %d warning(s) for copy 1", MsgCopyNotWritten, lines, tt.warnings)
+			}
+		})
+	}
+}
+
+// TestSyncCopiesCatchesAWriteDuringCreation checks that a write of the
+// circuit item landing after SyncCopies read it but before it created the
+// copies (its copy writes refused on the missing copies) reaches the new
+// copies in the same call.
+func TestSyncCopiesCatchesAWriteDuringCreation(t *testing.T) {
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	other := New(srv.Client(), table).WithLogger(slog.New(slog.NewJSONHandler(&logBuffer{}, nil)))
+	ctx := context.Background()
+	var once atomic.Bool
+	var applied atomic.Pointer[Applied]
+	var applyErr atomic.Value
+	tr := &dbfault.Transport{Fault: func(op string, body []byte) dbfault.Action {
+		if op == "UpdateItem" && bytes.Contains(body, []byte(`svc#r#1`)) && bytes.Contains(body, []byte("attribute_not_exists")) && once.CompareAndSwap(false, true) {
+			// Another writer trips the circuit just before copy 1 is created.
+			a, err := other.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+				return circuit.Decide(c, circuit.Settings{FailureThreshold: 1}, circuit.Failure("500"), t0)
+			})
+			if err != nil {
+				applyErr.Store(err)
+			}
+			applied.Store(&a)
+		}
+		return dbfault.Pass
+	}}
+	s := New(tr.Wrap(srv.Client()), table).WithLogger(slog.New(slog.NewJSONHandler(&logBuffer{}, nil)))
+	if _, err := s.MigrateOverride(ctx, "svc", t0); err != nil {
+		t.Fatal(err)
+	}
+	sync, err := s.SyncCopies(ctx, "svc", 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := applyErr.Load(); e != nil {
+		t.Fatal(e)
+	}
+	if a := applied.Load(); a == nil || a.After().State != circuit.Open {
+		t.Fatalf("the concurrent write did not trip the circuit: %+v", a)
+	}
+	if sync.Reads != 2 {
+		t.Errorf("SyncCopies made %d reads; want 2 (the circuit item read again after creating copies)", sync.Reads)
+	}
+	assertCopiesEqual(t, s, 3, "after a write during creation")
 }

@@ -67,7 +67,9 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 //
 // Every write adds one to StateRevAttribute and asks for it back
 // (ReturnValues UPDATED_NEW); with copies > 1 it then writes the state
-// machine's attributes, at that revision, to the circuit's read copies.
+// machine's attributes, at that revision, to the circuit's read copies,
+// also when the answer was lost and the write is recognised by its token
+// (the revision then comes from the item read back).
 func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change circuit.Change, raw map[string]types.AttributeValue, copies int) error {
 	switch change {
 	case circuit.Transition:
@@ -125,6 +127,22 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 
 	e.add(StateRevAttribute, num(1))
 
+	// writeCopies writes what this write stored, at revision rev, to
+	// the circuit's read copies.
+	writeCopies := func(rev int64) {
+		if copies <= 1 || rev <= 0 {
+			return
+		}
+		c := next
+		switch {
+		case change == circuit.Transition:
+			c.PreviousState = cur.State
+		case raw == nil:
+			c.UpdatedAt, c.PreviousState, c.Reason = cur.UpdatedAt, cur.PreviousState, cur.Reason
+		}
+		s.copyStateWrites(ctx, c, rev, copies)
+	}
+
 	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(cur.ID),
@@ -138,24 +156,20 @@ func (s *Store) write(ctx context.Context, cur, next circuit.Circuit, change cir
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
 			if s.holdsToken(ctx, ccf, cur.ID, token, WriteTokenAttribute, PriorWriteTokenAttribute) {
+				// The write was applied and its answer lost. When it is
+				// still the last write of the item, the item read back
+				// holds its revision: the copies get it as usual (a
+				// later write writes its own copies).
+				if v, ok := ccf.Item[WriteTokenAttribute].(*types.AttributeValueMemberS); ok && v.Value == token {
+					writeCopies(numAttr(ccf.Item, StateRevAttribute))
+				}
 				return nil
 			}
 			return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, ErrConflict)
 		}
 		return fmt.Errorf("store: write circuit %q at version %d: %w", cur.ID, cur.Version, err)
 	}
-	if copies > 1 {
-		if rev := numAttr(out.Attributes, StateRevAttribute); rev > 0 {
-			c := next
-			switch {
-			case change == circuit.Transition:
-				c.PreviousState = cur.State
-			case raw == nil:
-				c.UpdatedAt, c.PreviousState, c.Reason = cur.UpdatedAt, cur.PreviousState, cur.Reason
-			}
-			s.copyStateWrites(ctx, c, rev, copies)
-		}
-	}
+	writeCopies(numAttr(out.Attributes, StateRevAttribute))
 	return nil
 }
 

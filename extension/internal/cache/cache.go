@@ -455,7 +455,9 @@ func (c *Cache) valueLocked(e *entry, now time.Time) Value {
 // changed since. (An override cleared meanwhile is seen at the next read.)
 // A read that started before Put and ends after it does not replace v
 // unless it is newer in the same sense (see Newer); a read that started
-// after Put does. A cached circuit is re-read on schedule as usual.
+// after Put does, except that a lower version never replaces the state
+// machine's part (only the override). A cached circuit is re-read on
+// schedule as usual.
 func (c *Cache) Put(v circuit.Circuit) {
 	now := c.o.Now()
 	c.mu.Lock()
@@ -637,9 +639,18 @@ func (c *Cache) fetch(batch []*entry, done chan struct{}, start time.Time) {
 		// A Put that came in while this read ran may hold a newer value
 		// (a write of this extension): the read replaces it only when it
 		// is known to be newer. A read that started after the cached value
-		// came in replaces it.
+		// came in replaces it, but never with a lower version: a read copy
+		// may lag behind the circuit item this extension wrote (until the
+		// updater's next check), and the circuit must not fall back to
+		// the older state. The override still comes from such a read, as
+		// from any read that started after the cached value.
 		if e.loaded && e.valueSeq > e.inflightSeq && !Newer(v, e.c) {
 			continue
+		}
+		if e.loaded && v.Version < e.c.Version {
+			kept := e.c
+			kept.Override, kept.OverrideReason, kept.OverrideUntil, kept.OverrideAt = v.Override, v.OverrideReason, v.OverrideUntil, v.OverrideAt
+			v = kept
 		}
 		// The age counts from the read's start: the answer may have
 		// come long before now (a freeze between the two), and the table

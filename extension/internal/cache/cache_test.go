@@ -837,6 +837,39 @@ func TestCacheNeverGoesBackwards(t *testing.T) {
 			t.Errorf("after the read = %+v, want CLOSED with the override gone", d)
 		}
 	})
+	t.Run("a lagging read started after the Put keeps the version", func(t *testing.T) {
+		tripped := circuit.Circuit{ID: "a", State: circuit.Open, Version: 4, RetryAt: at.Add(time.Minute)}
+		for _, tt := range []struct {
+			name     string
+			table    circuit.Circuit // a read copy behind the trip this extension wrote
+			wantOver circuit.Override
+			want     circuit.State
+		}{
+			{"no override", plain, "", circuit.Open},
+			{"override set meanwhile", forced, circuit.ForcedOpen, circuit.Open},
+			{"forced closed meanwhile", func() circuit.Circuit {
+				v := forced
+				v.Override = circuit.ForcedClosed
+				return v
+			}(), circuit.ForcedClosed, circuit.Closed},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				clk := newClock()
+				r := newFakeReader(tt.table)
+				c := newTestCache(t, r, clk, Options{RefreshInterval: time.Second})
+				ctx := context.Background()
+				c.Put(tripped)
+				clk.Advance(2 * time.Second)
+				c.Get(ctx, "a") // due: starts a read
+				_ = c.Wait(ctx)
+				got, _ := c.Peek("a")
+				if d := c.Get(ctx, "a"); got.Version != 4 || got.State != circuit.Open || got.Override != tt.wantOver || state(d) != tt.want {
+					t.Errorf("after a lagging read: cached v%d %s override %q, answer %s; want v4 OPEN override %q, answer %s",
+						got.Version, got.State, got.Override, state(d), tt.wantOver, tt.want)
+				}
+			})
+		}
+	})
 	t.Run("an earlier override put after a later one", func(t *testing.T) {
 		clk := newClock()
 		c := newTestCache(t, newFakeReader(), clk, Options{})
