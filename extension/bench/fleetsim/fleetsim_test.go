@@ -153,3 +153,34 @@ func TestSteadyNoTripBelowAndTripAtThreshold(t *testing.T) {
 		})
 	}
 }
+
+// A young fleet failing at 0.8 × the failure-rate threshold from its
+// first call stays CLOSED: no environment writes a bucket before it ends,
+// so no window read holds a sample of buckets chosen by their outcome
+// (the first environments with an unlucky run). The control at twice
+// the threshold's distance above (60 %) trips, so the run can show one.
+func TestYoungFleetNoTripBelowThreshold(t *testing.T) {
+	thr := policy.Policy{}.Rates().FailureRateThreshold / 100
+	for _, tc := range []struct {
+		name string
+		p    float64
+		trip bool
+	}{
+		{"0.8 × threshold from the first call", 0.8 * thr, false},
+		{"control: 1.2 × threshold", 1.2 * thr, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := onModel(t, Config{
+				Envs: 500, Rate: 20, Seed: 5, Tick: SteadyTick,
+				Phases: []Phase{{Name: "failing", Duration: 20 * time.Second, FailureRate: tc.p}},
+			})
+			opened := res.Phases[0].Opened
+			if tc.trip && opened == 0 {
+				t.Errorf("control: no fleet-wide trip at %.0f %% errors; the simulation cannot show one", 100*tc.p)
+			}
+			if !tc.trip && opened > 0 {
+				t.Errorf("%d fleet-wide trips at %.0f %% errors, first after %s, want none", opened, 100*tc.p, res.Phases[0].FirstOpen)
+			}
+		})
+	}
+}

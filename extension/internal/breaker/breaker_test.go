@@ -239,7 +239,9 @@ func TestFlushCountsAndTrips(t *testing.T) {
 	if _, err := b.Report(ctx, "svc", outs); err != nil {
 		t.Fatal(err)
 	}
-	res, err = b.Flush(ctx)
+	// FlushAll writes the bucket still filling too, as at SHUTDOWN;
+	// Flush would wait for it to end.
+	res, err = b.FlushAll(ctx)
 	if err != nil || res.Tripped != 1 {
 		t.Fatalf("flush of failures = %+v, %v; want a trip", res, err)
 	}
@@ -273,18 +275,18 @@ func TestFailedFlushKeepsCounts(t *testing.T) {
 	ctx := context.Background()
 	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
 	api0.fail.Store(true)
-	if res, err := b.Flush(ctx); err == nil || res.Failed != 1 || b.Pending() != 1 {
+	if res, err := b.FlushAll(ctx); err == nil || res.Failed != 1 || b.Pending() != 1 {
 		t.Fatalf("failed flush = %+v, %v, pending %d", res, err, b.Pending())
 	}
 	_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}})
 	api0.fail.Store(false)
 	// A failed write waits at least half a second before it is offered
 	// again, so that a throttled fleet does not retry at every invocation.
-	if res, err := b.Flush(ctx); err != nil || res.Written != 0 || b.Pending() != 1 {
+	if res, err := b.FlushAll(ctx); err != nil || res.Written != 0 || b.Pending() != 1 {
 		t.Fatalf("flush right after the failure = %+v, %v, pending %d; want no retry yet", res, err, b.Pending())
 	}
 	clk.Add(1500 * time.Millisecond)
-	if _, err := b.Flush(ctx); err != nil || b.Pending() != 0 {
+	if _, err := b.FlushAll(ctx); err != nil || b.Pending() != 0 {
 		t.Fatalf("retry flush = %v, pending %d", err, b.Pending())
 	}
 	var sum circuit.Counts
@@ -398,7 +400,7 @@ func TestExtensionWritesStayInTheGrant(t *testing.T) {
 	if _, err := b.Report(ctx, "svc", outs); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := b.Flush(ctx); err != nil || res.Tripped != 1 {
+	if res, err := b.FlushAll(ctx); err != nil || res.Tripped != 1 {
 		t.Fatalf("flush = %+v, %v; want a trip", res, err)
 	}
 	// Probes: two successes close, then a failure reopens.
@@ -435,7 +437,7 @@ func TestExtensionWritesStayInTheGrant(t *testing.T) {
 	if _, err := b2.Report(ctx, "broken", outs); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = b2.Flush(ctx)
+	_, _ = b2.FlushAll(ctx)
 	if r, err := operator.ReadCircuit(ctx, "broken"); err != nil || r.Unreadable != nil {
 		t.Fatalf("broken item after the extension's write: %+v, %v; want it rewritten", r, err)
 	}

@@ -37,9 +37,10 @@ type FlushResult struct {
 const maxLoggedErrors = 3
 
 // Flush writes the counts that are due, by the write policy of package
-// outcomes, to this environment's shard of their bucket items (atomic
-// ADDs); this extension's window reaching a rate threshold makes its
-// filling bucket urgent. Then it evaluates the circuits that a write
+// outcomes (ended buckets only: never the bucket still filling, whatever
+// this environment's own counts say, so that what a window read holds is
+// never selected by outcome), to this environment's shard of their bucket
+// items (atomic ADDs). Then it evaluates the circuits that a write
 // elected (see evaluation): it reads every shard of the window's buckets
 // and trips the circuit when circuit.DecideRate says so.
 // Writes and evaluations of different circuits run concurrently. Counts
@@ -52,7 +53,7 @@ const maxLoggedErrors = 3
 func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
-	due, lost := b.agg.Due(b.o.Now(), b.urgent)
+	due, lost := b.agg.Due(b.o.Now())
 	return b.flush(ctx, due, lost)
 }
 
@@ -438,13 +439,6 @@ func acquire(ctx context.Context, sem chan struct{}) bool {
 		return false
 	}
 	return true
-}
-
-// urgent says whether this extension's own window counts w of circuit id
-// already reach a rate threshold: its evidence may trip the circuit, so
-// the bucket still filling is written at once.
-func (b *Breaker) urgent(id string, w circuit.Counts) bool {
-	return w.Calls > 0 && (w.Runs > 0 || b.urgentRate(id, w))
 }
 
 // urgentRate says whether window counts w of circuit id reach the

@@ -35,7 +35,7 @@ func TestFlushErrorStaysSmall(t *testing.T) {
 		}
 	}
 	api0.fail.Store(true)
-	res, err := b.Flush(ctx)
+	res, err := b.FlushAll(ctx)
 	if err == nil || res.Failed != circuits {
 		t.Fatalf("flush = %+v, %v; want %d failed writes", res, err, circuits)
 	}
@@ -74,7 +74,7 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	if _, err := b.Report(ctx, "svc", outs); err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.Flush(ctx)
+	res, err := b.FlushAll(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestFlushDropsWhatCanNeverCount(t *testing.T) {
 		st := store.New(api0, "no-such-table").WithLogger(quiet())
 		b := newBreaker(st, Options{Logger: quiet()})
 		_, _ = b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true)}, {Success: ptr(false)}})
-		res, err := b.Flush(ctx)
+		res, err := b.FlushAll(ctx)
 		if err == nil || !store.Permanent(err) || res.Dropped != 1 || res.Failed != 0 || b.Pending() != 0 {
 			t.Fatalf("flush to a missing table = %+v, %v, pending %d; want the counts dropped and the error returned", res, err, b.Pending())
 		}
@@ -303,7 +303,7 @@ func TestEvaluationSumsShards(t *testing.T) {
 			if _, err := b.Report(ctx, id, outs); err != nil {
 				t.Fatal(err)
 			}
-			res, err := b.Flush(ctx)
+			res, err := b.FlushAll(ctx)
 			if err != nil || res.Written != 1 || res.Evaluated != 1 {
 				t.Fatalf("flush = %+v, %v; want one write and one evaluation", res, err)
 			}
@@ -360,7 +360,7 @@ func TestEnvironmentsOnDifferentShardsTripTogether(t *testing.T) {
 		if _, err := b.Report(ctx, "svc", outs); err != nil {
 			t.Fatal(err)
 		}
-		res, err := b.Flush(ctx)
+		res, err := b.FlushAll(ctx)
 		if err != nil || res.Written != 1 || res.Evaluated != 1 {
 			t.Fatalf("env %d: flush = %+v, %v; want one write and one evaluation", i, res, err)
 		}
@@ -426,13 +426,11 @@ func TestRunEvaluatesTwice(t *testing.T) {
 		{"the next write", 30, 1, 1, 0},
 		{"a later write, the run still in the window", 30, 1, 0, 1},
 	}
-	for i, st := range steps {
-		if i > 0 {
-			clk.Add(5 * time.Second) // each step fills the next bucket
-		}
+	for _, st := range steps {
 		if _, err := b.Report(ctx, "svc", outs(st.ok, st.failed)); err != nil {
 			t.Fatal(err)
 		}
+		clk.Add(5 * time.Second) // each step fills a bucket, written once it ended
 		res, err := b.Flush(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -443,5 +441,54 @@ func TestRunEvaluatesTwice(t *testing.T) {
 	}
 	if c := b.Counted("svc"); c.Runs != 1 {
 		t.Errorf("window holds %+v, want the one run", c)
+	}
+}
+
+// The bucket still filling is never written early, even when this
+// environment's own window is urgent (a run, and a failure rate over the
+// threshold): a write chosen by its outcome would bias the window the
+// fleet reads. It is written, and evaluated, once it ended; at SHUTDOWN
+// FlushAll writes it.
+func TestUrgentWindowDoesNotWriteTheFillingBucket(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(5 * time.Second)
+	for _, tt := range []struct {
+		name     string
+		shutdown bool
+	}{{"ended", false}, {"at SHUTDOWN", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "svc-" + tt.name
+			clk := &clock{now: t0.Add(time.Second)}
+			b := newBreaker(f.st, Options{Logger: quiet(), Now: clk.Now})
+			b.SetShard(3, func() float64 { return 0 })
+			outs := make([]api.Outcome, 30)
+			for i := range outs {
+				outs[i] = api.Outcome{Success: ptr(i%3 == 0)} // 20 failed, the last 2 in a row
+			}
+			for range circuit.DefaultFastTripFailures {
+				outs = append(outs, api.Outcome{Success: ptr(false)}) // a run
+			}
+			if _, err := b.Report(ctx, id, outs); err != nil {
+				t.Fatal(err)
+			}
+			if w := b.Counted(id); w.Runs != 1 || 2*w.Failures < w.Calls {
+				t.Fatalf("window %+v: the test needs it urgent (a run, over 50 %%)", w)
+			}
+			clk.Add(3 * time.Second) // still the same bucket
+			res, err := b.Flush(ctx)
+			if err != nil || res.Written != 0 || res.Evaluated != 0 || b.Pending() != 1 {
+				t.Fatalf("flush of the filling bucket = %+v, %v, pending %d; want nothing written", res, err, b.Pending())
+			}
+			if tt.shutdown {
+				res, err = b.FlushAll(ctx)
+			} else {
+				clk.Add(time.Second) // the bucket has ended
+				res, err = b.Flush(ctx)
+			}
+			if err != nil || res.Written != 1 || res.Evaluated != 1 || b.Pending() != 0 {
+				t.Fatalf("flush = %+v, %v, pending %d; want the bucket written and evaluated", res, err, b.Pending())
+			}
+		})
 	}
 }

@@ -13,10 +13,15 @@
 //     written, successes included, each bucket once after it ends, so that
 //     the rate the fleet reads is the rate of the sandboxes that saw
 //     trouble, not of failures alone.
-//   - The bucket still filling is written early, once, only when this
-//     sandbox's own window already reaches a threshold or holds a run of
-//     consecutive failures (Urgent), and at SHUTDOWN (DueAll), since no
-//     later flush will.
+//   - The bucket still filling is never written early, whatever this
+//     sandbox's own counts say: only at SHUTDOWN (DueAll), since no later
+//     flush will. An early write chosen by the sandbox's own outcomes (a
+//     run, a window at a threshold) would make the first writes of a
+//     bucket a sample selected by outcome, and a window read before the
+//     other sandboxes' writes of that bucket arrive would hold it: the
+//     fleet's evidence test holds only for unselected counts. Every
+//     sandbox with trouble in its window writes a bucket at the same
+//     point, its first flush after the bucket ended, however bad its luck.
 //   - A write that failed is offered again at the next flush, with what
 //     was counted since; counts whose bucket has left the window are given
 //     up and reported as lost.
@@ -47,7 +52,6 @@ type Entry struct {
 	ID    string
 	Start time.Time
 	circuit.Counts
-	early bool // of the bucket still filling
 }
 
 // Options configure an Aggregator.
@@ -62,9 +66,7 @@ type Options struct {
 
 type slot struct {
 	total, written circuit.Counts
-	early          bool      // written before the bucket ended
 	due            bool      // offered for writing at least once
-	retry          bool      // offered, and not written since
 	notBefore      time.Time // a failed write is not offered again before
 	inflight       bool      // offered, and its write has not ended
 }
@@ -192,33 +194,19 @@ func (a *Aggregator) pruneLocked(now time.Time) []Entry {
 	return lost
 }
 
-// Urgent says whether a sandbox's own window counts w of circuit id are
-// evidence strong enough to write a bucket before it ends.
-type Urgent func(id string, w circuit.Counts) bool
-
 // Due returns the counts the write policy (see the package doc) makes due
-// at now, with urgent deciding the early writes, and those given up as
-// lost: no window read from now on includes them. It marks the returned
-// counts as offered; each returned entry is in flight until Written,
-// Failed or GiveUp is called with it, and its bucket is not offered again
-// before.
-func (a *Aggregator) Due(now time.Time, urgent Urgent) (due, lost []Entry) {
-	return a.due(now, func(id string, w *window, sum circuit.Counts, current int64) bool {
-		s := w.slots[current]
-		return s != nil && !s.early && urgent != nil && urgent(id, sum)
-	})
-}
+// at now, ended buckets only, and those given up as lost: no window read
+// from now on includes them. It marks the returned counts as offered;
+// each returned entry is in flight until Written, Failed or GiveUp is
+// called with it, and its bucket is not offered again before.
+func (a *Aggregator) Due(now time.Time) (due, lost []Entry) { return a.due(now, false) }
 
 // DueAll is Due at SHUTDOWN: the buckets still filling are due too, since
 // no later flush will write them.
-func (a *Aggregator) DueAll(now time.Time) (due, lost []Entry) {
-	return a.due(now, func(string, *window, circuit.Counts, int64) bool { return true })
-}
+func (a *Aggregator) DueAll(now time.Time) (due, lost []Entry) { return a.due(now, true) }
 
-// due is Due, with filling saying whether the bucket current, still
-// filling, of circuit id with window w summing to sum is due whether or
-// not its last offer was written.
-func (a *Aggregator) due(now time.Time, filling func(id string, w *window, sum circuit.Counts, current int64) bool) (due, lost []Entry) {
+// due is Due, with the buckets still filling due too when filling.
+func (a *Aggregator) due(now time.Time, filling bool) (due, lost []Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	lost = append(a.lost, a.pruneLocked(now)...)
@@ -233,18 +221,16 @@ func (a *Aggregator) due(now time.Time, filling func(id string, w *window, sum c
 		if sum.Failures == 0 && sum.Slow == 0 {
 			continue
 		}
-		writeFilling := filling(id, w, sum, current)
 		for start, s := range w.slots {
 			d := s.total.Sub(s.written)
 			if d.IsZero() || s.inflight || now.Before(s.notBefore) {
 				continue
 			}
-			isFilling := start >= current
-			if isFilling && !writeFilling && !s.retry {
+			if start >= current && !filling {
 				continue
 			}
-			s.due, s.retry, s.inflight = true, true, true
-			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d, early: isFilling})
+			s.due, s.inflight = true, true
+			due = append(due, Entry{ID: id, Start: time.Unix(start, 0).UTC(), Counts: d})
 		}
 	}
 	sortEntries(due)
@@ -257,8 +243,7 @@ func (a *Aggregator) Written(e Entry) {
 	defer a.mu.Unlock()
 	if s := a.slotLocked(e); s != nil {
 		s.written = s.written.Add(e.Counts)
-		s.retry, s.inflight = false, false
-		s.early = s.early || e.early
+		s.inflight = false
 	}
 }
 

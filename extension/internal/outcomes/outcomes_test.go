@@ -35,15 +35,12 @@ func writeAll(a *Aggregator, es []Entry) {
 }
 
 func TestDue(t *testing.T) {
-	never := func(string, circuit.Counts) bool { return false }
-	always := func(string, circuit.Counts) bool { return true }
 	tests := []struct {
 		name   string
 		o      Options
 		record func(a *Aggregator)
 		at     time.Duration // Due at t0+at
 		final  bool
-		urgent Urgent
 		want   circuit.Counts
 		due    int // entries
 	}{
@@ -52,7 +49,7 @@ func TestDue(t *testing.T) {
 				for i := range 12 {
 					a.Record("svc", t0.Add(time.Duration(i)*time.Second), ok(10), 0, time.Time{})
 				}
-			}, at: 20 * time.Second, urgent: always},
+			}, at: 20 * time.Second},
 		{name: "healthy window at SHUTDOWN: nothing",
 			record: func(a *Aggregator) { a.Record("svc", t0, ok(10), 0, time.Time{}) },
 			at:     time.Second, final: true},
@@ -61,15 +58,22 @@ func TestDue(t *testing.T) {
 				a.Record("svc", t0, ok(50), 0, time.Time{})
 				a.Record("svc", t0.Add(5*time.Second), ok(50), 0, time.Time{})
 				a.Record("svc", t0.Add(11*time.Second), circuit.Counts{Calls: 10, Failures: 1}, 0, time.Time{})
-			}, at: 12 * time.Second, urgent: never, want: ok(100), due: 2},
-		{name: "the bucket still filling is written early when urgent",
+			}, at: 12 * time.Second, want: ok(100), due: 2},
+		{name: "the bucket still filling is not written, however bad its counts",
 			record: func(a *Aggregator) {
 				a.Record("svc", t0, ok(1), 0, time.Time{})
 				a.Record("svc", t0.Add(6*time.Second), fail(3), 3, time.Time{})
-			}, at: 7 * time.Second, urgent: always, want: circuit.Counts{Calls: 4, Failures: 3}, due: 2},
+				a.CountRun("svc", t0.Add(6*time.Second))
+			}, at: 9 * time.Second, want: ok(1), due: 1},
+		{name: "it is once it ended",
+			record: func(a *Aggregator) {
+				a.Record("svc", t0, ok(1), 0, time.Time{})
+				a.Record("svc", t0.Add(6*time.Second), fail(3), 3, time.Time{})
+				a.CountRun("svc", t0.Add(6*time.Second))
+			}, at: 10 * time.Second, want: circuit.Counts{Calls: 4, Failures: 3, Runs: 1}, due: 2},
 		{name: "and at SHUTDOWN",
 			record: func(a *Aggregator) { a.Record("svc", t0, circuit.Counts{Calls: 4, Failures: 1}, 1, time.Time{}) },
-			at:     time.Second, final: true, urgent: never, want: circuit.Counts{Calls: 4, Failures: 1}, due: 1},
+			at:     time.Second, final: true, want: circuit.Counts{Calls: 4, Failures: 1}, due: 1},
 		{name: "slow calls count as trouble",
 			record: func(a *Aggregator) { a.Record("svc", t0, circuit.Counts{Calls: 4, Slow: 1}, 0, time.Time{}) },
 			at:     5 * time.Second, want: circuit.Counts{Calls: 4, Slow: 1}, due: 1},
@@ -78,7 +82,7 @@ func TestDue(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAgg(tt.o)
 			tt.record(a)
-			due, lost := a.Due(t0.Add(tt.at), tt.urgent)
+			due, lost := a.Due(t0.Add(tt.at))
 			if tt.final {
 				due, lost = a.DueAll(t0.Add(tt.at))
 			}
@@ -89,12 +93,10 @@ func TestDue(t *testing.T) {
 	}
 }
 
-// Each bucket reaches the table once after it ends, plus at most one
-// early write: never once per flush.
+// Each bucket reaches the table once after it ends, never before:
+// never once per flush.
 func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 	a := newAgg(Options{})
-	urgentCalls := 0
-	urgent := func(_ string, w circuit.Counts) bool { urgentCalls++; return w.Failures*2 >= w.Calls }
 	writes := 0
 	var table circuit.Counts
 	var reported circuit.Counts
@@ -109,7 +111,7 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 		if _, err := a.Record("svc", at, c, int(c.Failures), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		due, lost := a.Due(at, urgent)
+		due, lost := a.Due(at)
 		if len(lost) > 0 {
 			t.Fatalf("lost %v", lost)
 		}
@@ -133,23 +135,23 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 func TestDueKeepsUnwrittenCountsAndDropsExpired(t *testing.T) {
 	a := newAgg(Options{Window: func(string) time.Duration { return 10 * time.Second }})
 	a.Record("svc", t0, fail(2), 2, time.Time{})
-	due, _ := a.Due(t0.Add(5*time.Second), nil)
+	due, _ := a.Due(t0.Add(5*time.Second))
 	if len(due) != 1 || a.Pending() != 1 {
 		t.Fatalf("due %v, pending %d", due, a.Pending())
 	}
 	// In flight: not offered twice.
-	if again, _ := a.Due(t0.Add(6*time.Second), nil); len(again) != 0 {
+	if again, _ := a.Due(t0.Add(6*time.Second)); len(again) != 0 {
 		t.Fatalf("offered again while in flight: %v", again)
 	}
 	// Not written (the table failed): offered again at the next flush.
 	a.Failed(due[0])
-	again, _ := a.Due(t0.Add(6*time.Second), nil)
+	again, _ := a.Due(t0.Add(6*time.Second))
 	if len(again) != 1 || again[0].Counts != fail(2) {
 		t.Fatalf("second Due = %v", again)
 	}
 	a.Failed(again[0])
 	// Bucket plus window later it can never count: lost, not offered.
-	due, lost := a.Due(t0.Add(16*time.Second), nil)
+	due, lost := a.Due(t0.Add(16*time.Second))
 	if len(due) != 0 || len(lost) != 1 || lost[0].Counts != fail(2) || a.Pending() != 0 || a.Circuits() != 0 {
 		t.Fatalf("past the window: due %v, lost %v, pending %d, circuits %d", due, lost, a.Pending(), a.Circuits())
 	}
@@ -220,7 +222,7 @@ func TestConcurrentRecordsAllCounted(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	due, _ := a.Due(t0.Add(10*time.Second), nil)
+	due, _ := a.Due(t0.Add(10*time.Second))
 	if len(due) != 2 || due[0].Calls != 50 || due[1].Calls != 50 || !due[0].Start.Equal(t0) {
 		t.Fatalf("Due = %+v", due)
 	}
