@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -21,7 +22,8 @@ type FlushResult struct {
 	// for the next flush.
 	Written, Failed int
 	// Dropped counts pending buckets given up: too old to count in any
-	// window, or refused by the table for good (see store.Permanent).
+	// window, refused by the table for good (see store.Permanent), or
+	// whose failed write may have been applied (see store.Ambiguous).
 	Dropped int
 	// Evaluated counts the circuits whose window was read; Tripped those
 	// this flush opened (see circuit.DecideRate).
@@ -44,10 +46,14 @@ const maxLoggedErrors = 3
 // elected (see evaluation): it reads every shard of the window's buckets
 // and trips the circuit when circuit.DecideRate says so.
 // Writes and evaluations of different circuits run concurrently. Counts
-// whose write failed are kept for the next flush, unless the failure is
-// permanent (access denied: the function is not attached to that service;
-// a missing table) or the bucket has left every window: those are dropped
-// and logged, so they are not retried forever. Work that ctx leaves no
+// whose write failed are kept for the next flush when the write was not
+// applied (throttled, never sent), unless the bucket has left every
+// window. They are dropped and logged when the failure is permanent
+// (access denied: the function is not attached to that service; a missing
+// table), so they are not retried forever, and when the write may have
+// been applied (a timeout once sent, a 5xx, a reset connection): sent
+// again, they could count twice, and a fleet's counts doubled may trip a
+// healthy circuit, while counts missing cannot. Work that ctx leaves no
 // time for (the invocation's budget) waits for the next flush. The error,
 // if any, names at most a few of the errors and counts the others.
 func (b *Breaker) Flush(ctx context.Context) (FlushResult, error) {
@@ -78,6 +84,71 @@ type flushRun struct {
 	sem chan struct{}
 	// work counts the evaluations and trips in flight.
 	work sync.WaitGroup
+	// maybeApplied sums the counts given up because their write may
+	// have been applied, for one warning per flush (reportMaybeApplied);
+	// such writes that end after it log their own.
+	maybeApplied maybeApplied
+	reported     bool
+}
+
+// maybeApplied sums bucket counts given up because their write may have
+// been applied.
+type maybeApplied struct {
+	buckets  int
+	counts   circuit.Counts
+	services []string
+	err      error
+}
+
+// msgMaybeApplied is the warning about counts whose write may have been
+// applied.
+const msgMaybeApplied = "outcome counts dropped: the write may have been applied; not sent again so it is never counted twice"
+
+// maxLoggedServices is how many services a warning names.
+const maxLoggedServices = 5
+
+// dropMaybeApplied records counts e given up because their write failed
+// with err, which may have been applied, and logs them at once when the
+// flush's warning was already logged.
+func (r *flushRun) dropMaybeApplied(l *slog.Logger, e outcomes.Entry, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Dropped++
+	r.errs = append(r.errs, err)
+	m := &r.maybeApplied
+	m.buckets++
+	m.counts = m.counts.Add(e.Counts)
+	if len(m.services) < maxLoggedServices && !slices.Contains(m.services, e.ID) {
+		m.services = append(m.services, e.ID)
+	}
+	if m.err == nil {
+		m.err = err
+	}
+	if r.reported {
+		r.logMaybeApplied(l)
+	}
+}
+
+// reportMaybeApplied logs the counts given up so far because their write
+// may have been applied, in one warning; counts given up later are logged
+// as they are.
+func (r *flushRun) reportMaybeApplied(l *slog.Logger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reported = true
+	r.logMaybeApplied(l)
+}
+
+// logMaybeApplied logs and clears r.maybeApplied. The caller holds r.mu.
+func (r *flushRun) logMaybeApplied(l *slog.Logger) {
+	m := r.maybeApplied
+	if m.buckets == 0 {
+		return
+	}
+	r.maybeApplied = maybeApplied{}
+	l.Warn(msgMaybeApplied, "buckets", m.buckets, "services", m.services,
+		"calls", m.counts.Calls, "failures", m.counts.Failures, "slow", m.counts.Slow, "runs", m.counts.Runs,
+		"error", m.err.Error())
 }
 
 // add records a step's effect on the result, and its error if not nil.
@@ -113,6 +184,7 @@ func (b *Breaker) flush(ctx context.Context, due, lost []outcomes.Entry) (FlushR
 		return run.res, fmt.Errorf("flush: %w", err)
 	}
 	b.writeBuckets(ctx, st, run, due)
+	run.reportMaybeApplied(b.o.Logger)
 	b.evaluateWindows(ctx, run)
 	// Evaluations whose writes outlive ctx go on in the background, like
 	// bucket writes.
@@ -134,7 +206,8 @@ func (b *Breaker) dropLost(run *flushRun, lost []outcomes.Entry) {
 // writeBuckets adds the counts of due to their bucket items, concurrently,
 // and waits for the writes until ctx ends. Bucket writes are not
 // cancelled when ctx ends: an atomic ADD whose request was cut off may
-// still have been applied, and writing it again would count it twice. A
+// still have been applied, and its counts would then be given up (see
+// writeBucket). A
 // write that outlives ctx goes on in the background (in Lambda: after the
 // next event/next, or once the sandbox thaws) within writeTimeout, and its
 // counts are settled when it ends; FlushAll waits for such writes before
@@ -161,9 +234,12 @@ func (b *Breaker) writeBuckets(ctx context.Context, st *store.Store, run *flushR
 }
 
 // writeBucket writes the counts of e to this environment's shard and
-// settles them: written, kept for the next flush, or given up when the
-// table refuses them for good. A written bucket holding trouble may leave
-// its circuit to evaluate (see elect).
+// settles them: written; kept for the next flush when the write was not
+// applied (throttled, never sent); given up when the table refuses them
+// for good, or when the write may have been applied (store.Ambiguous:
+// sent again, it could count them twice; when in doubt, undercount). A
+// written bucket holding trouble may leave its circuit to evaluate (see
+// elect).
 func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRun, e outcomes.Entry) {
 	window := b.o.Policies.For(e.ID).Rates().Window
 	expires := e.Start.Add(policy.BucketSize + window + ttlMargin)
@@ -176,6 +252,9 @@ func (b *Breaker) writeBucket(ctx context.Context, st *store.Store, run *flushRu
 		run.add(err, func(res *FlushResult) { res.Dropped++ })
 		b.o.Logger.Warn("outcome counts dropped: the table refused them; is the function attached to this service?",
 			"service", e.ID, "bucket", e.Start, "calls", e.Calls, "error", err.Error())
+	case err != nil && store.Ambiguous(err):
+		b.agg.GiveUp(e)
+		run.dropMaybeApplied(b.o.Logger, e, err)
 	case err != nil:
 		b.agg.FailedUntil(e, b.o.Now().Add(retryPause()))
 		run.add(err, func(res *FlushResult) { res.Failed++ })

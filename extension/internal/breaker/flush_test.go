@@ -3,13 +3,21 @@ package breaker
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
@@ -17,6 +25,7 @@ import (
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dynalite"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/logbuf"
 )
 
 // A flush whose writes all fail returns one small error: a count and the
@@ -488,6 +497,149 @@ func TestUrgentWindowDoesNotWriteTheFillingBucket(t *testing.T) {
 			}
 			if err != nil || res.Written != 1 || res.Evaluated != 1 || b.Pending() != 0 {
 				t.Fatalf("flush = %+v, %v, pending %d; want the bucket written and evaluated", res, err, b.Pending())
+			}
+		})
+	}
+}
+
+// bucketFaultAPI fails bucket writes (UpdateItem of a key holding
+// store.BucketInfix) as fault says: applied then answered with an error,
+// as when the answer is lost (a timeout, a 5xx), or refused unapplied
+// (throttled). It counts the bucket writes it applied.
+type bucketFaultAPI struct {
+	store.API
+	mu      sync.Mutex
+	fault   func(n int) (apply bool, err error) // n: the bucket write's number, from 1
+	calls   int
+	applied int
+}
+
+func (f *bucketFaultAPI) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	k, _ := in.Key[store.KeyAttribute].(*types.AttributeValueMemberS)
+	if k == nil || !strings.Contains(k.Value, store.BucketInfix) {
+		return f.API.UpdateItem(ctx, in, opts...)
+	}
+	f.mu.Lock()
+	f.calls++
+	apply, ferr := f.fault(f.calls)
+	f.mu.Unlock()
+	if !apply {
+		return nil, ferr
+	}
+	out, err := f.API.UpdateItem(ctx, in, opts...)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.applied++
+	f.mu.Unlock()
+	if ferr != nil {
+		return nil, ferr
+	}
+	return out, nil
+}
+
+func (f *bucketFaultAPI) counts() (calls, applied int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls, f.applied
+}
+
+// updateErr is err as the SDK returns it from UpdateItem.
+func updateErr(err error) error {
+	return &smithy.OperationError{ServiceID: "DynamoDB", OperationName: "UpdateItem", Err: err}
+}
+
+// answer is the error of an answer with HTTP status status.
+func answer(status int, err error) error {
+	return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: err,
+	}}
+}
+
+// A bucket write that may have been applied (its answer lost to a
+// timeout or a 5xx) is counted exactly once: its counts are given up with
+// one warning, never written again. A throttled write was not applied:
+// its counts are kept and written once, later.
+func TestFlushNeverCountsAWriteTwice(t *testing.T) {
+	timeout := updateErr(&smithy.CanceledError{Err: context.DeadlineExceeded})
+	lost500 := updateErr(&retry.MaxAttemptsError{Attempt: 1, Err: answer(500, &types.InternalServerError{Message: aws.String("internal")})})
+	throttled := updateErr(&retry.MaxAttemptsError{Attempt: 3, Err: answer(400, &types.ProvisionedThroughputExceededException{Message: aws.String("rate")})})
+	tests := []struct {
+		name  string
+		fault func(n int) (bool, error)
+		// First flush; the bucket writes and the writes applied in all.
+		dropped, failed, written int
+		calls, applied           int
+	}{
+		{"timeout once sent", func(n int) (bool, error) { return true, timeout }, 1, 0, 0, 1, 1},
+		{"500 once applied", func(n int) (bool, error) {
+			if n == 1 {
+				return true, lost500
+			}
+			return true, nil
+		}, 1, 0, 0, 1, 1},
+		{"throttled", func(n int) (bool, error) {
+			if n == 1 {
+				return false, throttled
+			}
+			return true, nil
+		}, 0, 1, 0, 2, 1},
+	}
+	srv := dynalite.Start(t)
+	table := srv.NewTable(t)
+	reader := store.New(srv.Client(), table)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			id := fmt.Sprintf("svc-%d", i)
+			db := &bucketFaultAPI{API: srv.Client(), fault: tt.fault}
+			logs := &logbuf.Buffer{}
+			clk := &clock{now: time.Now()}
+			b := newBreaker(store.New(db, table).WithLogger(quiet()), Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now})
+			// 25 % failures: not urgent, so no evaluation; the bucket is
+			// written once it is closed.
+			if _, err := b.Report(ctx, id, []api.Outcome{{Success: ptr(true)}, {Success: ptr(true)}, {Success: ptr(true)}, {Success: ptr(false)}}); err != nil {
+				t.Fatal(err)
+			}
+			starts := WindowStarts(clk.Now().Add(time.Minute), 3*time.Minute)
+			clk.Add(policy.BucketSize)
+			res, err := b.Flush(ctx)
+			if err == nil || res.Dropped != tt.dropped || res.Failed != tt.failed || res.Written != tt.written {
+				t.Fatalf("first flush = %+v, %v; want %d dropped, %d failed, %d written", res, err, tt.dropped, tt.failed, tt.written)
+			}
+			warned := logs.WithMsg(t, msgMaybeApplied)
+			if tt.dropped == 1 {
+				if len(warned) != 1 || warned[0]["calls"] != 4.0 || warned[0]["failures"] != 1.0 || warned[0]["buckets"] != 1.0 {
+					t.Errorf("warnings %v; want one naming 1 bucket of 4 calls, 1 failure", warned)
+				}
+			} else if len(warned) != 0 {
+				t.Errorf("warnings %v for counts that were not applied", warned)
+			}
+			// Later flushes, past any retry pause: a kept write goes out
+			// once; a dropped one never again.
+			for range 3 {
+				clk.Add(2 * time.Second)
+				if _, err := b.Flush(ctx); err != nil {
+					t.Fatalf("later flush: %v", err)
+				}
+			}
+			if b.Pending() != 0 {
+				t.Errorf("pending %d, want 0", b.Pending())
+			}
+			if calls, applied := db.counts(); calls != tt.calls || applied != tt.applied {
+				t.Errorf("%d bucket writes, %d applied; want %d, %d", calls, applied, tt.calls, tt.applied)
+			}
+			got, err := reader.GetBuckets(ctx, id, starts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum circuit.Counts
+			for _, bk := range got {
+				sum = sum.Add(bk.Counts)
+			}
+			if want := (circuit.Counts{Calls: 4, Failures: 1}); sum != want {
+				t.Errorf("table holds %+v, want %+v: counted exactly once", sum, want)
 			}
 		})
 	}
