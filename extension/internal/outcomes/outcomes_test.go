@@ -135,23 +135,23 @@ func TestDueWritesEachBucketOnceWhileFailing(t *testing.T) {
 func TestDueKeepsUnwrittenCountsAndDropsExpired(t *testing.T) {
 	a := newAgg(Options{Window: func(string) time.Duration { return 10 * time.Second }})
 	a.Record("svc", t0, fail(2), 2, time.Time{})
-	due, _ := a.Due(t0.Add(5*time.Second))
+	due, _ := a.Due(t0.Add(5 * time.Second))
 	if len(due) != 1 || a.Pending() != 1 {
 		t.Fatalf("due %v, pending %d", due, a.Pending())
 	}
 	// In flight: not offered twice.
-	if again, _ := a.Due(t0.Add(6*time.Second)); len(again) != 0 {
+	if again, _ := a.Due(t0.Add(6 * time.Second)); len(again) != 0 {
 		t.Fatalf("offered again while in flight: %v", again)
 	}
 	// Not written (the table failed): offered again at the next flush.
 	a.Failed(due[0])
-	again, _ := a.Due(t0.Add(6*time.Second))
+	again, _ := a.Due(t0.Add(6 * time.Second))
 	if len(again) != 1 || again[0].Counts != fail(2) {
 		t.Fatalf("second Due = %v", again)
 	}
 	a.Failed(again[0])
 	// Bucket plus window later it can never count: lost, not offered.
-	due, lost := a.Due(t0.Add(16*time.Second))
+	due, lost := a.Due(t0.Add(16 * time.Second))
 	if len(due) != 0 || len(lost) != 1 || lost[0].Counts != fail(2) || a.Pending() != 0 || a.Circuits() != 0 {
 		t.Fatalf("past the window: due %v, lost %v, pending %d, circuits %d", due, lost, a.Pending(), a.Circuits())
 	}
@@ -222,7 +222,7 @@ func TestConcurrentRecordsAllCounted(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	due, _ := a.Due(t0.Add(10*time.Second))
+	due, _ := a.Due(t0.Add(10 * time.Second))
 	if len(due) != 2 || due[0].Calls != 50 || due[1].Calls != 50 || !due[0].Start.Equal(t0) {
 		t.Fatalf("Due = %+v", due)
 	}
