@@ -52,3 +52,22 @@ func ExampleSumShards() {
 	// 1800000000: 52 calls, 33 failed
 	// 1800000005: 5 calls, 5 failed
 }
+
+// A failed bucket write is sent again only when it was not applied: a
+// write whose answer was lost may have added its counts already.
+func ExampleAmbiguous() {
+	db := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:8000")})
+	st := store.New(db, "circuits")
+	start := time.Now().Truncate(5 * time.Second)
+	_, err := st.AddCounts(context.Background(), "payments", start, 0, circuit.Counts{Calls: 10, Failures: 2}, start.Add(time.Hour))
+	switch {
+	case err == nil:
+		fmt.Println("added")
+	case store.Ambiguous(err):
+		fmt.Println("maybe added: dropped, never sent again")
+	case store.Permanent(err):
+		fmt.Println("refused for good: dropped")
+	default:
+		fmt.Println("not added (throttled, never sent): kept for the next flush")
+	}
+}
