@@ -159,11 +159,11 @@ func TestMockAPISwitchAndPaths(t *testing.T) {
 }
 
 // wantCircuitCondition is the condition of the attached function's
-// UpdateItem on its circuit item: its own key, no protected attribute, no
-// whole item returned.
+// UpdateItem on its circuit item: its own key, only the attributes the
+// extension writes, no whole item returned.
 var wantCircuitCondition = func() string {
-	attrs, _ := json.Marshal(store.ProtectedAttributes)
-	return `{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api","mock-api#r#*"]},"ForAllValues:StringNotEquals":{"dynamodb:Attributes":` + string(attrs) + `},"StringEqualsIfExists":{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}}`
+	attrs, _ := json.Marshal(store.ExtensionWritableAttributes)
+	return `{"ForAllValues:StringEquals":{"dynamodb:Attributes":` + string(attrs) + `},"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["mock-api","mock-api#r#*"]},"StringEqualsIfExists":{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}}`
 }()
 
 // TestIAMLeastPrivilege checks every policy statement: no wildcard action,
@@ -229,8 +229,9 @@ func stringLike(pattern, s string) bool {
 }
 
 // TestOverrideOutOfAttachedReach checks that the attached function may
-// write its circuit item only without the protected attributes (exactly
-// store.ProtectedAttributes: the operator override), and no other
+// write its circuit item only with the attributes the extension writes
+// (exactly store.ExtensionWritableAttributes, none of
+// store.ProtectedAttributes: never the operator override), and no other
 // service's or the legacy override item's key, while its own circuit,
 // bucket and lease keys stay writable; and that the updater may write
 // only the monitored circuit keys.
@@ -254,11 +255,14 @@ func TestOverrideOutOfAttachedReach(t *testing.T) {
 					t.Fatalf("%s: UpdateItem under %q %v: not limited by key", id, op, keys)
 				}
 				cond, _ := stmt["Condition"].(map[string]interface{})
-				var protected []string
-				if m, ok := cond["ForAllValues:StringNotEquals"].(map[string]interface{}); ok {
+				var allowed []string
+				if m, ok := cond["ForAllValues:StringEquals"].(map[string]interface{}); ok {
 					for _, a := range m["dynamodb:Attributes"].([]interface{}) {
-						protected = append(protected, a.(string))
+						allowed = append(allowed, a.(string))
 					}
+				}
+				if _, ok := cond["ForAllValues:StringNotEquals"]; ok {
+					t.Errorf("%s: a deny list on attributes; want only the allow list", id)
 				}
 				for _, k := range keys {
 					if stringLike(k, "mock-api#override") {
@@ -266,8 +270,13 @@ func TestOverrideOutOfAttachedReach(t *testing.T) {
 					}
 					if stringLike(k, "mock-api") || stringLike(k, "mock-api#r#1") {
 						guarded++
-						if !slices.Equal(protected, store.ProtectedAttributes) {
-							t.Errorf("%s: circuit key %q writable with protected attributes %v; want exactly %v", id, k, protected, store.ProtectedAttributes)
+						if !slices.Equal(allowed, store.ExtensionWritableAttributes) {
+							t.Errorf("%s: circuit key %q writable with attributes %v; want exactly %v", id, k, allowed, store.ExtensionWritableAttributes)
+						}
+						for _, a := range store.ProtectedAttributes {
+							if slices.Contains(allowed, a) {
+								t.Errorf("%s: circuit key %q writable with protected attribute %q", id, k, a)
+							}
 						}
 						rv, _ := json.Marshal(cond["StringEqualsIfExists"])
 						if string(rv) != `{"dynamodb:ReturnValues":["NONE","UPDATED_OLD","UPDATED_NEW"]}` {

@@ -75,9 +75,10 @@ type CircuitBreakedService interface {
 	// read access to the table, and UpdateItem limited by a
 	// dynamodb:LeadingKeys condition to those services' circuit, outcome
 	// bucket and probe lease items; on circuit items and their read
-	// copies a dynamodb:Attributes condition keeps the operator override
-	// (store.ProtectedAttributes) out of reach: the function's code cannot
-	// undo an operator's override. It works alike for on-demand, provisioned-concurrency,
+	// copies a dynamodb:Attributes condition allows only the state
+	// machine's attributes (store.ExtensionWritableAttributes): the
+	// function's code cannot undo an operator's override, nor set any
+	// other attribute. It works alike for on-demand, provisioned-concurrency,
 	// SnapStart and Managed Instances functions. It panics, as the
 	// constructor does, for a service ID that is not monitored and for a
 	// function attached twice.
@@ -353,9 +354,9 @@ func (s *circuitBreakedService) AttachTo(fn awslambda.Function, serviceIDs ...st
 // the circuits, of the given services only, enforced with
 // dynamodb:LeadingKeys conditions: UpdateItem on their counter buckets and
 // lease slots, and, in a second statement, UpdateItem on their circuit
-// items and read copies that touches no attribute of
-// store.ProtectedAttributes (the operator override) and returns no whole
-// item.
+// items and read copies that names only attributes of
+// store.ExtensionWritableAttributes (the state machine's: never the
+// operator override, nor any other) and returns no whole item.
 func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceIDs []string) awsiam.Grant {
 	var outcomes, circuits []string
 	for _, id := range serviceIDs {
@@ -375,9 +376,9 @@ func (s *circuitBreakedService) grantReport(grantee awsiam.IGrantable, serviceID
 		Actions:      jsii.Strings("dynamodb:UpdateItem"),
 		ResourceArns: jsii.Strings(*s.table.TableArn()),
 		Conditions: &map[string]*map[string]interface{}{
-			"ForAllValues:StringLike":      {"dynamodb:LeadingKeys": circuits},
-			"ForAllValues:StringNotEquals": {"dynamodb:Attributes": store.ProtectedAttributes},
-			"StringEqualsIfExists":         {"dynamodb:ReturnValues": []string{"NONE", "UPDATED_OLD", "UPDATED_NEW"}},
+			"ForAllValues:StringLike":   {"dynamodb:LeadingKeys": circuits},
+			"ForAllValues:StringEquals": {"dynamodb:Attributes": store.ExtensionWritableAttributes},
+			"StringEqualsIfExists":      {"dynamodb:ReturnValues": []string{"NONE", "UPDATED_OLD", "UPDATED_NEW"}},
 		},
 	}))
 }

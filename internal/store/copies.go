@@ -392,7 +392,13 @@ func (s *Store) syncCopyItems(ctx context.Context, id string, k, n int, r Read, 
 		default:
 			c, _, derr := decode(item)
 			o, _, oerr := DecodeOverrideAttribute(item)
-			stateBehind := derr != nil || numAttr(item, StateRevAttribute) < rev || !sameState(c, state)
+			// A copy ahead of its circuit item's revision means the
+			// circuit item's was set back (an attached function may write
+			// stateRev): the copy is written to the circuit item's, on the
+			// condition that it still holds the revision read, or copy
+			// writes would be refused until the revision caught up.
+			copyRev := numAttr(item, StateRevAttribute)
+			stateBehind := derr != nil || copyRev != rev || !sameState(c, state)
 			overrideBehind := oerr != nil || o.Rev < r.override.Rev || o.Override != r.override.Override || o.Reason != r.override.Reason || !o.Until.Equal(r.override.Until)
 			if !stateBehind && !overrideBehind && readCopies(item) == k {
 				continue
@@ -401,7 +407,11 @@ func (s *Store) syncCopyItems(ctx context.Context, id string, k, n int, r Read, 
 			if stateBehind {
 				copyState(e, state, rev)
 				sr := e.name(StateRevAttribute)
-				e.conds = append(e.conds, "(attribute_not_exists("+sr+") OR "+sr+" <= "+e.value(num(rev))+")")
+				if copyRev > rev {
+					e.conds = append(e.conds, sr+" = "+e.value(num(copyRev)))
+				} else {
+					e.conds = append(e.conds, "(attribute_not_exists("+sr+") OR "+sr+" <= "+e.value(num(rev))+")")
+				}
 				what = "state"
 			}
 			if overrideBehind {

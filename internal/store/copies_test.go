@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -408,4 +409,53 @@ func TestSyncCopiesCatchesAWriteDuringCreation(t *testing.T) {
 		t.Errorf("SyncCopies made %d reads; want 2 (the circuit item read again after creating copies)", sync.Reads)
 	}
 	assertCopiesEqual(t, s, 3, "after a write during creation")
+}
+
+// TestSyncCopiesRepairsACopyAheadOfItsCircuit checks that a circuit
+// item whose stateRev was set back (an attached function may write it)
+// does not freeze its copies: the updater writes them to the circuit
+// item's revision, and the next write's copy writes land.
+func TestSyncCopiesRepairsACopyAheadOfItsCircuit(t *testing.T) {
+	s, _, _ := withCopies(t, 3)
+	ctx := context.Background()
+	fail := func(c circuit.Circuit) circuit.Decision {
+		return circuit.Decide(c, circuit.Settings{FailureThreshold: 1}, circuit.Failure("500"), t0)
+	}
+	for range 3 {
+		if _, err := s.Apply(ctx, "svc", func(c circuit.Circuit) circuit.Decision {
+			return circuit.Decide(c, circuit.Settings{FailureThreshold: 5}, circuit.Failure("500"), t0)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setAttrs(t, s, "svc", map[string]typesAV{StateRevAttribute: num(0)})
+	if sync, err := s.SyncCopies(ctx, "svc", 3, 3); err != nil || len(sync.Repaired) != 2 {
+		t.Fatalf("SyncCopies = %+v, %v; want both copies set back to the circuit item's revision", sync, err)
+	}
+	assertCopiesEqual(t, s, 3, "set back")
+	if _, err := s.Apply(ctx, "svc", fail); err != nil {
+		t.Fatal(err)
+	}
+	assertCopiesEqual(t, s, 3, "the next write")
+}
+
+// TestExtensionWritableAttributesCoverWrites checks that the allow list of
+// attached functions' grant holds every attribute a write of the state
+// machine and its copy writes name, and none of ProtectedAttributes.
+func TestExtensionWritableAttributesCoverWrites(t *testing.T) {
+	for _, a := range ProtectedAttributes {
+		if slices.Contains(ExtensionWritableAttributes, a) {
+			t.Errorf("protected attribute %q is in ExtensionWritableAttributes", a)
+		}
+	}
+	e := newExpr()
+	copyState(e, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, Reason: "r", PreviousState: circuit.Closed, RetryAt: t0, UpdatedAt: t0}, 1)
+	e.name(KeyAttribute)
+	e.name(WriteTokenAttribute)
+	e.name(PriorWriteTokenAttribute)
+	for _, a := range e.names {
+		if !slices.Contains(ExtensionWritableAttributes, a) {
+			t.Errorf("attribute %q of a state write is not in ExtensionWritableAttributes", a)
+		}
+	}
 }

@@ -17,9 +17,9 @@ import (
 
 // OverrideAttribute is the map attribute of a circuit item that holds the
 // operator override (documented in docs/state-model.md). Attached
-// functions may write their circuit items, but an IAM condition on
-// dynamodb:Attributes keeps this attribute (and the others in
-// ProtectedAttributes) out of their reach.
+// functions may write their circuit items, but only the attributes of
+// ExtensionWritableAttributes (an IAM condition on dynamodb:Attributes):
+// this one is out of their reach.
 const OverrideAttribute = "operatorOverride"
 
 // Legacy override attributes: earlier versions kept the override in these
@@ -28,16 +28,28 @@ const OverrideAttribute = "operatorOverride"
 // OverrideAttribute, and moved into it by MigrateOverride.
 var legacyOverrideAttributes = []string{"override", "overrideReason", "overrideUntil", "overrideAt"}
 
-// ProtectedAttributes are the attributes of circuit items (and their read
+// ProtectedAttributes are attributes of circuit items (and their read
 // copies) that attached functions must never write: the operator
 // override, its legacy top-level attributes, the table's TTL attribute
 // (which would let DynamoDB delete the circuit item, and its override with
-// it), and the number of read copies. The
-// construct's
-// grant for attached functions lists exactly these in a
-// ForAllValues:StringNotEquals condition on dynamodb:Attributes, and the
-// extension's writes never name them.
+// it), and the number of read copies. None is in
+// ExtensionWritableAttributes, the list the construct's grant allows, and
+// the extension's writes never name them.
 var ProtectedAttributes = []string{OverrideAttribute, "override", "overrideReason", "overrideUntil", "overrideAt", TTLAttribute, ReadCopiesAttribute}
+
+// ExtensionWritableAttributes are the only attributes an attached
+// function's extension names in its writes of circuit items and read
+// copies (Write and the copy writes after it: the state machine's
+// attributes, its revision, the write tokens, and the key, in copies'
+// conditions). The construct's grant for attached functions lists exactly
+// these in a ForAllValues:StringEquals condition on dynamodb:Attributes
+// (the key included, as IAM requires in such a list), so an attached
+// function can set no other attribute: not the override, nor one that
+// would pad the item towards DynamoDB's 400 KB limit.
+var ExtensionWritableAttributes = []string{
+	KeyAttribute, "state", "version", "failures", "successes", "openCount", "retryAt",
+	"updatedAt", "previousState", "reason", StateRevAttribute, WriteTokenAttribute, PriorWriteTokenAttribute,
+}
 
 // overrideMap is the layout of OverrideAttribute. Times are Unix
 // milliseconds. Rev goes up by one with every write of the map.

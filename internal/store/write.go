@@ -60,10 +60,11 @@ func (s *Store) Write(ctx context.Context, cur, next circuit.Circuit, change cir
 // write is Write. With raw, the circuit item as read when it could not be
 // decoded (cur is then what was salvaged from it), the write rewrites
 // every attribute of the state machine and is conditioned on the item
-// still holding the raw values read, rather than on cur's. It never names
-// an attribute of ProtectedAttributes (attached functions may not), so
-// legacy override attributes that do not decode stay until the override
-// is migrated (MigrateOverride removes them), and are ignored after.
+// still holding the raw values read, rather than on cur's. It names
+// only attributes of ExtensionWritableAttributes (attached functions may
+// write no others), so legacy override attributes that do not decode stay
+// until the override is migrated (MigrateOverride removes them), and are
+// ignored after.
 //
 // Every write adds one to StateRevAttribute and asks for it back
 // (ReturnValues UPDATED_NEW); with copies > 1 it then writes the state

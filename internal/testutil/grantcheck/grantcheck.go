@@ -59,7 +59,8 @@ func Attributes(in *dynamodb.UpdateItemInput) []string {
 // Check returns an error when in, sent by the extension of a function
 // attached to the services ids, would be refused by its grant: a key
 // outside the services' circuit, read-copy, bucket and lease keys; or, on
-// a circuit or read-copy key, an attribute of store.ProtectedAttributes, a
+// a circuit or read-copy key, an attribute outside
+// store.ExtensionWritableAttributes (the grant's allow list), a
 // ReturnValues that returns whole items, or a
 // ReturnValuesOnConditionCheckFailure (whether IAM's attribute condition
 // covers it is not documented, so the extension never asks for it there).
@@ -80,8 +81,8 @@ func Check(in *dynamodb.UpdateItemInput, ids []string) error {
 		return fmt.Errorf("grantcheck: key %q (%s) is outside the grant", k.Value, kind)
 	}
 	for _, a := range Attributes(in) {
-		if slices.Contains(store.ProtectedAttributes, a) {
-			return fmt.Errorf("grantcheck: write of %q names protected attribute %q", k.Value, a)
+		if !slices.Contains(store.ExtensionWritableAttributes, a) {
+			return fmt.Errorf("grantcheck: write of %q names attribute %q, which the grant does not allow", k.Value, a)
 		}
 	}
 	switch in.ReturnValues {
