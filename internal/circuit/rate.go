@@ -103,6 +103,10 @@ func DecideRate(c Circuit, s Settings, r RateSettings, buckets []Bucket, now tim
 	return Decision{Change: NoChange, Next: c}
 }
 
+// ReasonCooldownOver is the reason DecideCooldownOver gives its move to
+// HALF_OPEN.
+const ReasonCooldownOver = "cool-down over: probe calls allowed"
+
 // DecideCooldownOver moves an OPEN circuit whose cool-down has passed to
 // HALF_OPEN with no success counted yet, so that probe calls can decide.
 // It is how a caller, rather than the next health check, ends a cool-down.
@@ -111,7 +115,7 @@ func DecideCooldownOver(c Circuit, now time.Time) Decision {
 	if c.State != Open || c.RetryAt.IsZero() || now.Before(c.RetryAt) {
 		return Decision{Change: NoChange, Next: c}
 	}
-	next := transition(c, HalfOpen, now, "cool-down over: probe calls allowed")
+	next := transition(c, HalfOpen, now, ReasonCooldownOver)
 	next.RetryAt = time.Time{}
 	return Decision{Change: Transition, Next: next}
 }

@@ -40,6 +40,17 @@ type env struct {
 	// refusedAfterTrip is the first refusal after the fleet trip (-1:
 	// none yet).
 	firstFail, firstRefusal, refusingAll, refusedAfterTrip time.Duration
+	// pending holds probe outcomes to report later (Config.ProbeLatency),
+	// in time order.
+	pending []pendingReport
+}
+
+// pendingReport is a probe call's outcome, reported at its time.
+type pendingReport struct {
+	at      time.Time
+	ok      bool
+	latency time.Duration
+	probe   string
 }
 
 func newEnv(st *store.Store, pols policy.Policies, log *slog.Logger, holder string, copyPick int) *env {

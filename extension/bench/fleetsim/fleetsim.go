@@ -116,6 +116,11 @@ type Config struct {
 	// stops at the end of its current tick, however far it got (see
 	// Result.Simulated).
 	Deadline time.Time
+	// ProbeLatency, when set, is how long a probe call of a HALF_OPEN
+	// circuit takes: its outcome is reported at the environment's first
+	// invocation that long after the call or later, so the circuit stays
+	// HALF_OPEN meanwhile. Other calls are reported at once.
+	ProbeLatency time.Duration
 	// Tick is the simulation's step (default 10 ms; it must divide a
 	// second). Within a tick each environment runs through its arrivals
 	// in time order on its own clock, but the table's clock is the tick's
@@ -367,6 +372,14 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 			e.lastBusy = sec
 			pc[cBusy]++
 		}
+		// Probe outcomes due by now are reported first (ProbeLatency).
+		for len(e.pending) > 0 && !e.pending[0].at.After(t) {
+			r := e.pending[0]
+			e.pending = e.pending[1:]
+			if err := e.report(ctxRun, cfg.Service, r.ok, r.latency, r.probe); err != nil {
+				cfg.Logger.Debug("report", "error", err.Error())
+			}
+		}
 		// INVOKE: the refresh starts first; the function's lookup comes
 		// while it runs; the flush runs with its budget.
 		e.refreshDue()
@@ -403,7 +416,9 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 					e.firstFail = since
 				}
 			}
-			if err := e.report(ctxRun, cfg.Service, ok, latency, probe); err != nil {
+			if probe != "" && cfg.ProbeLatency > 0 {
+				e.pending = append(e.pending, pendingReport{t.Add(cfg.ProbeLatency), ok, latency, probe})
+			} else if err := e.report(ctxRun, cfg.Service, ok, latency, probe); err != nil {
 				cfg.Logger.Debug("report", "error", err.Error())
 			}
 			if cfg.PerInvocationFlush {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
 )
@@ -116,12 +117,72 @@ func (b *Breaker) endCooldown(ctx context.Context, c circuit.Circuit, now time.T
 		if err == nil {
 			after := applied.After()
 			b.put(after)
+			if applied.Decision.Change == circuit.Transition && after.State == circuit.HalfOpen {
+				// This environment made the move: it may claim at
+				// once (see claimDeferred).
+				b.mu.Lock()
+				b.claimAfter[c.ID] = claimTicket{version: after.Version}
+				b.mu.Unlock()
+			}
 			return after, true
 		}
 	}
 	b.pause(c.ID, now.Add(b.busyRetry))
 	b.o.Logger.Warn("ending cool-down failed; retrying after a pause", "service", c.ID, "pauseMs", b.busyRetry.Milliseconds(), "error", err.Error())
 	return c, false
+}
+
+// probeTTL is the probe lease duration of circuit id.
+func (b *Breaker) probeTTL(id string) time.Duration {
+	if b.leaseTTL > 0 {
+		return b.leaseTTL
+	}
+	return b.o.Policies.For(id).Passive.ProbeTimeout
+}
+
+// claimSpread is how many probe timeouts the moments at which
+// environments other than the mover may first claim are spread over (see
+// claimDeferred): two, so that at 10,000 environments and the default
+// probe timeout of 10 s about 500 turns come in a second, half of the
+// lease item's write limit.
+const claimSpread = 2
+
+// claimTicket is when this environment may first claim a probe lease of
+// one HALF_OPEN version of a circuit.
+type claimTicket struct {
+	version int64
+	at      time.Time
+}
+
+// claimDeferred reports whether v shows a circuit that a cool-down end
+// moved to HALF_OPEN (circuit.ReasonCooldownOver), with no active
+// override, whose probe lease this environment may not claim yet at v.At.
+// The environment that made the move may claim at once (it claimed as it
+// moved, and claims again for the next probe); every other environment
+// waits until a moment drawn at
+// random, once per HALF_OPEN version, within claimSpread probe timeouts after the
+// move (the circuit's updatedAt). A refused claim is still a billed write
+// of the lease item: without the wait, every busy environment whose copy
+// shows HALF_OPEN claims within a refresh interval, which at 10,000
+// environments and a probe call of 300 ms took the lease item to its write
+// limit. With it, about n × d / (claimSpread × probeTimeout) of n other environments claim
+// during the d the circuit stays HALF_OPEN, and the first of them soon
+// after the move, so a circuit whose mover went quiet is still probed.
+// A HALF_OPEN reached otherwise (the updater's check, an operator) is
+// claimed by any environment at once, as before.
+func (b *Breaker) claimDeferred(v cache.Value) bool {
+	c := v.Circuit
+	if c.State != circuit.HalfOpen || c.Reason != circuit.ReasonCooldownOver || c.ActiveOverride(v.At) != circuit.NoOverride {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.claimAfter[c.ID]
+	if !ok || t.version != c.Version {
+		t = claimTicket{version: c.Version, at: c.UpdatedAt.Add(time.Duration(b.chance() * float64(claimSpread*b.probeTTL(c.ID))))}
+		b.claimAfter[c.ID] = t
+	}
+	return v.At.Before(t.at)
 }
 
 // claim tries to take a probe lease of the HALF_OPEN circuit c.
@@ -146,11 +207,7 @@ func (b *Breaker) claim(ctx context.Context, c circuit.Circuit, now time.Time) a
 		b.o.Logger.Warn("claiming a probe lease failed", "service", c.ID, "error", err.Error())
 		return admission{}
 	}
-	pol := b.o.Policies.For(c.ID)
-	k, ttl := pol.Passive.HalfOpenProbes, b.leaseTTL
-	if ttl <= 0 {
-		ttl = pol.Passive.ProbeTimeout
-	}
+	k, ttl := b.o.Policies.For(c.ID).Passive.HalfOpenProbes, b.probeTTL(c.ID)
 	l, err := st.ClaimLease(ctx, c.ID, k, rand.IntN(k), b.o.Holder, c.Version, ttl, now)
 	if err != nil {
 		var be *store.BusyError

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/api"
+	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/policy"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/store"
@@ -393,5 +394,61 @@ func TestLostClaimReleaseEndsAtStop(t *testing.T) {
 	defer cancel()
 	if err := a.bg.Wait(wctx); err != nil {
 		t.Fatalf("the release still ran after Stop: %v", err)
+	}
+}
+
+// After a cool-down end moved a circuit to HALF_OPEN, an environment that
+// took no part in the move claims a probe lease only from a moment drawn
+// within two probe timeouts after it, writing nothing before; one that
+// moved it claims at once, for each probe; a HALF_OPEN reached otherwise
+// is claimed at once by anyone.
+func TestClaimWaitsForItsTurnAfterACooldownMove(t *testing.T) {
+	ctx := context.Background()
+	late := func() float64 { return 0.5 } // the turn comes one probe timeout (10 s) after the move, half of claimSpread
+	tests := []struct {
+		name   string
+		reason string
+		open   bool // the table holds OPEN past retryAt: this environment moves it
+		// lookups at these offsets after t0, with whether each is a probe
+		at    []time.Duration
+		probe []bool
+	}{
+		{"not the mover", circuit.ReasonCooldownOver, false, []time.Duration{time.Second, 9 * time.Second, 11 * time.Second}, []bool{false, false, true}},
+		{"moved by a check", "health check passed", false, []time.Duration{time.Second}, []bool{true}},
+		{"the mover, two probes", "", true, []time.Duration{time.Second, 1100 * time.Millisecond}, []bool{true, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			t0 := time.Now().Add(-time.Minute)
+			if tc.open {
+				f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: t0, UpdatedAt: t0.Add(-30 * time.Second)})
+			} else {
+				f.put(t, circuit.Circuit{ID: "svc", State: circuit.HalfOpen, Version: 1, OpenCount: 1, Reason: tc.reason, UpdatedAt: t0})
+			}
+			cw := &countingWrites{API: f.db}
+			st := store.New(cw, f.st.Table()).WithLogger(quiet())
+			clk := &clock{now: t0}
+			c := cache.New(st, cache.Options{RefreshInterval: time.Second, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
+			ps := policy.Policies{"svc": {Breaker: circuit.Settings{SuccessThreshold: 3}}}
+			b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{Policies: ps, Logger: quiet(), ClaimTimeout: 2 * time.Second, Now: clk.Now})
+			b.SetShard(0, late)
+			for i, at := range tc.at {
+				clk.Add(t0.Add(at).Sub(clk.Now()))
+				before := cw.count()
+				a := b.Lookup(ctx, "svc")
+				if got := a.Probe != ""; got != tc.probe[i] || a.Allowed != tc.probe[i] {
+					t.Fatalf("lookup %d at t0+%s: allowed %v probe %v, want a probe: %v", i, at, a.Allowed, got, tc.probe[i])
+				}
+				if !tc.probe[i] && cw.count() != before {
+					t.Fatalf("lookup %d at t0+%s: %d table writes, want none before its turn", i, at, cw.count()-before)
+				}
+				if a.Probe != "" {
+					if _, err := b.Report(ctx, "svc", []api.Outcome{{Success: ptr(true), ProbeToken: a.Probe}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }

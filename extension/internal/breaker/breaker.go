@@ -87,6 +87,8 @@ type Breaker struct {
 	leases      map[string]store.Lease // by token
 	busy        map[string]time.Time   // circuit ID -> no lookup write before
 	inflight    map[string]bool        // circuits with a cool-down end or claim in progress
+	claimAfter  map[string]claimTicket // per HALF_OPEN circuit: when this environment may claim (see claimDeferred)
+	moveAfter   map[string]claimTicket // per OPEN circuit: from when a read lets this environment end its cool-down (see cooldownUnconfirmed)
 	// own holds, per circuit and bucket start (Unix seconds), this
 	// environment's bucket shard as its last write returned it: a window
 	// read, eventually consistent, may miss that write.
@@ -153,6 +155,8 @@ func New(st StoreFunc, c *cache.Cache, o Options) *Breaker {
 		leases:      map[string]store.Lease{},
 		busy:        map[string]time.Time{},
 		inflight:    map[string]bool{},
+		claimAfter:  map[string]claimTicket{},
+		moveAfter:   map[string]claimTicket{},
 		own:         map[string]map[int64]store.BucketShard{},
 		runFollowUp: map[string]bool{},
 		shard:       mrand.IntN(store.BucketShards),

@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"time"
 
 	"github.com/circuitbreaked/lambda-circuit-breaker/extension/internal/cache"
 	"github.com/circuitbreaked/lambda-circuit-breaker/internal/circuit"
@@ -36,22 +37,26 @@ type Answer struct {
 //   - otherwise an active override decides (FORCED_CLOSED allows,
 //     FORCED_OPEN denies); CLOSED allows;
 //   - OPEN denies until retryAt; after it, a lookup whose cached value
-//     was read (or written by this extension) at or after retryAt moves
+//     was read (or written by this extension) at or after retryAt, and
+//     after a delay drawn within a second after it, moves
 //     the circuit to HALF_OPEN with a conditional transition (the first
 //     such lookup in the fleet wins) and goes on as for HALF_OPEN; a
-//     lookup whose value was read before retryAt denies and writes
+//     lookup whose value was read before that denies and writes
 //     nothing (see cooldownUnconfirmed);
 //   - HALF_OPEN allows only a lookup that claims one of the service's
 //     HalfOpenProbes lease slots; the answer then carries the lease's
-//     token (Answer.Probe). Everyone else is denied.
+//     token (Answer.Probe). Everyone else is denied. After a move by a
+//     cool-down end, an environment that took no part in it claims only
+//     from a moment drawn within the probe timeout (see claimDeferred).
 //
 // The table writes of one lookup share one deadline, the claim timeout;
 // see admit for what happens when they fail.
 func (b *Breaker) Lookup(ctx context.Context, id string) Answer {
 	a := b.answer(b.cache.Get(ctx, id))
-	if !a.FailModeApplied && cooldownUnconfirmed(a.Value) {
+	if !a.FailModeApplied && (b.cooldownUnconfirmed(a.Value) || b.claimDeferred(a.Value)) {
 		// Not this lookup: the value may be older than a move to
-		// HALF_OPEN made elsewhere since the cool-down ended.
+		// HALF_OPEN made elsewhere since the cool-down ended, or this
+		// environment's turn to claim a probe lease has not come.
 		b.count(a)
 		return a
 	}
@@ -106,19 +111,35 @@ func (b *Breaker) answer(v cache.Value) Answer {
 	return a
 }
 
+// moveSpread is the span over which the environments' own moments to
+// try ending a cool-down are drawn: one refresh interval by default.
+const moveSpread = time.Second
+
 // cooldownUnconfirmed reports whether v shows an OPEN circuit whose
 // cool-down is over at v.At, with no active override, from a read that
-// started before the cool-down ended. Such a value cannot tell whether
-// another environment has already moved the circuit on, so the lookup
-// denies and leaves the table alone: the cache's next refresh, within one
-// refresh interval, shows either the move or that it is still to be made.
-// Without this, every busy environment of a fleet would read the circuit
-// item strongly in the first second after the cool-down, each on its own
-// copy read up to a refresh interval earlier; with it, only the
-// environments whose copy was read between the end of the cool-down and
-// the move try it, and refreshes are spread at random over the interval.
-func cooldownUnconfirmed(v cache.Value) bool {
+// started before this environment's own moment to try the move: retryAt
+// plus a delay drawn at random within moveSpread, once per OPEN version.
+// A value read before retryAt cannot tell whether another environment
+// has already moved the circuit on, so the lookup denies and leaves the
+// table alone: the cache's next refresh, within one refresh interval,
+// shows either the move or that it is still to be made. Without this,
+// every busy environment of a fleet would read the circuit item strongly
+// in the first second after the cool-down, each on its own copy read up to
+// a refresh interval earlier. With it, only the environments whose copy
+// was read after their own moment and before the move try it; with
+// moments and refreshes both spread over a second, n environments in the
+// m seconds the move takes send about n × m² / 2 of those reads.
+func (b *Breaker) cooldownUnconfirmed(v cache.Value) bool {
 	c := v.Circuit
-	return c.State == circuit.Open && c.ActiveOverride(v.At) == circuit.NoOverride &&
-		!c.RetryAt.IsZero() && !v.At.Before(c.RetryAt) && v.At.Add(-v.Age).Before(c.RetryAt)
+	if c.State != circuit.Open || c.ActiveOverride(v.At) != circuit.NoOverride || c.RetryAt.IsZero() || v.At.Before(c.RetryAt) {
+		return false
+	}
+	b.mu.Lock()
+	t, ok := b.moveAfter[c.ID]
+	if !ok || t.version != c.Version {
+		t = claimTicket{version: c.Version, at: c.RetryAt.Add(time.Duration(b.chance() * float64(moveSpread)))}
+		b.moveAfter[c.ID] = t
+	}
+	b.mu.Unlock()
+	return v.At.Add(-v.Age).Before(t.at)
 }

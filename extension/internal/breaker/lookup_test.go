@@ -264,9 +264,10 @@ func (c *countingWrites) count() int {
 	return c.writes
 }
 
-// An environment ends a cool-down only from a value read after it ended:
-// one read before may miss a move made elsewhere since, so the lookup
-// denies and writes nothing; after the next refresh the lookup moves the
+// An environment ends a cool-down only from a value read after its own
+// moment, drawn within a second after the cool-down's end: one read
+// before may miss a move made elsewhere since, so the lookup denies and
+// writes nothing; after a refresh past that moment the lookup moves the
 // circuit to HALF_OPEN and probes.
 func TestCooldownEndWaitsForAReadAfterIt(t *testing.T) {
 	f := newFixture(t)
@@ -278,6 +279,7 @@ func TestCooldownEndWaitsForAReadAfterIt(t *testing.T) {
 	clk := &clock{now: t0.Add(9500 * time.Millisecond)}
 	c := cache.New(st, cache.Options{RefreshInterval: time.Second, MaxAge: 2 * time.Second, MissTimeout: 5 * time.Second, Now: clk.Now, Logger: quiet()})
 	b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second, Now: clk.Now})
+	b.SetShard(0, func() float64 { return 0.8 }) // its moment: 800 ms after the cool-down's end
 
 	steps := []struct {
 		name    string
@@ -288,7 +290,8 @@ func TestCooldownEndWaitsForAReadAfterIt(t *testing.T) {
 	}{
 		{"in the cool-down", 9500 * time.Millisecond, false, false, circuit.Open},
 		{"over, value read before its end", 10200 * time.Millisecond, false, false, circuit.Open},
-		{"over, value read after its end", 10600 * time.Millisecond, true, true, circuit.HalfOpen},
+		{"over, value read before this environment's moment", 10600 * time.Millisecond, true, false, circuit.Open},
+		{"over, value read after it", 11700 * time.Millisecond, true, true, circuit.HalfOpen},
 	}
 	for _, s := range steps {
 		clk.Add(t0.Add(s.at).Sub(clk.Now()))
