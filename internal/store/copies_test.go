@@ -146,8 +146,8 @@ func TestReaderUsesItsCopy(t *testing.T) {
 	get("first read, K unknown")
 	// Mark copy 2 as a test can: only a reader of copy 2 sees the mark.
 	setAttrs(t, s, CopyKey("svc", 2), map[string]typesAV{"reason": strAV("read from copy 2")})
-	if c, n := get("copy"); c.Reason != "read from copy 2" || n != 1 {
-		t.Fatalf("second read = %+v in %d calls; want copy 2 in one call", c, n)
+	if c, n := get("copy"); c.Reason != "read from copy 2" || n != 1 || c.ID != "svc" {
+		t.Fatalf("second read = %+v in %d calls; want copy 2 in one call, standing for circuit svc", c, n)
 	}
 	if _, err := s.SetOverride(ctx, "svc", circuit.ForcedOpen, "incident", time.Time{}, time.Now()); err != nil {
 		t.Fatal(err)

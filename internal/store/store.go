@@ -399,6 +399,8 @@ func readItem(id string, item map[string]types.AttributeValue) Read {
 		r.Circuit, dropped = salvage(id, item)
 		r.raw = item
 	}
+	// A read copy stands for circuit id; its own key is not the ID.
+	r.Circuit.ID = id
 	r.DroppedOverride = string(dropped)
 	o, found, oerr := DecodeOverrideAttribute(item)
 	switch {

@@ -142,10 +142,11 @@ func (b *Breaker) probeTTL(id string) time.Duration {
 
 // claimSpread is how many probe timeouts the moments at which
 // environments other than the mover may first claim are spread over (see
-// claimDeferred): two, so that at 10,000 environments and the default
-// probe timeout of 10 s about 500 turns come in a second, half of the
-// lease item's write limit.
-const claimSpread = 2
+// claimDeferred): four, so that at 10,000 environments and the default
+// probe timeout of 10 s about 250 turns come in a second, a quarter of the
+// lease item's write limit; a turn can cost two writes (a claim of a
+// circuit that has meanwhile closed is given back).
+const claimSpread = 4
 
 // claimTicket is when this environment may first claim a probe lease of
 // one HALF_OPEN version of a circuit.

@@ -399,12 +399,12 @@ func TestLostClaimReleaseEndsAtStop(t *testing.T) {
 
 // After a cool-down end moved a circuit to HALF_OPEN, an environment that
 // took no part in the move claims a probe lease only from a moment drawn
-// within two probe timeouts after it, writing nothing before; one that
+// within claimSpread probe timeouts after it, writing nothing before; one that
 // moved it claims at once, for each probe; a HALF_OPEN reached otherwise
 // is claimed at once by anyone.
 func TestClaimWaitsForItsTurnAfterACooldownMove(t *testing.T) {
 	ctx := context.Background()
-	late := func() float64 { return 0.5 } // the turn comes one probe timeout (10 s) after the move, half of claimSpread
+	late := func() float64 { return 0.5 } // the turn comes two probe timeouts (20 s) after the move, half of claimSpread
 	tests := []struct {
 		name   string
 		reason string
@@ -413,7 +413,7 @@ func TestClaimWaitsForItsTurnAfterACooldownMove(t *testing.T) {
 		at    []time.Duration
 		probe []bool
 	}{
-		{"not the mover", circuit.ReasonCooldownOver, false, []time.Duration{time.Second, 9 * time.Second, 11 * time.Second}, []bool{false, false, true}},
+		{"not the mover", circuit.ReasonCooldownOver, false, []time.Duration{time.Second, 19 * time.Second, 21 * time.Second}, []bool{false, false, true}},
 		{"moved by a check", "health check passed", false, []time.Duration{time.Second}, []bool{true}},
 		{"the mover, two probes", "", true, []time.Duration{time.Second, 1100 * time.Millisecond}, []bool{true, true}},
 	}
