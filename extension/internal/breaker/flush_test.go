@@ -3,11 +3,13 @@ package breaker
 import (
 	"context"
 	"fmt"
+	"github.com/circuitbreaked/lambda-circuit-breaker/internal/testutil/dbcount"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,13 +60,16 @@ func TestFlushErrorStaysSmall(t *testing.T) {
 }
 
 // The cache says OPEN, but another sandbox's probe has closed the circuit
-// since it was read: failures flushed now are evaluated against the table
-// and trip it, instead of being skipped as "already open".
+// since it was read: once the cached value is older than the maximum age,
+// failures flushed now are evaluated against a fresh read and trip the
+// circuit, instead of being skipped as "already open".
 func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: time.Now().Add(time.Hour)})
-	c := cache.New(f.st, cache.Options{RefreshInterval: time.Hour, Logger: quiet()})
+	var ahead atomic.Int64 // how far the cache's clock runs ahead
+	cacheNow := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	c := cache.New(f.st, cache.Options{RefreshInterval: time.Second, MaxAge: time.Second, Now: cacheNow, Logger: quiet()})
 	b := New(func(context.Context) (*store.Store, error) { return f.st, nil }, c, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
 	if d := b.Lookup(ctx, "svc"); d.State != circuit.Open {
 		t.Fatalf("cached %s, want OPEN", d.State)
@@ -83,6 +88,7 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	if _, err := b.Report(ctx, "svc", outs); err != nil {
 		t.Fatal(err)
 	}
+	ahead.Store(int64(2 * time.Second)) // the cached OPEN is now older than the maximum age
 	res, err := b.FlushAll(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +99,42 @@ func TestFlushTripsWhenTheCacheIsBehind(t *testing.T) {
 	}
 	if cached, _ := c.Peek("svc"); cached.Version != got.Version {
 		t.Errorf("cache holds v%d after the trip, want v%d", cached.Version, got.Version)
+	}
+}
+
+// A circuit the cache holds as OPEN, younger than the maximum age, is not
+// read from the table when this environment's failures are flushed: the
+// window is not evaluated and no read of the circuit item is made (while
+// a circuit is OPEN, every environment that writes a bucket may evaluate).
+func TestFlushSkipsAFreshOpenCircuitWithoutReading(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.put(t, circuit.Circuit{ID: "svc", State: circuit.Open, Version: 1, OpenCount: 1, RetryAt: time.Now().Add(time.Hour)})
+	counted := &dbcount.Client{API: f.db}
+	st := store.New(counted, f.st.Table()).WithLogger(quiet())
+	c := cache.New(st, cache.Options{RefreshInterval: time.Hour, MaxAge: time.Hour, Logger: quiet()})
+	b := New(func(context.Context) (*store.Store, error) { return st, nil }, c, Options{Logger: quiet(), ClaimTimeout: 2 * time.Second})
+	if d := b.Lookup(ctx, "svc"); d.State != circuit.Open {
+		t.Fatalf("cached %s, want OPEN", d.State)
+	}
+	outs := make([]api.Outcome, 30)
+	for i := range outs {
+		outs[i] = api.Outcome{Success: ptr(false), LatencyMs: 5}
+	}
+	if _, err := b.Report(ctx, "svc", outs); err != nil {
+		t.Fatal(err)
+	}
+	before := counted.Reads.Load()
+	res, err := b.FlushAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := counted.Reads.Load() - before
+	if res.Tripped != 0 || res.Written != 1 {
+		t.Errorf("flush = %+v, want the bucket written and no trip", res)
+	}
+	if reads != 0 {
+		t.Errorf("%d table reads during the flush of an OPEN circuit held fresh, want 0", reads)
 	}
 }
 
