@@ -200,13 +200,9 @@ const copyWriteRetry = 50 * time.Millisecond
 // failed twice: the copy lags until the updater's next check repairs it.
 const MsgCopyNotWritten = "read copy not written"
 
-// copyWrite sends one conditional write of copy i of circuit id; a
-// refused condition is the normal outcome of a late or concurrent write.
-// A write that fails otherwise is sent once more after copyWriteRetry
-// (within ctx); when that fails too it is logged (MsgCopyNotWritten) and
-// left to the updater's repair.
-func (s *Store) copyWrite(ctx context.Context, id string, i int, e *expr) {
-	in := &dynamodb.UpdateItemInput{
+// copyUpdate is the conditional UpdateItem of e on read copy i of id.
+func (s *Store) copyUpdate(id string, i int, e *expr) *dynamodb.UpdateItemInput {
+	return &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(CopyKey(id, i)),
 		UpdateExpression:          aws.String(e.update()),
@@ -214,6 +210,15 @@ func (s *Store) copyWrite(ctx context.Context, id string, i int, e *expr) {
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
 	}
+}
+
+// copyWrite sends one conditional write of copy i of circuit id; a
+// refused condition is the normal outcome of a late or concurrent write.
+// A write that fails otherwise is sent once more after copyWriteRetry
+// (within ctx); when that fails too it is logged (MsgCopyNotWritten) and
+// left to the updater's repair.
+func (s *Store) copyWrite(ctx context.Context, id string, i int, e *expr) {
+	in := s.copyUpdate(id, i, e)
 	var ccf *types.ConditionalCheckFailedException
 	_, err := s.db.UpdateItem(ctx, in, s.callOpts...)
 	if err == nil || errors.As(err, &ccf) {
@@ -427,14 +432,7 @@ func (s *Store) syncCopyItems(ctx context.Context, id string, k, n int, r Read, 
 		if len(e.conds) == 0 {
 			e.conds = append(e.conds, "attribute_exists("+e.name(KeyAttribute)+")")
 		}
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 aws.String(s.table),
-			Key:                       key(CopyKey(id, i)),
-			UpdateExpression:          aws.String(e.update()),
-			ConditionExpression:       aws.String(e.condition()),
-			ExpressionAttributeNames:  e.names,
-			ExpressionAttributeValues: e.values,
-		}, s.callOpts...)
+		_, err := s.db.UpdateItem(ctx, s.copyUpdate(id, i, e), s.callOpts...)
 		out.Writes++
 		var ccf *types.ConditionalCheckFailedException
 		switch {
