@@ -356,7 +356,10 @@ func Run(ctx context.Context, cfg Config, usage UsageFunc) (Result, error) {
 	var last circuit.Circuit
 	var mu sync.Mutex
 	var firstErr error
-	lastUse := [3]float64{}
+	// The updater's set-up above is not the fleet's: the phases count
+	// from here.
+	r0, w0, th0 := usage()
+	lastUse := [3]float64{r0, w0, float64(th0)}
 	phase := 0
 	ctxRun, cancel := context.WithCancel(ctx)
 	defer cancel()
