@@ -79,7 +79,7 @@ bench-clients: node_modules/go.mod
 bench-detect: node_modules/go.mod
 	go run ./extension/bench/detectcmd
 
-## bench-fleet: simulate fleets of 1 to 10,000 execution environments on a per-item DynamoDB model: false trips, reaction, reads, per-item load, cost (about 7 min on 2 CPUs); writes docs/fleet.svg
+## bench-fleet: simulate fleets of 1 to 10,000 execution environments on a per-item DynamoDB model: false trips, reaction, reads, per-item load, cost (about 5 min on 2 CPUs); writes docs/fleet.svg
 bench-fleet: node_modules/go.mod
 	go run ./extension/bench/fleetcmd
 
