@@ -252,12 +252,21 @@ func TestProvisionedConcurrencyTiming(t *testing.T) {
 	}()
 	waitLog(t, emu, 20*time.Second, `"msg":"ready"`)
 	prefetch := tl.waitFor(t, 5*time.Second, "for the prefetch", isRead)
+	// The prefetch is done before "ready": one read, or two when the
+	// sandbox's read copy does not exist (this table has none) and it
+	// reads the circuit item instead.
+	prefetched := len(tl.all())
+	for quiet := time.Now(); time.Since(quiet) < 300*time.Millisecond; time.Sleep(20 * time.Millisecond) {
+		if n := len(tl.all()); n != prefetched {
+			prefetched, quiet = n, time.Now() // a second read still arriving
+		}
+	}
 
 	put(t, db, table, circuit.Circuit{ID: "payments", State: circuit.Open, Version: 2, UpdatedAt: time.Now(), RetryAt: time.Now().Add(time.Hour), Reason: "opened while the sandbox waited"})
 	// The pause of provisioned concurrency: no event, past the maximum age.
 	time.Sleep(maxAge + 500*time.Millisecond)
-	if n := len(tl.all()); n != 1 {
-		t.Errorf("%d table calls before the first invocation, want only the prefetch", n)
+	if n := len(tl.all()); n != prefetched || n > 2 {
+		t.Errorf("%d table calls before the first invocation, want only the prefetch's %d (at most 2)", n, prefetched)
 	}
 	if err := emu.ReleaseInit(); err != nil {
 		t.Fatal(err)
