@@ -330,8 +330,27 @@ func TestFleetProbeLease(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		// The burst's lookups that the sandbox making the cool-down move
+		// answered before its move landed were refused; the others wait
+		// their turn (see breaker's claimDeferred). The mover fills the
+		// remaining slots with its next lookups, and no sandbox ever gets
+		// more than the k leases.
+		if len(probes) < 1 || len(probes) > tc.k {
+			t.Fatalf("%s: %d callers allowed in the burst, want 1 to %d", tc.id, len(probes), tc.k)
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(probes) < tc.k && time.Now().Before(deadline); {
+			if c := probers[0].lookup(t, tc.id); c.Allowed {
+				probes = append(probes, c)
+				probers = append(probers, probers[0])
+			}
+		}
 		if len(probes) != tc.k {
 			t.Fatalf("%s: %d callers allowed, want exactly %d", tc.id, len(probes), tc.k)
+		}
+		for _, p := range fleet {
+			if c := p.lookup(t, tc.id); c.Allowed {
+				t.Fatalf("%s: a lookup past the %d leases was allowed: %+v", tc.id, tc.k, c)
+			}
 		}
 		for _, c := range probes {
 			if !c.Probe || c.ProbeToken == "" || c.State != "HALF_OPEN" {
