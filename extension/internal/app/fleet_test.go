@@ -358,7 +358,20 @@ func TestFleetProbeLease(t *testing.T) {
 			}
 		}
 		if tc.id == "k1" {
-			mover = probers[0]
+			// The mover is the sandbox whose write ended the cool-down, as
+			// its log says: a probe of the burst may have gone to another
+			// sandbox whose drawn turn came early.
+			const moved = `"service":"k1","from":"OPEN","to":"HALF_OPEN"`
+			for deadline := time.Now().Add(5 * time.Second); mover == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				for _, p := range fleet {
+					if strings.Contains(p.logs.String(), moved) {
+						mover = p
+					}
+				}
+			}
+			if mover == nil {
+				t.Fatal("k1: no sandbox logged the cool-down move")
+			}
 		}
 		ok := outcome(true, 12)
 		ok.ProbeToken = probes[0].ProbeToken
